@@ -1,0 +1,61 @@
+# Two commands on a fresh Debian 12 machine: `make run` and `make test` (both install first).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# The system's Python 3.11 (Debian 12's python3 is 3.11).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+SHARED_DATA ?= ../shared/data
+OUT ?= out
+
+.PHONY: help setup system run test test-all bench lint format clean
+
+help:
+	@echo "make run    set up, render and reconstruct a sample capture, and say where the result is"
+	@echo "make test   set up and run the test suite (CI runs this)"
+	@echo "make setup  install only: system packages, $(VENV), npm packages"
+	@echo "make bench  quality and speed benchmarks (slow; JSON results under $(OUT)/bench)"
+	@echo "make lint   ruff format --check and ruff check"
+
+setup: system $(VENV)/.installed node_modules/.installed
+
+system:
+	@tools/install_system_packages.sh
+
+$(VENV)/.installed: pyproject.toml | system
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json | system
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: setup
+	$(VENV)/bin/recon synth mug $(OUT)/demo_capture --views 24 --size 800 --overwrite
+	@echo
+	@echo "A synthetic capture of the procedural mug, with its ground truth, is in $(OUT)/demo_capture"
+	@echo "(photos in images/, truth in truth/). Reconstruction and the viewer arrive with the"
+	@echo "pipeline and API; sample captures to reconstruct are in sample_captures/."
+
+test: setup
+	$(PY) -m pytest -m "not slow"
+
+test-all: setup
+	$(PY) -m pytest
+
+bench: setup
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/synth_and_evaluate.py --out $(OUT)/bench
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,8 @@
+"""Product photos to textured, real-scale 3D assets (GLB, USDZ) for web shops and AR."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("recon")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"

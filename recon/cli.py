@@ -1,0 +1,167 @@
+"""The `recon` command: one verb per job, each a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from recon import __version__
+from recon.errors import ReconError
+from recon.progress import ProgressCallback
+
+console = Console(stderr=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except ReconError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recon", description="Product photos to textured, real-scale 3D assets."
+    )
+    parser.add_argument("--version", action="version", version=f"recon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    synth = verbs.add_parser(
+        "synth",
+        help="render a synthetic capture with exact ground truth",
+        description="Photograph a textured model (GLB, glTF, OBJ, or a procedural product name: "
+        "cereal_box, bottle, mug) from rings of cameras, and write the truth beside the photos.",
+    )
+    synth.add_argument("model", help="model file, or a procedural product name")
+    synth.add_argument("out", type=Path, help="capture folder to create")
+    synth.add_argument("--views", type=int, default=24, help="photos around the product (24)")
+    synth.add_argument("--size", type=int, default=960, dest="size_px", help="photo size, px (960)")
+    synth.add_argument("--background", choices=["plain", "table"], default="plain",
+                       help="plain studio paper, or a wooden tabletop under the product")
+    synth.add_argument("--lighting", choices=["studio", "unlit"], default="studio",
+                       help="studio: soft world-fixed lights; unlit: base colour only")
+    synth.add_argument("--seed", type=int, default=0, help="random seed for the camera jitter")
+    synth.add_argument("--novel-views", type=int, default=6, help="held-out views for scoring (6)")
+    synth.add_argument("--up", choices=["y", "z"], default="y", help="the model file's up axis")
+    synth.add_argument("--size-m", type=float, default=None,
+                       help="longest side of the product in metres (default: from the units)")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing capture")
+    synth.set_defaults(handler=_synth)
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="score a reconstruction against ground truth",
+        description="Align OUT_DIR's cameras (report.json) to the truth of CAPTURE_DIR and score "
+        "registration, poses, surface (F-score) and texture (masked PSNR/SSIM).",
+    )
+    evaluate.add_argument("capture_dir", type=Path, help="capture written by `recon synth`, "
+                          "or a folder with a Middlebury *_par.txt")
+    evaluate.add_argument("out_dir", type=Path, help="a reconstruction's output folder")
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the scores here")
+    evaluate.add_argument("--no-texture", action="store_true", help="skip texture scoring")
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from recon import synth
+
+    options = synth.SynthOptions(
+        views=args.views,
+        size_px=args.size_px,
+        background=synth.Background(args.background),
+        lighting=synth.Lighting(args.lighting),
+        seed=args.seed,
+        novel_views=args.novel_views,
+        up_axis=synth.UpAxis(args.up),
+        size_m=args.size_m,
+        overwrite=args.overwrite,
+    )
+    with progress_bar() as progress:
+        result = synth.run(args.model, args.out, options, progress=progress)
+    width, height, depth = result.size_m
+    console.print(
+        f"wrote {len(result.cameras)} photos and {len(result.novel_cameras)} held-out views of a "
+        f"{width:.3f} × {height:.3f} × {depth:.3f} m product to {result.out_dir}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from recon import evaluation
+
+    options = evaluation.EvaluateOptions(score_texture=not args.no_texture)
+    scores = evaluation.evaluate(args.capture_dir, args.out_dir, options)
+    if args.json:
+        evaluation.write_scores(scores, args.json)
+    Console().print(_scores_table(scores))
+    return 0
+
+
+def _scores_table(scores: dict) -> Table:
+    table = Table(title=f"{scores['reconstruction']} vs {scores['capture']}", show_header=False)
+    images = scores["images"]
+    table.add_row("registered", f"{images['registered']} / {images['truth']}")
+    if "error" in scores:
+        table.add_row("error", scores["error"])
+    if pose := scores.get("pose"):
+        table.add_row("rotation error (median)", f"{pose['rotation_error_deg']['median']:.4f}°")
+        table.add_row("centre error (median)", f"{pose['center_error_pct']['median']:.4f} %")
+    if geometry := scores.get("geometry"):
+        for tau, f_score in geometry["f_score"].items():
+            table.add_row(
+                f"F-score @ {tau} %",
+                f"{f_score:.4f}  (accuracy {geometry['accuracy'][tau]:.4f}, "
+                f"completeness {geometry['completeness'][tau]:.4f})",
+            )
+    if (texture := scores.get("texture")) and texture.get("views"):
+        table.add_row("texture PSNR", f"{texture['psnr_db']:.2f} dB (min {texture['psnr_db_min']:.2f})")
+        table.add_row("texture SSIM", f"{texture['ssim']:.4f}")
+    for warning in scores.get("warnings", []):
+        table.add_row("warning", warning)
+    return table
+
+
+@contextmanager
+def progress_bar() -> Iterator[ProgressCallback]:
+    """A terminal progress bar with one row per stage, fed by the library's progress events."""
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[message]}"),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, fraction: float, message: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0, message="")
+            bar.update(tasks[stage], completed=fraction, message=message)
+
+        yield report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

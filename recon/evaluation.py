@@ -1,0 +1,282 @@
+"""Scoring a reconstruction against ground truth: registration, camera poses, surface and texture.
+
+The reconstruction is first brought into the truth frame by the similarity that best maps its
+camera centres onto the true ones, so scores do not depend on the arbitrary frame, scale or
+orientation SfM chose. Thresholds are relative to the truth's bounding-box diagonal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import open3d as o3d
+import trimesh
+from PIL import Image
+
+from recon.cameras import Camera, read_cameras_json, read_middlebury_par
+from recon.errors import InputError
+from recon.geometry import (
+    Similarity,
+    fit_similarity_robust,
+    rotation_angle_deg,
+    sample_surface,
+)
+from recon.render import Lighting, OffscreenRenderer
+from recon.textured_mesh import load_textured_mesh
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateOptions:
+    """How finely to score."""
+
+    thresholds_pct: tuple[float, ...] = (0.5, 1.0)  # τ as % of the truth bbox diagonal
+    surface_samples: int = 100_000  # points sampled on each surface
+    seed: int = 0
+    score_texture: bool = True  # render the model at the held-out views (needs a GL context)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What is known about a capture."""
+
+    cameras: list[Camera]
+    mesh_path: Path | None  # truth surface (synthetic captures only)
+    novel_dir: Path | None  # held-out views with their cameras.json
+    kind: str  # "synthetic" or "calibrated"
+
+
+def load_truth(capture_dir: Path) -> Truth:
+    """Ground truth of a synthetic capture (`recon synth`) or a Middlebury-calibrated one."""
+    capture_dir = Path(capture_dir)
+    if not capture_dir.is_dir():
+        raise InputError(f"capture folder {capture_dir} does not exist")
+    truth_dir = capture_dir / "truth"
+    if (truth_dir / "cameras.json").exists():
+        mesh_path = truth_dir / "mesh.ply"
+        novel_dir = truth_dir / "novel"
+        return Truth(
+            cameras=read_cameras_json(truth_dir / "cameras.json"),
+            mesh_path=mesh_path if mesh_path.exists() else None,
+            novel_dir=novel_dir if (novel_dir / "cameras.json").exists() else None,
+            kind="synthetic",
+        )
+    calibrations = sorted(capture_dir.glob("*_par.txt"))
+    if calibrations:
+        return Truth(read_middlebury_par(calibrations[0]), None, None, kind="calibrated")
+    raise InputError(
+        f"{capture_dir} has no ground truth: expected truth/cameras.json (from `recon synth`) "
+        "or a Middlebury *_par.txt calibration"
+    )
+
+
+def evaluate(capture_dir: Path, out_dir: Path, options: EvaluateOptions | None = None) -> dict:
+    """Score the reconstruction in `out_dir` (report.json, model.glb) against `capture_dir`'s truth."""
+    options = options or EvaluateOptions()
+    truth = load_truth(capture_dir)
+    out_dir = Path(out_dir)
+    report_path = out_dir / "report.json"
+    if not report_path.exists():
+        raise InputError(f"{out_dir} has no report.json: is it a reconstruction's output folder?")
+    recon_cameras = {camera.name: camera for camera in read_cameras_json(report_path)}
+    truth_by_name = {camera.name: camera for camera in truth.cameras}
+    matched = [name for name in truth_by_name if name in recon_cameras]
+    scores: dict = {
+        "capture": str(capture_dir),
+        "reconstruction": str(out_dir),
+        "truth": truth.kind,
+        "images": {
+            "truth": len(truth.cameras),
+            "registered": len(matched),
+            "registered_fraction": len(matched) / len(truth.cameras),
+            "missing": sorted(set(truth_by_name) - set(matched)),
+        },
+    }
+    if len(matched) < 3:
+        scores["error"] = f"only {len(matched)} cameras match the truth; 3 are needed to align"
+        return scores
+
+    truth_matched = [truth_by_name[name] for name in matched]
+    recon_matched = [recon_cameras[name] for name in matched]
+    to_truth = fit_similarity_robust(
+        np.array([c.center for c in recon_matched]), np.array([c.center for c in truth_matched])
+    )
+    truth_mesh = trimesh.load(truth.mesh_path, process=False) if truth.mesh_path else None
+    if truth_mesh is not None:
+        diagonal = float(np.linalg.norm(truth_mesh.bounds[1] - truth_mesh.bounds[0]))
+        reference = "truth bounding-box diagonal"
+    else:
+        centers = np.array([c.center for c in truth.cameras])
+        diagonal = float(np.linalg.norm(centers.max(axis=0) - centers.min(axis=0)))
+        reference = "diagonal of the true camera centres' bounding box"
+    scores["pose"] = score_poses(truth_matched, recon_matched, to_truth, diagonal)
+    scores["pose"]["center_error_reference"] = reference
+
+    model_path = out_dir / "model.glb"
+    if truth_mesh is not None and model_path.exists():
+        recon_mesh = load_textured_mesh(model_path).transformed(to_truth.matrix())
+        scores["geometry"] = score_surface(
+            truth_mesh, recon_mesh.to_trimesh(), truth.cameras, diagonal, options
+        )
+        if options.score_texture and truth.novel_dir is not None:
+            scores["texture"] = score_texture(recon_mesh, truth.novel_dir)
+    elif truth_mesh is not None:
+        scores["geometry"] = None
+        scores["warnings"] = [f"{model_path} is missing: surface and texture not scored"]
+    return scores
+
+
+def score_poses(truth: list[Camera], recon: list[Camera], to_truth: Similarity,
+                diagonal: float) -> dict:
+    """Rotation and camera-centre errors of matched cameras after alignment."""
+    rotation_errors, center_errors = [], []
+    for true_camera, camera in zip(truth, recon, strict=True):
+        # A world-to-camera rotation seen from the truth frame: R_recon · A^T.
+        aligned_rotation = camera.R @ to_truth.rotation.T
+        rotation_errors.append(rotation_angle_deg(aligned_rotation @ true_camera.R.T))
+        aligned_center = to_truth.apply(camera.center[None])[0]
+        center_errors.append(np.linalg.norm(aligned_center - true_camera.center) / diagonal * 100)
+    return {
+        "aligned_cameras": len(truth),
+        "scale": to_truth.scale,
+        "rotation_error_deg": _summary(rotation_errors),
+        "center_error_pct": _summary(center_errors),
+    }
+
+
+def score_surface(truth_mesh: trimesh.Trimesh, recon_mesh: trimesh.Trimesh,
+                  cameras: list[Camera], diagonal: float, options: EvaluateOptions) -> dict:
+    """Accuracy (reconstruction → truth), completeness (seen truth → reconstruction) and F-score."""
+    truth_points = sample_surface(truth_mesh, options.surface_samples, seed=options.seed)
+    seen = visible_from_any(truth_mesh, truth_points, cameras)
+    truth_points = truth_points[seen]
+    if len(recon_mesh.faces) == 0:
+        accuracy_distances = np.array([np.inf])
+        completeness_distances = np.full(len(truth_points), np.inf)
+    else:
+        recon_points = sample_surface(recon_mesh, options.surface_samples, seed=options.seed + 1)
+        accuracy_distances = distance_to_mesh(truth_mesh, recon_points)
+        completeness_distances = distance_to_mesh(recon_mesh, truth_points)
+    result: dict = {
+        "diagonal_m": diagonal,
+        "seen_fraction": float(seen.mean()),
+        "accuracy_median_pct": float(np.median(accuracy_distances) / diagonal * 100),
+        "completeness_median_pct": float(np.median(completeness_distances) / diagonal * 100),
+        "accuracy": {},
+        "completeness": {},
+        "f_score": {},
+    }
+    for tau_pct in options.thresholds_pct:
+        tau = tau_pct / 100 * diagonal
+        precision = float((accuracy_distances < tau).mean())
+        recall = float((completeness_distances < tau).mean())
+        f_score = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        key = f"{tau_pct:g}"
+        result["accuracy"][key] = precision
+        result["completeness"][key] = recall
+        result["f_score"][key] = f_score
+    return result
+
+
+def distance_to_mesh(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
+    """(n,) exact distances from (n, 3) points to the nearest point on the mesh's triangles."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
+    )
+    distances = scene.compute_distance(o3d.core.Tensor(points.astype(np.float32)))
+    return distances.numpy().astype(np.float64)
+
+
+def visible_from_any(mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Camera]) -> np.ndarray:
+    """(n,) bool: which surface points some camera sees (inside its image, not occluded)."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
+    )
+    diagonal = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
+    seen = np.zeros(len(points), dtype=bool)
+    for camera in cameras:
+        uv, depth = camera.project(points)
+        inside = (
+            (depth > 0)
+            & (uv[:, 0] >= -0.5) & (uv[:, 0] < camera.width - 0.5)
+            & (uv[:, 1] >= -0.5) & (uv[:, 1] < camera.height - 0.5)
+            & ~seen
+        )
+        candidates = np.flatnonzero(inside)
+        if len(candidates) == 0:
+            continue
+        rays_to = points[candidates] - camera.center
+        distance = np.linalg.norm(rays_to, axis=1)
+        rays = np.hstack([np.tile(camera.center, (len(candidates), 1)), rays_to / distance[:, None]])
+        hits = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
+        # Visible when the first hit is the point itself (up to float32 precision).
+        seen[candidates[hits >= distance - 1e-4 * diagonal]] = True
+    return seen
+
+
+def score_texture(recon_mesh, novel_dir: Path) -> dict:
+    """Masked PSNR and SSIM of the model (unlit: its texture holds what cameras saw) at held-out views."""
+    cameras = read_cameras_json(novel_dir / "cameras.json")
+    psnrs, ssims, coverages = [], [], []
+    with OffscreenRenderer(recon_mesh, lighting=Lighting.UNLIT) as renderer:
+        for camera in cameras:
+            truth_rgba = np.asarray(Image.open(novel_dir / camera.name).convert("RGBA"))
+            mask = truth_rgba[..., 3] >= 128
+            if not mask.any():
+                continue
+            rendering = renderer.render(camera, supersample=2)
+            truth_rgb = truth_rgba[..., :3].astype(np.float64)
+            rendered = rendering.rgb.astype(np.float64)
+            mse = float(((rendered - truth_rgb)[mask] ** 2).mean())
+            psnrs.append(100.0 if mse == 0 else 10 * np.log10(255.0**2 / mse))
+            ssims.append(masked_ssim(rendered, truth_rgb, mask))
+            coverages.append(float(rendering.mask[mask].mean()))
+    if not psnrs:
+        return {"views": 0}
+    return {
+        "views": len(psnrs),
+        "psnr_db": float(np.mean(psnrs)),
+        "psnr_db_min": float(np.min(psnrs)),
+        "ssim": float(np.mean(ssims)),
+        "coverage": float(np.mean(coverages)),
+    }
+
+
+def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004, 11-px Gaussian window, σ = 1.5) over masked pixels of RGB images."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, (11, 11), 1.5)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return float(ssim_map.mean(axis=2)[mask].mean())
+
+
+def write_scores(scores: dict, path: Path) -> None:
+    Path(path).write_text(json.dumps(scores, indent=1) + "\n")
+
+
+def _summary(values: list[float]) -> dict:
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "median": float(np.median(array)),
+        "mean": float(array.mean()),
+        "max": float(array.max()),
+    }

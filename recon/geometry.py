@@ -1,0 +1,72 @@
+"""Pure geometry helpers: similarity alignment, rotation angles, surface sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """``x_dst = scale * rotation @ x_src + translation``."""
+
+    scale: float
+    rotation: np.ndarray  # (3, 3)
+    translation: np.ndarray  # (3,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) points -> (n, 3) transformed points."""
+        return self.scale * points @ self.rotation.T + self.translation
+
+    def matrix(self) -> np.ndarray:
+        """The 4×4 homogeneous matrix."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = self.scale * self.rotation
+        matrix[:3, 3] = self.translation
+        return matrix
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:
+    """Least-squares similarity mapping (n, 3) `src` onto (n, 3) `dst` (Umeyama 1991); n ≥ 3."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mean_src, mean_dst = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - mean_src, dst - mean_dst
+    covariance = b.T @ a / len(src)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # a reflection is not a rotation
+        sign[2, 2] = -1
+    rotation = u @ sign @ vt
+    variance = (a**2).sum() / len(src)
+    scale = float(np.trace(np.diag(singular) @ sign) / variance) if variance > 0 else 1.0
+    return Similarity(scale, rotation, mean_dst - scale * rotation @ mean_src)
+
+
+def fit_similarity_robust(src: np.ndarray, dst: np.ndarray, *, rounds: int = 3) -> Similarity:
+    """`fit_similarity`, refitted on the points that agree, so a few lost cameras can't skew it."""
+    keep = np.ones(len(src), dtype=bool)
+    similarity = fit_similarity(src, dst)
+    for _ in range(rounds):
+        residual = np.linalg.norm(similarity.apply(src) - dst, axis=1)
+        spread = np.linalg.norm(dst - dst.mean(axis=0), axis=1).mean()
+        new_keep = residual <= max(3.0 * np.median(residual), 1e-3 * spread)
+        if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+        similarity = fit_similarity(src[keep], dst[keep])
+    return similarity
+
+
+def rotation_angle_deg(rotation: np.ndarray) -> float:
+    """Angle of a 3×3 rotation matrix, in degrees."""
+    cos = (np.trace(rotation) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def sample_surface(mesh: trimesh.Trimesh, count: int, *, seed: int = 0) -> np.ndarray:
+    """(count, 3) points spread uniformly by area over the mesh surface."""
+    points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return np.asarray(points, dtype=np.float64)

@@ -1,0 +1,300 @@
+"""Synthetic captures: photos of a textured model from known cameras, with exact ground truth.
+
+Layout written to OUT (read by `recon evaluate` and the tests)::
+
+    images/img_000.jpg ...        the "photos" (JPEG, EXIF 35 mm focal length)
+    truth/cameras.json            their cameras, in the report.json camera format
+    truth/mesh.ply                the product surface in the truth frame (metres, +Y up, base on y = 0)
+    truth/masks/img_000.png ...   the product's silhouette in each photo
+    truth/novel/view_00.png ...   held-out views (RGBA: alpha is the product mask)
+    truth/novel/cameras.json      their cameras
+    truth/scene.json              how the truth frame was made from the model file
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from recon.cameras import Camera, look_at, write_cameras_json
+from recon.errors import InputError
+from recon.progress import ProgressCallback
+from recon.render import Lighting, OffscreenRenderer
+from recon.textured_mesh import Primitive, TexturedMesh, from_trimesh, load_textured_mesh
+
+logger = logging.getLogger(__name__)
+
+
+class Background(StrEnum):
+    PLAIN = "plain"  # seamless studio paper: one even colour
+    TABLE = "table"  # a wooden tabletop under the product, like a real turntable shot
+
+
+class UpAxis(StrEnum):
+    Y = "y"  # glTF's convention
+    Z = "z"  # CAD and many scanners
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthOptions:
+    """How to photograph the model."""
+
+    views: int = 24  # photos on the rings around the product
+    size_px: int = 960  # long side of each photo (photos are square)
+    background: Background = Background.PLAIN
+    lighting: Lighting = Lighting.STUDIO
+    seed: int = 0  # drives the camera jitter
+    novel_views: int = 6  # held-out views for texture scoring
+    hfov_deg: float = 50.0  # horizontal field of view of the simulated camera
+    up_axis: UpAxis = UpAxis.Y  # the model file's up axis
+    size_m: float | None = None  # longest side of the product in metres; None: guess from units
+    jpeg_quality: int = 92
+    supersample: int = 2  # anti-aliasing factor, as a real lens and sensor blur edges
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    out_dir: Path
+    cameras: list[Camera]
+    novel_cameras: list[Camera]
+    size_m: np.ndarray  # (3,) product extent in the truth frame
+
+
+PLAIN_BACKGROUND_RGB = (214, 216, 220)
+_TABLE_SIZE_FACTOR = 8.0  # tabletop side, in multiples of the product's bounding radius
+
+
+def run(model: str | Path, out_dir: Path, options: SynthOptions | None = None, *,
+        progress: ProgressCallback | None = None) -> SynthResult:
+    """Render a synthetic capture of `model` (a file path or a procedural product name) to `out_dir`."""
+    options = options or SynthOptions()
+    _validate(options)
+    out_dir = Path(out_dir)
+    if (out_dir / "truth" / "cameras.json").exists() and not options.overwrite:
+        raise InputError(f"{out_dir} already holds a capture; pass overwrite to replace it")
+    product, scene_info = load_product(model, up_axis=options.up_axis, size_m=options.size_m)
+    bounds = product.bounds
+    center = bounds.mean(axis=0)
+    radius = float(np.linalg.norm(bounds[1] - bounds[0]) / 2)
+    rng = np.random.default_rng(options.seed)
+    cameras = ring_cameras(center, radius, options.views, options, rng)
+    novel = novel_cameras(center, radius, options.novel_views, options)
+
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for sub in ("images", "truth/masks", "truth/novel"):
+        (staging / sub).mkdir(parents=True)
+    full_scene = product
+    if options.background == Background.TABLE:
+        full_scene = TexturedMesh(product.primitives + (make_tabletop(radius * _TABLE_SIZE_FACTOR),))
+    total = len(cameras) + len(novel)
+    with (
+        OffscreenRenderer(full_scene, lighting=options.lighting) as photographer,
+        OffscreenRenderer(product, lighting=options.lighting) as product_only,
+    ):
+        for index, camera in enumerate(cameras):
+            photo = photographer.render(
+                camera, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
+            )
+            silhouette = product_only.render(camera, supersample=options.supersample).mask
+            _write_jpeg(staging / "images" / camera.name, photo.rgb, camera, options)
+            Image.fromarray(silhouette).save(
+                staging / "truth" / "masks" / Path(camera.name).with_suffix(".png")
+            )
+            if progress:
+                progress("synth", (index + 1) / total, camera.name)
+        for index, camera in enumerate(novel):
+            view = product_only.render(camera, supersample=options.supersample)
+            rgba = np.dstack([view.rgb, view.mask.astype(np.uint8) * 255])
+            Image.fromarray(rgba).save(staging / "truth" / "novel" / camera.name)
+            if progress:
+                progress("synth", (len(cameras) + index + 1) / total, camera.name)
+
+    write_cameras_json(staging / "truth" / "cameras.json", cameras, units="metre")
+    write_cameras_json(staging / "truth" / "novel" / "cameras.json", novel, units="metre")
+    product.to_trimesh().export(staging / "truth" / "mesh.ply")
+    scene_info.update(
+        options={k: (str(v) if isinstance(v, StrEnum) else v) for k, v in asdict(options).items()},
+        bbox_m=(bounds[1] - bounds[0]).round(6).tolist(),
+        units="metre",
+    )
+    (staging / "truth" / "scene.json").write_text(json.dumps(scene_info, indent=1) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    logger.info("wrote %d photos and %d novel views to %s", len(cameras), len(novel), out_dir)
+    return SynthResult(out_dir, cameras, novel, bounds[1] - bounds[0])
+
+
+def load_product(model: str | Path, *, up_axis: UpAxis = UpAxis.Y,
+                 size_m: float | None = None) -> tuple[TexturedMesh, dict]:
+    """The model in the truth frame (+Y up, metres, base centre at the origin), and how it got there.
+
+    `model` is a file (GLB, glTF, OBJ) or the name of a procedural product.
+    """
+    from recon import procedural
+
+    path = Path(model)
+    if path.exists():
+        mesh = load_textured_mesh(path)
+        source = str(path)
+    elif str(model) in procedural.PRODUCT_NAMES:
+        mesh = from_trimesh(procedural.make_product(str(model)), source=str(model))
+        source = f"procedural:{model}"
+    else:
+        raise InputError(
+            f"{model} is neither a model file nor a procedural product; give a .glb/.gltf/.obj "
+            f"path or one of: {', '.join(procedural.PRODUCT_NAMES)}"
+        )
+    to_truth = np.eye(4)
+    if up_axis == UpAxis.Z:  # rotate +Z to +Y (and +Y to -Z), keeping the frame right-handed
+        to_truth[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]
+    bounds = mesh.transformed(to_truth).bounds
+    longest = float((bounds[1] - bounds[0]).max())
+    scale, unit_note = guess_scale(longest, size_m)
+    base_center = np.array([(bounds[0, 0] + bounds[1, 0]) / 2, bounds[0, 1],
+                            (bounds[0, 2] + bounds[1, 2]) / 2])
+    place = np.eye(4)
+    place[:3, :3] *= scale
+    place[:3, 3] = -scale * base_center
+    to_truth = place @ to_truth
+    info = {"model": source, "to_truth": to_truth.round(12).tolist(), "scale_note": unit_note}
+    return mesh.transformed(to_truth), info
+
+
+def guess_scale(longest: float, size_m: float | None) -> tuple[float, str]:
+    """Scale factor from model units to metres, and a note saying why."""
+    if longest <= 0:
+        raise InputError("the model is flat or empty: its bounding box has no extent")
+    if size_m is not None:
+        return size_m / longest, f"scaled so the longest side is {size_m} m (as asked)"
+    if 0.02 <= longest <= 3.0:
+        return 1.0, "model units taken as metres"
+    if 20 <= longest <= 300:
+        return 0.01, "model units taken as centimetres"
+    if 300 < longest <= 3000:
+        return 0.001, "model units taken as millimetres"
+    return 0.25 / longest, "units unknown: scaled so the longest side is 0.25 m"
+
+
+def ring_cameras(center: np.ndarray, radius: float, views: int, options: SynthOptions,
+                 rng: np.random.Generator) -> list[Camera]:
+    """`views` cameras on 2–3 rings of elevation around `center`, jittered like a hand-held capture."""
+    elevations_deg = (15.0, 40.0) if views < 36 else (12.0, 35.0, 60.0)
+    per_ring = np.array_split(np.arange(views), len(elevations_deg))
+    cameras = []
+    for ring, (elevation, members) in enumerate(zip(elevations_deg, per_ring, strict=True)):
+        step = 360.0 / len(members)
+        for k, index in enumerate(members):
+            azimuth = k * step + ring * step / 2 + rng.uniform(-0.1, 0.1) * step
+            cameras.append(
+                _orbit_camera(
+                    f"img_{index:03d}.jpg", center, radius, options,
+                    azimuth_deg=azimuth,
+                    elevation_deg=elevation + rng.uniform(-3, 3),
+                    distance_factor=rng.uniform(0.95, 1.08),
+                    roll_deg=rng.uniform(-2, 2),
+                    target_offset=rng.uniform(-0.03, 0.03, 3) * radius,
+                )
+            )
+    return cameras
+
+
+def novel_cameras(center: np.ndarray, radius: float, views: int,
+                  options: SynthOptions) -> list[Camera]:
+    """Held-out views between and above the capture rings (no jitter: exactly reproducible)."""
+    return [
+        _orbit_camera(
+            f"view_{index:02d}.png", center, radius, options,
+            azimuth_deg=index * 360.0 / max(views, 1) + 37.0,
+            elevation_deg=(28.0, 52.0)[index % 2],
+            distance_factor=1.0,
+        )
+        for index in range(views)
+    ]
+
+
+def _orbit_camera(name: str, center: np.ndarray, radius: float, options: SynthOptions, *,
+                  azimuth_deg: float, elevation_deg: float, distance_factor: float,
+                  roll_deg: float = 0.0, target_offset: np.ndarray | None = None) -> Camera:
+    half_fov = math.radians(options.hfov_deg) / 2
+    # The bounding sphere fills about 80 % of the frame's width.
+    distance = radius / math.sin(half_fov) / 0.8 * distance_factor
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    # Azimuth 0 looks at the product's front (+Z) from the front; angles grow counter-clockwise.
+    direction = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
+    target = center + (target_offset if target_offset is not None else 0.0)
+    R, _ = look_at(center + distance * direction, target)
+    roll = math.radians(roll_deg)
+    R = np.array([[math.cos(roll), -math.sin(roll), 0], [math.sin(roll), math.cos(roll), 0],
+                  [0, 0, 1]]) @ R
+    eye = center + distance * direction
+    size = options.size_px
+    focal = (size / 2) / math.tan(half_fov)
+    K = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1.0]])
+    return Camera(name=name, width=size, height=size, K=K, R=R, t=-R @ eye)
+
+
+def make_tabletop(side_m: float, *, seed: int = 7) -> Primitive:
+    """A square wooden tabletop at y = 0 (top face up), centred on the origin, texture drawn by code."""
+    rng = np.random.default_rng(seed)
+    size = 2048
+    x = np.tile(np.arange(size) / size, (size, 1))
+    # Wood: rings bent by low-frequency noise, plus fine grain and knots of darker colour.
+    warp = _smooth_noise(rng, size, cells=6) * 0.35
+    rings = np.sin((x * 38 + warp * 12 + _smooth_noise(rng, size, cells=40) * 0.8) * math.pi)
+    grain = _smooth_noise(rng, size, cells=180) * 0.5 + rng.normal(0, 0.12, (size, size))
+    tone = 0.55 + 0.18 * rings + 0.12 * grain + 0.1 * _smooth_noise(rng, size, cells=3)
+    wood = np.array([0.62, 0.42, 0.25])
+    texture = np.clip(tone[..., None] * wood * 1.25, 0, 1)
+    half = side_m / 2
+    vertices = np.array([[-half, 0, -half], [half, 0, -half], [half, 0, half], [-half, 0, half]])
+    repeats = max(1.0, side_m / 0.6)  # one texture tile per 60 cm keeps the grain life-size
+    return Primitive(
+        vertices=vertices,
+        faces=np.array([[0, 2, 1], [0, 3, 2]]),
+        normals=np.tile([0.0, 1.0, 0.0], (4, 1)),
+        uv=np.array([[0, repeats], [repeats, repeats], [repeats, 0], [0, 0]], dtype=np.float64),
+        texture=(texture * 255).astype(np.uint8),
+    )
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, *, cells: int) -> np.ndarray:
+    """(size, size) value noise in [-1, 1] with about `cells` features across; tiles seamlessly."""
+    coarse = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
+    tiled = np.tile(coarse, (3, 3))
+    big = cv2.resize(tiled, (size * 3, size * 3), interpolation=cv2.INTER_CUBIC)
+    return big[size:2 * size, size:2 * size].astype(np.float64)
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray, camera: Camera, options: SynthOptions) -> None:
+    """Save a photo with the EXIF a phone would write: the 35 mm-equivalent focal length."""
+    image = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x010F] = "recon synth"  # Make
+    exif[0x0110] = "virtual camera"  # Model
+    exif_ifd = exif.get_ifd(0x8769)
+    # 35 mm equivalent: a 36 mm wide frame.
+    exif_ifd[0xA405] = round(camera.K[0, 0] / camera.width * 36.0)  # FocalLengthIn35mmFilm
+    image.save(path, quality=options.jpeg_quality, exif=exif)
+
+
+def _validate(options: SynthOptions) -> None:
+    if options.views < 3:
+        raise InputError(f"--views {options.views}: a capture needs at least 3 photos")
+    if not 64 <= options.size_px <= 8192:
+        raise InputError(f"--size {options.size_px}: choose a photo size between 64 and 8192 px")
+    if not 10 <= options.hfov_deg <= 120:
+        raise InputError(f"field of view {options.hfov_deg}° is outside 10–120°")
+    if options.size_m is not None and options.size_m <= 0:
+        raise InputError(f"--size-m {options.size_m}: the product's size must be positive")
