@@ -1,4 +1,4 @@
-"""Pinhole cameras in the OpenCV convention, and reading/writing them (report.json, truth, Middlebury)."""
+"""Pinhole cameras (OpenCV convention) and their files: report.json, truth, Middlebury."""
 
 from __future__ import annotations
 

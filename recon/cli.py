@@ -55,15 +55,27 @@ def _build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out", type=Path, help="capture folder to create")
     synth.add_argument("--views", type=int, default=24, help="photos around the product (24)")
     synth.add_argument("--size", type=int, default=960, dest="size_px", help="photo size, px (960)")
-    synth.add_argument("--background", choices=["plain", "table"], default="plain",
-                       help="plain studio paper, or a wooden tabletop under the product")
-    synth.add_argument("--lighting", choices=["studio", "unlit"], default="studio",
-                       help="studio: soft world-fixed lights; unlit: base colour only")
+    synth.add_argument(
+        "--background",
+        choices=["plain", "table"],
+        default="plain",
+        help="plain studio paper, or a wooden tabletop under the product",
+    )
+    synth.add_argument(
+        "--lighting",
+        choices=["studio", "unlit"],
+        default="studio",
+        help="studio: soft world-fixed lights; unlit: base colour only",
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed for the camera jitter")
     synth.add_argument("--novel-views", type=int, default=6, help="held-out views for scoring (6)")
     synth.add_argument("--up", choices=["y", "z"], default="y", help="the model file's up axis")
-    synth.add_argument("--size-m", type=float, default=None,
-                       help="longest side of the product in metres (default: from the units)")
+    synth.add_argument(
+        "--size-m",
+        type=float,
+        default=None,
+        help="longest side of the product in metres (default: from the units)",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing capture")
     synth.set_defaults(handler=_synth)
 
@@ -73,8 +85,11 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Align OUT_DIR's cameras (report.json) to the truth of CAPTURE_DIR and score "
         "registration, poses, surface (F-score) and texture (masked PSNR/SSIM).",
     )
-    evaluate.add_argument("capture_dir", type=Path, help="capture written by `recon synth`, "
-                          "or a folder with a Middlebury *_par.txt")
+    evaluate.add_argument(
+        "capture_dir",
+        type=Path,
+        help="capture written by `recon synth`, or a folder with a Middlebury *_par.txt",
+    )
     evaluate.add_argument("out_dir", type=Path, help="a reconstruction's output folder")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the scores here")
     evaluate.add_argument("--no-texture", action="store_true", help="skip texture scoring")
@@ -134,7 +149,9 @@ def _scores_table(scores: dict) -> Table:
                 f"completeness {geometry['completeness'][tau]:.4f})",
             )
     if (texture := scores.get("texture")) and texture.get("views"):
-        table.add_row("texture PSNR", f"{texture['psnr_db']:.2f} dB (min {texture['psnr_db_min']:.2f})")
+        table.add_row(
+            "texture PSNR", f"{texture['psnr_db']:.2f} dB (min {texture['psnr_db_min']:.2f})"
+        )
         table.add_row("texture SSIM", f"{texture['ssim']:.4f}")
     for warning in scores.get("warnings", []):
         table.add_row("warning", warning)

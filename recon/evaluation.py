@@ -77,7 +77,7 @@ def load_truth(capture_dir: Path) -> Truth:
 
 
 def evaluate(capture_dir: Path, out_dir: Path, options: EvaluateOptions | None = None) -> dict:
-    """Score the reconstruction in `out_dir` (report.json, model.glb) against `capture_dir`'s truth."""
+    """Score the reconstruction in `out_dir` (report.json, model.glb) against the truth."""
     options = options or EvaluateOptions()
     truth = load_truth(capture_dir)
     out_dir = Path(out_dir)
@@ -132,8 +132,9 @@ def evaluate(capture_dir: Path, out_dir: Path, options: EvaluateOptions | None =
     return scores
 
 
-def score_poses(truth: list[Camera], recon: list[Camera], to_truth: Similarity,
-                diagonal: float) -> dict:
+def score_poses(
+    truth: list[Camera], recon: list[Camera], to_truth: Similarity, diagonal: float
+) -> dict:
     """Rotation and camera-centre errors of matched cameras after alignment."""
     rotation_errors, center_errors = [], []
     for true_camera, camera in zip(truth, recon, strict=True):
@@ -150,8 +151,13 @@ def score_poses(truth: list[Camera], recon: list[Camera], to_truth: Similarity,
     }
 
 
-def score_surface(truth_mesh: trimesh.Trimesh, recon_mesh: trimesh.Trimesh,
-                  cameras: list[Camera], diagonal: float, options: EvaluateOptions) -> dict:
+def score_surface(
+    truth_mesh: trimesh.Trimesh,
+    recon_mesh: trimesh.Trimesh,
+    cameras: list[Camera],
+    diagonal: float,
+    options: EvaluateOptions,
+) -> dict:
     """Accuracy (reconstruction → truth), completeness (seen truth → reconstruction) and F-score."""
     truth_points = sample_surface(truth_mesh, options.surface_samples, seed=options.seed)
     seen = visible_from_any(truth_mesh, truth_points, cameras)
@@ -195,7 +201,9 @@ def distance_to_mesh(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     return distances.numpy().astype(np.float64)
 
 
-def visible_from_any(mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Camera]) -> np.ndarray:
+def visible_from_any(
+    mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Camera]
+) -> np.ndarray:
     """(n,) bool: which surface points some camera sees (inside its image, not occluded)."""
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
@@ -208,8 +216,10 @@ def visible_from_any(mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Ca
         uv, depth = camera.project(points)
         inside = (
             (depth > 0)
-            & (uv[:, 0] >= -0.5) & (uv[:, 0] < camera.width - 0.5)
-            & (uv[:, 1] >= -0.5) & (uv[:, 1] < camera.height - 0.5)
+            & (uv[:, 0] >= -0.5)
+            & (uv[:, 0] < camera.width - 0.5)
+            & (uv[:, 1] >= -0.5)
+            & (uv[:, 1] < camera.height - 0.5)
             & ~seen
         )
         candidates = np.flatnonzero(inside)
@@ -217,7 +227,9 @@ def visible_from_any(mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Ca
             continue
         rays_to = points[candidates] - camera.center
         distance = np.linalg.norm(rays_to, axis=1)
-        rays = np.hstack([np.tile(camera.center, (len(candidates), 1)), rays_to / distance[:, None]])
+        rays = np.hstack(
+            [np.tile(camera.center, (len(candidates), 1)), rays_to / distance[:, None]]
+        )
         hits = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
         # Visible when the first hit is the point itself (up to float32 precision).
         seen[candidates[hits >= distance - 1e-4 * diagonal]] = True
@@ -225,7 +237,10 @@ def visible_from_any(mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Ca
 
 
 def score_texture(recon_mesh, novel_dir: Path) -> dict:
-    """Masked PSNR and SSIM of the model (unlit: its texture holds what cameras saw) at held-out views."""
+    """Masked PSNR and SSIM of the model at held-out views.
+
+    The model is drawn unlit: its texture already holds the colour the cameras saw.
+    """
     cameras = read_cameras_json(novel_dir / "cameras.json")
     psnrs, ssims, coverages = [], [], []
     with OffscreenRenderer(recon_mesh, lighting=Lighting.UNLIT) as renderer:
@@ -253,7 +268,7 @@ def score_texture(recon_mesh, novel_dir: Path) -> dict:
 
 
 def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    """Mean SSIM (Wang et al. 2004, 11-px Gaussian window, σ = 1.5) over masked pixels of RGB images."""
+    """Mean SSIM over masked pixels of RGB images (Wang et al. 2004; Gaussian window, σ = 1.5)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
     def blur(image: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Progress events: the pipeline reports (stage, fraction, message); callers decide how to show them."""
+"""Progress events: the pipeline reports (stage, fraction, message); callers show them."""
 
 from __future__ import annotations
 

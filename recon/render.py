@@ -1,4 +1,4 @@
-"""Headless offscreen rendering of textured meshes at OpenCV cameras (moderngl on EGL, CPU-capable)."""
+"""Headless rendering of textured meshes at OpenCV cameras (moderngl on EGL; runs on the CPU)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from recon.textured_mesh import TexturedMesh
 
 
 class Lighting(StrEnum):
-    """How surfaces are lit. Both are view-independent, so every photo agrees on a surface's colour."""
+    """How surfaces are lit; both are view-independent, so all photos agree on a colour."""
 
     UNLIT = "unlit"  # base colour only: what a baked photogrammetry texture already contains
     STUDIO = "studio"  # ambient plus two soft lights fixed in the world, like a product light box
@@ -63,8 +63,12 @@ in float v_depth;
 layout(location = 0) out vec4 out_color;
 layout(location = 1) out float out_depth;
 
-vec3 to_linear(vec3 c) { return mix(c / 12.92, pow((c + 0.055) / 1.055, vec3(2.4)), step(0.04045, c)); }
-vec3 to_srgb(vec3 c) { return mix(c * 12.92, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(0.0031308, c)); }
+vec3 to_linear(vec3 c) {
+    return mix(c / 12.92, pow((c + 0.055) / 1.055, vec3(2.4)), step(0.04045, c));
+}
+vec3 to_srgb(vec3 c) {
+    return mix(c * 12.92, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(0.0031308, c));
+}
 
 void main() {
     vec3 albedo = to_linear(texture(base_texture, v_uv).rgb * v_color) * base_color;
@@ -171,14 +175,17 @@ class OffscreenRenderer:
         with self._ctx:
             return self._render(camera, background, supersample)
 
-    def _render(self, camera: Camera, background: tuple[int, int, int], supersample: int) -> Rendering:
+    def _render(
+        self, camera: Camera, background: tuple[int, int, int], supersample: int
+    ) -> Rendering:
         big = camera.scaled(supersample) if supersample > 1 else camera
         near, far = self._depth_range(camera)
         size = (big.width, big.height)
         color = self._ctx.renderbuffer(size, 4)
         depth_out = self._ctx.renderbuffer(size, 1, dtype="f4")
         framebuffer = self._ctx.framebuffer(
-            color_attachments=[color, depth_out], depth_attachment=self._ctx.depth_renderbuffer(size)
+            color_attachments=[color, depth_out],
+            depth_attachment=self._ctx.depth_renderbuffer(size),
         )
         try:
             framebuffer.use()
@@ -225,7 +232,12 @@ class OffscreenRenderer:
     def _depth_range(self, camera: Camera) -> tuple[float, float]:
         """Near and far planes that bracket the mesh tightly, for depth-buffer precision."""
         corners = np.array(
-            [[x, y, z] for x in self._bounds[:, 0] for y in self._bounds[:, 1] for z in self._bounds[:, 2]]
+            [
+                [x, y, z]
+                for x in self._bounds[:, 0]
+                for y in self._bounds[:, 1]
+                for z in self._bounds[:, 2]
+            ]
         )
         depths = camera.to_camera(corners)[:, 2]
         extent = float(np.linalg.norm(self._bounds[1] - self._bounds[0]))

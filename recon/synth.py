@@ -4,7 +4,7 @@ Layout written to OUT (read by `recon evaluate` and the tests)::
 
     images/img_000.jpg ...        the "photos" (JPEG, EXIF 35 mm focal length)
     truth/cameras.json            their cameras, in the report.json camera format
-    truth/mesh.ply                the product surface in the truth frame (metres, +Y up, base on y = 0)
+    truth/mesh.ply                the product surface, truth frame: metres, +Y up, base on y = 0
     truth/masks/img_000.png ...   the product's silhouette in each photo
     truth/novel/view_00.png ...   held-out views (RGBA: alpha is the product mask)
     truth/novel/cameras.json      their cameras
@@ -74,9 +74,14 @@ PLAIN_BACKGROUND_RGB = (214, 216, 220)
 _TABLE_SIZE_FACTOR = 8.0  # tabletop side, in multiples of the product's bounding radius
 
 
-def run(model: str | Path, out_dir: Path, options: SynthOptions | None = None, *,
-        progress: ProgressCallback | None = None) -> SynthResult:
-    """Render a synthetic capture of `model` (a file path or a procedural product name) to `out_dir`."""
+def run(
+    model: str | Path,
+    out_dir: Path,
+    options: SynthOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> SynthResult:
+    """Render a synthetic capture of `model` (see `load_product`) into `out_dir`."""
     options = options or SynthOptions()
     _validate(options)
     out_dir = Path(out_dir)
@@ -96,7 +101,7 @@ def run(model: str | Path, out_dir: Path, options: SynthOptions | None = None, *
         (staging / sub).mkdir(parents=True)
     full_scene = product
     if options.background == Background.TABLE:
-        full_scene = TexturedMesh(product.primitives + (make_tabletop(radius * _TABLE_SIZE_FACTOR),))
+        full_scene = TexturedMesh((*product.primitives, make_tabletop(radius * _TABLE_SIZE_FACTOR)))
     total = len(cameras) + len(novel)
     with (
         OffscreenRenderer(full_scene, lighting=options.lighting) as photographer,
@@ -136,15 +141,18 @@ def run(model: str | Path, out_dir: Path, options: SynthOptions | None = None, *
     return SynthResult(out_dir, cameras, novel, bounds[1] - bounds[0])
 
 
-def load_product(model: str | Path, *, up_axis: UpAxis = UpAxis.Y,
-                 size_m: float | None = None) -> tuple[TexturedMesh, dict]:
-    """The model in the truth frame (+Y up, metres, base centre at the origin), and how it got there.
+def load_product(
+    model: str | Path, *, up_axis: UpAxis = UpAxis.Y, size_m: float | None = None
+) -> tuple[TexturedMesh, dict]:
+    """The model in the truth frame (+Y up, metres, base centre at the origin), and how.
 
-    `model` is a file (GLB, glTF, OBJ) or the name of a procedural product.
+    `model` is a file (GLB, glTF, OBJ), a folder holding one, or a procedural product's name.
     """
     from recon import procedural
 
     path = Path(model)
+    if path.is_dir():
+        path = find_model_file(path)
     if path.exists():
         mesh = load_textured_mesh(path)
         source = str(path)
@@ -162,8 +170,9 @@ def load_product(model: str | Path, *, up_axis: UpAxis = UpAxis.Y,
     bounds = mesh.transformed(to_truth).bounds
     longest = float((bounds[1] - bounds[0]).max())
     scale, unit_note = guess_scale(longest, size_m)
-    base_center = np.array([(bounds[0, 0] + bounds[1, 0]) / 2, bounds[0, 1],
-                            (bounds[0, 2] + bounds[1, 2]) / 2])
+    base_center = np.array(
+        [(bounds[0, 0] + bounds[1, 0]) / 2, bounds[0, 1], (bounds[0, 2] + bounds[1, 2]) / 2]
+    )
     place = np.eye(4)
     place[:3, :3] *= scale
     place[:3, 3] = -scale * base_center
@@ -172,13 +181,21 @@ def load_product(model: str | Path, *, up_axis: UpAxis = UpAxis.Y,
     return mesh.transformed(to_truth), info
 
 
+def find_model_file(folder: Path) -> Path:
+    """The model in a folder: its GLB or glTF (the richer formats), else its OBJ."""
+    for pattern in ("*.glb", "*.gltf", "*.obj"):
+        if files := sorted(folder.glob(pattern)):
+            return files[0]
+    raise InputError(f"{folder} holds no model file: expected a .glb, .gltf or .obj inside")
+
+
 def guess_scale(longest: float, size_m: float | None) -> tuple[float, str]:
     """Scale factor from model units to metres, and a note saying why."""
     if longest <= 0:
         raise InputError("the model is flat or empty: its bounding box has no extent")
     if size_m is not None:
         return size_m / longest, f"scaled so the longest side is {size_m} m (as asked)"
-    if 0.02 <= longest <= 3.0:
+    if 0.03 <= longest <= 3.0:  # from a ring to a chair; outside that, units are likelier wrong
         return 1.0, "model units taken as metres"
     if 20 <= longest <= 300:
         return 0.01, "model units taken as centimetres"
@@ -187,9 +204,10 @@ def guess_scale(longest: float, size_m: float | None) -> tuple[float, str]:
     return 0.25 / longest, "units unknown: scaled so the longest side is 0.25 m"
 
 
-def ring_cameras(center: np.ndarray, radius: float, views: int, options: SynthOptions,
-                 rng: np.random.Generator) -> list[Camera]:
-    """`views` cameras on 2–3 rings of elevation around `center`, jittered like a hand-held capture."""
+def ring_cameras(
+    center: np.ndarray, radius: float, views: int, options: SynthOptions, rng: np.random.Generator
+) -> list[Camera]:
+    """`views` cameras on 2–3 rings around `center`, jittered like a hand-held capture."""
     elevations_deg = (15.0, 40.0) if views < 36 else (12.0, 35.0, 60.0)
     per_ring = np.array_split(np.arange(views), len(elevations_deg))
     cameras = []
@@ -199,7 +217,10 @@ def ring_cameras(center: np.ndarray, radius: float, views: int, options: SynthOp
             azimuth = k * step + ring * step / 2 + rng.uniform(-0.1, 0.1) * step
             cameras.append(
                 _orbit_camera(
-                    f"img_{index:03d}.jpg", center, radius, options,
+                    f"img_{index:03d}.jpg",
+                    center,
+                    radius,
+                    options,
                     azimuth_deg=azimuth,
                     elevation_deg=elevation + rng.uniform(-3, 3),
                     distance_factor=rng.uniform(0.95, 1.08),
@@ -210,12 +231,16 @@ def ring_cameras(center: np.ndarray, radius: float, views: int, options: SynthOp
     return cameras
 
 
-def novel_cameras(center: np.ndarray, radius: float, views: int,
-                  options: SynthOptions) -> list[Camera]:
+def novel_cameras(
+    center: np.ndarray, radius: float, views: int, options: SynthOptions
+) -> list[Camera]:
     """Held-out views between and above the capture rings (no jitter: exactly reproducible)."""
     return [
         _orbit_camera(
-            f"view_{index:02d}.png", center, radius, options,
+            f"view_{index:02d}.png",
+            center,
+            radius,
+            options,
             azimuth_deg=index * 360.0 / max(views, 1) + 37.0,
             elevation_deg=(28.0, 52.0)[index % 2],
             distance_factor=1.0,
@@ -224,9 +249,18 @@ def novel_cameras(center: np.ndarray, radius: float, views: int,
     ]
 
 
-def _orbit_camera(name: str, center: np.ndarray, radius: float, options: SynthOptions, *,
-                  azimuth_deg: float, elevation_deg: float, distance_factor: float,
-                  roll_deg: float = 0.0, target_offset: np.ndarray | None = None) -> Camera:
+def _orbit_camera(
+    name: str,
+    center: np.ndarray,
+    radius: float,
+    options: SynthOptions,
+    *,
+    azimuth_deg: float,
+    elevation_deg: float,
+    distance_factor: float,
+    roll_deg: float = 0.0,
+    target_offset: np.ndarray | None = None,
+) -> Camera:
     half_fov = math.radians(options.hfov_deg) / 2
     # The bounding sphere fills about 80 % of the frame's width.
     distance = radius / math.sin(half_fov) / 0.8 * distance_factor
@@ -236,8 +270,12 @@ def _orbit_camera(name: str, center: np.ndarray, radius: float, options: SynthOp
     target = center + (target_offset if target_offset is not None else 0.0)
     R, _ = look_at(center + distance * direction, target)
     roll = math.radians(roll_deg)
-    R = np.array([[math.cos(roll), -math.sin(roll), 0], [math.sin(roll), math.cos(roll), 0],
-                  [0, 0, 1]]) @ R
+    R = (
+        np.array(
+            [[math.cos(roll), -math.sin(roll), 0], [math.sin(roll), math.cos(roll), 0], [0, 0, 1]]
+        )
+        @ R
+    )
     eye = center + distance * direction
     size = options.size_px
     focal = (size / 2) / math.tan(half_fov)
@@ -246,7 +284,7 @@ def _orbit_camera(name: str, center: np.ndarray, radius: float, options: SynthOp
 
 
 def make_tabletop(side_m: float, *, seed: int = 7) -> Primitive:
-    """A square wooden tabletop at y = 0 (top face up), centred on the origin, texture drawn by code."""
+    """A square wooden tabletop at y = 0, centred on the origin, its texture drawn by code."""
     rng = np.random.default_rng(seed)
     size = 2048
     x = np.tile(np.arange(size) / size, (size, 1))
@@ -274,7 +312,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, *, cells: int) -> np.ndar
     coarse = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
     tiled = np.tile(coarse, (3, 3))
     big = cv2.resize(tiled, (size * 3, size * 3), interpolation=cv2.INTER_CUBIC)
-    return big[size:2 * size, size:2 * size].astype(np.float64)
+    return big[size : 2 * size, size : 2 * size].astype(np.float64)
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray, camera: Camera, options: SynthOptions) -> None:

@@ -57,7 +57,9 @@ class TexturedMesh:
         offsets = np.cumsum([0] + [len(p.vertices) for p in self.primitives[:-1]])
         return trimesh.Trimesh(
             vertices=np.concatenate([p.vertices for p in self.primitives]),
-            faces=np.concatenate([p.faces + o for p, o in zip(self.primitives, offsets, strict=True)]),
+            faces=np.concatenate(
+                [p.faces + o for p, o in zip(self.primitives, offsets, strict=True)]
+            ),
             process=False,
         )
 
@@ -74,7 +76,9 @@ def load_textured_mesh(path: Path) -> TexturedMesh:
     return from_trimesh(scene, source=str(path))
 
 
-def from_trimesh(geometry: trimesh.Scene | trimesh.Trimesh, *, source: str = "mesh") -> TexturedMesh:
+def from_trimesh(
+    geometry: trimesh.Scene | trimesh.Trimesh, *, source: str = "mesh"
+) -> TexturedMesh:
     """Flatten a trimesh scene or mesh (transforms applied) into primitives."""
     meshes = geometry.dump() if isinstance(geometry, trimesh.Scene) else [geometry]
     primitives = tuple(
@@ -102,14 +106,20 @@ def _primitive_from_trimesh(mesh: trimesh.Trimesh) -> Primitive:
         if image is not None and uv is not None and len(uv) == len(vertices):
             texture = np.asarray(image.convert("RGB"), dtype=np.uint8)
             return Primitive(
-                vertices=vertices, faces=faces, normals=normals, uv=uv, texture=texture,
+                vertices=vertices,
+                faces=faces,
+                normals=normals,
+                uv=uv,
+                texture=texture,
                 base_color=factor,
             )
         return Primitive(vertices=vertices, faces=faces, normals=normals, base_color=factor)
     colors = getattr(visual, "vertex_colors", None)
     if colors is not None and len(colors) == len(vertices) and visual.kind == "vertex":
         return Primitive(
-            vertices=vertices, faces=faces, normals=normals,
+            vertices=vertices,
+            faces=faces,
+            normals=normals,
             vertex_colors=np.asarray(colors[:, :3], dtype=np.float64) / 255.0,
         )
     if visual.kind == "face":

@@ -12,27 +12,43 @@ from recon.render import Lighting, OffscreenRenderer
 from recon.textured_mesh import Primitive, TexturedMesh, from_trimesh
 
 
-def rasterized_silhouette(mesh: trimesh.Trimesh, camera: Camera) -> np.ndarray:
-    """(h, w) bool mask of the projected triangles, drawn with OpenCV (not OpenGL)."""
-    uv, depth = camera.project(np.asarray(mesh.vertices))
-    mask = np.zeros((camera.height, camera.width), np.uint8)
+def rasterized_silhouette(mesh: trimesh.Trimesh, camera: Camera, *, factor: int = 8) -> np.ndarray:
+    """(h, w) bool: pixels at least half covered by the projected triangles, drawn with OpenCV.
+
+    OpenCV draws polygon borders inclusively, so triangles are drawn at `factor`× resolution
+    and reduced to coverage, which shrinks that bias to a fraction of a pixel.
+    """
+    fine = camera.scaled(factor)
+    uv, depth = fine.project(np.asarray(mesh.vertices))
+    mask = np.zeros((fine.height, fine.width), np.uint8)
     shift = 4  # sub-pixel precision: coordinates in 1/16 px
     for face in np.asarray(mesh.faces):
         if (depth[face] <= 0).any():
             continue
         corners = np.round(uv[face] * (1 << shift)).astype(np.int32)
         cv2.fillConvexPoly(mask, corners, 1, lineType=cv2.LINE_8, shift=shift)
-    return mask.astype(bool)
+    coverage = cv2.resize(
+        mask.astype(np.float32), (camera.width, camera.height), interpolation=cv2.INTER_AREA
+    )
+    return coverage >= 0.5
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 
-def orbit_camera(target: np.ndarray, distance: float, azimuth_deg: float, elevation_deg: float,
-                 size: int = 320, hfov_deg: float = 50.0) -> Camera:
+def orbit_camera(
+    target: np.ndarray,
+    distance: float,
+    azimuth_deg: float,
+    elevation_deg: float,
+    size: int = 320,
+    hfov_deg: float = 50.0,
+) -> Camera:
     az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    eye = target + distance * np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+    eye = target + distance * np.array(
+        [np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)]
+    )
     R, t = look_at(eye, target)
     focal = size / 2 / np.tan(np.radians(hfov_deg) / 2)
     K = np.array([[focal, 0, (size - 1) / 2], [0, focal * 1.02, size / 2 - 3], [0, 0, 1]])

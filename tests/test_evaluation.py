@@ -1,0 +1,234 @@
+"""`recon evaluate` against cases whose scores are known exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from recon import cli, synth
+from recon.cameras import Camera, look_at, read_cameras_json, write_cameras_json
+from recon.errors import InputError
+from recon.evaluation import EvaluateOptions, evaluate
+from recon.geometry import Similarity
+
+# An arbitrary frame for "reconstructions": evaluation must undo it from the cameras alone.
+RECON_FRAME = Similarity(
+    2.7, Rotation.from_euler("xyz", [30, -50, 80], degrees=True).as_matrix(), np.array([1, -2, 3.0])
+)
+SPHERE_DIAGONAL = 2 * math.sqrt(3)  # bounding box of the unit sphere
+
+
+def camera_in_frame(camera: Camera, frame: Similarity) -> Camera:
+    """The same physical camera described in a frame where x_frame = frame.apply(x_truth)."""
+    rotation = camera.R @ frame.rotation.T
+    translation = frame.scale * camera.t - rotation @ frame.translation
+    return Camera(
+        name=camera.name,
+        width=camera.width,
+        height=camera.height,
+        K=camera.K,
+        R=rotation,
+        t=translation,
+    )
+
+
+def write_reconstruction(
+    out_dir: Path,
+    cameras: list[Camera],
+    model: trimesh.Trimesh | trimesh.Scene,
+    frame: Similarity = RECON_FRAME,
+) -> Path:
+    """A reconstruction output folder: report.json cameras and model.glb, both in `frame`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_cameras_json(out_dir / "report.json", [camera_in_frame(c, frame) for c in cameras])
+    moved = model.copy()
+    moved.apply_transform(frame.matrix())
+    moved.export(out_dir / "model.glb")
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def sphere_capture(tmp_path_factory) -> tuple[Path, list[Camera]]:
+    """Truth: the unit sphere, seen from all around so that every point counts for completeness."""
+    capture = tmp_path_factory.mktemp("sphere_capture")
+    (capture / "truth").mkdir()
+    trimesh.creation.icosphere(subdivisions=5, radius=1.0).export(capture / "truth" / "mesh.ply")
+    K = np.array([[300.0, 0, 199.5], [0, 300.0, 199.5], [0, 0, 1]])
+    cameras = []
+    for index, eye in enumerate(trimesh.creation.icosphere(subdivisions=1, radius=4.0).vertices):
+        up = (0, 1, 0) if abs(eye[1]) < 3.9 else (1, 0, 0)
+        R, t = look_at(eye, np.zeros(3), up)
+        cameras.append(Camera(name=f"img_{index:03d}.jpg", width=400, height=400, K=K, R=R, t=t))
+    write_cameras_json(capture / "truth" / "cameras.json", cameras)
+    return capture, cameras
+
+
+def sphere(radius: float = 1.0, center=(0.0, 0.0, 0.0)) -> trimesh.Trimesh:
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=radius)
+    mesh.apply_translation(center)
+    return mesh
+
+
+def expected_shifted_sphere_score(shift: float, tau: float) -> float:
+    """Fraction of a unit sphere moved by `shift` lying within `tau` of the original.
+
+    A point at angle θ from the shift direction is at |√(1 + s² + 2s·cosθ) − 1| from the unit
+    sphere, and cosθ is uniform on [-1, 1] for points spread evenly over the sphere.
+    """
+    low = ((1 - tau) ** 2 - 1 - shift**2) / (2 * shift)
+    high = ((1 + tau) ** 2 - 1 - shift**2) / (2 * shift)
+    return (min(high, 1) - max(low, -1)) / 2
+
+
+def test_truth_scores_perfect(sphere_capture, tmp_path) -> None:
+    capture, cameras = sphere_capture
+    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, sphere()))
+    assert scores["images"] == {
+        "truth": 42,
+        "registered": 42,
+        "registered_fraction": 1.0,
+        "missing": [],
+    }
+    assert scores["pose"]["scale"] == pytest.approx(1 / RECON_FRAME.scale, rel=1e-9)
+    assert scores["pose"]["rotation_error_deg"]["max"] < 1e-4
+    assert scores["pose"]["center_error_pct"]["max"] < 1e-7
+    geometry = scores["geometry"]
+    assert geometry["seen_fraction"] == 1.0
+    assert geometry["f_score"] == {"0.5": 1.0, "1": 1.0}
+    assert geometry["accuracy_median_pct"] < 1e-4
+
+
+def test_surface_offset_between_the_two_thresholds(sphere_capture, tmp_path) -> None:
+    capture, cameras = sphere_capture
+    # Every point 0.75 % of the diagonal off: outside τ = 0.5 %, inside τ = 1 %.
+    radius = 1 + 0.0075 * SPHERE_DIAGONAL
+    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, sphere(radius)))
+    assert scores["geometry"]["f_score"] == {"0.5": 0.0, "1": 1.0}
+    assert scores["geometry"]["accuracy_median_pct"] == pytest.approx(0.75, abs=0.01)
+
+
+def test_mesh_moved_by_two_percent_of_the_diagonal(sphere_capture, tmp_path) -> None:
+    capture, cameras = sphere_capture
+    shift = 0.02 * SPHERE_DIAGONAL
+    direction = np.array([1.0, 2.0, -2.0]) / 3.0
+    moved = sphere(center=shift * direction)
+    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, moved))
+    for key, tau_pct in (("0.5", 0.5), ("1", 1.0)):
+        expected = expected_shifted_sphere_score(shift, tau_pct / 100 * SPHERE_DIAGONAL)
+        assert scores["geometry"]["accuracy"][key] == pytest.approx(expected, abs=0.01)
+        assert scores["geometry"]["completeness"][key] == pytest.approx(expected, abs=0.01)
+        assert scores["geometry"]["f_score"][key] == pytest.approx(expected, abs=0.01)
+    assert scores["geometry"]["f_score"]["1"] < 0.55  # about 0.50: clearly worse than 1
+
+
+def test_pose_errors_of_perturbed_cameras(sphere_capture, tmp_path) -> None:
+    capture, cameras = sphere_capture
+    tilted = []
+    for camera in cameras:
+        # Turn each camera by 0.5° about its own optical axis: the centre stays put.
+        roll = Rotation.from_rotvec([0, 0, math.radians(0.5)]).as_matrix()
+        R = roll @ camera.R
+        tilted.append(
+            Camera(
+                name=camera.name,
+                width=camera.width,
+                height=camera.height,
+                K=camera.K,
+                R=R,
+                t=-R @ camera.center,
+            )
+        )
+    scores = evaluate(capture, write_reconstruction(tmp_path / "out", tilted[:30], sphere()))
+    assert scores["images"]["registered"] == 30
+    assert len(scores["images"]["missing"]) == 12
+    assert scores["pose"]["rotation_error_deg"]["median"] == pytest.approx(0.5, abs=1e-6)
+    assert scores["pose"]["center_error_pct"]["max"] < 1e-7
+
+
+def test_missing_model_is_reported_not_crashed(sphere_capture, tmp_path) -> None:
+    capture, cameras = sphere_capture
+    out = write_reconstruction(tmp_path / "out", cameras, sphere())
+    (out / "model.glb").unlink()
+    scores = evaluate(capture, out)
+    assert scores["geometry"] is None
+    assert "model.glb is missing" in scores["warnings"][0]
+
+
+def test_bad_folders_get_clear_errors(sphere_capture, tmp_path) -> None:
+    capture, _ = sphere_capture
+    with pytest.raises(InputError, match=r"no report\.json"):
+        evaluate(capture, tmp_path)
+    with pytest.raises(InputError, match="has no ground truth"):
+        evaluate(tmp_path, tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        evaluate(tmp_path / "nope", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def product_capture(tmp_path_factory) -> Path:
+    """A small unlit capture of a procedural product (unlit: its texture is exactly the photos)."""
+    out = tmp_path_factory.mktemp("product") / "capture"
+    synth.run(
+        "cereal_box",
+        out,
+        synth.SynthOptions(views=12, size_px=320, novel_views=3, lighting=synth.Lighting.UNLIT),
+    )
+    return out
+
+
+def truth_model(capture: Path) -> trimesh.Scene:
+    """The textured truth model in the truth frame, rebuilt from what synth recorded."""
+    from recon import procedural
+
+    info = json.loads((capture / "truth" / "scene.json").read_text())
+    mesh = procedural.make_product(info["model"].removeprefix("procedural:"))
+    mesh.apply_transform(np.array(info["to_truth"]))
+    return trimesh.Scene(mesh)
+
+
+def test_textured_truth_scores_perfect_and_a_sphere_scores_bad(product_capture, tmp_path) -> None:
+    cameras = read_cameras_json(product_capture / "truth" / "cameras.json")
+    perfect = evaluate(
+        product_capture, write_reconstruction(tmp_path / "a", cameras, truth_model(product_capture))
+    )
+    assert perfect["geometry"]["f_score"] == {"0.5": 1.0, "1": 1.0}
+    assert perfect["texture"]["views"] == 3
+    assert perfect["texture"]["psnr_db"] > 40
+    assert perfect["texture"]["ssim"] > 0.99
+    assert perfect["texture"]["coverage"] > 0.999
+
+    bbox = np.array(json.loads((product_capture / "truth" / "scene.json").read_text())["bbox_m"])
+    blob = sphere(radius=float(bbox.max()) / 2, center=(0, bbox[1] / 2, 0))
+    bad = evaluate(
+        product_capture,
+        write_reconstruction(tmp_path / "b", cameras, blob),
+        EvaluateOptions(score_texture=True),
+    )
+    assert bad["geometry"]["f_score"]["1"] < 0.1
+    assert bad["texture"]["psnr_db"] < 15
+
+
+def test_cli_writes_json(product_capture, tmp_path, capsys) -> None:
+    cameras = read_cameras_json(product_capture / "truth" / "cameras.json")
+    out = write_reconstruction(tmp_path / "out", cameras, truth_model(product_capture))
+    code = cli.main(
+        [
+            "evaluate",
+            str(product_capture),
+            str(out),
+            "--json",
+            str(tmp_path / "s.json"),
+            "--no-texture",
+        ]
+    )
+    assert code == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["geometry"]["f_score"]["1"] == 1.0
+    assert "texture" not in scores
+    assert "F-score @ 1 %" in capsys.readouterr().out
