@@ -9,7 +9,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SHARED_DATA ?= ../shared/data
 OUT ?= out
 
-.PHONY: help setup system run test test-all bench lint format clean
+.PHONY: help setup system run test test-all bench lint format clean sample-captures
 
 help:
 	@echo "make run    set up, render and reconstruct a sample capture, and say where the result is"
@@ -56,6 +56,13 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The bundled captures (committed; ≤ 3 MB each). Regenerate after changing synth or the products.
+SAMPLE_SYNTH := $(VENV)/bin/recon synth --views 24 --size 640 --novel-views 4 --overwrite
+sample-captures: $(VENV)/.installed
+	$(SAMPLE_SYNTH) cereal_box sample_captures/cereal_box
+	$(SAMPLE_SYNTH) mug sample_captures/mug
+	$(SAMPLE_SYNTH) bottle sample_captures/bottle_table --background table
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache
