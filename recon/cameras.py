@@ -60,6 +60,18 @@ class Camera:
             t=self.t,
         )
 
+    def transformed(self, matrix: np.ndarray) -> Camera:
+        """The same physical camera in a frame where ``x_new = matrix @ x_old`` (4×4 similarity).
+
+        The scale goes into t: depths in the new frame are scaled like the world.
+        """
+        linear = np.asarray(matrix, dtype=np.float64)[:3, :3]
+        scale = float(np.cbrt(np.linalg.det(linear)))
+        rotation = linear / scale
+        R = self.R @ rotation.T
+        t = scale * self.t - R @ np.asarray(matrix, dtype=np.float64)[:3, 3]
+        return Camera(name=self.name, width=self.width, height=self.height, K=self.K, R=R, t=t)
+
     def to_json(self) -> dict:
         """The camera as report.json writes it (see DESIGN.md)."""
         return {

@@ -24,20 +24,6 @@ RECON_FRAME = Similarity(
 SPHERE_DIAGONAL = 2 * math.sqrt(3)  # bounding box of the unit sphere
 
 
-def camera_in_frame(camera: Camera, frame: Similarity) -> Camera:
-    """The same physical camera described in a frame where x_frame = frame.apply(x_truth)."""
-    rotation = camera.R @ frame.rotation.T
-    translation = frame.scale * camera.t - rotation @ frame.translation
-    return Camera(
-        name=camera.name,
-        width=camera.width,
-        height=camera.height,
-        K=camera.K,
-        R=rotation,
-        t=translation,
-    )
-
-
 def write_reconstruction(
     out_dir: Path,
     cameras: list[Camera],
@@ -46,7 +32,7 @@ def write_reconstruction(
 ) -> Path:
     """A reconstruction output folder: report.json cameras and model.glb, both in `frame`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_cameras_json(out_dir / "report.json", [camera_in_frame(c, frame) for c in cameras])
+    write_cameras_json(out_dir / "report.json", [c.transformed(frame.matrix()) for c in cameras])
     moved = model.copy()
     moved.apply_transform(frame.matrix())
     moved.export(out_dir / "model.glb")

@@ -1,0 +1,216 @@
+"""The job folder: the only code that knows file names inside it.
+
+Layout of one reconstruction's output folder OUT::
+
+    OUT/model.glb, OUT/report.json      published outputs (moved into place at the very end)
+    OUT/work/state.json                 which stages finished, with the options they ran with
+    OUT/work/capture.json               the photos taken in, their sizes, focal priors, rejections
+    OUT/work/images/NAME                working copies of the photos (EXIF-rotated, resized)
+    OUT/work/sfm/                       COLMAP database and model; cameras.json, points.npz
+    OUT/work/sfm/images/NAME            undistorted photos: what every later stage reads, with
+                                        the pinhole cameras of sfm/cameras.json
+    OUT/work/masks/NAME.png             product silhouettes per photo (uint8 0/255)
+    OUT/work/depth/NAME.npz             depth, normal and confidence maps per photo
+    OUT/work/fusion/points.ply          fused oriented point cloud of the product
+    OUT/work/mesh/mesh.ply              the product surface (SfM frame, untextured)
+    OUT/work/orient.json                SfM frame -> output frame (+Y up, base on y = 0)
+    OUT/work/texture/                   textured mesh in the output frame
+    OUT/work/export/                    files staged for publishing
+
+Stages record completion in state.json; a stage that finished with the same options is skipped
+on a re-run (unless `overwrite`), which is what makes a killed job resumable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recon.cameras import Camera, read_cameras_json, write_cameras_json
+
+
+class Workspace:
+    """Paths and small read/write helpers for one job folder."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.work_dir = self.out_dir / "work"
+
+    # -- published outputs ------------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        return self.out_dir / "model.glb"
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / "report.json"
+
+    # -- stage files ----------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.work_dir / "state.json"
+
+    @property
+    def capture_path(self) -> Path:
+        return self.work_dir / "capture.json"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.work_dir / "images"
+
+    @property
+    def sfm_dir(self) -> Path:
+        return self.work_dir / "sfm"
+
+    @property
+    def sfm_cameras_path(self) -> Path:
+        return self.sfm_dir / "cameras.json"
+
+    @property
+    def sfm_points_path(self) -> Path:
+        return self.sfm_dir / "points.npz"
+
+    @property
+    def sfm_images_dir(self) -> Path:
+        return self.sfm_dir / "images"
+
+    def sfm_image_path(self, name: str) -> Path:
+        """An undistorted photo, matching the pinhole camera of the same name in cameras.json."""
+        return self.sfm_images_dir / name
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.work_dir / "masks"
+
+    @property
+    def depth_dir(self) -> Path:
+        return self.work_dir / "depth"
+
+    @property
+    def fused_points_path(self) -> Path:
+        return self.work_dir / "fusion" / "points.ply"
+
+    @property
+    def mesh_path(self) -> Path:
+        return self.work_dir / "mesh" / "mesh.ply"
+
+    @property
+    def orient_path(self) -> Path:
+        return self.work_dir / "orient.json"
+
+    @property
+    def texture_dir(self) -> Path:
+        return self.work_dir / "texture"
+
+    @property
+    def textured_model_path(self) -> Path:
+        return self.texture_dir / "model.glb"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.work_dir / "export"
+
+    def image_path(self, name: str) -> Path:
+        return self.images_dir / name
+
+    def mask_path(self, name: str) -> Path:
+        return self.masks_dir / f"{name}.png"
+
+    def depth_path(self, name: str) -> Path:
+        return self.depth_dir / f"{name}.npz"
+
+    # -- stage bookkeeping ------------------------------------------------------------------
+    def create(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def stage_done(self, stage: str, options: Any) -> bool:
+        """True when `stage` finished earlier with the same options."""
+        entry = self._state().get(stage)
+        return entry is not None and entry.get("options_hash") == options_hash(options)
+
+    def mark_done(
+        self, stage: str, options: Any, *, seconds: float, info: dict | None = None
+    ) -> None:
+        state = self._state()
+        state[stage] = {"options_hash": options_hash(options), "seconds": seconds, **(info or {})}
+        write_json_atomic(self.state_path, state)
+
+    def forget_from(self, stages: list[str]) -> None:
+        """Mark stages as not done (their inputs changed)."""
+        state = self._state()
+        for stage in stages:
+            state.pop(stage, None)
+        write_json_atomic(self.state_path, state)
+
+    def stage_info(self, stage: str) -> dict:
+        return self._state().get(stage, {})
+
+    def _state(self) -> dict:
+        if not self.state_path.exists():
+            return {}
+        return json.loads(self.state_path.read_text())
+
+    # -- shared data of several stages ------------------------------------------------------
+    def read_capture(self) -> dict:
+        return json.loads(self.capture_path.read_text())
+
+    def read_sfm_cameras(self) -> list[Camera]:
+        return read_cameras_json(self.sfm_cameras_path)
+
+    def write_sfm_cameras(self, cameras: list[Camera], **extra: Any) -> None:
+        self.sfm_dir.mkdir(parents=True, exist_ok=True)
+        write_cameras_json(self.sfm_cameras_path, cameras, **extra)
+
+    def read_sfm_points(self) -> dict[str, np.ndarray]:
+        """Sparse points: xyz (n, 3), rgb (n, 3) uint8, error (n,) px, track (n,) image count,
+        and visible_in: (m, 2) int pairs (point index, camera index in cameras.json order)."""
+        with np.load(self.sfm_points_path) as data:
+            return {key: data[key] for key in data.files}
+
+    def write_sfm_points(self, **arrays: np.ndarray) -> None:
+        self.sfm_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.sfm_points_path) as tmp:
+            np.savez_compressed(tmp, **arrays)
+
+
+def options_hash(options: Any) -> str:
+    """A short stable hash of a (dataclass) options object, to know when a stage must re-run."""
+    import dataclasses
+
+    payload = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else options
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+
+class atomic_path:  # noqa: N801 - used like a function, as a context manager
+    """``with atomic_path(p) as tmp:`` write to tmp; it replaces p only if the block succeeds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent
+        )
+        os.close(handle)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
