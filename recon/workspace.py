@@ -9,9 +9,10 @@ Layout of one reconstruction's output folder OUT::
     OUT/work/sfm/                       COLMAP database and model; cameras.json, points.npz
     OUT/work/sfm/images/NAME            undistorted photos: what every later stage reads, with
                                         the pinhole cameras of sfm/cameras.json
+    OUT/work/region.json                where the product is: centre, up, box, table plane
     OUT/work/masks/NAME.png             product silhouettes per photo (uint8 0/255)
     OUT/work/depth/NAME.npz             depth, normal and confidence maps per photo
-    OUT/work/fusion/points.ply          fused oriented point cloud of the product
+    OUT/work/fusion/mesh.ply            raw surface of the fused depth maps (TSDF)
     OUT/work/mesh/mesh.ply              the product surface (SfM frame, untextured)
     OUT/work/orient.json                SfM frame -> output frame (+Y up, base on y = 0)
     OUT/work/texture/                   textured mesh in the output frame
@@ -85,6 +86,10 @@ class Workspace:
         return self.sfm_images_dir / name
 
     @property
+    def region_path(self) -> Path:
+        return self.work_dir / "region.json"
+
+    @property
     def masks_dir(self) -> Path:
         return self.work_dir / "masks"
 
@@ -93,8 +98,8 @@ class Workspace:
         return self.work_dir / "depth"
 
     @property
-    def fused_points_path(self) -> Path:
-        return self.work_dir / "fusion" / "points.ply"
+    def fused_mesh_path(self) -> Path:
+        return self.work_dir / "fusion" / "mesh.ply"
 
     @property
     def mesh_path(self) -> Path:

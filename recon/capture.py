@@ -1,0 +1,650 @@
+"""Take the merchant's photos (a folder or a .zip) into the workspace: checked, upright, resized."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+import math
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from recon.errors import CaptureError, InputError
+from recon.progress import ProgressCallback
+from recon.workspace import Workspace, atomic_path, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+STAGE = "capture"
+
+# EXIF tags (Pillow's Image.Exif is keyed by number).
+_TAG_MAKE = 0x010F
+_TAG_MODEL = 0x0110
+_TAG_ORIENTATION = 0x0112
+_IFD_EXIF = 0x8769
+_TAG_FOCAL_LENGTH = 0x920A
+_TAG_FOCAL_PLANE_X_RESOLUTION = 0xA20E
+_TAG_FOCAL_PLANE_RESOLUTION_UNIT = 0xA210
+_TAG_FOCAL_LENGTH_35MM = 0xA405
+
+# FocalPlaneResolutionUnit -> millimetres per unit (1 = "no unit" is unusable; 5 = µm is seen
+# in the wild although the standard stops at 4).
+_MM_PER_UNIT = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
+
+# Brands of the ISO base media file types that libheif opens as HEIC/HEIF photos.
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1"}
+
+# Files that operating systems drop into folders and zips; never the merchant's photos.
+_OS_JUNK = {"thumbs.db", "desktop.ini", "__macosx"}
+
+# A focal length outside this many long sides is an EXIF error, not a lens (fisheye ≈ 0.3,
+# long telephoto on a phone-sized sensor ≈ 10).
+_FOCAL_RANGE_LONG_SIDES = (0.2, 20.0)
+
+SUPPORTED = "JPEG, PNG or HEIC"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureOptions:
+    max_image_px: int | None = 1600  # long side of working copies; None keeps full resolution
+    max_pixels: int = 100_000_000  # per-photo pixel cap: larger photos are refused, not decoded
+    min_images: int = 3  # fewer usable photos than this cannot make a model
+    max_zip_bytes: int = 2 * 2**30  # total uncompressed size allowed from a zip
+    max_files: int = 10_000  # files in a folder / members in a zip looked at; more is refused
+    jpeg_quality: int = 95  # working copies of JPEG and HEIC inputs
+
+    def __post_init__(self) -> None:
+        if self.max_image_px is not None and self.max_image_px < 16:
+            raise InputError(f"max_image_px {self.max_image_px}: choose 16 px or more, or None")
+        if self.max_pixels < 1 or self.max_zip_bytes < 1 or self.max_files < 1:
+            raise InputError("max_pixels, max_zip_bytes and max_files must be positive")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise InputError(f"jpeg_quality {self.jpeg_quality}: choose 1–100")
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    images: list[dict]  # the capture.json "images" entries, in order
+    rejected: list[dict] = field(default_factory=list)  # {"image": source path, "reason": ...}
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _InputFile:
+    """One file of the input: where it came from and how to read it (never a path we write)."""
+
+    source: str  # path relative to the input folder, or the zip member's name; "/"-separated
+    parts: tuple[str, ...]  # source split into safe path components
+    open: Callable[[], BinaryIO]
+    in_zip: bool
+
+
+class _RejectedError(Exception):
+    """A photo that cannot be used; the message is the reason shown to the merchant."""
+
+
+def run(
+    input_path: Path,
+    workspace: Workspace,
+    options: CaptureOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> CaptureResult:
+    """Copy the usable photos of `input_path` into `workspace.images_dir` and write capture.json.
+
+    Working copies are upright (EXIF orientation applied), 8-bit RGB, at most
+    `max_image_px` on the long side, named as in the input (files in sub-folders get the
+    sub-folder path joined by "__"; a folder prefix shared by every photo is dropped).
+    """
+    options = options or CaptureOptions()
+    input_path = Path(input_path)
+    _check_input_path(input_path, workspace)
+    logger.info("capture from %s with %s", input_path, options)
+    heif_available = _register_heif_opener()
+
+    rejected: list[dict] = []
+    warnings: list[str] = []
+    images: list[dict] = []
+    with _input_files(input_path, workspace, options) as (files, unsafe_sources):
+        rejected += [
+            {"image": s, "reason": "unsafe path in the zip ('..' or absolute); not extracted"}
+            for s in unsafe_sources
+        ]
+        kinds = {file.source: _sniff(file) for file in files}
+        photos = [f for f in files if kinds[f.source] in ("JPEG", "PNG", "HEIF")]
+        others = [f for f in files if kinds[f.source] not in ("JPEG", "PNG", "HEIF")]
+        if not photos:
+            found = f" (found {len(files)} other files)" if files else ""
+            raise InputError(f"no photos found in {input_path}: expected {SUPPORTED} files{found}")
+        for file in others:
+            kind = kinds[file.source]
+            reason = (
+                "not an image"
+                if kind is None
+                else f"unsupported image format {kind}: export it as {SUPPORTED}"
+            )
+            rejected.append({"image": file.source, "reason": reason})
+
+        names = _working_names(photos)
+        by_name: dict[str, _InputFile] = {}
+        for file in photos:
+            name = names[file.source]
+            if name in by_name:
+                rejected.append(
+                    {
+                        "image": file.source,
+                        "reason": f"same working name {name!r} as {by_name[name].source}; "
+                        "rename one of them",
+                    }
+                )
+            else:
+                by_name[name] = file
+        order = sorted(by_name, key=natural_key)
+
+        # Old working copies belong to another input: remove them (and the capture.json that
+        # lists them) before writing, so a failure never leaves a mix of old and new photos.
+        workspace.create()
+        workspace.capture_path.unlink(missing_ok=True)
+        _clear_dir(workspace.images_dir)
+        workspace.images_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for index, name in enumerate(order):
+                file = by_name[name]
+                try:
+                    if kinds[file.source] == "HEIF" and not heif_available:
+                        raise _RejectedError("HEIC photos need the pillow-heif package; install it")
+                    entry = _take_photo(file, kinds[file.source], name, workspace, options)
+                    images.append(entry)
+                except _RejectedError as why:
+                    rejected.append({"image": file.source, "reason": str(why)})
+                if progress is not None:
+                    progress(STAGE, (index + 1) / len(order), name)
+            rejected.sort(key=lambda r: natural_key(r["image"]))
+            warnings += [f"{r['image']}: skipped ({r['reason']})" for r in rejected]
+
+            if len(images) < options.min_images:
+                raise CaptureError(
+                    f"only {len(images)} usable photos (of {len(files) + len(unsafe_sources)} "
+                    f"files) in {input_path}; at least {options.min_images} are needed — take "
+                    f"20–40 photos all around the product{_summarise(rejected)}"
+                )
+            warnings += _capture_warnings(images)
+            write_json_atomic(
+                workspace.capture_path,
+                {
+                    "version": 1,
+                    "input": str(input_path),
+                    "images": images,
+                    "rejected": rejected,
+                    "warnings": warnings,
+                },
+            )
+        except BaseException:
+            _clear_dir(workspace.images_dir)
+            raise
+    for warning in warnings:
+        logger.warning(warning)
+    logger.info("capture: %d photos taken in, %d rejected", len(images), len(rejected))
+    return CaptureResult(images=images, rejected=rejected, warnings=warnings)
+
+
+# -- the input: a folder or a zip ------------------------------------------------------------------
+
+
+def _check_input_path(input_path: Path, workspace: Workspace) -> None:
+    if not input_path.exists():
+        raise InputError(f"{input_path} does not exist: give a folder of photos or a .zip of them")
+    resolved = input_path.resolve()
+    work_dir = workspace.work_dir.resolve()
+    if resolved == work_dir or work_dir in resolved.parents:
+        raise InputError(
+            f"{input_path} is inside the job folder {workspace.out_dir}, which capture clears: "
+            "give the original photos"
+        )
+    if not input_path.is_dir() and not input_path.is_file():
+        raise InputError(f"{input_path} is not a folder or a file: give a folder or a .zip")
+
+
+@contextlib.contextmanager
+def _input_files(
+    input_path: Path, workspace: Workspace, options: CaptureOptions
+) -> Iterator[tuple[list[_InputFile], list[str]]]:
+    """The candidate files of a folder or zip, without OS junk; and the unsafe zip members."""
+    if input_path.is_dir():
+        yield _folder_files(input_path, workspace, options), []
+        return
+    if not zipfile.is_zipfile(input_path):
+        if input_path.suffix.lower() == ".zip":
+            raise InputError(
+                f"{input_path} is not a readable zip (damaged or an incomplete upload): "
+                "create the zip again"
+            )
+        raise InputError(
+            f"{input_path} is neither a folder nor a .zip: give a folder of {SUPPORTED} photos "
+            "or a .zip of them"
+        )
+    try:
+        archive = zipfile.ZipFile(input_path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise InputError(
+            f"{input_path} is not a readable zip ({exc}): create the zip again"
+        ) from None
+    with archive:
+        yield _zip_files(input_path, archive, options)
+
+
+def _folder_files(folder: Path, workspace: Workspace, options: CaptureOptions) -> list[_InputFile]:
+    out_dir = workspace.out_dir.resolve()
+    files = []
+    for root, dirs, names in os.walk(folder):
+        root_path = Path(root)
+        # Prune hidden folders, OS junk and the job folder itself when it lies inside the input
+        # (its working copies would otherwise be taken in again on a re-run).
+        dirs[:] = sorted(
+            d for d in dirs if not _is_junk(d) and (root_path / d).resolve() != out_dir
+        )
+        for name in sorted(names):
+            if _is_junk(name):
+                continue
+            path = root_path / name
+            if not path.is_file():
+                continue
+            parts = path.relative_to(folder).parts
+            files.append(
+                _InputFile(
+                    source="/".join(parts),
+                    parts=tuple(parts),
+                    open=functools.partial(path.open, "rb"),
+                    in_zip=False,
+                )
+            )
+            if len(files) > options.max_files:
+                raise InputError(
+                    f"{folder} holds more than {options.max_files} files: give the folder with "
+                    "just the product's photos"
+                )
+    return files
+
+
+def _zip_files(
+    zip_path: Path, archive: zipfile.ZipFile, options: CaptureOptions
+) -> tuple[list[_InputFile], list[str]]:
+    members = [info for info in archive.infolist() if not info.is_dir()]
+    if len(members) > options.max_files:
+        raise InputError(
+            f"{zip_path} holds {len(members)} files, more than {options.max_files}: zip just the "
+            "product's photos"
+        )
+    files, unsafe = [], []
+    total_bytes = 0
+    for info in members:
+        parts = zip_member_parts(info.filename)
+        if parts is None:
+            unsafe.append(info.filename)
+        elif not any(_is_junk(part) for part in parts):
+            total_bytes += info.file_size
+            files.append(
+                _InputFile(
+                    source="/".join(parts),
+                    parts=parts,
+                    open=functools.partial(archive.open, info),
+                    in_zip=True,
+                )
+            )
+    # Declared sizes bound what zipfile will inflate (it stops at file_size and checks the CRC),
+    # so summing them refuses a zip bomb before anything is decompressed.
+    if total_bytes > options.max_zip_bytes:
+        raise InputError(
+            f"{zip_path} unpacks to {_bytes_text(total_bytes)}, more than the "
+            f"{_bytes_text(options.max_zip_bytes)} allowed: send fewer or smaller photos"
+        )
+    return files, unsafe
+
+
+def zip_member_parts(member_name: str) -> tuple[str, ...] | None:
+    """Path components of a zip member name, or None when it tries to leave the folder.
+
+    Both separators count ("\\" from Windows zippers); empty and "." components and a drive
+    letter are dropped; any ".." makes the member unsafe (zip-slip).
+    """
+    parts = [p for p in re.split(r"[\\/]+", member_name) if p not in ("", ".")]
+    if parts and re.fullmatch(r"[A-Za-z]:", parts[0]):
+        parts = parts[1:]
+    if not parts or ".." in parts or member_name.startswith(("/", "\\")):
+        return None
+    return tuple(parts)
+
+
+def _is_junk(part: str) -> bool:
+    """Hidden files and folders (.DS_Store, AppleDouble "._x.jpg") and OS droppings."""
+    return part.startswith(".") or part.lower() in _OS_JUNK
+
+
+def _working_names(photos: list[_InputFile]) -> dict[str, str]:
+    """source -> working name: the folder prefix common to all photos dropped, the rest joined
+    by "__", characters that break file names replaced."""
+    common = len(photos[0].parts) - 1
+    for photo in photos:
+        same = 0
+        for a, b in zip(photo.parts[:-1], photos[0].parts[:-1], strict=False):
+            if a != b:
+                break
+            same += 1
+        common = min(common, same, len(photo.parts) - 1)
+    names = {}
+    for photo in photos:
+        name = "__".join(photo.parts[common:])
+        names[photo.source] = re.sub(r"[\x00-\x1f\x7f\\/:]", "_", name)
+    return names
+
+
+def _sniff(file: _InputFile) -> str | None:
+    """The image format named by the file's first bytes ("JPEG", "PNG", "HEIF", or the name of
+    a format we do not take), or None when it is not an image at all."""
+    try:
+        with file.open() as stream:
+            head = stream.read(32)
+    except Exception:  # an unreadable member is just "not an image" here
+        return None
+    return sniff_image_format(head)
+
+
+def sniff_image_format(head: bytes) -> str | None:
+    """The image format of a file from its first (at least 12) bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _HEIF_BRANDS:
+            return "HEIF"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        return None  # MP4 / MOV video and other ISO media
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF (or camera RAW)"
+    if head.startswith(b"BM") and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
+        return "BMP"
+    return None
+
+
+@functools.cache
+def _register_heif_opener() -> bool:
+    """Teach Pillow to open HEIC (once per process); False when pillow-heif is missing."""
+    try:
+        import pillow_heif
+    except ImportError:
+        logger.warning("pillow-heif is not installed: HEIC photos will be rejected")
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+# -- one photo -------------------------------------------------------------------------------------
+
+
+def _take_photo(
+    file: _InputFile, kind: str, name: str, workspace: Workspace, options: CaptureOptions
+) -> dict:
+    """Decode, check, turn upright, resize and write one working copy; its capture.json entry."""
+    label = "HEIC" if kind == "HEIF" else kind
+    try:
+        stream = file.open()
+        if file.in_zip:
+            # Zip members are inflated into memory (bounded by max_zip_bytes): Pillow seeks,
+            # and seeking back in a zip stream restarts the decompression.
+            with stream:
+                stream = io.BytesIO(stream.read())
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
+        # Bad CRC, encrypted member, unknown compression method, I/O error.
+        raise _RejectedError(f"could not be read ({exc}); copy or zip it again") from None
+    with stream:
+        try:
+            photo = _decode(stream, kind, options)
+        except (_RejectedError, MemoryError):
+            raise
+        except Exception as exc:  # Pillow and its plugins raise many types for bad data
+            raise _RejectedError(
+                f"damaged {label} file ({exc}); copy it from the camera again"
+            ) from None
+        with photo.image:
+            # Outside the try above: a full disk is an error of the job, not of the photo.
+            _write_working_copy(photo, stream, kind, workspace.image_path(name), options)
+
+    focal_px, focal_source = focal_prior_px(
+        photo.exif, working_long_px=max(photo.target), original_long_px=max(photo.shown)
+    )
+    return {
+        "name": name,
+        "source": file.source,
+        "width": photo.target[0],
+        "height": photo.target[1],
+        "original_width": photo.shown[0],
+        "original_height": photo.shown[1],
+        "focal_px": focal_px,
+        "focal_source": focal_source,
+        "exif_camera": exif_camera(photo.exif),
+    }
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    image: Image.Image  # fully decoded, as stored (not yet turned); maybe reduced by draft()
+    exif: Image.Exif
+    orientation: int  # EXIF orientation, 1 when absent
+    shown: tuple[int, int]  # (width, height) as displayed, full resolution
+    target: tuple[int, int]  # (width, height) of the working copy
+    copy_bytes: bool  # the input file already is the working copy
+
+
+def _decode(stream: BinaryIO, kind: str, options: CaptureOptions) -> _Decoded:
+    try:
+        image = Image.open(stream, formats=[kind])
+    except Image.DecompressionBombError:
+        limit = _megapixels(2 * Image.MAX_IMAGE_PIXELS)
+        raise _RejectedError(
+            f"too large: more than {limit} megapixels (limit {_megapixels(options.max_pixels)}); "
+            "resize it"
+        ) from None
+    try:
+        width, height = image.size
+        if width * height > options.max_pixels:
+            raise _RejectedError(
+                f"too large: {_megapixels(width * height)} megapixels (limit "
+                f"{_megapixels(options.max_pixels)}); resize it"
+            )
+        exif = image.getexif()
+        orientation = exif.get(_TAG_ORIENTATION, 1)
+        orientation = orientation if orientation in (1, 2, 3, 4, 5, 6, 7, 8) else 1
+        # Sizes as displayed: orientations 5–8 swap width and height.
+        shown = (height, width) if orientation >= 5 else (width, height)
+        target = working_size(shown, options.max_image_px)
+        scale = target[0] / shown[0]
+        if scale < 1 and image.format in ("JPEG", "MPO"):
+            # libjpeg can decode at 1/2, 1/4, 1/8 directly: much faster on 12–48 MP photos, and
+            # never below the target size, so the final LANCZOS pass still sets the quality.
+            image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+        # A full decode: Pillow raises on truncated data (unless someone set
+        # ImageFile.LOAD_TRUNCATED_IMAGES, which this module never does).
+        image.load()
+        copy_bytes = (
+            target == shown
+            and orientation == 1
+            and image.mode == "RGB"
+            and (image.format == "JPEG" or (image.format == "PNG" and _png_bit_depth(stream) == 8))
+        )
+    except BaseException:
+        image.close()
+        raise
+    return _Decoded(image, exif, orientation, shown, target, copy_bytes)
+
+
+def _write_working_copy(
+    photo: _Decoded, stream: BinaryIO, kind: str, path: Path, options: CaptureOptions
+) -> None:
+    with atomic_path(path) as tmp:
+        if photo.copy_bytes:
+            # Already what later stages want: keep the bytes (no second JPEG generation).
+            stream.seek(0)
+            with tmp.open("wb") as out:
+                shutil.copyfileobj(stream, out)
+            return
+        working = ImageOps.exif_transpose(photo.image) if photo.orientation != 1 else photo.image
+        working = to_rgb8(working)
+        if working.size != photo.target:
+            working = working.resize(photo.target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if kind == "PNG":
+            # Working copies are read a few times and deleted: fast compression.
+            working.save(tmp, format="PNG", compress_level=1)
+        else:
+            # 4:4:4 chroma: colour edges end up in the texture.
+            working.save(tmp, format="JPEG", quality=options.jpeg_quality, subsampling=0)
+
+
+def working_size(size: tuple[int, int], max_image_px: int | None) -> tuple[int, int]:
+    """(width, height) of the working copy: the long side at most `max_image_px`."""
+    width, height = size
+    long_side = max(width, height)
+    if max_image_px is None or long_side <= max_image_px:
+        return width, height
+    scale = max_image_px / long_side
+    if width >= height:
+        return max_image_px, max(1, round(height * scale))
+    return max(1, round(width * scale)), max_image_px
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit greyscale is scaled (a plain convert would clip it to white); alpha is
+    dropped, not composited."""
+    if image.mode.startswith("I"):
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode == "F":
+        grey = np.clip(np.asarray(image), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _png_bit_depth(stream: BinaryIO) -> int:
+    stream.seek(24)  # signature (8) + IHDR length and type (8) + width and height (8)
+    return stream.read(1)[0]
+
+
+# -- EXIF ------------------------------------------------------------------------------------
+
+
+def focal_prior_px(
+    exif: Image.Exif, *, working_long_px: int, original_long_px: int
+) -> tuple[float | None, str | None]:
+    """Focal length in pixels of the working copy from EXIF, and which tags gave it.
+
+    FocalLengthIn35mmFilm is taken as relative to a 36 mm wide frame on the long side (what
+    phones write, and what `recon synth` writes); else FocalLength with FocalPlaneXResolution
+    (pixels per unit on the sensor, for the original image size). A value outside
+    0.2–20 long sides is an EXIF error and is ignored.
+    """
+    exif_ifd = exif.get_ifd(_IFD_EXIF)
+
+    def tag(number: int) -> float | None:
+        value = exif_ifd.get(number, exif.get(number))
+        try:
+            number_value = float(value)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
+        return number_value if math.isfinite(number_value) and number_value > 0 else None
+
+    candidates = []
+    focal_35mm = tag(_TAG_FOCAL_LENGTH_35MM)
+    if focal_35mm is not None:
+        candidates.append((focal_35mm / 36.0 * working_long_px, "exif_35mm"))
+    focal_mm = tag(_TAG_FOCAL_LENGTH)
+    resolution = tag(_TAG_FOCAL_PLANE_X_RESOLUTION)
+    unit = exif_ifd.get(_TAG_FOCAL_PLANE_RESOLUTION_UNIT, 2)  # the standard's default: inches
+    if focal_mm is not None and resolution is not None and unit in _MM_PER_UNIT:
+        pixels_per_mm = resolution / _MM_PER_UNIT[unit]
+        scale = working_long_px / original_long_px
+        candidates.append((focal_mm * pixels_per_mm * scale, "exif_focal_plane"))
+    low, high = _FOCAL_RANGE_LONG_SIDES
+    for focal_px, source in candidates:
+        if low <= focal_px / working_long_px <= high:
+            return float(focal_px), source
+    return None, None
+
+
+def exif_camera(exif: Image.Exif) -> str | None:
+    """ "Make Model" from EXIF (the make once when the model repeats it), or None."""
+    make, model = (_exif_text(exif.get(tag)) for tag in (_TAG_MAKE, _TAG_MODEL))
+    if make and model and model.lower().startswith(make.lower()):
+        return model
+    return " ".join(part for part in (make, model) if part) or None
+
+
+def _exif_text(value: object) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return str(value).replace("\x00", "").strip() if value is not None else ""
+
+
+# -- summaries ------------------------------------------------------------------------------------
+
+
+def _capture_warnings(images: list[dict]) -> list[str]:
+    warnings = []
+    cameras = sorted({entry["exif_camera"] for entry in images if entry["exif_camera"]})
+    if len(cameras) > 1:
+        warnings.append(
+            f"the photos come from {len(cameras)} cameras ({', '.join(cameras)}): each gets its "
+            "own lens calibration; one camera at one zoom gives a steadier model"
+        )
+    without_focal = [entry["name"] for entry in images if entry["focal_px"] is None]
+    if without_focal:
+        warnings.append(
+            f"{len(without_focal)} of {len(images)} photos have no focal length in EXIF: it "
+            "will be estimated from the photos (keep the camera's original files for a "
+            "steadier result)"
+        )
+    return warnings
+
+
+def _summarise(rejected: list[dict], shown: int = 5) -> str:
+    if not rejected:
+        return ""
+    listed = "; ".join(f"{r['image']}: {r['reason']}" for r in rejected[:shown])
+    more = f"; and {len(rejected) - shown} more" if len(rejected) > shown else ""
+    return f" (skipped {listed}{more})"
+
+
+def _bytes_text(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g}"
+
+
+def _clear_dir(folder: Path) -> None:
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    elif folder.exists():
+        folder.unlink()
+
+
+def natural_key(name: str) -> list:
+    """Sort key putting img_2 before img_10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

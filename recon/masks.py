@@ -1,0 +1,282 @@
+"""Where the product is: its 3D region (above the table, inside the camera ring) and 2D masks.
+
+A product capture is a ring of cameras looking at one thing. The point nearest to every optical
+axis is the product's centre; sparse points near it, above the dominant ground/table plane, are
+the product. Its bounding box, projected into each photo, bounds where dense stereo looks, and a
+colour segmentation (GrabCut) seeded by the projected product points and the box refines that into
+a product mask. The table itself is removed in 3D by its plane, later, in fusion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import open3d as o3d
+
+from recon.cameras import Camera
+from recon.errors import StageError
+from recon.progress import ProgressCallback
+from recon.workspace import Workspace, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskOptions:
+    """How the product is told apart from its surroundings."""
+
+    box_margin: float = 0.12  # the product box grows by this fraction of its size on every side
+    plane_distance_rel: float = 0.004  # RANSAC inlier distance, × median camera distance
+    plane_max_tilt_deg: float = 30.0  # a ground plane's normal is within this of "up"
+    plane_min_inliers: float = 0.12  # fraction of sparse points a ground plane must hold
+    segment: bool = True  # refine the box projection with colour segmentation (GrabCut)
+    segment_px: int = 320  # GrabCut works at this long side (it is slow at full size)
+    grabcut_iterations: int = 4
+    mask_dilate_rel: float = 0.015  # grow final masks by this × image size: never clip the product
+
+
+@dataclass(frozen=True)
+class ObjectRegion:
+    """The product's place in the SfM frame."""
+
+    center: np.ndarray  # (3,) point nearest to all optical axes
+    up: np.ndarray  # (3,) unit vector away from the ground
+    box_corners: np.ndarray  # (8, 3) product box, grown by the margin, bottom on the ground
+    ground: np.ndarray | None  # (4,) plane [n, d] with n·x + d = 0, n = up; None if no table seen
+    camera_distance: float  # median distance from cameras to the centre
+
+    def to_json(self) -> dict:
+        return {
+            "center": self.center.tolist(),
+            "up": self.up.tolist(),
+            "box_corners": self.box_corners.tolist(),
+            "ground": None if self.ground is None else self.ground.tolist(),
+            "camera_distance": self.camera_distance,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ObjectRegion:
+        ground = data.get("ground")
+        return cls(
+            center=np.asarray(data["center"], dtype=np.float64),
+            up=np.asarray(data["up"], dtype=np.float64),
+            box_corners=np.asarray(data["box_corners"], dtype=np.float64),
+            ground=None if ground is None else np.asarray(ground, dtype=np.float64),
+            camera_distance=float(data["camera_distance"]),
+        )
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    region: ObjectRegion
+    object_points: int
+    mean_mask_fraction: float
+    seconds: float
+
+
+def run(
+    workspace: Workspace,
+    options: MaskOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> MaskResult:
+    """Find the product region, write it to region.json and a mask per photo."""
+    options = options or MaskOptions()
+    start = time.perf_counter()
+    cameras = workspace.read_sfm_cameras()
+    points = workspace.read_sfm_points()
+    region, object_mask = find_object_region(cameras, points, options)
+    write_json_atomic(workspace.region_path, region.to_json())
+    workspace.masks_dir.mkdir(parents=True, exist_ok=True)
+    fractions = []
+    object_xyz = points["xyz"][object_mask]
+    for index, camera in enumerate(cameras):
+        image = cv2.imread(str(workspace.sfm_image_path(camera.name)), cv2.IMREAD_COLOR)
+        if image is None:
+            raise StageError("masks", f"cannot read {workspace.sfm_image_path(camera.name)}")
+        mask = product_mask(image, camera, region, object_xyz, options)
+        cv2.imwrite(str(workspace.mask_path(camera.name)), mask.astype(np.uint8) * 255)
+        fractions.append(float(mask.mean()))
+        if progress:
+            progress("masks", (index + 1) / len(cameras), camera.name)
+    return MaskResult(
+        region, int(object_mask.sum()), float(np.mean(fractions)), time.perf_counter() - start
+    )
+
+
+def find_object_region(
+    cameras: list[Camera], points: dict[str, np.ndarray], options: MaskOptions
+) -> tuple[ObjectRegion, np.ndarray]:
+    """The product region and a (n,) bool mask of the sparse points that belong to the product."""
+    xyz = points["xyz"]
+    center = nearest_point_to_axes(cameras)
+    distances = np.array([np.linalg.norm(c.center - center) for c in cameras])
+    camera_distance = float(np.median(distances))
+    up = mean_camera_up(cameras)
+    ground = fit_ground_plane(xyz, center, up, camera_distance, options)
+    if ground is not None:
+        up = ground[:3]
+    # Product points: near the centre (the product fills part of each frame, never all of it),
+    # above the ground, and seen by enough photos to be real.
+    near = np.linalg.norm(xyz - center, axis=1) < 0.6 * camera_distance
+    keep = near & (points["track"] >= 3)
+    if ground is not None:
+        keep &= xyz @ ground[:3] + ground[3] > options.plane_distance_rel * camera_distance * 2
+    if keep.sum() < 10:
+        raise StageError(
+            "masks",
+            "could not find the product between the cameras: photograph it from all around, "
+            "keeping it in the middle of every photo",
+        )
+    # Trim far-flung points (background glimpsed between views) robustly around their median.
+    spread = np.linalg.norm(xyz - np.median(xyz[keep], axis=0), axis=1)
+    keep &= spread <= 2.5 * np.percentile(spread[keep], 90)
+    box_corners = product_box(xyz[keep], up, ground, options.box_margin)
+    return ObjectRegion(center, up, box_corners, ground, camera_distance), keep
+
+
+def nearest_point_to_axes(cameras: list[Camera]) -> np.ndarray:
+    """(3,) least-squares point closest to every camera's optical axis."""
+    lhs = np.zeros((3, 3))
+    rhs = np.zeros(3)
+    for camera in cameras:
+        axis = camera.R[2]  # viewing direction in the world
+        projector = np.eye(3) - np.outer(axis, axis)
+        lhs += projector
+        rhs += projector @ camera.center
+    return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+
+
+def mean_camera_up(cameras: list[Camera]) -> np.ndarray:
+    """(3,) unit vector: the average of the photos' "image up" directions in the world.
+
+    Photos are mostly taken upright, so this points away from the ground; the ring's plane
+    normal would be as good for a level ring, but not for tilted hand-held captures.
+    """
+    ups = np.array([-camera.R[1] for camera in cameras])
+    mean = ups.sum(axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def fit_ground_plane(
+    xyz: np.ndarray, center: np.ndarray, up: np.ndarray, scale: float, options: MaskOptions
+) -> np.ndarray | None:
+    """[n, d] of a table/ground plane under the product (n along `up`), or None."""
+    if len(xyz) < 50:
+        return None
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
+    remaining = np.arange(len(xyz))
+    for _ in range(3):  # the biggest plane may be a box face: look at a few
+        if len(remaining) < 50:
+            return None
+        plane, inliers = cloud.select_by_index(remaining.tolist()).segment_plane(
+            distance_threshold=options.plane_distance_rel * scale,
+            ransac_n=3,
+            num_iterations=2000,
+            probability=0.9999,
+        )
+        normal = np.asarray(plane[:3])
+        norm = np.linalg.norm(normal)
+        normal, offset = normal / norm, plane[3] / norm
+        if normal @ up < 0:
+            normal, offset = -normal, -offset
+        tilt = np.degrees(np.arccos(np.clip(normal @ up, -1, 1)))
+        below_center = normal @ center + offset > 0
+        if (
+            tilt <= options.plane_max_tilt_deg
+            and below_center
+            and len(inliers) >= options.plane_min_inliers * len(xyz)
+        ):
+            return np.append(normal, offset)
+        remaining = np.delete(remaining, inliers)
+    return None
+
+
+def product_box(
+    xyz: np.ndarray, up: np.ndarray, ground: np.ndarray | None, margin: float
+) -> np.ndarray:
+    """(8, 3) corners of an up-aligned box around the points, grown by `margin` of its size."""
+    axes = up_aligned_axes(up)
+    local = xyz @ axes.T
+    low, high = np.percentile(local, 0.5, axis=0), np.percentile(local, 99.5, axis=0)
+    size = high - low
+    low, high = low - margin * size.max(), high + margin * size.max()
+    if ground is not None:  # the box stands on the table; it does not reach below it
+        low[1] = -ground[3]
+    corners = np.array(
+        [[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])]
+    )
+    return corners @ axes
+
+
+def up_aligned_axes(up: np.ndarray) -> np.ndarray:
+    """(3, 3) rows: x, up, z — an orthonormal frame whose second axis is `up`."""
+    helper = np.array([1.0, 0, 0]) if abs(up[0]) < 0.9 else np.array([0, 0, 1.0])
+    x = np.cross(up, helper)
+    x /= np.linalg.norm(x)
+    z = np.cross(x, up)
+    return np.stack([x, up, z])
+
+
+def project_box(camera: Camera, corners: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the convex hull of the box corners in the photo."""
+    uv, depth = camera.project(corners)
+    mask = np.zeros((camera.height, camera.width), np.uint8)
+    if (depth <= 0).any():  # a camera inside the box: everything may be product
+        mask[:] = 1
+        return mask.astype(bool)
+    hull = cv2.convexHull(np.round(uv * 16).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 1, shift=4)
+    return mask.astype(bool)
+
+
+def product_mask(
+    image: np.ndarray,
+    camera: Camera,
+    region: ObjectRegion,
+    object_xyz: np.ndarray,
+    options: MaskOptions,
+) -> np.ndarray:
+    """(h, w) bool: the product in one photo (generous at the edges)."""
+    box = project_box(camera, region.box_corners)
+    if not options.segment:
+        return box
+    scale = options.segment_px / max(camera.width, camera.height)
+    small_size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
+    small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+    small_box = cv2.resize(box.astype(np.uint8), small_size, interpolation=cv2.INTER_NEAREST)
+    labels = np.where(small_box > 0, cv2.GC_PR_BGD, cv2.GC_BGD).astype(np.uint8)
+    # Projected product points mark sure foreground (their 3D positions came from matches).
+    uv, depth = camera.scaled(scale).project(object_xyz)
+    inside = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0)
+    inside &= (uv[:, 0] < small_size[0] - 1) & (uv[:, 1] < small_size[1] - 1)
+    seeds = np.round(uv[inside]).astype(int)
+    if len(seeds) < 10:
+        return box
+    hull = cv2.convexHull(seeds.astype(np.int32))
+    cv2.fillConvexPoly(labels, hull, cv2.GC_PR_FGD)
+    labels[seeds[:, 1], seeds[:, 0]] = cv2.GC_FGD
+    labels[small_box == 0] = cv2.GC_BGD
+    background_model = np.zeros((1, 65), np.float64)
+    foreground_model = np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(
+            small,
+            labels,
+            None,
+            background_model,
+            foreground_model,
+            options.grabcut_iterations,
+            cv2.GC_INIT_WITH_MASK,
+        )
+    except cv2.error:  # degenerate colour models (e.g. a one-colour photo): keep the box
+        return box
+    foreground = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    full = cv2.resize(foreground, (camera.width, camera.height), interpolation=cv2.INTER_LINEAR)
+    grow = max(1, round(options.mask_dilate_rel * max(camera.width, camera.height)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    return cv2.dilate(full, kernel).astype(bool) & box

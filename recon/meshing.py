@@ -1,0 +1,126 @@
+"""Meshing: the fused surface cleaned to the product alone and simplified to the face budget."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import fast_simplification
+import numpy as np
+import trimesh
+
+from recon.errors import StageError
+from recon.progress import ProgressCallback
+from recon.workspace import Workspace, atomic_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeshOptions:
+    """How big the surface may be and what counts as the product."""
+
+    max_faces: int = 100_000  # the preset's face budget
+    min_component_fraction: float = 0.05  # drop islands smaller than this × the largest piece
+    max_hole_edges: int = 60  # fill holes bounded by at most this many edges
+
+
+@dataclass(frozen=True)
+class MeshResult:
+    vertices: int
+    faces: int
+    watertight: bool
+    seconds: float
+
+
+def run(
+    workspace: Workspace,
+    options: MeshOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> MeshResult:
+    """Clean and simplify the fused surface of `workspace` and save it as the product mesh."""
+    options = options or MeshOptions()
+    start = time.perf_counter()
+    mesh = trimesh.load(workspace.fused_mesh_path, process=False)
+    if progress:
+        progress("mesh", 0.1, "components")
+    mesh = keep_product_components(mesh, options.min_component_fraction)
+    if len(mesh.faces) > options.max_faces:
+        if progress:
+            progress("mesh", 0.4, "simplify")
+        mesh = simplify(mesh, options.max_faces)
+    if progress:
+        progress("mesh", 0.8, "repair")
+    mesh = repair(mesh, options.max_hole_edges)
+    if len(mesh.faces) == 0:
+        raise StageError("mesh", "nothing of the product survived cleaning the fused surface")
+    with atomic_path(workspace.mesh_path) as tmp:
+        mesh.export(tmp)
+    if progress:
+        progress("mesh", 1.0, f"{len(mesh.faces)} faces")
+    return MeshResult(
+        len(mesh.vertices), len(mesh.faces), bool(mesh.is_watertight), time.perf_counter() - start
+    )
+
+
+def keep_product_components(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh.Trimesh:
+    """The connected pieces that make the product: big ones, and never the lone fragments that
+    stereo noise leaves floating around it."""
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, len(mesh.faces))
+    counts = np.bincount(labels)
+    if len(counts) == 0:
+        return mesh
+    keep_label = counts >= min_fraction * counts.max()
+    return mesh.submesh([np.flatnonzero(keep_label[labels])], append=True)
+
+
+def simplify(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
+    """Quadric-error decimation to at most `max_faces` faces."""
+    vertices, faces = fast_simplification.simplify(
+        np.asarray(mesh.vertices, dtype=np.float32),
+        np.asarray(mesh.faces, dtype=np.int32),
+        target_reduction=1.0 - max_faces / len(mesh.faces),
+    )
+    return trimesh.Trimesh(vertices.astype(np.float64), faces, process=True)
+
+
+def repair(mesh: trimesh.Trimesh, max_hole_edges: int) -> trimesh.Trimesh:
+    """Merge duplicate vertices, drop degenerate faces, fill small holes.
+
+    Winding needs no repair: marching cubes orients every face outwards and decimation keeps it.
+    """
+    mesh.merge_vertices()
+    mesh.update_faces(mesh.nondegenerate_faces())
+    mesh.update_faces(mesh.unique_faces())
+    mesh.remove_unreferenced_vertices()
+    fill_small_holes(mesh, max_hole_edges)
+    return mesh
+
+
+def fill_small_holes(mesh: trimesh.Trimesh, max_edges: int) -> None:
+    """Close boundary loops of at most `max_edges` edges with a fan around their centroid."""
+    boundary = trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)
+    if len(boundary) == 0:
+        return
+    edges = mesh.edges[boundary]
+    loops = trimesh.graph.connected_components(edges, min_len=3, engine="scipy")
+    new_vertices = [mesh.vertices]
+    new_faces = [mesh.faces]
+    count = len(mesh.vertices)
+    for loop in loops:
+        if len(loop) > max_edges:
+            continue
+        loop_edges = edges[np.isin(edges[:, 0], loop)]
+        centroid = mesh.vertices[loop].mean(axis=0)
+        new_vertices.append(centroid[None])
+        # Boundary edges run along the hole in the direction of their own face; the fan keeps
+        # that orientation reversed so the patch's normals agree with its neighbours.
+        new_faces.append(
+            np.column_stack([loop_edges[:, 1], loop_edges[:, 0], np.full(len(loop_edges), count)])
+        )
+        count += 1
+    if count > len(mesh.vertices):
+        mesh.vertices = np.vstack(new_vertices)
+        mesh.faces = np.vstack(new_faces)
