@@ -45,6 +45,26 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
+    reconstruct = verbs.add_parser(
+        "reconstruct",
+        help="photos (a folder or .zip) to a textured model",
+        description="Reconstruct a textured 3D model (OUT/model.glb) and its report "
+        "(OUT/report.json) from photos taken all around a product. A run that was stopped "
+        "continues where it left off when started again with the same command.",
+    )
+    reconstruct.add_argument("input", type=Path, help="folder of JPEG/PNG/HEIC photos, or a .zip")
+    reconstruct.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    reconstruct.add_argument(
+        "--preset",
+        choices=["preview", "standard", "high"],
+        default="standard",
+        help="detail level (standard)",
+    )
+    reconstruct.add_argument(
+        "--overwrite", action="store_true", help="start afresh instead of resuming finished stages"
+    )
+    reconstruct.set_defaults(handler=_reconstruct)
+
     synth = verbs.add_parser(
         "synth",
         help="render a synthetic capture with exact ground truth",
@@ -95,6 +115,27 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-texture", action="store_true", help="skip texture scoring")
     evaluate.set_defaults(handler=_evaluate)
     return parser
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from recon import pipeline
+
+    options = pipeline.ReconOptions.for_preset(args.preset)
+    with progress_bar() as progress:
+        result = pipeline.reconstruct(
+            args.input, args.out, options, overwrite=args.overwrite, progress=progress
+        )
+    report = result.report
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(
+        f"{report['images']['registered']} of {report['images']['total']} photos used; "
+        f"{report['mesh']['faces']} faces, {report['texture']['size']}² texture, "
+        f"{report['timings_s']['total']:.0f} s\nmodel: {result.model_path}\n"
+        f"report: {result.report_path}",
+        highlight=False,
+    )
+    return 0
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -1,0 +1,171 @@
+"""`reconstruct`: photos in, textured model and report out — the stages run in order, resumably."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from recon import capture, depth, export, fusion, masks, meshing, orient, sfm, texturing
+from recon.errors import InputError, ReconError
+from recon.progress import ProgressCallback
+from recon.report import build_report
+from recon.workspace import Workspace, atomic_path, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+
+class Preset(StrEnum):
+    """Detail levels (DESIGN.md): working photo size, face budget, texture size."""
+
+    PREVIEW = "preview"  # 800 px, 30k faces, 1024² — a fast check while the merchant waits
+    STANDARD = "standard"  # 1600 px, 100k faces, 2048² — the default shop asset
+    HIGH = "high"  # full resolution, 250k faces, 4096² — hero products
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconOptions:
+    """Everything a reconstruction can be told, one part per stage."""
+
+    preset: Preset = Preset.STANDARD
+    capture: capture.CaptureOptions = field(default_factory=capture.CaptureOptions)
+    sfm: sfm.SfmOptions = field(default_factory=sfm.SfmOptions)
+    masks: masks.MaskOptions = field(default_factory=masks.MaskOptions)
+    depth: depth.DepthOptions = field(default_factory=depth.DepthOptions)
+    fusion: fusion.FusionOptions = field(default_factory=fusion.FusionOptions)
+    mesh: meshing.MeshOptions = field(default_factory=meshing.MeshOptions)
+    orient: orient.OrientOptions = field(default_factory=orient.OrientOptions)
+    texture: texturing.TextureOptions = field(default_factory=texturing.TextureOptions)
+    export: export.ExportOptions = field(default_factory=export.ExportOptions)
+
+    @classmethod
+    def for_preset(cls, preset: Preset | str = Preset.STANDARD) -> ReconOptions:
+        preset = Preset(preset)
+        image_px, depth_px, faces, texture_px, fusion_voxel = {
+            Preset.PREVIEW: (800, 400, 30_000, 1024, 0.003),
+            Preset.STANDARD: (1600, depth.DepthOptions().max_image_px, 100_000, 2048, 0.0015),
+            Preset.HIGH: (None, 960, 250_000, 4096, 0.001),
+        }[preset]
+        return cls(
+            preset=preset,
+            capture=capture.CaptureOptions(max_image_px=image_px),
+            depth=dataclasses.replace(depth.DepthOptions(), max_image_px=depth_px),
+            fusion=fusion.FusionOptions(voxel_rel=fusion_voxel),
+            mesh=meshing.MeshOptions(max_faces=faces),
+            texture=dataclasses.replace(texturing.TextureOptions(), texture_size=texture_px),
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    out_dir: Path
+    model_path: Path
+    report_path: Path
+    report: dict
+
+
+# Order matters: each stage reads what the ones before it wrote.
+STAGES: tuple[str, ...] = (
+    "capture", "sfm", "masks", "depth", "fusion", "mesh", "orient", "texture",
+)  # fmt: skip
+
+
+def reconstruct(
+    input_path: Path | str,
+    out_dir: Path | str,
+    options: ReconOptions | None = None,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Result:
+    """Reconstruct the photos at `input_path` (a folder or .zip) into `out_dir`.
+
+    Finished stages are kept in ``out_dir/work`` and skipped when run again with the same
+    options, so a killed job continues where it stopped; `overwrite` starts afresh. The model
+    and report appear in `out_dir` only when everything succeeded.
+    """
+    options = options or ReconOptions()
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    if not input_path.exists():
+        raise InputError(f"{input_path} does not exist: give a folder of photos or a .zip of them")
+    workspace = Workspace(out_dir)
+    created_out_dir = not out_dir.exists()
+    if overwrite and workspace.work_dir.exists():
+        shutil.rmtree(workspace.work_dir)
+    workspace.create()
+    runners: dict[str, Callable[[], Any]] = {
+        "capture": lambda: capture.run(input_path, workspace, options.capture, progress=progress),
+        "sfm": lambda: sfm.run(workspace, options.sfm, progress=progress),
+        "masks": lambda: masks.run(workspace, options.masks, progress=progress),
+        "depth": lambda: depth.run(workspace, options.depth, progress=progress),
+        "fusion": lambda: fusion.run(workspace, options.fusion, progress=progress),
+        "mesh": lambda: meshing.run(workspace, options.mesh, progress=progress),
+        "orient": lambda: orient.run(workspace, options.orient, progress=progress),
+        "texture": lambda: texturing.run(workspace, options.texture, progress=progress),
+    }
+    stage_options = {
+        "capture": {"input": str(input_path.resolve()), "options": options.capture},
+        "sfm": options.sfm,
+        "masks": options.masks,
+        "depth": options.depth,
+        "fusion": options.fusion,
+        "mesh": options.mesh,
+        "orient": options.orient,
+        "texture": options.texture,
+    }
+    start = time.perf_counter()
+    rerun_rest = False
+    try:
+        for stage in STAGES:
+            if not rerun_rest and workspace.stage_done(stage, stage_options[stage]):
+                logger.info("%s: already done, skipped", stage)
+                continue
+            if not rerun_rest:  # this stage and all after it are stale: unpublish the old model
+                unpublish(workspace)
+            rerun_rest = True
+            stage_start = time.perf_counter()
+            result = runners[stage]()
+            workspace.mark_done(
+                stage, stage_options[stage], seconds=time.perf_counter() - stage_start,
+                info=stage_info(result),
+            )  # fmt: skip
+    except ReconError:
+        if workspace.stage_info("capture") == {} and created_out_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)  # bad input: leave nothing behind
+        raise
+    report = build_report(workspace, options, total_seconds=time.perf_counter() - start)
+    publish(workspace, report)
+    return Result(out_dir, workspace.model_path, workspace.report_path, report)
+
+
+def stage_info(result: Any) -> dict:
+    """The small facts of a stage result worth keeping (counts, flags), JSON-safe."""
+    if not dataclasses.is_dataclass(result):
+        return {}
+    info = {}
+    for item in dataclasses.fields(result):
+        value = getattr(result, item.name)
+        if isinstance(value, bool | int | float | str) or (
+            isinstance(value, list) and all(isinstance(v, dict | str) for v in value)
+        ):
+            info[item.name] = value
+    return info
+
+
+def publish(workspace: Workspace, report: dict) -> None:
+    """Move the finished model into place, then the report: a report means a complete job."""
+    with atomic_path(workspace.model_path) as tmp:
+        shutil.copyfile(workspace.textured_model_path, tmp)
+    write_json_atomic(workspace.report_path, report)
+
+
+def unpublish(workspace: Workspace) -> None:
+    """Remove published outputs that the stages about to run will replace."""
+    workspace.report_path.unlink(missing_ok=True)
+    workspace.model_path.unlink(missing_ok=True)

@@ -1,0 +1,203 @@
+"""Masks, fusion, meshing and orientation on a workspace built from a capture's exact truth.
+
+The earlier stages (SfM, depth) are replaced by the truth: true cameras, sparse points sampled on
+the true surface (and on the table), and depth maps rendered from the true scene with noise. So
+these tests score the later stages alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from recon import fusion, masks, meshing, orient, synth
+from recon.cameras import Camera, read_cameras_json, write_cameras_json
+from recon.evaluation import EvaluateOptions, evaluate
+from recon.render import OffscreenRenderer
+from recon.textured_mesh import TexturedMesh, from_trimesh
+from recon.workspace import Workspace
+from tests.conftest import SAMPLE_CAPTURES_DIR
+
+DEPTH_NOISE = 0.001  # relative depth noise, about what good stereo gives
+
+
+def fake_sparse_points(mesh: trimesh.Trimesh, cameras: list[Camera], table: bool, seed: int = 0):
+    """Points on the true surface (and table), with the cameras that see them."""
+    rng = np.random.default_rng(seed)
+    points, _ = trimesh.sample.sample_surface(mesh, 3000, seed=seed)
+    if table:
+        radius = np.sqrt(rng.uniform(0, 1, 3000)) * 0.5
+        angle = rng.uniform(0, 2 * np.pi, 3000)
+        points = np.vstack([points, np.c_[radius * np.cos(angle), np.zeros(3000),
+                                          radius * np.sin(angle)]])  # fmt: skip
+    pairs = []
+    for index, camera in enumerate(cameras):
+        uv, depth = camera.project(points)
+        inside = (depth > 0) & (uv >= 0).all(axis=1) & (uv[:, 0] < camera.width)
+        inside &= uv[:, 1] < camera.height
+        pairs += [(point, index) for point in np.flatnonzero(inside)]
+    visible_in = np.array(pairs, dtype=np.int32)
+    return {
+        "xyz": points,
+        "rgb": np.zeros((len(points), 3), np.uint8),
+        "error": np.zeros(len(points)),
+        "track": np.bincount(visible_in[:, 0], minlength=len(points)),
+        "visible_in": visible_in,
+    }
+
+
+def truth_workspace(capture: Path, root: Path) -> Workspace:
+    workspace = Workspace(root / capture.name)
+    workspace.create()
+    cameras = read_cameras_json(capture / "truth" / "cameras.json")
+    workspace.write_sfm_cameras(cameras)
+    workspace.sfm_images_dir.mkdir(parents=True)
+    for camera in cameras:
+        shutil.copy(capture / "images" / camera.name, workspace.sfm_image_path(camera.name))
+    mesh = trimesh.load(capture / "truth" / "mesh.ply", process=False)
+    table = "table" in capture.name
+    workspace.write_sfm_points(**fake_sparse_points(mesh, cameras, table))
+    return workspace
+
+
+def write_truth_depth(workspace: Workspace, capture: Path) -> None:
+    scene = from_trimesh(trimesh.load(capture / "truth" / "mesh.ply", process=False))
+    if "table" in capture.name:
+        scene = TexturedMesh((*scene.primitives, synth.make_tabletop(1.0)))
+    rng = np.random.default_rng(1)
+    workspace.depth_dir.mkdir(parents=True, exist_ok=True)
+    with OffscreenRenderer(scene) as renderer:
+        for camera in workspace.read_sfm_cameras():
+            depth = renderer.render(camera).depth
+            noisy = np.where(depth > 0, depth * (1 + rng.normal(0, DEPTH_NOISE, depth.shape)), 0)
+            np.savez(
+                workspace.depth_path(camera.name),
+                depth=noisy.astype(np.float32),
+                normal=np.zeros((*depth.shape, 3), np.float32),
+                confidence=np.ones_like(depth),
+                K=camera.K,
+            )
+
+
+@pytest.fixture(scope="module")
+def table_workspace(tmp_path_factory) -> tuple[Workspace, Path]:
+    capture = SAMPLE_CAPTURES_DIR / "bottle_table"
+    workspace = truth_workspace(capture, tmp_path_factory.mktemp("ws"))
+    masks.run(workspace)
+    write_truth_depth(workspace, capture)
+    fusion.run(workspace)
+    meshing.run(workspace)
+    return workspace, capture
+
+
+def mask_scores(workspace: Workspace, capture: Path) -> tuple[float, float]:
+    """(lowest recall, mean precision) of the product masks against the true silhouettes."""
+    recalls, precisions = [], []
+    for camera in workspace.read_sfm_cameras():
+        mask = np.asarray(Image.open(workspace.mask_path(camera.name))) > 0
+        truth = (
+            np.asarray(
+                Image.open(capture / "truth" / "masks" / camera.name.replace(".jpg", ".png"))
+            )
+            > 0
+        )
+        recalls.append((mask & truth).sum() / truth.sum())
+        precisions.append((mask & truth).sum() / mask.sum())
+    return float(min(recalls)), float(np.mean(precisions))
+
+
+def test_masks_hold_the_whole_product_on_a_plain_background(tmp_path) -> None:
+    capture = SAMPLE_CAPTURES_DIR / "mug"
+    workspace = truth_workspace(capture, tmp_path)
+    result = masks.run(workspace)
+    assert result.region.ground is None  # nothing but the product has texture
+    # With no table, "up" comes from how the photos were held: upright within a few degrees.
+    assert np.degrees(np.arccos(result.region.up @ [0, 1, 0])) < 3
+    lowest_recall, precision = mask_scores(workspace, capture)
+    assert lowest_recall > 0.999  # a mask never cuts the product
+    assert precision > 0.75
+
+
+def test_masks_find_the_table_and_keep_the_product(table_workspace) -> None:
+    workspace, capture = table_workspace
+    region = masks.ObjectRegion.from_json(json.loads(workspace.region_path.read_text()))
+    assert region.ground is not None
+    assert np.degrees(np.arccos(region.ground[:3] @ [0, 1, 0])) < 0.5
+    assert abs(region.ground[3]) < 1e-3  # the table top is y = 0 in the truth frame
+    lowest_recall, precision = mask_scores(workspace, capture)
+    assert lowest_recall > 0.999
+    assert precision > 0.55
+
+
+def test_fused_mesh_is_the_product_without_the_table(table_workspace, tmp_path) -> None:
+    workspace, capture = table_workspace
+    out = tmp_path / "out"
+    out.mkdir()
+    write_cameras_json(out / "report.json", workspace.read_sfm_cameras())
+    mesh = trimesh.load(workspace.mesh_path, process=False)
+    assert len(mesh.faces) <= meshing.MeshOptions().max_faces * 1.01
+    mesh.export(out / "model.glb")
+    geometry = evaluate(capture, out, EvaluateOptions(score_texture=False))["geometry"]
+    assert geometry["accuracy"]["0.5"] > 0.99  # no table, no floating junk
+    assert geometry["f_score"]["0.5"] > 0.97
+    assert geometry["f_score"]["1"] > 0.99
+
+
+def test_orientation_puts_the_product_upright_on_the_origin(table_workspace) -> None:
+    workspace, _ = table_workspace
+    # Pretend SfM chose a rotated, shifted frame: orientation must undo it.
+    frame = np.eye(4)
+    frame[:3, :3] = trimesh.transformations.rotation_matrix(0.7, [1, 2, 3])[:3, :3]
+    frame[:3, 3] = [0.3, -0.2, 0.5]
+    moved = Workspace(workspace.out_dir.parent / "moved")
+    moved.create()
+    moved.write_sfm_cameras([c.transformed(frame) for c in workspace.read_sfm_cameras()])
+    region = json.loads(workspace.region_path.read_text())
+    rotate = frame[:3, :3]
+    ground = np.asarray(region["ground"])
+    moved_normal = rotate @ ground[:3]
+    region.update(
+        center=(rotate @ region["center"] + frame[:3, 3]).tolist(),
+        up=(rotate @ region["up"]).tolist(),
+        box_corners=(np.asarray(region["box_corners"]) @ rotate.T + frame[:3, 3]).tolist(),
+        ground=[*moved_normal, ground[3] - moved_normal @ frame[:3, 3]],
+    )
+    moved.region_path.write_text(json.dumps(region))
+    mesh = trimesh.load(workspace.mesh_path, process=False)
+    mesh.apply_transform(frame)
+    moved.mesh_path.parent.mkdir(parents=True)
+    mesh.export(moved.mesh_path)
+
+    result = orient.run(moved)
+    assert result.up_source == "table plane"
+    oriented = mesh.copy()
+    oriented.apply_transform(result.matrix)
+    low, high = oriented.bounds
+    assert abs(low[1]) < 0.004  # standing on y = 0 (the mesh stops just above the table)
+    np.testing.assert_allclose((low + high)[[0, 2]] / 2, 0, atol=1e-6)  # float32 PLY
+    np.testing.assert_allclose(np.ptp(oriented.vertices, axis=0)[1], 0.24, rtol=0.02)
+    # The first photo looks at the product's front: seen from above, it stands on the +Z axis.
+    first = moved.read_sfm_cameras()[0].transformed(result.matrix)
+    horizontal = first.center[[0, 2]] / np.linalg.norm(first.center[[0, 2]])
+    assert horizontal[1] > 0.995
+    assert first.center[1] > 0  # above the table
+
+
+def test_small_holes_are_filled_and_big_ones_kept() -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    small_hole = sphere.copy()
+    small_hole.update_faces(np.arange(len(sphere.faces)) != 0)
+    small_hole.remove_unreferenced_vertices()
+    repaired = meshing.repair(small_hole, max_hole_edges=10)
+    assert repaired.is_watertight
+    assert repaired.is_winding_consistent
+    cap = sphere.copy()
+    cap.update_faces(sphere.triangles_center[:, 1] < 0.8)  # a hole of many edges
+    cap.remove_unreferenced_vertices()
+    assert not meshing.repair(cap, max_hole_edges=10).is_watertight
