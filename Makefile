@@ -47,7 +47,9 @@ test-all: setup
 	$(PY) -m pytest
 
 bench: setup
-	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/synth_and_evaluate.py --out $(OUT)/bench
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/reconstruction.py --out $(OUT)/bench/recon
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/depth_quality.py --out $(OUT)/bench/depth.json
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/synth_and_evaluate.py --out $(OUT)/bench/synth
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .

@@ -113,6 +113,12 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("out_dir", type=Path, help="a reconstruction's output folder")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the scores here")
     evaluate.add_argument("--no-texture", action="store_true", help="skip texture scoring")
+    evaluate.add_argument(
+        "--renders",
+        type=Path,
+        default=None,
+        help="save each held-out view beside the model's render in this folder",
+    )
     evaluate.set_defaults(handler=_evaluate)
     return parser
 
@@ -165,7 +171,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from recon import evaluation
 
-    options = evaluation.EvaluateOptions(score_texture=not args.no_texture)
+    options = evaluation.EvaluateOptions(score_texture=not args.no_texture, render_dir=args.renders)
     scores = evaluation.evaluate(args.capture_dir, args.out_dir, options)
     if args.json:
         evaluation.write_scores(scores, args.json)

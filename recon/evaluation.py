@@ -40,6 +40,7 @@ class EvaluateOptions:
     surface_samples: int = 100_000  # points sampled on each surface
     seed: int = 0
     score_texture: bool = True  # render the model at the held-out views (needs a GL context)
+    render_dir: Path | None = None  # save each held-out view beside the model's render here
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def evaluate(capture_dir: Path, out_dir: Path, options: EvaluateOptions | None =
             truth_mesh, recon_mesh.to_trimesh(), truth.cameras, diagonal, options
         )
         if options.score_texture and truth.novel_dir is not None:
-            scores["texture"] = score_texture(recon_mesh, truth.novel_dir)
+            scores["texture"] = score_texture(recon_mesh, truth.novel_dir, options.render_dir)
     elif truth_mesh is not None:
         scores["geometry"] = None
         scores["warnings"] = [f"{model_path} is missing: surface and texture not scored"]
@@ -236,7 +237,7 @@ def visible_from_any(
     return seen
 
 
-def score_texture(recon_mesh, novel_dir: Path) -> dict:
+def score_texture(recon_mesh, novel_dir: Path, render_dir: Path | None = None) -> dict:
     """Masked PSNR and SSIM of the model at held-out views.
 
     The model is drawn unlit: its texture already holds the colour the cameras saw.
@@ -256,6 +257,10 @@ def score_texture(recon_mesh, novel_dir: Path) -> dict:
             psnrs.append(100.0 if mse == 0 else 10 * np.log10(255.0**2 / mse))
             ssims.append(masked_ssim(rendered, truth_rgb, mask))
             coverages.append(float(rendering.mask[mask].mean()))
+            if render_dir is not None:
+                render_dir.mkdir(parents=True, exist_ok=True)
+                side_by_side = np.hstack([truth_rgba[..., :3], rendering.rgb])
+                Image.fromarray(side_by_side).save(render_dir / camera.name)
     if not psnrs:
         return {"views": 0}
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -131,10 +132,11 @@ def reconstruct(
             rerun_rest = True
             stage_start = time.perf_counter()
             result = runners[stage]()
+            info = stage_info(result)
+            info["peak_memory_mb"] = peak_memory_mb()
             workspace.mark_done(
-                stage, stage_options[stage], seconds=time.perf_counter() - stage_start,
-                info=stage_info(result),
-            )  # fmt: skip
+                stage, stage_options[stage], seconds=time.perf_counter() - stage_start, info=info
+            )
     except ReconError:
         if workspace.stage_info("capture") == {} and created_out_dir:
             shutil.rmtree(out_dir, ignore_errors=True)  # bad input: leave nothing behind
@@ -142,6 +144,11 @@ def reconstruct(
     report = build_report(workspace, options, total_seconds=time.perf_counter() - start)
     publish(workspace, report)
     return Result(out_dir, workspace.model_path, workspace.report_path, report)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far (Linux reports it in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def stage_info(result: Any) -> dict:

@@ -36,11 +36,13 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
         f"{item['image']} not used: {item['reason']}" for item in sfm_info.get("unregistered", [])
     ]
     warnings.append(UNKNOWN_SCALE_WARNING)
-    timings = {
-        stage: round(float(info["seconds"]), 3)
-        for stage, info in json.loads(workspace.state_path.read_text()).items()
-    }
+    state = json.loads(workspace.state_path.read_text())
+    timings = {stage: round(float(info["seconds"]), 3) for stage, info in state.items()}
     timings["total"] = round(total_seconds, 3)
+    # Peak memory so far after each stage (of the process that ran it; resumed runs start anew).
+    memory = {
+        stage: info["peak_memory_mb"] for stage, info in state.items() if "peak_memory_mb" in info
+    }
     return {
         "version": REPORT_VERSION,
         "status": "succeeded",
@@ -68,5 +70,6 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
             "sfm_to_model": to_asset.round(12).tolist(),
         },
         "timings_s": timings,
+        "peak_memory_mb": memory,
         "warnings": warnings,
     }

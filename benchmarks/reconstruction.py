@@ -1,0 +1,213 @@
+"""Benchmark the reconstruction pipeline: quality against ground truth, time and memory per stage.
+
+- Synthetic captures (24 views, 960 px, plain and table backgrounds) of real product models from
+  ../shared/data, reconstructed with the `standard` preset and scored by `recon evaluate`;
+  one of them again with `preview` for the speed ratio.
+- Middlebury temple ring and sparse ring: registered views and pose error against calibration.
+- bundler_kermit (real hand-held photos): a picture of the textured model to look at.
+
+Every reconstruction runs in its own process (peak memory is its own). Writes
+``OUT/reconstruction.json``, the acceptance checks of the pipeline issue with pass/fail, and
+``OUT/contact_sheet.png`` (each result rendered beside the truth).
+
+    python benchmarks/reconstruction.py --out out/bench/recon [--models ycb_003_cracker_box ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = (
+    "ycb_003_cracker_box", "ycb_005_tomato_soup_can", "ycb_006_mustard_bottle",
+    "WaterBottle", "MaterialsVariantsShoe", "Avocado",
+)  # fmt: skip
+TARGETS = {
+    "rotation_error_deg": 0.1,
+    "f_score_1": 0.97,
+    "f_score_0.5": 0.85,
+    "psnr_db": 25.0,
+    "seconds": 90.0,
+    "peak_memory_mb": 4096.0,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "recon")
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+    )
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--backgrounds", nargs="*", default=["plain", "table"])
+    parser.add_argument("--preset", default="standard")
+    parser.add_argument("--skip-real", action="store_true", help="skip Middlebury and Kermit")
+    args = parser.parse_args()
+    if not (args.shared / "models").is_dir():
+        print(f"shared data not found at {args.shared}; set RECON_SHARED_DATA")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"synthetic": [], "real": []}
+
+    for model in args.models:
+        for background in args.backgrounds:
+            capture = args.out / "captures" / f"{model}_{background}"
+            if not (capture / "truth" / "cameras.json").exists():
+                recon(["synth", str(args.shared / "models" / model), str(capture), "--views", "24",
+                       "--size", "960", "--background", background, "--overwrite"])  # fmt: skip
+            entry = reconstruct_and_score(capture, args.out / "runs" / capture.name, args.preset)
+            entry.update(model=model, background=background)
+            entry["checks"] = acceptance_checks(entry)
+            results["synthetic"].append(entry)
+            print(json.dumps({k: entry[k] for k in ("model", "background", "run", "checks")}))
+
+    if args.models:  # preview against standard on the first capture: how much faster?
+        capture = args.out / "captures" / f"{args.models[0]}_{args.backgrounds[0]}"
+        preview = reconstruct_and_score(capture, args.out / "runs" / "preview", "preview")
+        standard = results["synthetic"][0]["run"]["seconds"]
+        results["preview"] = {
+            **preview,
+            "speedup_vs_standard": standard / preview["run"]["seconds"],
+        }
+        print(
+            json.dumps(
+                {
+                    "preview": results["preview"]["run"],
+                    "speedup": results["preview"]["speedup_vs_standard"],
+                }
+            )
+        )
+
+    if not args.skip_real:
+        captures = args.shared / "captures"
+        for name, minimum in (
+            ("middlebury_temple_ring", 45),
+            ("middlebury_temple_sparse_ring", 14),
+        ):
+            entry = reconstruct_and_score(captures / name, args.out / "runs" / name, args.preset)
+            registered = entry.get("scores", {}).get("images", {}).get("registered", 0)
+            rotation = entry.get("scores", {}).get("pose", {}).get("rotation_error_deg", {})
+            entry["checks"] = {
+                f"registered >= {minimum}": registered >= minimum,
+                "rotation error <= 0.5 deg": rotation.get("median", 99) <= 0.5,
+            }
+            entry["name"] = name
+            results["real"].append(entry)
+            print(json.dumps({"name": name, "run": entry["run"], "checks": entry["checks"]}))
+        kermit_out = args.out / "runs" / "bundler_kermit"
+        run = recon(["reconstruct", str(captures / "bundler_kermit"), "-o", str(kermit_out),
+                     "--preset", args.preset])  # fmt: skip
+        if run["returncode"] == 0:
+            picture_of_model(kermit_out, captures / "bundler_kermit", args.out / "kermit.png")
+        results["real"].append({"name": "bundler_kermit", "run": run})
+
+    (args.out / "reconstruction.json").write_text(json.dumps(results, indent=1) + "\n")
+    contact_sheet(args.out / "runs", args.out / "contact_sheet.png")
+    failed = [e for e in results["synthetic"] + results["real"]
+              if e.get("checks") and not all(e["checks"].values())]  # fmt: skip
+    print(f"{len(failed)} runs missed a target; results in {args.out / 'reconstruction.json'}")
+    return 0
+
+
+def recon(arguments: list[str]) -> dict:
+    """Run `recon ...` in its own process: wall time, peak memory, exit code, error text."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "recon.cli", *arguments], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    result = {
+        "seconds": round(time.perf_counter() - start, 2),
+        "peak_memory_mb": round(usage.ru_maxrss / 1024, 1),
+        "returncode": os.waitstatus_to_exitcode(status),
+    }
+    if result["returncode"] != 0:
+        result["error"] = stderr[-1500:]
+    return result
+
+
+def reconstruct_and_score(capture: Path, out: Path, preset: str) -> dict:
+    images = capture / "images" if (capture / "images").is_dir() else capture
+    run = recon(["reconstruct", str(images), "-o", str(out), "--preset", preset, "--overwrite"])
+    entry: dict = {"run": run}
+    if run["returncode"] != 0:
+        return entry
+    report = json.loads((out / "report.json").read_text())
+    entry["stages_s"] = report["timings_s"]
+    entry["stage_peak_memory_mb"] = report.get("peak_memory_mb", {})
+    entry["faces"] = report["mesh"]["faces"]
+    entry["glb_mb"] = round((out / "model.glb").stat().st_size / 2**20, 2)
+    scores_path = out / "scores.json"
+    scored = recon(["evaluate", str(capture), str(out), "--json", str(scores_path),
+                    "--renders", str(out / "renders")])  # fmt: skip
+    if scored["returncode"] == 0:
+        entry["scores"] = json.loads(scores_path.read_text())
+    else:
+        entry["evaluate_error"] = scored.get("error")
+    return entry
+
+
+def acceptance_checks(entry: dict) -> dict:
+    scores = entry.get("scores")
+    if not scores or "geometry" not in scores:
+        return {"reconstructed and scored": False}
+    geometry, texture = scores["geometry"], scores.get("texture", {})
+    return {
+        "all views registered": scores["images"]["registered_fraction"] == 1.0,
+        f"rotation error <= {TARGETS['rotation_error_deg']} deg":
+            scores["pose"]["rotation_error_deg"]["median"] <= TARGETS["rotation_error_deg"],
+        f"F@1% >= {TARGETS['f_score_1']}": geometry["f_score"]["1"] >= TARGETS["f_score_1"],
+        f"F@0.5% >= {TARGETS['f_score_0.5']}": geometry["f_score"]["0.5"] >= TARGETS["f_score_0.5"],
+        f"PSNR >= {TARGETS['psnr_db']} dB": texture.get("psnr_db", 0) >= TARGETS["psnr_db"],
+        "no table or background (accuracy@1% >= 0.99)": geometry["accuracy"]["1"] >= 0.99,
+        f"time <= {TARGETS['seconds']} s": entry["run"]["seconds"] <= TARGETS["seconds"],
+        f"memory <= {TARGETS['peak_memory_mb']} MB":
+            entry["run"]["peak_memory_mb"] <= TARGETS["peak_memory_mb"],
+    }  # fmt: skip
+
+
+def picture_of_model(out: Path, photos: Path, path: Path) -> None:
+    """The model rendered from the first photo's camera, beside that photo."""
+    sys.path.insert(0, str(REPO))
+    from recon.cameras import Camera
+    from recon.render import OffscreenRenderer
+    from recon.textured_mesh import load_textured_mesh
+
+    report = json.loads((out / "report.json").read_text())
+    camera = Camera.from_json(report["cameras"][0])
+    with OffscreenRenderer(load_textured_mesh(out / "model.glb")) as renderer:
+        rendering = renderer.render(camera, background=(255, 255, 255), supersample=2)
+    photo = np.asarray(
+        Image.open(photos / camera.name).convert("RGB").resize((camera.width, camera.height))
+    )
+    Image.fromarray(np.hstack([photo, rendering.rgb])).save(path)
+
+
+def contact_sheet(runs: Path, path: Path, tile: int = 256) -> None:
+    """Truth | reconstruction pairs of the first held-out view of every synthetic run."""
+    pairs = sorted(runs.glob("*/renders/view_00.png"))
+    if not pairs:
+        return
+    sheet = Image.new("RGB", (2 * tile * 2, tile * ((len(pairs) + 1) // 2)), "white")
+    for index, pair in enumerate(pairs):
+        image = Image.open(pair).convert("RGB")
+        image.thumbnail((2 * tile, tile))
+        x, y = (index % 2) * 2 * tile, (index // 2) * tile
+        sheet.paste(image, (x, y))
+        ImageDraw.Draw(sheet).text((x + 4, y + 4), pair.parent.parent.name, fill=(0, 0, 0))
+    sheet.save(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""`recon reconstruct` end to end: a sample capture scored against its truth, resume after a kill,
+and bad input refused clearly with nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recon import cli, pipeline
+from recon.errors import CaptureError, InputError
+from recon.evaluation import evaluate
+from tests.conftest import REPO_ROOT, SAMPLE_CAPTURES_DIR
+from tests.gltf_validator import validate_glb
+
+SAMPLE = SAMPLE_CAPTURES_DIR / "cereal_box"
+
+
+@pytest.fixture(scope="module")
+def reconstruction(tmp_path_factory) -> pipeline.Result:
+    """The sample's photos, plus a stray text file and a truncated photo that must be skipped."""
+    root = tmp_path_factory.mktemp("recon")
+    photos = root / "photos"
+    shutil.copytree(SAMPLE / "images", photos)
+    (photos / "notes.txt").write_text("shot on the kitchen table")
+    (photos / "img_cut.jpg").write_bytes((SAMPLE / "images" / "img_003.jpg").read_bytes()[:5000])
+    return pipeline.reconstruct(photos, root / "out", pipeline.ReconOptions.for_preset("preview"))
+
+
+def test_outputs_follow_the_contract(reconstruction: pipeline.Result) -> None:
+    report = json.loads(reconstruction.report_path.read_text())
+    assert report["version"] == 1
+    assert report["status"] == "succeeded"
+    assert report["images"]["total"] == 26
+    assert report["images"]["registered"] == 24
+    skipped = {item["image"] for item in report["images"]["rejected"]}
+    assert skipped == {"notes.txt", "img_cut.jpg"}
+    assert any("img_cut.jpg" in warning for warning in report["warnings"])
+    assert len(report["cameras"]) == 24
+    assert {"K", "R", "t", "image", "width", "height"} <= set(report["cameras"][0])
+    assert 0 < report["mesh"]["faces"] <= 30_000  # the preview budget
+    assert report["texture"]["size"] == 1024
+    assert set(pipeline.STAGES) <= set(report["timings_s"])
+    assert report["units"] == "unknown"
+    validation = validate_glb(reconstruction.model_path)
+    assert validation["issues"]["numErrors"] == 0
+
+
+def test_reconstruction_matches_the_truth(reconstruction: pipeline.Result) -> None:
+    scores = evaluate(SAMPLE, reconstruction.out_dir)
+    assert scores["images"]["registered_fraction"] == 1.0
+    assert scores["pose"]["rotation_error_deg"]["median"] < 0.1
+    assert scores["geometry"]["f_score"]["1"] > 0.9
+    assert scores["geometry"]["accuracy"]["1"] > 0.9  # nothing but the product
+    assert scores["texture"]["psnr_db"] > 22
+
+
+def test_model_is_upright_on_the_origin(reconstruction: pipeline.Result) -> None:
+    report = json.loads(reconstruction.report_path.read_text())
+    width, height, depth = report["mesh"]["bbox_m"]
+    # The box is 19 × 28 × 7 cm: its height is the longest side, standing up.
+    assert height > width > depth
+
+
+def test_resume_after_kill_gives_the_same_result(reconstruction, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "recon.cli", "reconstruct", str(SAMPLE / "images"),
+               "-o", str(out), "--preset", "preview"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
+    state_path = out / "work" / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # kill it once the masks are done, during depth
+        if state_path.exists() and "masks" in json.loads(state_path.read_text() or "{}"):
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.glb").exists()
+    finished = json.loads(state_path.read_text())
+    assert {"capture", "sfm", "masks"} <= set(finished)
+
+    assert cli.main(["reconstruct", str(SAMPLE / "images"), "-o", str(out),
+                     "--preset", "preview"]) == 0  # fmt: skip
+    resumed = json.loads((out / "report.json").read_text())
+    first = json.loads(reconstruction.report_path.read_text())
+    # Stages finished before the kill were not run again...
+    assert resumed["timings_s"]["sfm"] == finished["sfm"]["seconds"]
+    # ...and the result is the same as an uninterrupted run.
+    assert resumed["images"]["registered"] == first["images"]["registered"]
+    np.testing.assert_allclose(resumed["mesh"]["bbox_m"], first["mesh"]["bbox_m"], rtol=0.02)
+    assert abs(resumed["mesh"]["faces"] - first["mesh"]["faces"]) <= 0.02 * first["mesh"]["faces"]
+
+
+def copy_photos(count: int, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for photo in sorted((SAMPLE / "images").glob("*.jpg"))[:count]:
+        shutil.copy(photo, folder / photo.name)
+    return folder
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        pipeline.reconstruct(tmp_path / "nope", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_without_photos(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("hello")
+    with pytest.raises((InputError, CaptureError), match="photo"):
+        pipeline.reconstruct(tmp_path / "in", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_few_usable_photos(tmp_path: Path) -> None:
+    photos = copy_photos(2, tmp_path / "in")
+    (photos / "broken.jpg").write_bytes((SAMPLE / "images" / "img_005.jpg").read_bytes()[:3000])
+    with pytest.raises(CaptureError, match="only 2 usable photos") as error:
+        pipeline.reconstruct(photos, tmp_path / "out")
+    assert "broken.jpg" in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_photos_that_share_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(
+            folder / f"{index}.png"
+        )
+    with pytest.raises(CaptureError, match="share"):
+        pipeline.reconstruct(folder, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.glb").exists()
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path, capsys) -> None:
+    assert cli.main(["reconstruct", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "does not exist" in error
+    assert "Traceback" not in error
