@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,8 @@ def write_glb(
     data = glb_bytes(vertices, faces, uv, texture, normals=normals, options=options)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)
+        # The temporary file is private (mkstemp); the model is served and shared.
+        os.chmod(tmp, 0o644)
     logger.info("wrote %s (%.2f MB, %d triangles)", path, len(data) / 1e6, len(faces))
 
 

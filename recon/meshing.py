@@ -47,13 +47,13 @@ def run(
     if progress:
         progress("mesh", 0.1, "components")
     mesh = keep_product_components(mesh, options.min_component_fraction)
+    if progress:
+        progress("mesh", 0.3, "repair")
+    mesh = repair(mesh, options.max_hole_edges)  # before simplifying: filling adds faces
     if len(mesh.faces) > options.max_faces:
         if progress:
-            progress("mesh", 0.4, "simplify")
+            progress("mesh", 0.6, "simplify")
         mesh = simplify(mesh, options.max_faces)
-    if progress:
-        progress("mesh", 0.8, "repair")
-    mesh = repair(mesh, options.max_hole_edges)
     if len(mesh.faces) == 0:
         raise StageError("mesh", "nothing of the product survived cleaning the fused surface")
     with atomic_path(workspace.mesh_path) as tmp:
@@ -78,12 +78,18 @@ def keep_product_components(mesh: trimesh.Trimesh, min_fraction: float) -> trime
 
 def simplify(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
     """Quadric-error decimation to at most `max_faces` faces."""
-    vertices, faces = fast_simplification.simplify(
-        np.asarray(mesh.vertices, dtype=np.float32),
-        np.asarray(mesh.faces, dtype=np.int32),
-        target_reduction=1.0 - max_faces / len(mesh.faces),
-    )
-    return trimesh.Trimesh(vertices.astype(np.float64), faces, process=True)
+    vertices = np.asarray(mesh.vertices, dtype=np.float32)
+    faces = np.asarray(mesh.faces, dtype=np.int32)
+    target = max_faces
+    while len(faces) > max_faces:  # the decimator can stop a little above its target
+        vertices, faces = fast_simplification.simplify(
+            vertices, faces, target_reduction=1.0 - target / len(faces)
+        )
+        target = int(target * 0.98)
+    simplified = trimesh.Trimesh(vertices.astype(np.float64), faces, process=True)
+    simplified.update_faces(simplified.nondegenerate_faces())
+    simplified.remove_unreferenced_vertices()
+    return simplified
 
 
 def repair(mesh: trimesh.Trimesh, max_hole_edges: int) -> trimesh.Trimesh:

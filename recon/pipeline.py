@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from recon import capture, depth, export, fusion, masks, meshing, orient, sfm, texturing
+from recon import capture, depth, fusion, masks, meshing, orient, sfm, texturing
 from recon.errors import InputError, ReconError
 from recon.progress import ProgressCallback
 from recon.report import build_report
@@ -43,7 +43,6 @@ class ReconOptions:
     mesh: meshing.MeshOptions = field(default_factory=meshing.MeshOptions)
     orient: orient.OrientOptions = field(default_factory=orient.OrientOptions)
     texture: texturing.TextureOptions = field(default_factory=texturing.TextureOptions)
-    export: export.ExportOptions = field(default_factory=export.ExportOptions)
 
     @classmethod
     def for_preset(cls, preset: Preset | str = Preset.STANDARD) -> ReconOptions:

@@ -183,6 +183,17 @@ class Workspace:
         with atomic_path(self.sfm_points_path) as tmp:
             np.savez_compressed(tmp, **arrays)
 
+    # -- sfm internals (added by the sfm stage) -------------------------------------------------
+    @property
+    def sfm_database_path(self) -> Path:
+        """COLMAP database: keypoints, matches and verified image pairs."""
+        return self.sfm_dir / "database.db"
+
+    @property
+    def sfm_model_dir(self) -> Path:
+        """The chosen COLMAP model (binary cameras/images/points3D.bin), before undistortion."""
+        return self.sfm_dir / "model"
+
 
 def options_hash(options: Any) -> str:
     """A short stable hash of a (dataclass) options object, to know when a stage must re-run."""
@@ -211,6 +222,10 @@ class atomic_path:  # noqa: N801 - used like a function, as a context manager
             prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent
         )
         os.close(handle)
+        # mkstemp makes files private (0600); published files are read by servers and users.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
         self.tmp = Path(name)
         return self.tmp
 

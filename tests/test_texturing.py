@@ -1,0 +1,318 @@
+"""Texture baking against the sample captures' truth: held-out views, seams, fill, workspace I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import trimesh
+
+from recon.cameras import Camera, read_cameras_json
+from recon.errors import StageError
+from recon.evaluation import score_texture
+from recon.export import write_glb
+from recon.textured_mesh import load_textured_mesh
+from recon.texturing import (
+    BakedTexture,
+    TextureOptions,
+    bake_texture,
+    count_patches,
+    data_cost,
+    exposure_gains,
+    fill_atlas,
+    rasterize_atlas,
+    run,
+    select_views,
+)
+from recon.workspace import Workspace
+from tests.conftest import SAMPLE_CAPTURES_DIR
+from tests.gltf_validator import issue_summary, validate_glb, validator_missing
+
+# Measured on the sample captures (truth mesh and cameras, 640 px photos, 1024² texture):
+# bottle_table 31.9 dB, cereal_box 28.1 dB. The thresholds leave ~2 dB for JPEG and GL drift.
+BOTTLE_MIN_PSNR_DB = 29.5
+CEREAL_MIN_PSNR_DB = 26.5
+OPTIONS = TextureOptions(texture_size=1024)
+
+
+@dataclasses.dataclass(frozen=True)
+class Capture:
+    vertices: np.ndarray
+    faces: np.ndarray
+    cameras: list[Camera]
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    novel_dir: Path
+
+
+def load_capture(name: str) -> Capture:
+    """A sample capture with its true mesh, cameras and product masks."""
+    folder = SAMPLE_CAPTURES_DIR / name
+    mesh = trimesh.load(folder / "truth" / "mesh.ply", process=False)
+    cameras = read_cameras_json(folder / "truth" / "cameras.json")
+    images = [
+        cv2.cvtColor(cv2.imread(str(folder / "images" / c.name)), cv2.COLOR_BGR2RGB)
+        for c in cameras
+    ]
+    masks = [
+        cv2.imread(str(folder / "truth" / "masks" / Path(c.name).with_suffix(".png")), 0) > 127
+        for c in cameras
+    ]
+    return Capture(
+        np.asarray(mesh.vertices),
+        np.asarray(mesh.faces),
+        cameras,
+        images,
+        masks,
+        folder / "truth" / "novel",
+    )
+
+
+def bake_and_score(
+    capture: Capture, tmp_path: Path, options: TextureOptions = OPTIONS, **changes
+) -> tuple[BakedTexture, dict, Path]:
+    fields = {"images": capture.images, **changes}
+    baked = bake_texture(
+        capture.vertices,
+        capture.faces,
+        capture.cameras,
+        fields["images"],
+        capture.masks,
+        options,
+    )
+    path = tmp_path / "model.glb"
+    write_glb(path, baked.vertices, baked.faces, baked.uv, baked.texture, normals=baked.normals)
+    return baked, score_texture(load_textured_mesh(path), capture.novel_dir), path
+
+
+@pytest.fixture(scope="module")
+def bottle(tmp_path_factory) -> tuple[BakedTexture, dict, Path]:
+    """The bottle on a wooden table: the table is in every photo, never in the model."""
+    return bake_and_score(load_capture("bottle_table"), tmp_path_factory.mktemp("bottle"))
+
+
+def test_baked_texture_reproduces_held_out_views(bottle) -> None:
+    baked, score, _ = bottle
+    assert score["views"] >= 4
+    assert score["psnr_db"] >= BOTTLE_MIN_PSNR_DB, score
+    assert score["ssim"] >= 0.9, score
+    assert score["coverage"] >= 0.99, score
+    size = baked.texture.shape[0]
+    assert baked.texture.shape == (size, size, 3)
+    assert baked.texture.dtype == np.uint8
+    assert size == OPTIONS.texture_size
+    assert size & (size - 1) == 0
+
+
+def test_glb_passes_the_khronos_validator(bottle) -> None:
+    if reason := validator_missing():
+        pytest.skip(reason)
+    _, _, path = bottle
+    report = validate_glb(path)
+    assert report["issues"]["numErrors"] == 0, issue_summary(report)
+    assert report["issues"]["numWarnings"] == 0, issue_summary(report)
+
+
+def test_no_black_texels_where_the_model_reads_them(bottle) -> None:
+    """The bottle's photos hold no black; neither may any texel the mesh or mipmaps read: unseen
+    faces (its bottom) are filled by diffusion, gutters by dilation and push-pull."""
+    baked, _, _ = bottle
+    size = baked.texture.shape[0]
+    face_id, _ = rasterize_atlas(baked.uv * size, baked.faces, size)
+    # Unfilled texels would be (0, 0, 0); the darkest print (a barcode) stays above 3.
+    darkest = baked.texture.max(axis=2)
+    assert (darkest[face_id >= 0] < 3).sum() == 0
+    assert (darkest < 3).sum() == 0  # gutters and unused space too
+    unseen = baked.face_view < 0
+    assert 0 < unseen.sum() < 0.3 * len(unseen)  # the bottom: no photo looks from below
+    unseen_texels = np.isin(face_id, np.flatnonzero(unseen))
+    assert darkest[unseen_texels].min() >= 12
+
+
+def test_uv_and_faces_describe_the_input_mesh(bottle) -> None:
+    baked, _, _ = bottle
+    capture = load_capture("bottle_table")
+    np.testing.assert_array_equal(baked.source_vertex[baked.faces], capture.faces)
+    np.testing.assert_allclose(baked.vertices, capture.vertices[baked.source_vertex])
+    assert (baked.uv >= 0).all()
+    assert (baked.uv <= 1).all()
+    assert baked.stats["used_texel_fraction"] > 0.4  # the atlas is not mostly empty
+
+
+def test_view_selection_smoothing_makes_large_patches(bottle) -> None:
+    baked, _, _ = bottle
+    stats = baked.stats
+    assert stats["patches"] < 0.7 * stats["patches_unsmoothed"], stats
+    capture = load_capture("bottle_table")
+    adjacency = trimesh.Trimesh(capture.vertices, capture.faces, process=False).face_adjacency
+    assert count_patches(baked.face_view, adjacency) == stats["patches"]
+
+
+def test_exposure_levelling_hides_photo_to_photo_brightness(tmp_path) -> None:
+    """Photos with ±20 % gain per colour channel (auto exposure and white balance)."""
+    capture = load_capture("cereal_box")
+    rng = np.random.default_rng(5)
+    true_gains = rng.uniform(0.8, 1.2, (len(capture.images), 3))
+    images = [
+        np.clip(image * gain, 0, 255).astype(np.uint8)
+        for image, gain in zip(capture.images, true_gains, strict=True)
+    ]
+    levelled, score, _ = bake_and_score(capture, tmp_path, images=images)
+    plain = dataclasses.replace(OPTIONS, level_exposure=False, level_seams=False)
+    _, plain_score, _ = bake_and_score(capture, tmp_path, plain, images=images)
+    assert score["psnr_db"] >= plain_score["psnr_db"] + 3.0, (score, plain_score)
+    assert score["psnr_db"] >= CEREAL_MIN_PSNR_DB - 1.5, score
+    # The estimated gains undo the applied ones, up to one common factor.
+    product = np.asarray(levelled.stats["exposure_gains"]) * true_gains
+    assert (product.std(axis=0) / product.mean(axis=0)).max() < 0.03
+
+
+def test_run_reads_and_writes_the_workspace(tmp_path) -> None:
+    """A workspace in an SfM frame (the truth frame) with orient.json taking it elsewhere."""
+    capture = load_capture("mug")
+    workspace = Workspace(tmp_path / "job")
+    workspace.create()
+    folder = SAMPLE_CAPTURES_DIR / "mug"
+    workspace.mesh_path.parent.mkdir(parents=True)
+    shutil.copyfile(folder / "truth" / "mesh.ply", workspace.mesh_path)
+    workspace.write_sfm_cameras(capture.cameras)
+    workspace.sfm_images_dir.mkdir(parents=True)
+    workspace.masks_dir.mkdir(parents=True)
+    for camera, mask in zip(capture.cameras, capture.masks, strict=True):
+        shutil.copyfile(folder / "images" / camera.name, workspace.sfm_image_path(camera.name))
+        cv2.imwrite(str(workspace.mask_path(camera.name)), mask.astype(np.uint8) * 255)
+    angle = np.radians(35)
+    matrix = np.eye(4)
+    matrix[:3, :3] = 2.0 * np.array(
+        [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+    )
+    matrix[:3, 3] = [0.1, -0.2, 0.3]
+    workspace.orient_path.write_text(json.dumps({"matrix": matrix.tolist()}))
+
+    events: list[tuple[str, float, str]] = []
+    result = run(
+        workspace, OPTIONS, progress=lambda stage, f, message: events.append((stage, f, message))
+    )
+
+    assert result.model_path == workspace.textured_model_path
+    assert result.model_path.exists()
+    assert result.faces == len(capture.faces)
+    assert result.timings_s["total"] > 0
+    assert {stage for stage, _, _ in events} == {"texture"}
+    assert events[-1][1] == 1.0
+    fractions = [fraction for _, fraction, _ in events]
+    assert fractions == sorted(fractions)
+
+    model = load_textured_mesh(result.model_path)
+    expected = capture.vertices @ matrix[:3, :3].T + matrix[:3, 3]
+    np.testing.assert_allclose(model.bounds, [expected.min(0), expected.max(0)], atol=1e-5)
+    # The held-out views, seen by the same cameras moved into the output frame.
+    novel = read_cameras_json(capture.novel_dir / "cameras.json")
+    moved_dir = tmp_path / "novel"
+    moved_dir.mkdir()
+    for camera in novel:
+        shutil.copyfile(capture.novel_dir / camera.name, moved_dir / camera.name)
+    cameras_json = {"cameras": [camera.transformed(matrix).to_json() for camera in novel]}
+    (moved_dir / "cameras.json").write_text(json.dumps(cameras_json))
+    score = score_texture(model, moved_dir)
+    # Measured 28.1 dB: lower than the bottle because no photo sees the mug's inner floor.
+    assert score["psnr_db"] >= 26.0, score
+
+
+# -- the pure parts ---------------------------------------------------------------------------
+
+
+def test_rasterized_texels_know_their_triangle_and_position() -> None:
+    size = 32
+    uv_texels = np.array([[4.0, 4.0], [28.0, 6.0], [10.0, 27.0]])
+    face_id, bary = rasterize_atlas(uv_texels, np.array([[0, 1, 2]]), size)
+    rows, columns = np.nonzero(face_id == 0)
+    # Texel (row r, column c) sits at uv-texel (c + ½, S - r - ½): barycentrics must rebuild it,
+    # exactly inside the triangle and as the nearest point on it in the one-texel ring outside.
+    centres = np.column_stack([columns + 0.5, size - rows - 0.5])
+    rebuilt = bary[rows, columns].astype(np.float64) @ uv_texels
+    distance = np.linalg.norm(rebuilt - centres, axis=1)
+    assert distance.max() <= 1.0 + 1e-4
+    (ax, ay), (bx, by) = uv_texels[1] - uv_texels[0], uv_texels[2] - uv_texels[0]
+    area = 0.5 * abs(ax * by - ay * bx)
+    inside = distance < 1e-4
+    assert abs(inside.sum() - area) < 0.1 * area
+    assert (bary[rows, columns] >= -1e-6).all()
+    np.testing.assert_allclose(bary[rows, columns].sum(axis=1), 1.0, atol=1e-5)
+    assert (face_id[0] == -1).all()  # far from the triangle: untouched
+
+
+def test_smoothing_merges_noisy_labels_into_patches() -> None:
+    """A strip of faces seen almost equally well by two photos, with noise deciding each face."""
+    n = 400
+    rng = np.random.default_rng(0)
+    quality = np.column_stack([1.0 + 0.1 * rng.random(n), 1.0 + 0.1 * rng.random(n)])
+    quality[:50, 1] = 0.0  # the first faces are hidden from photo 1
+    adjacency = np.column_stack([np.arange(n - 1), np.arange(1, n)])
+    cost = data_cost(quality)
+    raw = np.argmin(cost, axis=1)
+    smoothed = select_views(cost, adjacency, OPTIONS)
+    assert count_patches(raw, adjacency) > 50
+    assert count_patches(smoothed, adjacency) <= count_patches(raw, adjacency) // 10
+    assert (smoothed[:50] == 0).all()  # never a photo that does not see the face
+
+
+def test_exposure_gains_recover_known_gains() -> None:
+    rng = np.random.default_rng(1)
+    n_faces, n_views = 500, 6
+    albedo = rng.uniform(40, 200, (n_faces, 3))
+    gains = rng.uniform(0.7, 1.3, (n_views, 3))
+    face = np.repeat(np.arange(n_faces), n_views)
+    view = np.tile(np.arange(n_views), n_faces)
+    colors = albedo[face] * gains[view] * rng.normal(1, 0.01, (len(face), 1))
+    estimated = exposure_gains((face, view, colors.astype(np.float32)), n_views)
+    product = estimated * gains
+    np.testing.assert_allclose(product / product.mean(axis=0), 1.0, atol=0.01)
+
+
+def test_fill_keeps_texels_and_leaves_no_holes() -> None:
+    colors = np.zeros((64, 64, 3), np.float32)
+    covered = np.zeros((64, 64), bool)
+    covered[20:30, 20:30] = True
+    colors[covered] = (200, 100, 50)
+    texture = fill_atlas(colors, covered, padding_px=3)
+    np.testing.assert_array_equal(texture[covered], np.tile([200, 100, 50], (100, 1)))
+    np.testing.assert_array_equal(texture[17:33, 17:33].reshape(-1, 3)[0], [200, 100, 50])
+    assert (texture.max(axis=2) > 0).all()
+
+
+def test_bad_arguments_are_refused() -> None:
+    capture = load_capture("cereal_box")
+    with pytest.raises(ValueError, match="power of two"):
+        bake_texture(
+            capture.vertices,
+            capture.faces,
+            capture.cameras,
+            capture.images,
+            options=TextureOptions(texture_size=1000),
+        )
+    with pytest.raises(ValueError, match="equal numbers"):
+        bake_texture(capture.vertices, capture.faces, capture.cameras, capture.images[:3])
+
+
+def test_run_says_what_is_missing(tmp_path) -> None:
+    workspace = Workspace(tmp_path / "job")
+    workspace.create()
+    with pytest.raises(StageError, match="run the mesh stage first"):
+        run(workspace)
+    workspace.mesh_path.parent.mkdir(parents=True)
+    shutil.copyfile(SAMPLE_CAPTURES_DIR / "mug" / "truth" / "mesh.ply", workspace.mesh_path)
+    with pytest.raises(StageError, match="SfM cameras"):
+        run(workspace)
+    workspace.write_sfm_cameras(read_cameras_json(SAMPLE_CAPTURES_DIR / "mug/truth/cameras.json"))
+    workspace.orient_path.write_text(json.dumps({"matrix": [[1, 0], [0, 1]]}))
+    with pytest.raises(StageError, match="orient"):
+        run(workspace)
+    workspace.orient_path.unlink()
+    with pytest.raises(StageError, match="cannot read photo"):
+        run(workspace)
