@@ -12,7 +12,7 @@ OUT ?= out
 .PHONY: help setup system run test test-all bench lint format clean sample-captures
 
 help:
-	@echo "make run    set up, render and reconstruct a sample capture, and say where the result is"
+	@echo "make run    set up, reconstruct a sample capture, score it, and say where the model is"
 	@echo "make test   set up and run the test suite (CI runs this)"
 	@echo "make setup  install only: system packages, $(VENV), npm packages"
 	@echo "make bench  quality and speed benchmarks (slow; JSON results under $(OUT)/bench)"
@@ -34,11 +34,12 @@ node_modules/.installed: package.json package-lock.json | system
 	@touch $@
 
 run: setup
-	$(VENV)/bin/recon synth mug $(OUT)/demo_capture --views 24 --size 800 --overwrite
+	$(VENV)/bin/recon reconstruct sample_captures/cereal_box/images -o $(OUT)/cereal_box
+	$(VENV)/bin/recon evaluate sample_captures/cereal_box $(OUT)/cereal_box --json $(OUT)/cereal_box/scores.json
 	@echo
-	@echo "A synthetic capture of the procedural mug, with its ground truth, is in $(OUT)/demo_capture"
-	@echo "(photos in images/, truth in truth/). Reconstruction and the viewer arrive with the"
-	@echo "pipeline and API; sample captures to reconstruct are in sample_captures/."
+	@echo "The textured model of the sample cereal box is $(OUT)/cereal_box/model.glb"
+	@echo "(report: $(OUT)/cereal_box/report.json; scores against its truth: scores.json)."
+	@echo "The API and web viewer that will serve it arrive with the next issues."
 
 test: setup
 	$(PY) -m pytest -m "not slow"
