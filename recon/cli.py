@@ -17,7 +17,7 @@ from recon import __version__
 from recon.errors import ReconError
 from recon.progress import ProgressCallback
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,26 +1,30 @@
-"""Dense depth maps on the CPU: PatchMatch multi-view stereo, coarse to fine, then a cross-view check.
+"""Dense depth maps on the CPU: PatchMatch multi-view stereo, coarse to fine, then a cross-check.
 
 Each photo (the *reference*) gets a depth, a normal and a confidence per pixel from a few
 neighbour photos chosen by the sparse points they share. The per-pixel search is PatchMatch
 stereo in the style of ACMH (Xu & Tao 2019): every pixel holds a slanted plane (depth + normal),
-scored by bilateral-weighted NCC of a sparse window warped into each neighbour by the plane's
-homography; half the pixels at a time (a checkerboard) try the planes of well-scoring pixels in
-eight directions and random perturbations of their own. It runs first at half the working size
-from random planes, then at the working size from the upsampled result. Depths are then kept
-only where at least a few neighbour depth maps agree (as COLMAP's fusion checks), and averaged
-with those that agree.
+scored by bilateral-weighted NCC of a sparse window mapped into each neighbour by the plane's
+homography; half the pixels at a time (a checkerboard) try the planes of their best-scoring
+neighbours in eight directions and random perturbations of their own. It runs first at half the
+working size from random planes, then at the working size from the upsampled planes. A depth is
+finally kept only where enough neighbour depth maps agree with it (COLMAP's fusion check), and
+averaged with those that agree.
 
-All inner loops are numba kernels run over the pixels in parallel; pixels outside the (dilated)
-product mask and pixels with no texture (a plain studio background) are never searched and stay
-invalid (depth 0).
+Pixels outside the (dilated) product mask and pixels whose window has no texture (plain studio
+paper) are never searched and stay invalid (depth 0). The inner loops are numba kernels that
+release the GIL; a thread pool runs them over chunks of pixels on every core.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numba
@@ -38,30 +42,40 @@ STAGE = "depth"
 
 @dataclass(frozen=True, kw_only=True)
 class DepthOptions:
-    """How depth maps are searched and checked."""
+    """How depth maps are searched and checked. Pixel sizes are at the computing size."""
 
-    max_image_px: int = 480  # long side at which depth is computed (photos are downsized to it)
+    # The long side at which depth is computed: chosen so that the median product mask covers
+    # about target_mask_px pixels (cost goes with it), within [min_image_px, max_image_px];
+    # min_image_px without masks. Photos are downsized to it, never enlarged.
+    max_image_px: int = 960
+    min_image_px: int = 480
+    target_mask_px: int = 48_000
     num_neighbors: int = 4  # neighbour photos matched against each reference photo
-    top_k_views: int = 2  # a plane's cost is the mean of its best this-many neighbour costs
-    window_radius_px: int = 5  # half-size of the matching window (at the computing size)
+    top_k_views: int = 2  # a plane's cost: mean of its best this-many neighbour costs (occlusion)
+    window_radius_px: int = 5  # half-size of the matching window
     window_step_px: int = 2  # sample every this-many pixels of the window (ACMH's sparse window)
-    sigma_color: float = 0.08  # bilateral weight: grey-level difference (0-1 scale) halving it
-    sigma_space_px: float = 4.0  # bilateral weight: distance from the centre pixel
-    coarse_iterations: int = 4  # PatchMatch iterations at half the computing size
-    fine_iterations: int = 2  # PatchMatch iterations at the computing size
-    perturb_depth: float = 0.1  # first random refinement step, × the depth range (then halves)
-    perturb_normal: float = 0.5  # first random refinement step of normals (then halves)
-    min_texture_std: float = 0.01  # reference windows flatter than this (grey 0-1) are not searched
+    sigma_color: float = 0.06  # bilateral weight falls off with grey difference (0-1 scale)
+    sigma_space_px: float = 4.0  # bilateral weight falls off with distance from the centre
+    coarse_iterations: int = 4  # PatchMatch iterations at half the computing size, from random
+    fine_iterations: int = 1  # PatchMatch iterations at the computing size
+    perturb_depth: float = 0.1  # first refinement step, × the depth range (halves every iteration)
+    perturb_normal: float = 0.5  # first refinement step of normals (halves every iteration)
+    min_texture_std: float = 0.005  # windows flatter than this (weighted grey std): not searched
+    min_center_std: float = 0.002  # nor pixels whose own 5×5 neighbourhood is flatter than this
     max_cost: float = 0.5  # 1 - NCC above which a depth is dropped
-    min_triangulation_deg: float = 4.0  # neighbour choice: shared points seen at smaller angles
-    max_triangulation_deg: float = 50.0  # count little, and at larger ones not at all
-    depth_margin: float = 0.15  # the sparse points' depth range grows by this × itself each way
+    min_triangulation_deg: float = 4.0  # neighbour choice: points seen at smaller ray angles
+    max_triangulation_deg: float = 50.0  # count little, at larger ones not at all
+    depth_margin: float = 0.25  # the sparse points' depth range grows by this × itself each way
     mask_dilate_rel: float = 0.01  # masks grow by this × the long side before searching in them
     min_consistent_views: int = 2  # a depth survives if this many neighbour maps agree with it
-    max_reprojection_px: float = 1.0  # agreement: the round trip lands this close (computing px)
+    max_reprojection_px: float = 1.0  # agreement: the round trip lands this close
     max_relative_depth_error: float = 0.01  # agreement: depths differ by less than this fraction
+    geometric_iterations: int = 1  # second pass: iterations with ACMM's geometric term (0: none)
+    geometric_weight: float = 0.2  # cost added per pixel of forward-backward reprojection error
+    geometric_clip_px: float = 3.0  # ... up to this many pixels
     average_consistent: bool = True  # replace each kept depth by the mean of the agreeing ones
-    seed: int = 0  # drives the random planes (results do not depend on thread count)
+    workers: int = 0  # threads for the pixel loops; 0: one per available core
+    seed: int = 0  # drives the random planes (results do not depend on the number of threads)
 
 
 @dataclass(frozen=True)
@@ -69,16 +83,17 @@ class DepthResult:
     views: int  # depth maps written
     valid_fraction: float  # mean over views of valid pixels within the mask (or the image)
     seconds: float
+    long_side_px: int  # the size depth was computed at (see working_long_side)
 
 
 @dataclass(frozen=True)
 class DepthMap:
-    """One view's depth search result at the computing size."""
+    """One view's maps at the computing size."""
 
     depth: np.ndarray  # (h, w) float32 depth along the optical axis, 0 = invalid
-    normal: np.ndarray  # (h, w, 3) float32 unit normal in the world frame (0 where invalid)
-    confidence: np.ndarray  # (h, w) float32 in [0, 1]
-    camera: Camera  # the camera at the depth map's size
+    normal: np.ndarray  # (h, w, 3) float32 unit normal in the world frame, 0 where invalid
+    confidence: np.ndarray  # (h, w) float32 in [0, 1], 0 where invalid
+    camera: Camera  # the camera of the maps (K scaled to their size; R, t of the photo)
 
 
 def run(
@@ -87,18 +102,35 @@ def run(
     *,
     progress: ProgressCallback | None = None,
 ) -> DepthResult:
-    """Compute, cross-check and write a depth map (``workspace.depth_path``) for every photo."""
+    """Compute, cross-check and write a depth map (``workspace.depth_path``) for every photo.
+
+    Reads the undistorted photos and pinhole cameras of the sfm stage, its sparse points (for
+    depth ranges and neighbour choice) and product masks when the masks stage wrote them.
+    """
     options = options or DepthOptions()
     start = time.perf_counter()
     cameras = workspace.read_sfm_cameras()
     if len(cameras) < 2:
-        raise StageError(STAGE, f"only {len(cameras)} camera(s): dense stereo needs at least two")
-    points = _read_points(workspace)
-    images = [_load_gray(workspace, camera, options.max_image_px) for camera in cameras]
-    small = [_resized_camera(cam, img.shape[1], img.shape[0]) for cam, img in zip(cameras, images)]
-    masks = [
-        _load_mask(workspace, camera, img.shape, options) for camera, img in zip(cameras, images)
-    ]
+        raise StageError(STAGE, f"only {len(cameras)} photo(s) registered: stereo needs two")
+    if not workspace.sfm_points_path.exists():
+        raise StageError(
+            STAGE, f"{workspace.sfm_points_path} is missing: run the sfm stage before depth"
+        )
+    points = workspace.read_sfm_points()
+    full_masks = [_read_mask(workspace.mask_path(camera.name)) for camera in cameras]
+    long_side_px = working_long_side(cameras, full_masks, options)
+    images, small, masks = [], [], []
+    for camera, full_mask in zip(cameras, full_masks, strict=True):
+        photo = cv2.imread(str(workspace.sfm_image_path(camera.name)), cv2.IMREAD_GRAYSCALE)
+        if photo is None:
+            raise StageError(
+                STAGE,
+                f"cannot read {workspace.sfm_image_path(camera.name)}: re-run the sfm stage",
+            )
+        image, view_camera = working_view(photo, camera, long_side_px)
+        images.append(image)
+        small.append(view_camera)
+        masks.append(None if full_mask is None else _shrink_mask(full_mask, image.shape, options))
     neighbors = select_neighbors(
         cameras,
         points,
@@ -106,63 +138,75 @@ def run(
         options.min_triangulation_deg,
         options.max_triangulation_deg,
     )
-    raw: list[DepthMap] = []
+    ranges: list[tuple[float, float] | None] = []
     for index, camera in enumerate(small):
-        depth_range = view_depth_range(camera, points, index, masks[index], options.depth_margin)
-        others = neighbors[index]
-        result = compute_depth_map(
-            images[index],
-            camera,
-            [images[j] for j in others],
-            [small[j] for j in others],
-            depth_range,
-            masks[index],
-            options,
-        )
-        raw.append(result)
-        if progress:
-            progress(STAGE, 0.9 * (index + 1) / len(cameras), camera.name)
+        try:
+            ranges.append(
+                view_depth_range(camera, points, index, masks[index], options.depth_margin)
+            )
+        except ValueError as error:
+            logger.warning("depth: skipping %s: %s", camera.name, error)
+            ranges.append(None)
+    passes = 2 if options.geometric_iterations > 0 else 1
+    raw: list[DepthMap] = []
+    for step in range(passes):
+        previous, raw = raw, []
+        for index, camera in enumerate(small):
+            others = neighbors[index]
+            if ranges[index] is None:
+                raw.append(_empty_map(camera))
+                continue
+            raw.append(
+                compute_depth_map(
+                    images[index],
+                    camera,
+                    [images[j] for j in others],
+                    [small[j] for j in others],
+                    ranges[index],
+                    masks[index],
+                    options,
+                    prior=previous[index] if previous else None,
+                    neighbor_depths=[previous[j] for j in others] if previous else None,
+                )
+            )
+            if progress:
+                done = (step * len(small) + index + 1) / (passes * len(small))
+                progress(STAGE, 0.9 * done, camera.name)
     filtered = filter_consistent(raw, neighbors, options)
-    workspace.depth_dir.mkdir(parents=True, exist_ok=True)
     fractions = []
-    for index, (camera, depth_map) in enumerate(zip(cameras, filtered)):
-        write_depth_map(workspace.depth_path(camera.name), depth_map)
-        region = masks[index] if masks[index] is not None else np.ones_like(depth_map.depth, bool)
+    for mask, depth_map in zip(masks, filtered, strict=True):
+        write_depth_map(workspace.depth_path(depth_map.camera.name), depth_map)
+        region = mask if mask is not None else np.ones(depth_map.depth.shape, bool)
         fractions.append(float((depth_map.depth[region] > 0).mean()) if region.any() else 0.0)
+    if not any(fractions):
+        raise StageError(
+            STAGE,
+            "no photo got a usable depth map: the product needs visible texture (print, grain) "
+            "and photos taken every 15-30° around it",
+        )
     if progress:
         progress(STAGE, 1.0, f"{len(cameras)} depth maps")
     seconds = time.perf_counter() - start
+    valid_fraction = float(np.mean(fractions))
     logger.info(
         "depth: %d maps at %d px, %.0f %% valid, %.1f s",
         len(cameras),
-        options.max_image_px,
-        100 * np.mean(fractions),
+        long_side_px,
+        100 * valid_fraction,
         seconds,
     )
     return DepthResult(
-        views=len(cameras), valid_fraction=float(np.mean(fractions)), seconds=seconds
+        views=len(cameras),
+        valid_fraction=valid_fraction,
+        seconds=seconds,
+        long_side_px=long_side_px,
     )
 
 
-# -- inputs ---------------------------------------------------------------------------------------
-def _read_points(workspace: Workspace) -> dict[str, np.ndarray]:
-    if not workspace.sfm_points_path.exists():
-        raise StageError(
-            STAGE, f"{workspace.sfm_points_path} is missing: run the sfm stage before depth"
-        )
-    return workspace.read_sfm_points()
-
-
-def _load_gray(workspace: Workspace, camera: Camera, max_image_px: int) -> np.ndarray:
-    path = workspace.sfm_image_path(camera.name)
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise StageError(STAGE, f"cannot read {path}: re-run the sfm stage to undistort photos")
-    return downsized_gray(image, max_image_px)
-
-
-def downsized_gray(image: np.ndarray, max_image_px: int) -> np.ndarray:
-    """(h, w) uint8 or (h, w, 3) BGR -> (h', w') float32 grey in [0, 1], long side ≤ max."""
+# -- inputs ----------------------------------------------------------------------------------------
+def working_view(image: np.ndarray, camera: Camera, max_image_px: int) -> tuple[np.ndarray, Camera]:
+    """A photo as the search uses it: (h, w) float32 grey in [0, 1], long side ≤ max_image_px,
+    and its camera at that size. `image` is (H, W) uint8 grey or (H, W, 3) uint8 BGR."""
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     height, width = image.shape
@@ -170,36 +214,57 @@ def downsized_gray(image: np.ndarray, max_image_px: int) -> np.ndarray:
     if factor < 1.0:
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return image.astype(np.float32) / 255.0
+    gray = image.astype(np.float32) / 255.0
+    return gray, resized_camera(camera, gray.shape[1], gray.shape[0])
 
 
-def _load_mask(
-    workspace: Workspace, camera: Camera, shape: tuple[int, ...], options: DepthOptions
-) -> np.ndarray | None:
-    path = workspace.mask_path(camera.name)
+def resized_camera(camera: Camera, width: int, height: int) -> Camera:
+    """The camera of its photo resized to width × height (pixel centres stay at integers)."""
+    sx, sy = width / camera.width, height / camera.height
+    K = np.asarray(camera.K, dtype=np.float64).copy()
+    K[0, :] *= sx
+    K[1, :] *= sy
+    K[0, 2] += (sx - 1) / 2
+    K[1, 2] += (sy - 1) / 2
+    return Camera(name=camera.name, width=width, height=height, K=K, R=camera.R, t=camera.t)
+
+
+def working_long_side(
+    cameras: list[Camera], masks: list[np.ndarray | None], options: DepthOptions
+) -> int:
+    """The long side (px) at which to compute depth: where the median product mask covers
+    about `target_mask_px` pixels, within [min_image_px, max_image_px] (and the photos' size).
+
+    The search costs per masked pixel, so this gives every capture about the same time, and
+    spends it on detail where the product is small in the frame."""
+    largest = max(max(camera.width, camera.height) for camera in cameras)
+    fractions = [float(mask.mean()) for mask in masks if mask is not None]
+    side = options.min_image_px
+    if fractions and np.median(fractions) > 0:
+        area = np.median([camera.width * camera.height for camera in cameras])
+        scale = math.sqrt(options.target_mask_px / (np.median(fractions) * area))
+        side = round(scale * largest)
+    return int(min(max(side, options.min_image_px), options.max_image_px, largest))
+
+
+def _read_mask(path: Path) -> np.ndarray | None:
+    """(H, W) bool product mask of a photo; None when the masks stage wrote none."""
     if not path.exists():
         return None
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise StageError(STAGE, f"cannot read mask {path}: re-run the masks stage")
-    mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 127
+    return mask > 127
+
+
+def _shrink_mask(mask: np.ndarray, shape: tuple[int, ...], options: DepthOptions) -> np.ndarray:
+    """The mask at the computing size (h, w), dilated by `mask_dilate_rel`."""
+    small = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     radius = round(options.mask_dilate_rel * max(shape))
     if radius > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        mask = cv2.dilate(mask.astype(np.uint8), kernel) > 0
-    return mask
-
-
-def _resized_camera(camera: Camera, width: int, height: int) -> Camera:
-    """The camera of the photo resized to width × height (pixel centres at integers)."""
-    sx, sy = width / camera.width, height / camera.height
-    K = np.asarray(camera.K, dtype=np.float64).copy()
-    K[0, 0] *= sx
-    K[0, 1] *= sx
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    K[1, 1] *= sy
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return Camera(name=camera.name, width=width, height=height, K=K, R=camera.R, t=camera.t)
+        small = cv2.dilate(small, kernel)
+    return small > 0
 
 
 def select_neighbors(
@@ -213,9 +278,9 @@ def select_neighbors(
 
     A partner scores for every sparse point both see, by the angle between their rays to it:
     little below `min_angle_deg` (too short a baseline to measure depth), fully up to
-    `max_angle_deg`, and nothing beyond (the views look too different to match), as in
-    COLMAP's and ACMM's view selection. Cameras that share no points fall back to the angle
-    between their viewing directions.
+    `max_angle_deg`, and nothing beyond (the views look too different to match), as in COLMAP's
+    and ACMM's view selection. Cameras sharing no points fall back to the angle between their
+    viewing directions.
     """
     n = len(cameras)
     centers = np.array([camera.center for camera in cameras])
@@ -225,11 +290,10 @@ def select_neighbors(
     if xyz is not None and pairs is not None and len(pairs):
         pairs = np.asarray(pairs, dtype=np.int64)
         pairs = pairs[(pairs[:, 1] >= 0) & (pairs[:, 1] < n)]
-        by_point = np.argsort(pairs[:, 0], kind="stable")
-        pairs = pairs[by_point]
+        pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
         starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
         ends = np.r_[starts[1:], len(pairs)]
-        for begin, end in zip(starts, ends):
+        for begin, end in zip(starts, ends, strict=True):
             views = pairs[begin:end, 1]
             if len(views) < 2:
                 continue
@@ -239,13 +303,11 @@ def select_neighbors(
             weight = np.clip(angles / max(min_angle_deg, 1e-6), 0.0, 1.0) ** 2
             weight[angles > max_angle_deg] = 0.0
             scores[np.ix_(views, views)] += weight
-    np.fill_diagonal(scores, 0.0)
     axes = np.array([camera.R[2] for camera in cameras])
     axis_angles = np.degrees(np.arccos(np.clip(axes @ axes.T, -1.0, 1.0)))
     # Tie-breaker and fallback: prefer partners looking the same way, never beyond the max angle.
-    fallback = np.where(axis_angles <= max_angle_deg, 1e-3 / (1.0 + axis_angles), 0.0)
-    np.fill_diagonal(fallback, -np.inf)
-    ranked = scores + fallback
+    ranked = scores + np.where(axis_angles <= max_angle_deg, 1e-3 / (1.0 + axis_angles), 0.0)
+    np.fill_diagonal(ranked, -np.inf)
     count = max(1, min(count, n - 1))
     return [[int(j) for j in np.argsort(-ranked[i], kind="stable")[:count]] for i in range(n)]
 
@@ -259,12 +321,13 @@ def view_depth_range(
 ) -> tuple[float, float]:
     """(near, far) depths to search in one view, from the sparse points it sees.
 
-    Uses the points recorded as visible in the view (all points in front of it when it has too
-    few), inside its mask when one is given; the 2-98 % depth range grows by `margin` × itself.
+    Uses the points recorded as visible in view `index` (all points in front of it when it has
+    too few), inside `mask` when given; their 1-99 % depth range grows by `margin` × itself each
+    way. Raises ValueError when fewer than 3 points fall in the view.
     """
     xyz = np.asarray(points["xyz"], dtype=np.float64)
-    pairs = points.get("visible_in")
     chosen = xyz
+    pairs = points.get("visible_in")
     if pairs is not None and len(pairs):
         pairs = np.asarray(pairs, dtype=np.int64)
         seen = xyz[pairs[pairs[:, 1] == index, 0]]
@@ -285,17 +348,24 @@ def view_depth_range(
         if in_mask.sum() >= 5:
             inside = in_mask
     if inside.sum() < 3:
-        raise StageError(
-            STAGE,
-            f"{camera.name}: too few sparse points in view to bound its depth; "
-            "check that the sfm stage registered this photo with the others",
-        )
-    near, far = np.percentile(depth[inside], [2.0, 98.0])
+        raise ValueError(f"only {int(inside.sum())} sparse points in view: depth range unknown")
+    near, far = np.percentile(depth[inside], [1.0, 99.0])
     spread = max(far - near, 0.05 * far)
     return float(max(near - margin * spread, 1e-3 * far)), float(far + margin * spread)
 
 
-# -- the search -------------------------------------------------------------------------------------
+# -- the search ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Level:
+    """One pyramid level of a reference view with everything its kernels read."""
+
+    camera: Camera
+    ref: np.ndarray  # (h, w) float32 grey
+    kinv: np.ndarray  # (3, 3) inverse intrinsics
+    views: tuple  # numba tuple: (n, h, w) images, (n, 2) sizes, (n, 3, 3) M, (n, 3) K t
+    colors: tuple[np.ndarray, np.ndarray]  # (p, 2) int32 active (row, col) of each colour
+
+
 def compute_depth_map(
     reference: np.ndarray,
     camera: Camera,
@@ -304,135 +374,206 @@ def compute_depth_map(
     depth_range: tuple[float, float],
     mask: np.ndarray | None = None,
     options: DepthOptions | None = None,
+    *,
+    prior: DepthMap | None = None,
+    neighbor_depths: list[DepthMap] | None = None,
 ) -> DepthMap:
     """Depth, normal and confidence of one reference view from its neighbours.
 
-    `reference` (h, w) and `neighbor_images` (h_i, w_i) are float32 grey images in [0, 1] whose
-    sizes match `camera` and `neighbor_cameras`; `depth_range` is (near, far) along the optical
-    axis; `mask` (h, w) bool limits the search (None: everywhere). Returns maps at (h, w):
-    depth float32 (0 = invalid), world-frame normal (h, w, 3) float32, confidence in [0, 1]
-    (the mean NCC of the best-matching neighbours, clipped at 0).
+    `reference` (h, w) and `neighbor_images` (h_i, w_i) are float32 grey in [0, 1] of the sizes
+    of `camera` and `neighbor_cameras` (see `working_view`); `depth_range` (near, far) bounds
+    the depth along the optical axis; `mask` (h, w) bool limits the search (None: everywhere).
+
+    Without `prior` this searches coarse to fine from random planes. With `prior` (this view's
+    map from a first pass) and `neighbor_depths` (the neighbours' first-pass maps, in the order
+    of `neighbor_cameras`) it refines the prior for `geometric_iterations` with ACMM's
+    geometric-consistency term added to the matching cost.
+
+    Returns maps at (h, w): depth (0 = invalid), world-frame unit normals, and confidence (the
+    mean NCC over the best `top_k_views` neighbours, clipped to [0, 1]).
     """
     options = options or DepthOptions()
     if reference.shape != (camera.height, camera.width):
-        raise ValueError(f"reference image {reference.shape} does not match camera size")
+        raise ValueError(f"reference image {reference.shape} does not match its camera")
     if not neighbor_images:
         raise ValueError("compute_depth_map needs at least one neighbour view")
     near, far = depth_range
-    top_k = max(1, min(options.top_k_views, len(neighbor_images)))
-    offsets = _window_offsets(options.window_radius_px, options.window_step_px)
-    prop = _propagation_offsets()
     height, width = reference.shape
+    window = (
+        _window_offsets(options.window_radius_px, options.window_step_px),
+        float(options.sigma_color),
+        float(options.sigma_space_px),
+    )
+    top_k = max(1, min(options.top_k_views, len(neighbor_images)))
+    geometry = _pack_geometry(camera, neighbor_cameras, neighbor_depths)
+    # (size, iterations, geometric weight) of each search stage
+    if prior is not None:
+        weight = options.geometric_weight if neighbor_depths else 0.0
+        stages = [((height, width), options.geometric_iterations, weight)]
+        iteration = options.coarse_iterations + options.fine_iterations
+    else:
+        stages = [((height, width), options.fine_iterations, 0.0)]
+        if options.coarse_iterations > 0:
+            coarse = (max(16, height // 2), max(16, width // 2))
+            stages.insert(0, (coarse, options.coarse_iterations, 0.0))
+        iteration = 0
+    workers = options.workers or len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
 
-    # Coarse level: half size, random planes.
-    coarse_h, coarse_w = max(8, height // 2), max(8, width // 2)
-    levels = [
-        (coarse_h, coarse_w, options.coarse_iterations),
-        (height, width, options.fine_iterations),
-    ]
-    if options.coarse_iterations <= 0:
-        levels = [(height, width, options.fine_iterations)]
-    depth = normal = cost = None
-    previous = camera
-    iteration = 0
-    for level_h, level_w, iterations in levels:
-        if (level_h, level_w) == (height, width):
-            ref = reference
-            cam = camera
-            srcs = neighbor_images
-            src_cams = neighbor_cameras
-            level_mask = mask
-        else:
-            ref = cv2.resize(reference, (level_w, level_h), interpolation=cv2.INTER_AREA)
-            cam = _resized_camera(camera, level_w, level_h)
-            srcs, src_cams = [], []
-            for image, src_cam in zip(neighbor_images, neighbor_cameras):
-                sh = max(8, round(image.shape[0] * level_h / height))
-                sw = max(8, round(image.shape[1] * level_w / width))
-                srcs.append(cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA))
-                src_cams.append(_resized_camera(src_cam, sw, sh))
-            level_mask = (
-                None
-                if mask is None
-                else cv2.resize(
-                    mask.astype(np.uint8), (level_w, level_h), interpolation=cv2.INTER_NEAREST
-                )
-                > 0
-            )
-        active = _active_pixels(ref, level_mask, offsets, options)
-        stack, sizes, M, kt = _pack_sources(srcs, src_cams, cam)
-        kinv = np.linalg.inv(cam.K)
-        if depth is None:
-            depth = np.zeros((level_h, level_w), np.float32)
-            normal = np.zeros((level_h, level_w, 3), np.float32)
-            _random_init(active, depth, normal, kinv, near, far, options.seed)
-        else:
-            depth, normal = _upsample_planes(
-                depth,
-                normal,
-                cost,
-                np.linalg.inv(previous.K),
-                active,
-                kinv,
+        def parallel(kernel: Callable, pixels: np.ndarray, *args) -> None:
+            _run_in_chunks(pool, workers, kernel, pixels, *args)
+
+        previous: _Level | None = None
+        depth = normal = cost = None
+        for (level_h, level_w), iterations, weight in stages:
+            level = _make_level(
+                reference,
+                camera,
+                neighbor_images,
+                neighbor_cameras,
+                mask,
                 level_h,
                 level_w,
-                near,
-                far,
-                options.seed + 7,
+                window,
+                options,
+                parallel,
             )
-        previous = cam
-        cost = np.full((level_h, level_w), 3.0, np.float32)
-        _initial_costs(
-            active,
-            depth,
-            normal,
-            cost,
-            ref,
-            kinv,
-            stack,
-            sizes,
-            M,
-            kt,
-            offsets,
-            top_k,
-            options.sigma_color,
-            options.sigma_space_px,
-        )
-        parity = (active[:, 0] + active[:, 1]) % 2
-        colored = [np.ascontiguousarray(active[parity == p]) for p in (0, 1)]
-        for _ in range(iterations):
-            scale = 0.5**iteration
-            for color in (0, 1):
-                _patchmatch_pass(
-                    colored[color],
+            scene = (level.ref, level.kinv, level.views, window, top_k)
+            scene += (geometry, weight, options.geometric_clip_px)
+            active = np.concatenate(level.colors)
+            new_depth = np.zeros((level_h, level_w), np.float32)
+            new_normal = np.zeros((level_h, level_w, 3), np.float32)
+            if previous is not None:
+                parallel(
+                    _upsample_planes,
+                    active,
                     depth,
                     normal,
                     cost,
-                    ref,
-                    kinv,
-                    stack,
-                    sizes,
-                    M,
-                    kt,
-                    offsets,
-                    prop,
-                    top_k,
-                    options.sigma_color,
-                    options.sigma_space_px,
+                    previous.kinv,
+                    new_depth,
+                    new_normal,
+                    level.kinv,
                     near,
                     far,
-                    options.perturb_depth * scale * (far - near),
-                    options.perturb_normal * scale,
-                    options.seed,
-                    iteration * 2 + color,
+                    options.seed + 1,
                 )
-            iteration += 1
+            else:
+                if prior is not None:
+                    new_depth[:] = prior.depth
+                    new_normal[:] = prior.normal @ camera.R.T.astype(np.float32)  # R n
+                unset = active[new_depth[active[:, 0], active[:, 1]] <= 0]
+                parallel(
+                    _random_planes,
+                    unset,
+                    new_depth,
+                    new_normal,
+                    level.kinv,
+                    near,
+                    far,
+                    options.seed,
+                )
+            depth, normal = new_depth, new_normal
+            cost = np.full((level_h, level_w), _NO_COST, np.float32)
+            parallel(_score_planes, active, depth, normal, cost, scene)
+            for _ in range(iterations):
+                scale = 0.5**iteration
+                for color in (0, 1):
+                    parallel(
+                        _patchmatch_pass,
+                        level.colors[color],
+                        depth,
+                        normal,
+                        cost,
+                        scene,
+                        _propagation_offsets(),
+                        near,
+                        far,
+                        options.perturb_depth * scale * (far - near),
+                        options.perturb_normal * scale,
+                        previous is None and prior is None,
+                        _mix_seed(options.seed, 2 * iteration + color),
+                    )
+                iteration += 1
+            if weight > 0:  # judge the final planes by their photo-consistency alone
+                parallel(_score_planes, active, depth, normal, cost, (*scene[:6], 0.0, 0.0))
+            previous = level
     valid = (depth > 0) & (cost < options.max_cost)
-    depth = np.where(valid, depth, 0.0).astype(np.float32)
-    normal_world = (normal.reshape(-1, 3) @ camera.R).reshape(normal.shape)  # R^T n per pixel
-    normal_world = np.where(valid[..., None], normal_world, 0.0).astype(np.float32)
-    confidence = np.where(valid, np.clip(1.0 - cost, 0.0, 1.0), 0.0).astype(np.float32)
-    return DepthMap(depth=depth, normal=normal_world, confidence=confidence, camera=camera)
+    world_normal = normal @ camera.R.astype(np.float32)  # Rᵀ n for every pixel
+    return DepthMap(
+        depth=np.where(valid, depth, 0.0).astype(np.float32),
+        normal=np.where(valid[..., None], world_normal, 0.0).astype(np.float32),
+        confidence=np.where(valid, np.clip(1.0 - cost, 0.0, 1.0), 0.0).astype(np.float32),
+        camera=camera,
+    )
+
+
+def _pack_geometry(
+    camera: Camera, neighbor_cameras: list[Camera], neighbor_depths: list[DepthMap] | None
+) -> tuple:
+    """Numba tuple for the geometric term: neighbour depths (n, h, w) float32 (zero-padded;
+    (n, 1, 1) when there are none), their inverse intrinsics (n, 3, 3), the relative poses
+    R_rel (n, 3, 3) and t_rel (n, 3) from this camera to theirs, and this camera's K."""
+    count = len(neighbor_cameras)
+    maps = neighbor_depths or []
+    height = max([m.depth.shape[0] for m in maps], default=1)
+    width = max([m.depth.shape[1] for m in maps], default=1)
+    depths = np.zeros((count, height, width), np.float32)
+    src_kinv = np.zeros((count, 3, 3))
+    rel_R = np.zeros((count, 3, 3))
+    rel_t = np.zeros((count, 3))
+    for k, neighbor in enumerate(neighbor_cameras):
+        if maps:
+            if (maps[k].camera.width, maps[k].camera.height) != (neighbor.width, neighbor.height):
+                raise ValueError("neighbour depth maps must match the neighbour images' size")
+            depths[k, : maps[k].depth.shape[0], : maps[k].depth.shape[1]] = maps[k].depth
+        src_kinv[k] = np.linalg.inv(neighbor.K)
+        rel_R[k] = neighbor.R @ camera.R.T
+        rel_t[k] = neighbor.t - rel_R[k] @ camera.t
+    return depths, src_kinv, rel_R, rel_t, np.asarray(camera.K, dtype=np.float64)
+
+
+def _make_level(
+    reference: np.ndarray,
+    camera: Camera,
+    neighbor_images: list[np.ndarray],
+    neighbor_cameras: list[Camera],
+    mask: np.ndarray | None,
+    height: int,
+    width: int,
+    window: tuple,
+    options: DepthOptions,
+    parallel: Callable,
+) -> _Level:
+    """The reference view and its neighbours resized for a pyramid level of height × width."""
+    full_h, full_w = reference.shape
+    if (height, width) == (full_h, full_w):
+        ref, level_camera, level_mask = reference, camera, mask
+        images, cameras = neighbor_images, neighbor_cameras
+    else:
+        ref = cv2.resize(reference, (width, height), interpolation=cv2.INTER_AREA)
+        level_camera = resized_camera(camera, width, height)
+        level_mask = None
+        if mask is not None:
+            shrunk = cv2.resize(
+                mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_AREA
+            )
+            level_mask = shrunk > 0
+        images, cameras = [], []
+        for image, neighbor in zip(neighbor_images, neighbor_cameras, strict=True):
+            size = (
+                max(8, round(image.shape[1] * width / full_w)),
+                max(8, round(image.shape[0] * height / full_h)),
+            )
+            images.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+            cameras.append(resized_camera(neighbor, *size))
+    kinv = np.linalg.inv(level_camera.K)
+    active = _active_pixels(
+        ref, level_mask, window, options.min_texture_std, options.min_center_std, parallel
+    )
+    parity = (active[:, 0] + active[:, 1]) % 2
+    colors = (np.ascontiguousarray(active[parity == 0]), np.ascontiguousarray(active[parity == 1]))
+    return _Level(level_camera, ref, kinv, _pack_views(images, cameras, level_camera), colors)
 
 
 def _window_offsets(radius: int, step: int) -> np.ndarray:
@@ -446,10 +587,10 @@ def _propagation_offsets() -> np.ndarray:
     """(8, 11, 2) int32 (dx, dy) candidate positions of ACMH's adaptive checkerboard sampling.
 
     Four V-shaped near regions (7 positions, padded by repeating) and four far strips (11
-    positions), all at odd (dx + dy) so they are of the other checkerboard colour.
+    positions), all at odd dx + dy: pixels of the other checkerboard colour.
     """
     near = [(0, -1), (-1, -2), (1, -2), (-2, -3), (2, -3), (-3, -4), (3, -4)]
-    near = near + [near[-1]] * (11 - len(near))
+    near += [near[-1]] * (11 - len(near))
     far = [(0, -d) for d in range(5, 27, 2)]
     regions = []
     for base in (near, far):
@@ -464,166 +605,187 @@ def _propagation_offsets() -> np.ndarray:
 
 
 def _active_pixels(
-    ref: np.ndarray, mask: np.ndarray | None, offsets: np.ndarray, options: DepthOptions
+    ref: np.ndarray,
+    mask: np.ndarray | None,
+    window: tuple,
+    min_texture_std: float,
+    min_center_std: float,
+    parallel: Callable,
 ) -> np.ndarray:
-    """(p, 2) int32 (row, col) pixels to search: inside the mask, the window inside the image,
-    and textured enough (grey standard deviation over the window ≥ min_texture_std)."""
+    """(p, 2) int32 (row, col) pixels to search: in the mask, window inside the image, and
+    textured both where the matching looks (bilateral-weighted grey std of the window) and
+    right around the pixel (plain std over 5 × 5).
+
+    Both tests fight edge fattening at the product's outline: a background pixel's window holds
+    some of the product's print, and matching it would lend the pixel the product's plane."""
     height, width = ref.shape
-    radius = int(np.abs(offsets).max())
-    size = 2 * radius + 1
-    mean = cv2.boxFilter(ref, -1, (size, size), borderType=cv2.BORDER_REFLECT)
-    mean_sq = cv2.boxFilter(ref * ref, -1, (size, size), borderType=cv2.BORDER_REFLECT)
-    std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
-    keep = std >= options.min_texture_std
-    keep[:radius] = keep[-radius:] = False
-    keep[:, :radius] = keep[:, -radius:] = False
+    radius = int(np.abs(window[0]).max())
+    keep = np.zeros((height, width), bool)
+    keep[radius : height - radius, radius : width - radius] = True
     if mask is not None:
         keep &= mask
-    rows, cols = np.nonzero(keep)
-    return np.stack([rows, cols], axis=1).astype(np.int32)
+    # A pixel on plain paper next to the product sees the product's print at the edge of its
+    # window; unless its own surroundings have some texture it would take the product's plane.
+    mean = cv2.boxFilter(ref, -1, (5, 5))
+    center_var = cv2.boxFilter(ref * ref, -1, (5, 5)) - mean * mean
+    keep &= center_var >= min_center_std**2
+    candidates = np.argwhere(keep).astype(np.int32)
+    std = np.zeros((height, width), np.float32)
+    parallel(_weighted_std, candidates, ref, window, std)
+    return np.ascontiguousarray(candidates[std[keep] >= min_texture_std])
 
 
-def _pack_sources(
-    images: list[np.ndarray], cameras: list[Camera], reference: Camera
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Neighbour images stacked (n, h, w) float32 (zero-padded), their (n, 2) int32 (w, h), and
-    the homography parts M = K_s R_rel K_r⁻¹ (n, 3, 3) and K_s t_rel (n, 3), float64."""
+def _pack_views(images: list[np.ndarray], cameras: list[Camera], reference: Camera) -> tuple:
+    """Neighbour images stacked (n, h, w) float32 (zero-padded), their (n, 2) int64 (w, h), and
+    the plane-homography parts M = K_s R_rel K_r⁻¹ (n, 3, 3) and K_s t_rel (n, 3), float64."""
     count = len(images)
-    height = max(image.shape[0] for image in images)
-    width = max(image.shape[1] for image in images)
-    stack = np.zeros((count, height, width), np.float32)
-    sizes = np.zeros((count, 2), np.int32)
+    stack = np.zeros(
+        (count, max(i.shape[0] for i in images), max(i.shape[1] for i in images)), np.float32
+    )
+    sizes = np.zeros((count, 2), np.int64)
     M = np.zeros((count, 3, 3))
     kt = np.zeros((count, 3))
     kinv = np.linalg.inv(reference.K)
-    for i, (image, camera) in enumerate(zip(images, cameras)):
+    for i, (image, camera) in enumerate(zip(images, cameras, strict=True)):
         stack[i, : image.shape[0], : image.shape[1]] = image
         sizes[i] = (image.shape[1], image.shape[0])
         R_rel = camera.R @ reference.R.T
-        t_rel = camera.t - R_rel @ reference.t
         M[i] = camera.K @ R_rel @ kinv
-        kt[i] = camera.K @ t_rel
+        kt[i] = camera.K @ (camera.t - R_rel @ reference.t)
     return stack, sizes, M, kt
 
 
-# -- numba kernels ---------------------------------------------------------------------------------
-_INVALID_COST = 2.0
+def _run_in_chunks(
+    pool: ThreadPoolExecutor, workers: int, kernel: Callable, pixels: np.ndarray, *args
+) -> None:
+    """Run ``kernel(chunk, *args)`` over contiguous chunks of (p, 2) `pixels` on the pool.
+
+    Kernels release the GIL and write only to the pixels of their chunk, so chunks run
+    side by side; several chunks per thread even out their unequal costs."""
+    if workers <= 1 or len(pixels) < 4096:
+        kernel(pixels, *args)
+        return
+    futures = [pool.submit(kernel, chunk, *args) for chunk in np.array_split(pixels, 4 * workers)]
+    for future in futures:
+        future.result()
 
 
-@numba.njit(cache=True, inline="always")
-def _hash_uniform(seed: np.uint64) -> float:
-    """A uniform number in [0, 1) from a 64-bit seed (splitmix64): thread-order independent."""
-    z = seed + np.uint64(0x9E3779B97F4A7C15)
+def _mix_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919) % (1 << 62)
+
+
+# -- numba kernels (all release the GIL; pixel lists are (p, 2) int32 (row, col)) ------------------
+_INVALID_COST = 2.0  # a view whose window leaves the image or sees no texture
+_NO_COST = 3.0  # pixels not searched: never lend their planes
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _uniform(seed: np.uint64, draw: int) -> float:
+    """A uniform number in [0, 1) from a seed and a draw index (splitmix64), order-independent."""
+    z = seed + np.uint64(draw + 1) * np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@numba.njit(cache=True, inline="always")
-def _pixel_seed(seed: int, row: int, col: int, step: int, draw: int) -> np.uint64:
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pixel_seed(seed: int, row: int, col: int) -> np.uint64:
     value = np.uint64(seed) * np.uint64(0x100000001B3)
     value = (value ^ np.uint64(row)) * np.uint64(0x100000001B3)
-    value = (value ^ np.uint64(col)) * np.uint64(0x100000001B3)
-    value = (value ^ np.uint64(step)) * np.uint64(0x100000001B3)
-    return (value ^ np.uint64(draw)) * np.uint64(0x100000001B3)
+    return (value ^ np.uint64(col + 0x5BD1E995)) * np.uint64(0x100000001B3)
 
 
-@numba.njit(cache=True)
-def _random_normal(seed: np.uint64, rx: float, ry: float, rz: float) -> tuple:
-    """A random unit normal facing the camera (against the viewing ray r)."""
-    z = 2.0 * _hash_uniform(seed) - 1.0
-    phi = 2.0 * math.pi * _hash_uniform(seed + np.uint64(1))
+@numba.njit(cache=True, nogil=True)
+def _random_normal(seed: np.uint64, draw: int, rx: float, ry: float) -> tuple:
+    """A random unit normal facing the camera (against the viewing ray (rx, ry, 1))."""
+    z = 2.0 * _uniform(seed, draw) - 1.0
+    phi = 2.0 * math.pi * _uniform(seed, draw + 1)
     s = math.sqrt(max(0.0, 1.0 - z * z))
     nx, ny, nz = s * math.cos(phi), s * math.sin(phi), z
-    if nx * rx + ny * ry + nz * rz > 0.0:
-        nx, ny, nz = -nx, -ny, -nz
+    if nx * rx + ny * ry + nz > 0.0:
+        return -nx, -ny, -nz
     return nx, ny, nz
 
 
-@numba.njit(cache=True, parallel=True)
-def _random_init(active, depth, normal, kinv, near, far, seed):
-    for i in numba.prange(active.shape[0]):
-        row, col = active[i, 0], active[i, 1]
+@numba.njit(cache=True, nogil=True)
+def _random_planes(pixels, depth, normal, kinv, near, far, seed):
+    for i in range(pixels.shape[0]):
+        row, col = pixels[i, 0], pixels[i, 1]
+        base = _pixel_seed(seed, row, col)
+        depth[row, col] = near + (far - near) * _uniform(base, 0)
         rx = kinv[0, 0] * col + kinv[0, 1] * row + kinv[0, 2]
         ry = kinv[1, 1] * row + kinv[1, 2]
-        base = _pixel_seed(seed, row, col, 0, 0)
-        depth[row, col] = near + (far - near) * _hash_uniform(base)
-        nx, ny, nz = _random_normal(base + np.uint64(2), rx, ry, 1.0)
-        normal[row, col, 0] = nx
-        normal[row, col, 1] = ny
-        normal[row, col, 2] = nz
+        normal[row, col, 0], normal[row, col, 1], normal[row, col, 2] = _random_normal(
+            base, 1, rx, ry
+        )
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _upsample_planes(
-    depth, normal, cost, coarse_kinv, active, kinv, height, width, near, far, seed
+    pixels,
+    coarse_depth,
+    coarse_normal,
+    coarse_cost,
+    coarse_kinv,
+    depth,
+    normal,
+    kinv,
+    near,
+    far,
+    seed,
 ):
-    """Planes for the active pixels of a finer level: each takes the plane of the best-scoring
-    coarse pixel among the four nearest it, intersected with its own ray (a random plane where
-    none of them has one)."""
-    fine_depth = np.zeros((height, width), np.float32)
-    fine_normal = np.zeros((height, width, 3), np.float32)
-    coarse_h, coarse_w = depth.shape
+    """Planes for a finer level: each pixel takes the best-scoring plane among the four nearest
+    coarse pixels, intersected with its own ray (a random plane where none fits)."""
+    coarse_h, coarse_w = coarse_depth.shape
+    height, width = depth.shape
     scale_r = coarse_h / height
     scale_c = coarse_w / width
-    for i in numba.prange(active.shape[0]):
-        row, col = active[i, 0], active[i, 1]
+    for i in range(pixels.shape[0]):
+        row, col = pixels[i, 0], pixels[i, 1]
         rx = kinv[0, 0] * col + kinv[0, 1] * row + kinv[0, 2]
         ry = kinv[1, 1] * row + kinv[1, 2]
-        # position in the coarse image (pixel centres at integers at both levels)
-        cr = (row + 0.5) * scale_r - 0.5
-        cc = (col + 0.5) * scale_c - 0.5
-        r0 = int(math.floor(cr))
-        c0 = int(math.floor(cc))
-        best = 1e30
-        best_d = 0.0
-        best_n = (0.0, 0.0, 0.0)
-        for rr in range(r0, r0 + 2):
-            for ccol in range(c0, c0 + 2):
-                if rr < 0 or ccol < 0 or rr >= coarse_h or ccol >= coarse_w:
+        r0 = math.floor((row + 0.5) * scale_r - 0.5)
+        c0 = math.floor((col + 0.5) * scale_c - 0.5)
+        best_cost = _NO_COST
+        for rr in range(max(r0, 0), min(r0 + 2, coarse_h)):
+            for cc in range(max(c0, 0), min(c0 + 2, coarse_w)):
+                if coarse_cost[rr, cc] >= best_cost or coarse_depth[rr, cc] <= 0:
                     continue
-                d = depth[rr, ccol]
-                if d <= 0 or cost[rr, ccol] >= best:
-                    continue
-                nx = normal[rr, ccol, 0]
-                ny = normal[rr, ccol, 1]
-                nz = normal[rr, ccol, 2]
-                qx = coarse_kinv[0, 0] * ccol + coarse_kinv[0, 1] * rr + coarse_kinv[0, 2]
-                qy = coarse_kinv[1, 1] * rr + coarse_kinv[1, 2]
+                nx, ny, nz = (
+                    coarse_normal[rr, cc, 0],
+                    coarse_normal[rr, cc, 1],
+                    coarse_normal[rr, cc, 2],
+                )
                 denom = nx * rx + ny * ry + nz
                 if denom > -1e-6:
                     continue
-                fine = d * (nx * qx + ny * qy + nz) / denom
-                if fine < near or fine > far:
+                qx = coarse_kinv[0, 0] * cc + coarse_kinv[0, 1] * rr + coarse_kinv[0, 2]
+                qy = coarse_kinv[1, 1] * rr + coarse_kinv[1, 2]
+                d = coarse_depth[rr, cc] * (nx * qx + ny * qy + nz) / denom
+                if d < near or d > far:
                     continue
-                best = cost[rr, ccol]
-                best_d = fine
-                best_n = (nx, ny, nz)
-        if best_d > 0:
-            fine_depth[row, col] = best_d
-            fine_normal[row, col, 0] = best_n[0]
-            fine_normal[row, col, 1] = best_n[1]
-            fine_normal[row, col, 2] = best_n[2]
-        else:
-            base = _pixel_seed(seed, row, col, 0, 0)
-            fine_depth[row, col] = near + (far - near) * _hash_uniform(base)
-            nx, ny, nz = _random_normal(base + np.uint64(2), rx, ry, 1.0)
-            fine_normal[row, col, 0] = nx
-            fine_normal[row, col, 1] = ny
-            fine_normal[row, col, 2] = nz
-    return fine_depth, fine_normal
+                best_cost = coarse_cost[rr, cc]
+                depth[row, col] = d
+                normal[row, col, 0], normal[row, col, 1], normal[row, col, 2] = nx, ny, nz
+        if best_cost >= _NO_COST:
+            base = _pixel_seed(seed, row, col)
+            depth[row, col] = near + (far - near) * _uniform(base, 0)
+            normal[row, col, 0], normal[row, col, 1], normal[row, col, 2] = _random_normal(
+                base, 1, rx, ry
+            )
 
 
-@numba.njit(cache=True, fastmath=True)
-def _reference_window(ref, row, col, offsets, sigma_color, sigma_space, weights, centered):
-    """Bilateral weights (normalised) and weighted, mean-free reference values of one window.
-
-    Returns the weighted variance of the reference window."""
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _reference_window(ref, row, col, window, weights, centered):
+    """Fill the window's normalised bilateral weights and weighted mean-free grey values;
+    return its weighted variance."""
+    offsets, sigma_color, sigma_space = window
     center = ref[row, col]
-    total = 0.0
     inv_c = 1.0 / (2.0 * sigma_color * sigma_color)
     inv_s = 1.0 / (2.0 * sigma_space * sigma_space)
+    total = 0.0
+    mean = 0.0
     for s in range(offsets.shape[0]):
         dx, dy = offsets[s, 0], offsets[s, 1]
         value = ref[row + dy, col + dx]
@@ -631,72 +793,65 @@ def _reference_window(ref, row, col, offsets, sigma_color, sigma_space, weights,
         w = math.exp(-diff * diff * inv_c - (dx * dx + dy * dy) * inv_s)
         weights[s] = w
         total += w
-    mean = 0.0
-    for s in range(offsets.shape[0]):
-        weights[s] /= total
-        mean += weights[s] * ref[row + offsets[s, 1], col + offsets[s, 0]]
+        mean += w * value
+    mean /= total
     var = 0.0
     for s in range(offsets.shape[0]):
+        weights[s] /= total
         value = ref[row + offsets[s, 1], col + offsets[s, 0]] - mean
         centered[s] = weights[s] * value
-        var += weights[s] * value * value
+        var += centered[s] * value
     return var
 
 
-@numba.njit(cache=True, fastmath=True)
-def _plane_cost(
-    row,
-    col,
-    d,
-    nx,
-    ny,
-    nz,
-    kinv,
-    stack,
-    sizes,
-    M,
-    kt,
-    offsets,
-    weights,
-    centered,
-    ref_var,
-    top_k,
-    view_costs,
-):
-    """Mean of the `top_k` best (1 - bilateral NCC) over the neighbours for the plane through
-    depth d at (row, col) with camera-frame normal n."""
+@numba.njit(cache=True, nogil=True)
+def _weighted_std(pixels, ref, window, out):
+    weights = np.empty(window[0].shape[0])
+    centered = np.empty(window[0].shape[0])
+    for i in range(pixels.shape[0]):
+        row, col = pixels[i, 0], pixels[i, 1]
+        var = _reference_window(ref, row, col, window, weights, centered)
+        out[row, col] = math.sqrt(max(var, 0.0))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs):
+    """Cost of the plane through depth `d` at (row, col) with camera-frame normal n: the mean
+    of the `top_k` smallest per-neighbour costs, each 1 - NCC (plus, with a geometric weight,
+    that weight × the clipped forward-backward reprojection error through the neighbour's
+    depth map, as in ACMM)."""
+    kinv, (stack, sizes, M, kt), offsets = scene[1], scene[2], scene[3][0]
+    top_k, geometry, geom_weight, geom_clip = scene[4], scene[5], scene[6], scene[7]
     rx = kinv[0, 0] * col + kinv[0, 1] * row + kinv[0, 2]
     ry = kinv[1, 1] * row + kinv[1, 2]
-    c = d * (nx * rx + ny * ry + nz)  # n · X, negative for a plane facing the camera
+    c = d * (nx * rx + ny * ry + nz)  # n · X: negative for a plane facing the camera
     if c > -1e-9:
-        return _INVALID_COST * 1.5
-    # a = K⁻ᵀ n / c, so that aᵀ q̃ = n·(K⁻¹ q̃) / c
-    ax = (kinv[0, 0] * nx) / c
+        return _INVALID_COST + geom_weight * geom_clip
+    # On the plane nᵀX / c = 1, so X_s = R X + t = (R + t nᵀ / c) X, and the homography is
+    # H = K_s R K⁻¹ + (K_s t) aᵀ with a = K⁻ᵀ n / c.
+    ax = kinv[0, 0] * nx / c
     ay = (kinv[0, 1] * nx + kinv[1, 1] * ny) / c
     az = (kinv[0, 2] * nx + kinv[1, 2] * ny + nz) / c
-    n_views = stack.shape[0]
     radius = 0.0
     for s in range(offsets.shape[0]):
         radius = max(radius, abs(offsets[s, 0]), abs(offsets[s, 1]))
+    row_stride = np.uint64(stack.shape[2])
+    n_views = stack.shape[0]
     for v in range(n_views):
-        # H = M + kt aᵀ: on the plane nᵀX / c = 1, so X_s = R X + t = (R + t nᵀ / c) X
         h00 = M[v, 0, 0] + kt[v, 0] * ax
         h01 = M[v, 0, 1] + kt[v, 0] * ay
-        h02 = M[v, 0, 2] + kt[v, 0] * az
         h10 = M[v, 1, 0] + kt[v, 1] * ax
         h11 = M[v, 1, 1] + kt[v, 1] * ay
-        h12 = M[v, 1, 2] + kt[v, 1] * az
         h20 = M[v, 2, 0] + kt[v, 2] * ax
         h21 = M[v, 2, 1] + kt[v, 2] * ay
-        h22 = M[v, 2, 2] + kt[v, 2] * az
-        bx = h00 * col + h01 * row + h02
-        by = h10 * col + h11 * row + h12
-        bz = h20 * col + h21 * row + h22
+        bx = h00 * col + h01 * row + M[v, 0, 2] + kt[v, 0] * az
+        by = h10 * col + h11 * row + M[v, 1, 2] + kt[v, 1] * az
+        bz = h20 * col + h21 * row + M[v, 2, 2] + kt[v, 2] * az
         if bz <= 1e-9:
             view_costs[v] = _INVALID_COST
             continue
-        # Over a window of a few pixels the homography is affine to within a few hundredths
-        # of a pixel: map the window by its Jacobian at the centre, no division per sample.
+        # Over a window of a few pixels the homography is affine to within a few hundredths of
+        # a pixel: map the window by its Jacobian at the centre, no division per sample.
         inv_z = 1.0 / bz
         uc = bx * inv_z
         wc = by * inv_z
@@ -715,7 +870,6 @@ def _plane_cost(
             view_costs[v] = _INVALID_COST
             continue
         image = stack[v].ravel()
-        row_stride = np.uint64(stack.shape[2])
         s_sum = 0.0
         s_sq = 0.0
         s_cov = 0.0
@@ -730,12 +884,9 @@ def _plane_cost(
             fu = u - float(u0)
             fw = w - float(w0)
             k = w0 * row_stride + u0
-            p00 = image[k]
-            p01 = image[k + np.uint64(1)]
-            p10 = image[k + row_stride]
-            p11 = image[k + row_stride + np.uint64(1)]
-            top = p00 + fu * (p01 - p00)
-            bottom = p10 + fu * (p11 - p10)
+            top = image[k] + fu * (image[k + np.uint64(1)] - image[k])
+            k += row_stride
+            bottom = image[k] + fu * (image[k + np.uint64(1)] - image[k])
             value = top + fw * (bottom - top)
             s_sum += weights[s] * value
             s_sq += weights[s] * value * value
@@ -744,189 +895,153 @@ def _plane_cost(
         if var < 1e-8:
             view_costs[v] = _INVALID_COST
             continue
-        ncc = s_cov / math.sqrt(var * ref_var)
-        view_costs[v] = 1.0 - ncc
-    # mean of the top_k smallest (n_views is small: partial selection sort)
-    total = 0.0
+        view_costs[v] = 1.0 - s_cov / math.sqrt(var * ref_var)
+    if geom_weight > 0.0:
+        for v in range(n_views):
+            view_costs[v] += geom_weight * _reprojection_error(
+                row, col, d, v, M, kt, geometry, geom_clip
+            )
+    total = 0.0  # the top_k smallest, by partial selection sort (a handful of views)
     for k in range(top_k):
         best = k
         for v in range(k + 1, n_views):
             if view_costs[v] < view_costs[best]:
                 best = v
-        tmp = view_costs[k]
-        view_costs[k] = view_costs[best]
-        view_costs[best] = tmp
+        view_costs[k], view_costs[best] = view_costs[best], view_costs[k]
         total += view_costs[k]
     return total / top_k
 
 
-@numba.njit(cache=True, parallel=True)
-def _initial_costs(
-    active,
-    depth,
-    normal,
-    cost,
-    ref,
-    kinv,
-    stack,
-    sizes,
-    M,
-    kt,
-    offsets,
-    top_k,
-    sigma_color,
-    sigma_space,
-):
-    n_samples = offsets.shape[0]
-    for i in numba.prange(active.shape[0]):
-        row, col = active[i, 0], active[i, 1]
-        weights = np.empty(n_samples)
-        centered = np.empty(n_samples)
-        view_costs = np.empty(stack.shape[0])
-        ref_var = _reference_window(
-            ref, row, col, offsets, sigma_color, sigma_space, weights, centered
-        )
-        if ref_var < 1e-8:
-            cost[row, col] = 3.0
-            continue
-        cost[row, col] = _plane_cost(
-            row,
-            col,
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _reprojection_error(row, col, d, v, M, kt, geometry, clip):
+    """Pixels between (col, row) and where its point at depth d comes back to after a trip
+    through neighbour v's depth map (nearest pixel), at most `clip`."""
+    depths, src_kinv, rel_R, rel_t, K = geometry
+    qx = d * (M[v, 0, 0] * col + M[v, 0, 1] * row + M[v, 0, 2]) + kt[v, 0]
+    qy = d * (M[v, 1, 0] * col + M[v, 1, 1] * row + M[v, 1, 2]) + kt[v, 1]
+    qz = d * (M[v, 2, 0] * col + M[v, 2, 1] * row + M[v, 2, 2]) + kt[v, 2]
+    if qz <= 1e-9:
+        return clip
+    u = math.floor(qx / qz + 0.5)
+    w = math.floor(qy / qz + 0.5)
+    if u < 0 or w < 0 or w >= depths.shape[1] or u >= depths.shape[2]:
+        return clip
+    ds = depths[v, w, u]
+    if ds <= 0:
+        return clip
+    Ki = src_kinv[v]
+    # The neighbour's point, back in this camera's frame: Rᵀ (X_s - t).
+    px = ds * (Ki[0, 0] * u + Ki[0, 1] * w + Ki[0, 2]) - rel_t[v, 0]
+    py = ds * (Ki[1, 1] * w + Ki[1, 2]) - rel_t[v, 1]
+    pz = ds - rel_t[v, 2]
+    R = rel_R[v]
+    bx = R[0, 0] * px + R[1, 0] * py + R[2, 0] * pz
+    by = R[0, 1] * px + R[1, 1] * py + R[2, 1] * pz
+    bz = R[0, 2] * px + R[1, 2] * py + R[2, 2] * pz
+    if bz <= 1e-9:
+        return clip
+    du = (K[0, 0] * bx + K[0, 1] * by) / bz + K[0, 2] - col
+    dv = K[1, 1] * by / bz + K[1, 2] - row
+    return min(math.sqrt(du * du + dv * dv), clip)
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_planes(pixels, depth, normal, cost, scene):
+    ref, window = scene[0], scene[3]
+    weights = np.empty(window[0].shape[0])
+    centered = np.empty(window[0].shape[0])
+    view_costs = np.empty(scene[2][0].shape[0])
+    for i in range(pixels.shape[0]):
+        row, col = pixels[i, 0], pixels[i, 1]
+        ref_var = _reference_window(ref, row, col, window, weights, centered)
+        d, nx, ny, nz = (
             depth[row, col],
             normal[row, col, 0],
             normal[row, col, 1],
             normal[row, col, 2],
-            kinv,
-            stack,
-            sizes,
-            M,
-            kt,
-            offsets,
-            weights,
-            centered,
-            ref_var,
-            top_k,
-            view_costs,
+        )
+        cost[row, col] = _plane_cost(
+            row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs
         )
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _patchmatch_pass(
     pixels,
     depth,
     normal,
     cost,
-    ref,
-    kinv,
-    stack,
-    sizes,
-    M,
-    kt,
-    offsets,
-    prop,
-    top_k,
-    sigma_color,
-    sigma_space,
+    scene,
+    propagation,
     near,
     far,
     perturb_depth,
     perturb_normal,
+    random_restarts,
     seed,
-    step,
 ):
-    """One checkerboard half-pass: propagate planes from 8 regions, then refine randomly."""
+    """One checkerboard half-pass: each pixel tries the planes of the best-scoring pixel in each
+    of 8 regions around it (ACMH's adaptive propagation), then perturbed (and, while
+    `random_restarts`, random) depths and normals; it keeps the lowest cost."""
+    ref, kinv, views, window = scene[0], scene[1], scene[2], scene[3]
     height, width = depth.shape
-    n_samples = offsets.shape[0]
-    for i in numba.prange(pixels.shape[0]):
+    weights = np.empty(window[0].shape[0])
+    centered = np.empty(window[0].shape[0])
+    view_costs = np.empty(views[0].shape[0])
+    for i in range(pixels.shape[0]):
         row, col = pixels[i, 0], pixels[i, 1]
-        weights = np.empty(n_samples)
-        centered = np.empty(n_samples)
-        view_costs = np.empty(stack.shape[0])
-        ref_var = _reference_window(
-            ref, row, col, offsets, sigma_color, sigma_space, weights, centered
-        )
-        if ref_var < 1e-8:
-            continue
+        ref_var = _reference_window(ref, row, col, window, weights, centered)
         rx = kinv[0, 0] * col + kinv[0, 1] * row + kinv[0, 2]
         ry = kinv[1, 1] * row + kinv[1, 2]
         best_d = depth[row, col]
-        best_nx = normal[row, col, 0]
-        best_ny = normal[row, col, 1]
-        best_nz = normal[row, col, 2]
+        best_nx, best_ny, best_nz = normal[row, col, 0], normal[row, col, 1], normal[row, col, 2]
         best_c = cost[row, col]
-        # Propagation: the best-scoring pixel of each region lends its plane.
-        for region in range(prop.shape[0]):
+        for region in range(propagation.shape[0]):
             pick_r = -1
             pick_c = -1
-            pick_cost = 2.5
-            for k in range(prop.shape[1]):
-                rr = row + prop[region, k, 1]
-                cc = col + prop[region, k, 0]
-                if rr < 0 or cc < 0 or rr >= height or cc >= width:
-                    continue
-                if cost[rr, cc] < pick_cost:
+            pick_cost = _NO_COST
+            for k in range(propagation.shape[1]):
+                rr = row + propagation[region, k, 1]
+                cc = col + propagation[region, k, 0]
+                if 0 <= rr < height and 0 <= cc < width and cost[rr, cc] < pick_cost:
                     pick_cost = cost[rr, cc]
                     pick_r = rr
                     pick_c = cc
             if pick_r < 0:
                 continue
-            nx = normal[pick_r, pick_c, 0]
-            ny = normal[pick_r, pick_c, 1]
-            nz = normal[pick_r, pick_c, 2]
-            # The neighbour's plane, intersected with this pixel's ray.
-            qx = kinv[0, 0] * pick_c + kinv[0, 1] * pick_r + kinv[0, 2]
-            qy = kinv[1, 1] * pick_r + kinv[1, 2]
-            plane = depth[pick_r, pick_c] * (nx * qx + ny * qy + nz)
+            nx, ny, nz = (
+                normal[pick_r, pick_c, 0],
+                normal[pick_r, pick_c, 1],
+                normal[pick_r, pick_c, 2],
+            )
             denom = nx * rx + ny * ry + nz
             if denom > -1e-6:
                 continue
-            d = plane / denom
+            # The neighbour's plane where this pixel's ray meets it.
+            qx = kinv[0, 0] * pick_c + kinv[0, 1] * pick_r + kinv[0, 2]
+            qy = kinv[1, 1] * pick_r + kinv[1, 2]
+            d = depth[pick_r, pick_c] * (nx * qx + ny * qy + nz) / denom
             if d < near or d > far:
                 continue
             if nx == best_nx and ny == best_ny and nz == best_nz and abs(d - best_d) < 1e-6 * d:
-                continue  # the same plane as ours (copied around while converging): no news
-            c = _plane_cost(
-                row,
-                col,
-                d,
-                nx,
-                ny,
-                nz,
-                kinv,
-                stack,
-                sizes,
-                M,
-                kt,
-                offsets,
-                weights,
-                centered,
-                ref_var,
-                top_k,
-                view_costs,
-            )
+                continue  # our own plane, copied around while converging: nothing new
+            c = _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs)
             if c < best_c:
-                best_c = c
-                best_d = d
-                best_nx = nx
-                best_ny = ny
-                best_nz = nz
-        # Refinement: random and perturbed depths and normals, alone and combined.
-        base = _pixel_seed(seed, row, col, step, 0)
-        rand_d = near + (far - near) * _hash_uniform(base)
-        pert_d = best_d + perturb_depth * (2.0 * _hash_uniform(base + np.uint64(1)) - 1.0)
+                best_c, best_d, best_nx, best_ny, best_nz = c, d, nx, ny, nz
+        base = _pixel_seed(seed, row, col)
+        pert_d = best_d + perturb_depth * (2.0 * _uniform(base, 0) - 1.0)
         pert_d = min(max(pert_d, near), far)
-        rnx, rny, rnz = _random_normal(base + np.uint64(2), rx, ry, 1.0)
-        pnx = best_nx + perturb_normal * (2.0 * _hash_uniform(base + np.uint64(4)) - 1.0)
-        pny = best_ny + perturb_normal * (2.0 * _hash_uniform(base + np.uint64(5)) - 1.0)
-        pnz = best_nz + perturb_normal * (2.0 * _hash_uniform(base + np.uint64(6)) - 1.0)
+        pnx = best_nx + perturb_normal * (2.0 * _uniform(base, 1) - 1.0)
+        pny = best_ny + perturb_normal * (2.0 * _uniform(base, 2) - 1.0)
+        pnz = best_nz + perturb_normal * (2.0 * _uniform(base, 3) - 1.0)
         norm = math.sqrt(pnx * pnx + pny * pny + pnz * pnz)
-        pnx /= norm
-        pny /= norm
-        pnz /= norm
+        pnx, pny, pnz = pnx / norm, pny / norm, pnz / norm
         if pnx * rx + pny * ry + pnz > 0.0:
             pnx, pny, pnz = best_nx, best_ny, best_nz
+        rand_d = near + (far - near) * _uniform(base, 4)
+        rnx, rny, rnz = _random_normal(base, 5, rx, ry)
         cur_d, cur_nx, cur_ny, cur_nz = best_d, best_nx, best_ny, best_nz
-        for trial in range(5):
+        for trial in range(0 if random_restarts else 2, 5):
             if trial == 0:
                 d, nx, ny, nz = rand_d, cur_nx, cur_ny, cur_nz
             elif trial == 1:
@@ -937,154 +1052,143 @@ def _patchmatch_pass(
                 d, nx, ny, nz = cur_d, pnx, pny, pnz
             else:
                 d, nx, ny, nz = pert_d, pnx, pny, pnz
-            c = _plane_cost(
-                row,
-                col,
-                d,
-                nx,
-                ny,
-                nz,
-                kinv,
-                stack,
-                sizes,
-                M,
-                kt,
-                offsets,
-                weights,
-                centered,
-                ref_var,
-                top_k,
-                view_costs,
-            )
+            c = _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs)
             if c < best_c:
-                best_c = c
-                best_d = d
-                best_nx = nx
-                best_ny = ny
-                best_nz = nz
+                best_c, best_d, best_nx, best_ny, best_nz = c, d, nx, ny, nz
         depth[row, col] = best_d
-        normal[row, col, 0] = best_nx
-        normal[row, col, 1] = best_ny
-        normal[row, col, 2] = best_nz
+        normal[row, col, 0], normal[row, col, 1], normal[row, col, 2] = best_nx, best_ny, best_nz
         cost[row, col] = best_c
 
 
-# -- cross-view check --------------------------------------------------------------------------------
+# -- cross-view check ------------------------------------------------------------------------------
 def filter_consistent(
     maps: list[DepthMap], neighbors: list[list[int]], options: DepthOptions
 ) -> list[DepthMap]:
-    """Keep depths that `min_consistent_views` neighbour maps agree with (COLMAP-style check).
+    """Keep the depths that at least `min_consistent_views` neighbour maps agree with.
 
-    A neighbour agrees when the reference point, projected into it and lifted with the
-    neighbour's depth at that pixel, comes back within `max_reprojection_px` of where it started
-    and within `max_relative_depth_error` of its depth. Kept depths are averaged with the
-    agreeing ones when `average_consistent`; confidence is scaled by the fraction that agreed.
+    `neighbors[i]` indexes the maps checked against map i. A neighbour agrees when the point,
+    projected into it and lifted with its depth at that pixel, comes back within
+    `max_reprojection_px` of where it started and within `max_relative_depth_error` of its
+    depth (COLMAP's fusion test). Kept depths become the mean of the agreeing ones when
+    `average_consistent`; confidence is scaled by the fraction of neighbours that agreed.
     """
+    workers = options.workers or len(os.sched_getaffinity(0))
     filtered = []
-    for index, ref in enumerate(maps):
-        others = [maps[j] for j in neighbors[index]]
-        if not others:
-            filtered.append(ref)
-            continue
-        hmax = max(m.depth.shape[0] for m in others)
-        wmax = max(m.depth.shape[1] for m in others)
-        depths = np.zeros((len(others), hmax, wmax), np.float32)
-        for k, m in enumerate(others):
-            depths[k, : m.depth.shape[0], : m.depth.shape[1]] = m.depth
-        cam = ref.camera
-        rel_R = np.zeros((len(others), 3, 3))
-        rel_t = np.zeros((len(others), 3))
-        src_K = np.zeros((len(others), 3, 3))
-        for k, m in enumerate(others):
-            rel_R[k] = m.camera.R @ cam.R.T
-            rel_t[k] = m.camera.t - rel_R[k] @ cam.t
-            src_K[k] = m.camera.K
-        count = np.zeros(ref.depth.shape, np.int32)
-        summed = np.zeros(ref.depth.shape, np.float32)
-        _consistency(
-            ref.depth,
-            np.linalg.inv(cam.K),
-            cam.K,
-            depths,
-            src_K,
-            rel_R,
-            rel_t,
-            options.max_reprojection_px,
-            options.max_relative_depth_error,
-            count,
-            summed,
-        )
-        keep = (ref.depth > 0) & (count >= options.min_consistent_views)
-        depth = ref.depth
-        if options.average_consistent:
-            depth = (ref.depth + summed) / (1 + count)
-        depth = np.where(keep, depth, 0.0).astype(np.float32)
-        confidence = np.where(keep, ref.confidence * np.minimum(1.0, count / len(others)), 0.0)
-        filtered.append(
-            DepthMap(
-                depth=depth,
-                normal=np.where(keep[..., None], ref.normal, 0.0).astype(np.float32),
-                confidence=confidence.astype(np.float32),
-                camera=cam,
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for index, ref in enumerate(maps):
+            others = [maps[j] for j in neighbors[index]]
+            pixels = np.argwhere(ref.depth > 0).astype(np.int32)
+            if not others or not len(pixels):
+                filtered.append(ref)
+                continue
+            stack = np.zeros(
+                (
+                    len(others),
+                    max(m.depth.shape[0] for m in others),
+                    max(m.depth.shape[1] for m in others),
+                ),
+                np.float32,
             )
-        )
+            rel_R = np.zeros((len(others), 3, 3))
+            rel_t = np.zeros((len(others), 3))
+            src_K = np.zeros((len(others), 3, 3))
+            cam = ref.camera
+            for k, other in enumerate(others):
+                stack[k, : other.depth.shape[0], : other.depth.shape[1]] = other.depth
+                rel_R[k] = other.camera.R @ cam.R.T
+                rel_t[k] = other.camera.t - rel_R[k] @ cam.t
+                src_K[k] = other.camera.K
+            count = np.zeros(ref.depth.shape, np.int32)
+            summed = np.zeros(ref.depth.shape, np.float32)
+            _run_in_chunks(
+                pool,
+                workers,
+                _check_consistency,
+                pixels,
+                ref.depth,
+                np.linalg.inv(cam.K),
+                cam.K,
+                stack,
+                src_K,
+                rel_R,
+                rel_t,
+                options.max_reprojection_px,
+                options.max_relative_depth_error,
+                count,
+                summed,
+            )
+            keep = (ref.depth > 0) & (count >= options.min_consistent_views)
+            depth = (ref.depth + summed) / (1 + count) if options.average_consistent else ref.depth
+            agreement = np.minimum(1.0, count / len(others))
+            filtered.append(
+                DepthMap(
+                    depth=np.where(keep, depth, 0.0).astype(np.float32),
+                    normal=np.where(keep[..., None], ref.normal, 0.0).astype(np.float32),
+                    confidence=np.where(keep, ref.confidence * agreement, 0.0).astype(np.float32),
+                    camera=cam,
+                )
+            )
     return filtered
 
 
-@numba.njit(cache=True, parallel=True)
-def _consistency(depth, kinv, K, src_depths, src_K, rel_R, rel_t, max_px, max_rel, count, summed):
-    height, width = depth.shape
-    for row in numba.prange(height):
-        for col in range(width):
-            d = depth[row, col]
-            if d <= 0:
+@numba.njit(cache=True, nogil=True)
+def _check_consistency(
+    pixels, depth, kinv, K, src_depths, src_K, rel_R, rel_t, max_px, max_rel, count, summed
+):
+    """Count, per pixel, the neighbour depth maps that agree with its depth, and sum their
+    depths brought back to this view."""
+    for i in range(pixels.shape[0]):
+        row, col = pixels[i, 0], pixels[i, 1]
+        d = depth[row, col]
+        x = d * (kinv[0, 0] * col + kinv[0, 1] * row + kinv[0, 2])
+        y = d * (kinv[1, 1] * row + kinv[1, 2])
+        for v in range(src_depths.shape[0]):
+            R = rel_R[v]
+            t = rel_t[v]
+            Ks = src_K[v]
+            sx = R[0, 0] * x + R[0, 1] * y + R[0, 2] * d + t[0]
+            sy = R[1, 0] * x + R[1, 1] * y + R[1, 2] * d + t[1]
+            sz = R[2, 0] * x + R[2, 1] * y + R[2, 2] * d + t[2]
+            if sz <= 0:
                 continue
-            x = d * (kinv[0, 0] * col + kinv[0, 1] * row + kinv[0, 2])
-            y = d * (kinv[1, 1] * row + kinv[1, 2])
-            z = d
-            for v in range(src_depths.shape[0]):
-                R = rel_R[v]
-                t = rel_t[v]
-                sx = R[0, 0] * x + R[0, 1] * y + R[0, 2] * z + t[0]
-                sy = R[1, 0] * x + R[1, 1] * y + R[1, 2] * z + t[1]
-                sz = R[2, 0] * x + R[2, 1] * y + R[2, 2] * z + t[2]
-                if sz <= 0:
-                    continue
-                Ks = src_K[v]
-                u = (Ks[0, 0] * sx + Ks[0, 1] * sy) / sz + Ks[0, 2]
-                w = Ks[1, 1] * sy / sz + Ks[1, 2]
-                ui = int(u + 0.5)
-                wi = int(w + 0.5)
-                if ui < 0 or wi < 0 or wi >= src_depths.shape[1] or ui >= src_depths.shape[2]:
-                    continue
-                ds = src_depths[v, wi, ui]
-                if ds <= 0:
-                    continue
-                # Lift the neighbour's pixel with its depth and bring it back to the reference.
-                ky = (wi - Ks[1, 2]) / Ks[1, 1]
-                kx = (ui - Ks[0, 2] - Ks[0, 1] * ky) / Ks[0, 0]
-                px = ds * kx - t[0]
-                py = ds * ky - t[1]
-                pz = ds - t[2]
-                # R^T (p - t)
-                bx = R[0, 0] * px + R[1, 0] * py + R[2, 0] * pz
-                by = R[0, 1] * px + R[1, 1] * py + R[2, 1] * pz
-                bz = R[0, 2] * px + R[1, 2] * py + R[2, 2] * pz
-                if bz <= 0:
-                    continue
-                bu = (K[0, 0] * bx + K[0, 1] * by) / bz + K[0, 2]
-                bv = K[1, 1] * by / bz + K[1, 2]
-                if (bu - col) ** 2 + (bv - row) ** 2 > max_px * max_px:
-                    continue
-                if abs(bz - d) > max_rel * d:
-                    continue
-                count[row, col] += 1
-                summed[row, col] += bz
+            u = math.floor((Ks[0, 0] * sx + Ks[0, 1] * sy) / sz + Ks[0, 2] + 0.5)
+            w = math.floor(Ks[1, 1] * sy / sz + Ks[1, 2] + 0.5)
+            if u < 0 or w < 0 or w >= src_depths.shape[1] or u >= src_depths.shape[2]:
+                continue
+            ds = src_depths[v, w, u]
+            if ds <= 0:
+                continue
+            # Lift the neighbour's pixel with its depth and bring it back: Rᵀ (X_s - t).
+            ky = (w - Ks[1, 2]) / Ks[1, 1]
+            kx = (u - Ks[0, 2] - Ks[0, 1] * ky) / Ks[0, 0]
+            px, py, pz = ds * kx - t[0], ds * ky - t[1], ds - t[2]
+            bx = R[0, 0] * px + R[1, 0] * py + R[2, 0] * pz
+            by = R[0, 1] * px + R[1, 1] * py + R[2, 1] * pz
+            bz = R[0, 2] * px + R[1, 2] * py + R[2, 2] * pz
+            if bz <= 0 or abs(bz - d) > max_rel * d:
+                continue
+            bu = (K[0, 0] * bx + K[0, 1] * by) / bz + K[0, 2]
+            bv = K[1, 1] * by / bz + K[1, 2]
+            if (bu - col) ** 2 + (bv - row) ** 2 > max_px * max_px:
+                continue
+            count[row, col] += 1
+            summed[row, col] += bz
 
 
-# -- output ------------------------------------------------------------------------------------------
-def write_depth_map(path, depth_map: DepthMap) -> None:
-    """Write one view's maps: depth, normal (world), confidence, K, R, t, width, height."""
+# -- files -----------------------------------------------------------------------------------------
+def _empty_map(camera: Camera) -> DepthMap:
+    shape = (camera.height, camera.width)
+    return DepthMap(
+        depth=np.zeros(shape, np.float32),
+        normal=np.zeros((*shape, 3), np.float32),
+        confidence=np.zeros(shape, np.float32),
+        camera=camera,
+    )
+
+
+def write_depth_map(path: Path, depth_map: DepthMap) -> None:
+    """Write one view's maps as .npz: depth (h, w), normal (h, w, 3) world frame, confidence
+    (h, w), all float32; K (3, 3) of the maps' size, R (3, 3), t (3,), width, height."""
     camera = depth_map.camera
     with atomic_path(path) as tmp:
         np.savez_compressed(
@@ -1100,8 +1204,8 @@ def write_depth_map(path, depth_map: DepthMap) -> None:
         )
 
 
-def read_depth_map(path, name: str = "") -> DepthMap:
-    """The maps written by `write_depth_map`."""
+def read_depth_map(path: Path, name: str = "") -> DepthMap:
+    """The maps written by `write_depth_map`; `name` names their camera."""
     with np.load(path) as data:
         camera = Camera(
             name=name,
@@ -1112,5 +1216,8 @@ def read_depth_map(path, name: str = "") -> DepthMap:
             t=data["t"],
         )
         return DepthMap(
-            depth=data["depth"], normal=data["normal"], confidence=data["confidence"], camera=camera
+            depth=data["depth"],
+            normal=data["normal"],
+            confidence=data["confidence"],
+            camera=camera,
         )

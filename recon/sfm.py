@@ -1,0 +1,825 @@
+"""Structure from motion: camera poses and sparse points of the photos (COLMAP, through pycolmap).
+
+Steps, each reported as progress of the "sfm" stage:
+
+1. *extract*: SIFT keypoints of every working photo into a COLMAP database, with one shared
+   camera per device (same size, same EXIF camera and focal) and the EXIF focal as a prior;
+   product masks limit the keypoints when every photo has one.
+2. *match*: exhaustive for small sets, else sequential neighbours (closing the ring) plus every
+   pair among a spread-out subsample (loop closure without a vocabulary tree); COLMAP verifies
+   each pair geometrically.
+3. *map*: incremental mapping; the model with the most photos wins; a final global bundle
+   adjustment with a robust (Cauchy) loss refines poses, focal length and distortion, and the
+   principal point where the data clearly asks for it.
+4. *undistort*: the photos are resampled to the pinhole camera with the same K and size
+   (``workspace.sfm_image_path``); cameras.json and points.npz describe them.
+
+Why the robust loss: a plain least-squares adjustment lets the few mismatches that survive
+verification pull every pose; on the synthetic captures it halves the rotation error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import combinations
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pycolmap
+
+from recon.cameras import Camera
+from recon.errors import CaptureError, InputError, StageError
+from recon.progress import ProgressCallback
+from recon.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+STAGE = "sfm"
+
+CAPTURE_ADVICE = (
+    "the photos share too few features: take photos every 10–15° around the product, "
+    "with the product filling most of the frame, in even light"
+)
+
+# COLMAP camera models whose distortion OpenCV can undo, with the OpenCV coefficients they map to.
+_OPENCV_DISTORTION = {
+    "SIMPLE_PINHOLE": (),
+    "PINHOLE": (),
+    "SIMPLE_RADIAL": ("k",),
+    "RADIAL": ("k1", "k2"),
+    "OPENCV": ("k1", "k2", "p1", "p2"),
+    "FULL_OPENCV": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"),
+}
+
+# Share of the stage's progress bar taken by each step.
+_STEPS = {
+    "extract": (0.0, 0.35),
+    "match": (0.35, 0.6),
+    "map": (0.6, 0.92),
+    "undistort": (0.92, 1.0),
+}
+
+
+class Matcher(StrEnum):
+    AUTO = "auto"  # exhaustive up to `max_exhaustive_photos`, else sequential
+    EXHAUSTIVE = "exhaustive"  # every pair: best for the usual 20–60 photos around a product
+    SEQUENTIAL = "sequential"  # neighbours in capture order + pairs among a subsample (video)
+
+
+class PrincipalPoint(StrEnum):
+    CENTRE = "centre"  # keep it at the image centre (right for phones, and for synthetic photos)
+    REFINE = "refine"  # always refine it in the final bundle adjustment
+    AUTO = "auto"  # refine it, keep it only if it moved more than `principal_point_min_shift`
+
+
+@dataclass(frozen=True, kw_only=True)
+class SfmOptions:
+    """How photos are matched and placed. Pixel sizes are in working-photo pixels."""
+
+    matcher: Matcher = Matcher.AUTO
+    max_exhaustive_photos: int = 60  # AUTO matches every pair up to this many photos
+    sequential_overlap: int = 10  # SEQUENTIAL: each photo meets this many next ones (wrapping)
+    loop_closure_photos: int = 30  # SEQUENTIAL: plus every pair among this many spread photos
+    max_features: int = 8192  # SIFT keypoints kept per photo (the strongest)
+    upsample_below_features: int = 2000  # photos with fewer keypoints are searched again at
+    # twice the size (SIFT octave -1, 4× the time): small or plain products need it, textured
+    # scenes do not. 0: never; above max_features: always.
+    guided_matching: bool = False  # re-match verified pairs along their epipolar geometry
+    min_pair_inliers: int = 15  # a pair counts as overlapping with this many verified matches
+    ransac_max_error_px: float = 4.0  # verification: epipolar distance of an inlier
+    min_pose_inliers: int = 15  # a photo joins the model with this many 2D-3D inliers
+    max_pose_error_px: float = 4.0  # ... each within this reprojection error
+    shared_intrinsics: bool = True  # one camera for photos of one device (size, EXIF camera)
+    camera_model: str = "SIMPLE_RADIAL"  # COLMAP model; see _OPENCV_DISTORTION for the choices
+    principal_point: PrincipalPoint = PrincipalPoint.AUTO
+    principal_point_min_shift: float = 0.01  # AUTO: × the long side; smaller shifts are noise
+    principal_point_min_evidence: float = 30.0  # AUTO: and only if the fit gains this much χ²
+    principal_point_min_photos: int = 8  # AUTO refines only cameras shared by this many photos
+    robust_loss_factor: float = 1.0  # Cauchy scale of the final adjustment, × the median error
+    max_reprojection_error_px: float = 4.0  # points worse than this after adjustment are dropped
+    min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
+    use_masks: bool = True  # extract only inside product masks when every photo has one
+    num_threads: int = -1  # -1: every core
+    seed: int = 0  # RANSAC and mapper randomness (same input, same result)
+
+
+@dataclass(frozen=True)
+class SfmResult:
+    cameras: list[Camera]  # registered photos, pinhole, undistorted, in capture order
+    registered: int
+    total: int
+    unregistered: list[dict]  # {"image": name, "reason": why it is not in the model}
+    points: int  # sparse points written to points.npz
+    mean_reprojection_error_px: float
+    timings_s: dict[str, float] = field(default_factory=dict)  # per step
+
+
+def run(
+    workspace: Workspace,
+    options: SfmOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> SfmResult:
+    """Place the working photos of `workspace` and write cameras.json, points.npz and the
+    undistorted photos. Raises CaptureError when fewer than three photos can be placed."""
+    options = options or SfmOptions()
+    _validate(options)
+    report = _Progress(progress)
+    photos = _read_photos(workspace)
+    names = [photo["name"] for photo in photos]
+    timings: dict[str, float] = {}
+
+    _clean(workspace)
+    database_path = workspace.sfm_database_path
+    with _quiet_colmap():
+        start = time.perf_counter()
+        report("extract", 0.0, f"finding features in {len(names)} photos")
+        masks_dir = _masks_dir(workspace, names) if options.use_masks else None
+        _create_database(database_path, workspace.images_dir, photos, options)
+        upsampled = _extract_features(database_path, workspace, photos, masks_dir, options)
+        if upsampled:
+            logger.info("sfm: %d photos searched for features at twice the size", upsampled)
+        timings["extract"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        report("match", 0.0, "matching photos")
+        _match(database_path, names, options)
+        timings["match"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        report("map", 0.0, "placing photos")
+        models = _map(database_path, workspace, len(names), options, report)
+        stats = _database_stats(database_path, options.min_pair_inliers)
+        best = max(models, key=lambda model: model.num_reg_images(), default=None)
+        registered_names = set() if best is None else {image.name for image in _posed(best)}
+        if len(registered_names) < 3:
+            raise CaptureError(
+                f"only {len(registered_names)} of {len(names)} photos could be placed: "
+                f"{CAPTURE_ADVICE}"
+            )
+        timings["map"] = time.perf_counter() - start
+        start = time.perf_counter()
+        report("map", 0.9, "refining cameras")
+        best = refine(best, options)
+        workspace.sfm_model_dir.mkdir(parents=True, exist_ok=True)
+        best.write(workspace.sfm_model_dir)
+        timings["refine"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    report("undistort", 0.0, "undistorting photos")
+    images_by_name = {image.name: image for image in _posed(best)}
+    registered = [name for name in names if name in images_by_name]
+    cameras = []
+    workspace.sfm_images_dir.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(registered):
+        image = images_by_name[name]
+        camera = pinhole_camera(name, image.camera, image.cam_from_world().matrix())
+        undistort_photo(
+            workspace.image_path(name), workspace.sfm_image_path(name), image.camera, camera.K
+        )
+        cameras.append(camera)
+        report("undistort", (index + 1) / len(registered), name)
+    unregistered = [
+        {"image": name, "reason": _unregistered_reason(name, stats, models, options)}
+        for name in names
+        if name not in images_by_name
+    ]
+    points = sparse_points(best, {name: index for index, name in enumerate(registered)})
+    error = float(best.compute_mean_reprojection_error())
+    workspace.write_sfm_points(**points)
+    timings["undistort"] = time.perf_counter() - start
+    workspace.write_sfm_cameras(
+        cameras,
+        registered=len(cameras),
+        total=len(names),
+        unregistered=unregistered,
+        mean_reprojection_error_px=round(error, 4),
+        intrinsics=[_intrinsics_json(camera) for camera in best.cameras.values()],
+        timings_s={step: round(seconds, 2) for step, seconds in timings.items()},
+    )
+    for entry in unregistered:
+        logger.warning("sfm: %s not placed: %s", entry["image"], entry["reason"])
+    logger.info(
+        "sfm: %d of %d photos placed, %d points, %.2f px; %s",
+        len(cameras),
+        len(names),
+        len(points["xyz"]),
+        error,
+        ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items()),
+    )
+    return SfmResult(
+        cameras=cameras,
+        registered=len(cameras),
+        total=len(names),
+        unregistered=unregistered,
+        points=len(points["xyz"]),
+        mean_reprojection_error_px=error,
+        timings_s=timings,
+    )
+
+
+# -- steps ------------------------------------------------------------------------------------
+
+
+def _read_photos(workspace: Workspace) -> list[dict]:
+    if not workspace.capture_path.exists():
+        raise StageError(STAGE, f"{workspace.capture_path} is missing: run the capture stage first")
+    photos = workspace.read_capture().get("images", [])
+    if not isinstance(photos, list) or not photos:
+        raise StageError(STAGE, f"{workspace.capture_path} lists no photos")
+    missing = [p["name"] for p in photos if not workspace.image_path(p["name"]).exists()]
+    if missing:
+        raise StageError(
+            STAGE, f"working photos missing from {workspace.images_dir}: {', '.join(missing[:5])}"
+        )
+    return photos
+
+
+def _clean(workspace: Workspace) -> None:
+    """Start from nothing: COLMAP appends to an existing database instead of replacing it."""
+    workspace.sfm_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-shm", "-wal"):
+        Path(f"{workspace.sfm_database_path}{suffix}").unlink(missing_ok=True)
+    for folder in (workspace.sfm_images_dir, workspace.sfm_model_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _masks_dir(workspace: Workspace, names: list[str]) -> Path | None:
+    """The masks folder when every photo has a mask (COLMAP skips a photo whose mask is missing).
+
+    COLMAP reads ``<mask_path>/<image name>.png`` and drops keypoints where it is 0, which is
+    the layout of ``workspace.mask_path``.
+    """
+    if all(workspace.mask_path(name).exists() for name in names):
+        return workspace.masks_dir
+    return None
+
+
+def camera_groups(photos: list[dict], shared: bool) -> list[list[int]]:
+    """Indices of the photos that share one camera: same size, EXIF camera and focal prior."""
+    if not shared:
+        return [[index] for index in range(len(photos))]
+    groups: dict[tuple, list[int]] = {}
+    for index, photo in enumerate(photos):
+        focal = photo.get("focal_px")
+        key = (
+            int(photo["width"]),
+            int(photo["height"]),
+            str(photo.get("camera") or ""),
+            None if focal is None else round(float(focal), 1),
+        )
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def _create_database(
+    database_path: Path, images_dir: Path, photos: list[dict], options: SfmOptions
+) -> None:
+    """Write the cameras (with focal priors) and import the photos, one group at a time."""
+    pycolmap.Database.open(database_path).close()
+    for group in camera_groups(photos, options.shared_intrinsics):
+        first = photos[group[0]]
+        width, height = int(first["width"]), int(first["height"])
+        focal = first.get("focal_px")
+        # COLMAP's own guess without EXIF (1.2 × the long side, about a 45° field of view).
+        camera = pycolmap.Camera.create_from_model_name(
+            0,
+            options.camera_model,
+            float(focal) if focal else 1.2 * max(width, height),
+            width,
+            height,
+        )
+        camera.has_prior_focal_length = bool(focal)
+        database = pycolmap.Database.open(database_path)
+        try:
+            camera_id = database.write_camera(camera)
+        finally:
+            database.close()
+        reader = pycolmap.ImageReaderOptions()
+        reader.existing_camera_id = camera_id
+        pycolmap.import_images(
+            database_path,
+            images_dir,
+            image_names=[photos[index]["name"] for index in group],
+            options=reader,
+        )
+
+
+def _extract_features(
+    database_path: Path,
+    workspace: Workspace,
+    photos: list[dict],
+    masks_dir: Path | None,
+    options: SfmOptions,
+) -> int:
+    """Keypoints of every photo into the database; returns how many photos were upsampled.
+
+    A first pass at the working size (cheap) probes each photo; photos with fewer than
+    `upsample_below_features` keypoints are searched again at twice the size, where SIFT finds
+    the fine print of a small product.
+    """
+    names = [photo["name"] for photo in photos]
+    threshold = options.upsample_below_features
+    if threshold <= 0 or threshold > options.max_features:
+        upsample = threshold > 0
+        _extract(database_path, workspace.images_dir, names, masks_dir, options, upsample)
+        return len(names) if upsample else 0
+    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        probe_path = Path(folder) / "probe.db"
+        _create_database(probe_path, workspace.images_dir, photos, options)
+        _extract(probe_path, workspace.images_dir, names, masks_dir, options, upsample=False)
+        counts = keypoint_counts(probe_path)
+        rich = [name for name in names if counts.get(name, 0) >= threshold]
+        copy_features(probe_path, database_path, rich)
+    poor = [name for name in names if name not in set(rich)]
+    if poor:
+        _extract(database_path, workspace.images_dir, poor, masks_dir, options, upsample=True)
+    return len(poor)
+
+
+def _extract(
+    database_path: Path,
+    images_dir: Path,
+    names: list[str],
+    masks_dir: Path | None,
+    options: SfmOptions,
+    upsample: bool,
+) -> None:
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = _threads(options)
+    extraction.sift.max_num_features = options.max_features
+    extraction.sift.first_octave = -1 if upsample else 0
+    # Affine shapes and domain-size pooling cost 2–3× the time; on the synthetic captures they
+    # gave no better poses and once a wrong, self-consistent model (bottle on a table).
+    extraction.sift.estimate_affine_shape = False
+    extraction.sift.domain_size_pooling = False
+    reader = pycolmap.ImageReaderOptions()
+    if masks_dir is not None:
+        reader.mask_path = str(masks_dir)
+    pycolmap.extract_features(
+        database_path,
+        images_dir,
+        image_names=names,
+        reader_options=reader,
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
+
+
+def keypoint_counts(database_path: Path) -> dict[str, int]:
+    """Keypoints per photo name (photos COLMAP could not read have none)."""
+    database = pycolmap.Database.open(database_path)
+    try:
+        return {
+            image.name: database.num_keypoints_for_image(image.image_id)
+            if database.exists_keypoints(image.image_id)
+            else 0
+            for image in database.read_all_images()
+        }
+    finally:
+        database.close()
+
+
+def copy_features(source_path: Path, target_path: Path, names: list[str]) -> None:
+    """Copy keypoints and descriptors of `names` between databases that list the same photos."""
+    source = pycolmap.Database.open(source_path)
+    target = pycolmap.Database.open(target_path)
+    try:
+        for name in names:
+            source_id = source.read_image_with_name(name).image_id
+            target_id = target.read_image_with_name(name).image_id
+            target.write_keypoints(target_id, source.read_keypoints(source_id))
+            target.write_descriptors(target_id, source.read_descriptors(source_id))
+    finally:
+        source.close()
+        target.close()
+
+
+def _threads(options: SfmOptions) -> int:
+    """-1 means every core; COLMAP warns about memory unless told the number."""
+    return options.num_threads if options.num_threads > 0 else (os.cpu_count() or 1)
+
+
+def _match(database_path: Path, names: list[str], options: SfmOptions) -> None:
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = _threads(options)
+    matching.guided_matching = options.guided_matching
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.min_num_inliers = options.min_pair_inliers
+    verification.ransac.max_error = options.ransac_max_error_px
+    verification.ransac.random_seed = options.seed
+    exhaustive = options.matcher == Matcher.EXHAUSTIVE or (
+        options.matcher == Matcher.AUTO and len(names) <= options.max_exhaustive_photos
+    )
+    if exhaustive:
+        pycolmap.match_exhaustive(
+            database_path,
+            matching_options=matching,
+            verification_options=verification,
+            device=pycolmap.Device.cpu,
+        )
+        return
+    pairs = sequential_pairs(len(names), options.sequential_overlap, options.loop_closure_photos)
+    with tempfile.TemporaryDirectory(dir=database_path.parent) as folder:
+        pairs_path = Path(folder) / "pairs.txt"
+        pairs_path.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in pairs))
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = str(pairs_path)
+        pycolmap.match_image_pairs(
+            database_path,
+            matching_options=matching,
+            pairing_options=pairing,
+            verification_options=verification,
+            device=pycolmap.Device.cpu,
+        )
+
+
+def sequential_pairs(count: int, overlap: int, loop_photos: int) -> list[tuple[int, int]]:
+    """Image pairs (i < j) for large sets: each photo with its `overlap` successors, wrapping
+    around (a capture that circles the product ends where it began), plus every pair among
+    `loop_photos` photos spread evenly over the sequence, which closes loops that the order
+    does not show (a second ring above the first, a restart) without a vocabulary tree."""
+    pairs: set[tuple[int, int]] = set()
+    for i in range(count):
+        for step in range(1, overlap + 1):
+            j = (i + step) % count
+            if i != j:
+                pairs.add((min(i, j), max(i, j)))
+    spread = np.unique(np.linspace(0, count - 1, min(loop_photos, count)).round().astype(int))
+    pairs.update((int(a), int(b)) for a, b in combinations(spread, 2))
+    return sorted(pairs)
+
+
+def _map(
+    database_path: Path,
+    workspace: Workspace,
+    count: int,
+    options: SfmOptions,
+    report: _Progress,
+) -> list[pycolmap.Reconstruction]:
+    """All models incremental mapping finds (largest first), with their own points."""
+    pipeline = pycolmap.IncrementalPipelineOptions()
+    pipeline.num_threads = _threads(options)
+    pipeline.random_seed = options.seed
+    pipeline.min_num_matches = options.min_pair_inliers
+    # COLMAP asks for 30 inliers within 12 px. Thin or plain products (a cereal box seen edge-on)
+    # have fewer; a tight error keeps mirror-like sides from placing a photo the wrong way round.
+    pipeline.mapper.abs_pose_min_num_inliers = options.min_pose_inliers
+    pipeline.mapper.abs_pose_max_error = options.max_pose_error_px
+    # Speed: fewer, shorter intermediate adjustments (the final one in `refine` polishes); on
+    # the synthetic captures this halves mapping time at the same final accuracy.
+    pipeline.ba_global_frames_ratio = 1.4
+    pipeline.ba_global_points_ratio = 1.4
+    pipeline.ba_global_max_refinements = 2
+    pipeline.ba_local_max_refinements = 1
+    pipeline.mapper.ba_global_ignore_redundant_points3D = True
+    # Keep small separate groups too: they tell the merchant which photos went astray.
+    pipeline.min_model_size = 3
+    pycolmap.set_random_seed(options.seed)
+    placed = [0]
+
+    def next_image() -> None:
+        placed[0] += 1
+        report("map", min(0.9, 0.9 * placed[0] / count), f"placed {placed[0]} photos")
+
+    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        models = pycolmap.incremental_mapping(
+            database_path,
+            workspace.images_dir,
+            folder,
+            options=pipeline,
+            next_image_callback=next_image,
+        )
+    return sorted(models.values(), key=lambda model: -model.num_reg_images())
+
+
+def refine(reconstruction: pycolmap.Reconstruction, options: SfmOptions) -> pycolmap.Reconstruction:
+    """Final global bundle adjustment (robust loss), then drop the points that still disagree.
+
+    Focal length and distortion are refined; the principal point as `options` says. In AUTO a
+    second adjustment frees it, and its result is kept only when the principal point moved
+    clearly (a lens really off-centre, as in the Middlebury captures); small moves are noise
+    that would tilt every camera a little.
+    """
+    # The loss scale follows the noise the mapper's model shows: on sharp photos (0.3 px) a
+    # 1 px scale still let SIFT's long-tailed errors double the rotation error.
+    errors = list(observation_errors(reconstruction).values())
+    loss_px = float(np.clip(options.robust_loss_factor * np.median(errors), 0.1, 4.0))
+    _adjust(reconstruction, options, loss_px=loss_px, refine_principal_point=False)
+    if options.principal_point == PrincipalPoint.REFINE:
+        _adjust(reconstruction, options, loss_px=loss_px, refine_principal_point=True)
+    elif options.principal_point == PrincipalPoint.AUTO and _enough_photos_per_camera(
+        reconstruction, options.principal_point_min_photos
+    ):
+        trial = pycolmap.Reconstruction(reconstruction)
+        _adjust(trial, options, loss_px=loss_px, refine_principal_point=True)
+        shift = max(principal_point_shift(camera) for camera in trial.cameras.values())
+        evidence = fit_gain(reconstruction, trial, inlier_px=3 * loss_px)
+        # Keep it when it moves clearly and the fit gets clearly better (evidence is a χ² with
+        # 2 degrees of freedom per camera: noise gives ~2–6); a move beyond 10 % is more likely
+        # a degenerate fit than a real lens.
+        keep = (
+            options.principal_point_min_shift < shift < 0.1
+            and evidence > options.principal_point_min_evidence
+        )
+        logger.info(
+            "sfm: a refined principal point moves %.2f %% of the long side, evidence %.0f: %s",
+            100 * shift,
+            evidence,
+            "kept" if keep else "left at the centre",
+        )
+        if keep:
+            reconstruction = trial
+    pycolmap.ObservationManager(reconstruction).filter_all_points3D(
+        options.max_reprojection_error_px, 1.0
+    )
+    reconstruction.update_point_3d_errors()
+    return reconstruction
+
+
+def _adjust(
+    reconstruction: pycolmap.Reconstruction,
+    options: SfmOptions,
+    *,
+    loss_px: float,
+    refine_principal_point: bool,
+) -> None:
+    adjustment = pycolmap.BundleAdjustmentOptions()
+    adjustment.refine_focal_length = True
+    adjustment.refine_extra_params = True
+    adjustment.refine_principal_point = refine_principal_point
+    adjustment.print_summary = False
+    adjustment.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+    adjustment.ceres.loss_function_scale = loss_px
+    adjustment.ceres.solver_options.num_threads = _threads(options)
+    # COLMAP's default runs 100 iterations to tolerance 0; the poses stop moving long before.
+    adjustment.ceres.solver_options.max_num_iterations = 40
+    adjustment.ceres.solver_options.function_tolerance = 1e-7
+    pycolmap.bundle_adjustment(reconstruction, adjustment)
+
+
+def fit_gain(
+    before: pycolmap.Reconstruction, after: pycolmap.Reconstruction, *, inlier_px: float
+) -> float:
+    """How much better `after` explains the observations both models share (same point ids):
+    the drop in squared reprojection error over the noise variance, a χ²-like score."""
+    errors_before, errors_after = observation_errors(before), observation_errors(after)
+    shared = [
+        key
+        for key, error in errors_before.items()
+        if error < inlier_px and errors_after.get(key, np.inf) < inlier_px
+    ]
+    if not shared:
+        return 0.0
+    a = np.array([errors_before[key] for key in shared]) ** 2
+    b = np.array([errors_after[key] for key in shared]) ** 2
+    variance = max(b.sum() / (2 * len(shared)), 1e-12)  # per image coordinate
+    return float((a.sum() - b.sum()) / variance)
+
+
+def observation_errors(reconstruction: pycolmap.Reconstruction) -> dict[tuple[int, int], float]:
+    """Reprojection error (px) of every observation, keyed by (image id, point id)."""
+    errors = {}
+    for image in _posed(reconstruction):
+        observations = image.get_observation_points2D()
+        if len(observations) == 0:
+            continue
+        xy = np.array([point.xy for point in observations])
+        xyz = np.array([reconstruction.point3D(point.point3D_id).xyz for point in observations])
+        pose = image.cam_from_world().matrix()
+        uv = image.camera.img_from_cam(xyz @ pose[:, :3].T + pose[:, 3], check_cheirality=False)
+        for point, error in zip(observations, np.linalg.norm(uv - xy, axis=1), strict=True):
+            errors[(image.image_id, point.point3D_id)] = float(error)
+    return errors
+
+
+def _enough_photos_per_camera(reconstruction: pycolmap.Reconstruction, minimum: int) -> bool:
+    counts: dict[int, int] = {}
+    for image in _posed(reconstruction):
+        counts[image.camera_id] = counts.get(image.camera_id, 0) + 1
+    return min(counts.values(), default=0) >= minimum
+
+
+def principal_point_shift(camera: pycolmap.Camera) -> float:
+    """Distance of the principal point from the image centre, as a fraction of the long side."""
+    dx = camera.principal_point_x - camera.width / 2
+    dy = camera.principal_point_y - camera.height / 2
+    return float(np.hypot(dx, dy) / max(camera.width, camera.height))
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def _posed(reconstruction: pycolmap.Reconstruction) -> list[pycolmap.Image]:
+    return [image for image in reconstruction.images.values() if image.has_pose]
+
+
+def pinhole_camera(name: str, camera: pycolmap.Camera, cam_from_world: np.ndarray) -> Camera:
+    """Our pinhole Camera for a COLMAP camera and (3, 4) pose; the distortion is dropped (the
+    photo gets undistorted to it). COLMAP puts pixel centres at +0.5, we put them at 0."""
+    K = np.array(
+        [
+            [camera.focal_length_x, 0.0, camera.principal_point_x - 0.5],
+            [0.0, camera.focal_length_y, camera.principal_point_y - 0.5],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    return Camera(
+        name=name,
+        width=int(camera.width),
+        height=int(camera.height),
+        K=K,
+        R=np.asarray(cam_from_world[:, :3], dtype=np.float64),
+        t=np.asarray(cam_from_world[:, 3], dtype=np.float64),
+    )
+
+
+def opencv_distortion(camera: pycolmap.Camera) -> np.ndarray:
+    """(n,) OpenCV distortion coefficients of a COLMAP camera (k1, k2, p1, p2, k3, ...)."""
+    names = _OPENCV_DISTORTION[camera.model_name]
+    values = dict(zip(camera.params_info.replace(" ", "").split(","), camera.params, strict=True))
+    coefficients = [values[name] for name in names]
+    if len(coefficients) == 1:  # SIMPLE_RADIAL: k is OpenCV's k1
+        coefficients = [coefficients[0], 0.0, 0.0, 0.0]
+    elif len(coefficients) == 2:
+        coefficients = [*coefficients, 0.0, 0.0]
+    return np.asarray(coefficients, dtype=np.float64)
+
+
+def undistort_photo(
+    source: Path, target: Path, camera: pycolmap.Camera, K: np.ndarray, *, tolerance_px=0.02
+) -> None:
+    """Resample the photo at `source` to the pinhole camera K of the same size.
+
+    Keeping K and the size means later stages need no second set of intrinsics; the few border
+    pixels that come from outside the photo are black. With (almost) no distortion the photo
+    is copied as is, which keeps its bytes and saves a JPEG generation.
+    """
+    distortion = opencv_distortion(camera)
+    size = (int(camera.width), int(camera.height))
+    if not distortion.any() or max_distortion_px(K, distortion, size) < tolerance_px:
+        shutil.copyfile(source, target)
+        return
+    photo = cv2.imread(str(source), cv2.IMREAD_UNCHANGED)
+    if photo is None:
+        raise StageError(STAGE, f"cannot read {source}")
+    map_x, map_y = cv2.initUndistortRectifyMap(K, distortion, None, K, size, cv2.CV_32FC1)
+    undistorted = cv2.remap(photo, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 95] if target.suffix.lower() in {".jpg", ".jpeg"} else []
+    if not cv2.imwrite(str(target), undistorted, quality):
+        raise StageError(STAGE, f"cannot write {target}")
+
+
+def max_distortion_px(K: np.ndarray, distortion: np.ndarray, size: tuple[int, int]) -> float:
+    """Largest shift the distortion causes along the image border and diagonals, in pixels."""
+    width, height = size
+    u = np.concatenate([np.linspace(0, width - 1, 33), np.linspace(0, width - 1, 33)])
+    v = np.concatenate([np.linspace(0, height - 1, 33), np.linspace(height - 1, 0, 33)])
+    border = np.stack([u, v], axis=1)
+    corners = np.array([[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]])
+    pixels = np.concatenate([border, corners]).astype(np.float64)
+    undistorted = cv2.undistortPoints(pixels[:, None], K, distortion, P=K)[:, 0]
+    return float(np.abs(undistorted - pixels).max())
+
+
+def sparse_points(
+    reconstruction: pycolmap.Reconstruction, camera_index: dict[str, int]
+) -> dict[str, np.ndarray]:
+    """The model's points as points.npz holds them (see Workspace.read_sfm_points)."""
+    ids = sorted(reconstruction.point3D_ids())
+    xyz = np.zeros((len(ids), 3), dtype=np.float64)
+    rgb = np.zeros((len(ids), 3), dtype=np.uint8)
+    error = np.zeros(len(ids), dtype=np.float64)
+    track = np.zeros(len(ids), dtype=np.int32)
+    visible_in: list[tuple[int, int]] = []
+    index_of_image = {
+        image.image_id: camera_index[image.name]
+        for image in _posed(reconstruction)
+        if image.name in camera_index
+    }
+    for index, point_id in enumerate(ids):
+        point = reconstruction.point3D(point_id)
+        xyz[index] = point.xyz
+        rgb[index] = point.color
+        error[index] = point.error
+        views = {index_of_image[element.image_id] for element in point.track.elements}
+        track[index] = len(views)
+        visible_in.extend((index, view) for view in sorted(views))
+    return {
+        "xyz": xyz,
+        "rgb": rgb,
+        "error": error,
+        "track": track,
+        "visible_in": np.asarray(visible_in, dtype=np.int32).reshape(-1, 2),
+    }
+
+
+def _intrinsics_json(camera: pycolmap.Camera) -> dict:
+    return {
+        "model": camera.model_name,
+        "width": int(camera.width),
+        "height": int(camera.height),
+        "params": [round(float(value), 6) for value in camera.params],
+        "params_info": camera.params_info,
+    }
+
+
+# -- why a photo is missing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DatabaseStats:
+    keypoints: dict[str, int]  # per photo name; photos COLMAP could not read are absent
+    overlapping: dict[str, int]  # verified pairs with enough inliers, per photo name
+
+
+def _database_stats(database_path: Path, min_inliers: int) -> _DatabaseStats:
+    database = pycolmap.Database.open(database_path)
+    try:
+        images = {image.image_id: image.name for image in database.read_all_images()}
+        keypoints = {
+            name: database.num_keypoints_for_image(image_id)
+            if database.exists_keypoints(image_id)
+            else 0
+            for image_id, name in images.items()
+        }
+        overlapping = dict.fromkeys(images.values(), 0)
+        for pair_id, inliers in zip(*database.read_two_view_geometry_num_inliers(), strict=True):
+            if inliers < min_inliers:
+                continue
+            for image_id in pycolmap.pair_id_to_image_pair(pair_id):
+                overlapping[images[image_id]] += 1
+    finally:
+        database.close()
+    return _DatabaseStats(keypoints=keypoints, overlapping=overlapping)
+
+
+def _unregistered_reason(
+    name: str,
+    stats: _DatabaseStats,
+    models: list[pycolmap.Reconstruction],
+    options: SfmOptions,
+) -> str:
+    if name not in stats.keypoints:
+        return "the photo could not be read"
+    if stats.keypoints[name] < options.min_features:
+        return f"too few features ({stats.keypoints[name]}): blurry or plain"
+    if stats.overlapping.get(name, 0) == 0:
+        return "shares no features with the other photos"
+    for model in models[1:]:
+        if model.find_image_with_name(name) is not None and any(
+            image.name == name for image in _posed(model)
+        ):
+            return (
+                "not registered in the largest model "
+                f"(it formed a separate group of {model.num_reg_images()} photos)"
+            )
+    return "shares too few features with the placed photos to be placed among them"
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Maps (step, fraction of the step) onto the stage's progress bar."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+
+    def __call__(self, step: str, fraction: float, message: str) -> None:
+        if self.callback is None:
+            return
+        low, high = _STEPS[step]
+        self.callback(STAGE, low + (high - low) * min(max(fraction, 0.0), 1.0), message)
+
+
+@contextmanager
+def _quiet_colmap() -> Iterator[None]:
+    """COLMAP logs every step at INFO to stderr; keep its warnings and errors only."""
+    previous = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 1
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = previous
+
+
+def _validate(options: SfmOptions) -> None:
+    if options.camera_model not in _OPENCV_DISTORTION:
+        raise InputError(
+            f"camera model {options.camera_model!r} is not supported; "
+            f"choose one of {', '.join(_OPENCV_DISTORTION)}"
+        )
+    if options.max_features < 100:
+        raise InputError(f"max_features is {options.max_features}; use at least 100")
+    if options.sequential_overlap < 1 or options.loop_closure_photos < 0:
+        raise InputError("sequential_overlap must be ≥ 1 and loop_closure_photos ≥ 0")

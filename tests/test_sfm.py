@@ -1,0 +1,224 @@
+"""Structure from motion against known answers: synthetic truth, Middlebury, unrelated photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pycolmap
+import pytest
+import trimesh
+from PIL import Image
+
+from recon import sfm
+from recon.cameras import Camera, read_cameras_json, read_middlebury_par
+from recon.errors import CaptureError, InputError
+from recon.evaluation import score_poses
+from recon.geometry import fit_similarity_robust
+from recon.workspace import Workspace
+from tests.conftest import SAMPLE_CAPTURES_DIR
+
+
+def make_workspace(out_dir: Path, photos: list[Path]) -> Workspace:
+    """A job folder as the capture stage leaves it: working photos and capture.json, with the
+    focal prior from the EXIF 35 mm-equivalent focal length where the photo has one."""
+    workspace = Workspace(out_dir)
+    workspace.images_dir.mkdir(parents=True)
+    entries = []
+    for photo in photos:
+        shutil.copy(photo, workspace.image_path(photo.name))
+        with Image.open(photo) as image:
+            width, height = image.size
+            focal_35mm = image.getexif().get_ifd(0x8769).get(41989)
+        focal_px = focal_35mm / 36 * max(width, height) if focal_35mm else None
+        entries.append({"name": photo.name, "width": width, "height": height, "focal_px": focal_px})
+    workspace.capture_path.write_text(json.dumps({"images": entries}))
+    return workspace
+
+
+def pose_errors(cameras: list[Camera], truth: list[Camera], diagonal: float) -> dict:
+    """score_poses of the cameras that have a truth, after the robust similarity alignment."""
+    by_name = {camera.name: camera for camera in truth}
+    matched = [camera for camera in cameras if camera.name in by_name]
+    true = [by_name[camera.name] for camera in matched]
+    to_truth = fit_similarity_robust(
+        np.array([c.center for c in matched]), np.array([c.center for c in true])
+    )
+    return score_poses(true, matched, to_truth, diagonal)
+
+
+def check_outputs(workspace: Workspace, result: sfm.SfmResult) -> None:
+    """The files later stages read agree with each other and with the result."""
+    cameras = workspace.read_sfm_cameras()
+    assert [c.name for c in cameras] == [c.name for c in result.cameras]
+    report = json.loads(workspace.sfm_cameras_path.read_text())
+    assert report["registered"] == result.registered == len(cameras)
+    assert report["total"] == result.total
+    assert report["unregistered"] == result.unregistered
+    for camera in cameras:
+        with Image.open(workspace.sfm_image_path(camera.name)) as image:
+            assert image.size == (camera.width, camera.height)
+    points = workspace.read_sfm_points()
+    n = len(points["xyz"])
+    assert n == result.points > 100
+    assert points["xyz"].shape == (n, 3)
+    assert points["rgb"].shape == (n, 3)
+    assert points["rgb"].dtype == np.uint8
+    assert points["error"].shape == points["track"].shape == (n,)
+    visible = points["visible_in"]
+    assert visible.shape == (len(visible), 2)
+    assert visible.dtype == np.int32
+    assert visible[:, 1].max() < len(cameras)
+    np.testing.assert_array_equal(np.bincount(visible[:, 0], minlength=n), points["track"])
+    assert points["track"].min() >= 2
+    # Every point projects in front of the cameras that see it, near where COLMAP measured it.
+    for index in (0, len(cameras) // 2):
+        seen = visible[visible[:, 1] == index, 0]
+        uv, depth = cameras[index].project(points["xyz"][seen])
+        assert (depth > 0).all()
+        size = np.array([cameras[index].width, cameras[index].height])
+        inside = (uv > -0.5).all(axis=1) & (uv < size - 0.5).all(axis=1)
+        assert inside.all()
+
+
+@pytest.mark.parametrize("capture", ["cereal_box", "bottle_table"])
+def test_synthetic_capture_matches_truth(capture: str, tmp_path: Path) -> None:
+    capture_dir = SAMPLE_CAPTURES_DIR / capture
+    workspace = make_workspace(tmp_path / "job", sorted((capture_dir / "images").iterdir()))
+    events: list[tuple[str, float, str]] = []
+    result = sfm.run(workspace, progress=lambda *event: events.append(event))
+
+    truth = read_cameras_json(capture_dir / "truth" / "cameras.json")
+    assert result.registered == result.total == len(truth) == 24
+    assert result.unregistered == []
+    mesh = trimesh.load(capture_dir / "truth" / "mesh.ply", process=False)
+    diagonal = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
+    errors = pose_errors(result.cameras, truth, diagonal)
+    assert errors["rotation_error_deg"]["median"] < 0.1
+    assert errors["rotation_error_deg"]["max"] < 0.5
+    assert errors["center_error_pct"]["median"] < 0.5  # of the product's bounding-box diagonal
+    # Rendered with a perfect pinhole: the focal is found and no distortion is invented.
+    for camera, true in zip(result.cameras, truth, strict=True):
+        assert camera.K[0, 0] == pytest.approx(true.K[0, 0], rel=0.005)
+        np.testing.assert_allclose(camera.K[:2, 2], true.K[:2, 2], atol=1e-9)
+    intrinsics = json.loads(workspace.sfm_cameras_path.read_text())["intrinsics"]
+    assert len(intrinsics) == 1  # one phone, one shared camera
+    assert abs(intrinsics[0]["params"][3]) < 0.01  # SIMPLE_RADIAL k
+    assert 0.1 < result.mean_reprojection_error_px < 1.0
+    check_outputs(workspace, result)
+    # Undistortion keeps K and size, so a near-zero distortion leaves the photo nearly as it was.
+    name = result.cameras[0].name
+    before = cv2.imread(str(workspace.image_path(name)), cv2.IMREAD_GRAYSCALE).astype(float)
+    after = cv2.imread(str(workspace.sfm_image_path(name)), cv2.IMREAD_GRAYSCALE).astype(float)
+    assert np.abs(after - before)[32:-32, 32:-32].mean() < 2.0
+
+    steps = [message for stage, _, message in events if stage == "sfm"]
+    assert len(steps) == len(events) >= 4
+    fractions = [fraction for _, fraction, _ in events]
+    assert fractions == sorted(fractions)
+    assert fractions[0] >= 0
+    assert fractions[-1] == 1.0
+
+
+def test_unrelated_photos_raise_capture_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    photos = []
+    for index in range(3):
+        # Blurred noise: plenty of features, none shared with the other photos.
+        noise = cv2.GaussianBlur(rng.uniform(0, 255, (320, 320, 3)).astype(np.uint8), (0, 0), 1.5)
+        photos.append(tmp_path / f"noise_{index}.png")
+        cv2.imwrite(str(photos[-1]), noise)
+    workspace = make_workspace(tmp_path / "job", photos)
+    with pytest.raises(CaptureError, match="take photos every 10–15° around the product"):
+        sfm.run(workspace)
+
+
+def test_middlebury_temple_sparse_ring(shared_data: Path, tmp_path: Path) -> None:
+    """Real photos of a calibrated camera, no focal prior: the focal (1520 px, far from the
+    1.2 × width guess) and the off-centre principal point must both be found."""
+    capture_dir = shared_data / "captures" / "middlebury_temple_sparse_ring"
+    truth = read_middlebury_par(capture_dir / "templeSR_par.txt")
+    workspace = make_workspace(tmp_path / "job", [capture_dir / c.name for c in truth])
+    result = sfm.run(workspace)
+
+    assert result.registered >= 14
+    assert result.total == 16
+    centers = np.array([c.center for c in truth])
+    diagonal = float(np.linalg.norm(centers.max(axis=0) - centers.min(axis=0)))
+    errors = pose_errors(result.cameras, truth, diagonal)
+    assert errors["rotation_error_deg"]["median"] < 0.5
+    K = result.cameras[0].K
+    assert K[0, 0] == pytest.approx(truth[0].K[0, 0], rel=0.02)
+    np.testing.assert_allclose(K[:2, 2], truth[0].K[:2, 2], atol=4.0)
+    check_outputs(workspace, result)
+
+
+# -- pure functions ---------------------------------------------------------------------------
+
+
+def test_sequential_pairs_wrap_around_and_close_loops() -> None:
+    pairs = sfm.sequential_pairs(100, overlap=3, loop_photos=5)
+    assert len(pairs) == len(set(pairs))
+    assert all(a < b for a, b in pairs)
+    assert {(0, 1), (0, 3), (97, 99), (0, 99), (1, 99)} <= set(pairs)  # neighbours, wrapping
+    assert (0, 4) not in pairs
+    assert {(0, 25), (0, 99), (25, 74), (50, 99)} <= set(pairs)  # the spread subsample
+    assert len(pairs) == 100 * 3 + 10 - 1  # (0, 99) is in both sets
+    assert sfm.sequential_pairs(3, overlap=10, loop_photos=0) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_camera_groups_follow_size_device_and_focal() -> None:
+    photos = [
+        {"name": "a", "width": 960, "height": 720, "focal_px": 800.0},
+        {"name": "b", "width": 960, "height": 720, "focal_px": 800.0},
+        {"name": "c", "width": 720, "height": 960, "focal_px": 800.0},  # turned: own camera
+        {"name": "d", "width": 960, "height": 720, "focal_px": 1600.0},  # zoomed
+        {"name": "e", "width": 960, "height": 720, "focal_px": 800.0, "camera": "Pixel 8"},
+        {"name": "f", "width": 960, "height": 720, "focal_px": None},
+    ]
+    assert sfm.camera_groups(photos, shared=True) == [[0, 1], [2], [3], [4], [5]]
+    assert sfm.camera_groups(photos, shared=False) == [[i] for i in range(6)]
+
+
+def test_undistort_photo_keeps_size_and_intrinsics(tmp_path: Path) -> None:
+    """A checkerboard drawn through SIMPLE_RADIAL distortion comes back straight."""
+    width, height, focal, k = 480, 360, 400.0, -0.3
+    colmap_camera = pycolmap.Camera.create_from_model_name(0, "SIMPLE_RADIAL", focal, width, height)
+    colmap_camera.params = [focal, width / 2, height / 2, k]
+    K = np.array([[focal, 0, width / 2 - 0.5], [0, focal, height / 2 - 0.5], [0, 0, 1]])
+
+    def checkerboard(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return ((np.floor(u / 40) + np.floor(v / 40)) % 2 * 255).astype(np.uint8)
+
+    # The distorted photo: pixel (u, v) shows the straight board at its undistorted position.
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    x, y = (u - K[0, 2]) / focal, (v - K[1, 2]) / focal
+    for _ in range(20):  # invert x_d = x (1 + k r²) by fixed-point iteration
+        r2 = x**2 + y**2
+        x, y = ((u - K[0, 2]) / focal) / (1 + k * r2), ((v - K[1, 2]) / focal) / (1 + k * r2)
+    distorted = checkerboard(x * focal + K[0, 2], y * focal + K[1, 2])
+    source, target = tmp_path / "photo.png", tmp_path / "undistorted.png"
+    cv2.imwrite(str(source), distorted)
+
+    sfm.undistort_photo(source, target, colmap_camera, K)
+    undistorted = cv2.imread(str(target), cv2.IMREAD_GRAYSCALE)
+    assert undistorted.shape == (height, width)
+    expected = checkerboard(u, v)
+    # Away from square edges (where resampling blurs) the straight board is restored.
+    interior = (np.abs((u + 20) % 40 - 20) > 6) & (np.abs((v + 20) % 40 - 20) > 6)
+    inside = np.hypot(u - width / 2, v - height / 2) < 0.45 * width
+
+    def agreement(photo: np.ndarray) -> float:
+        return float((np.abs(photo.astype(int) - expected)[interior & inside] < 40).mean())
+
+    assert agreement(undistorted) > 0.99
+    assert agreement(distorted) < 0.9  # the check can tell
+    assert sfm.max_distortion_px(K, sfm.opencv_distortion(colmap_camera), (width, height)) > 5
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(InputError, match="camera model"):
+        sfm.run(Workspace(Path("/nonexistent")), sfm.SfmOptions(camera_model="FISHEYE"))
