@@ -222,3 +222,28 @@ def test_undistort_photo_keeps_size_and_intrinsics(tmp_path: Path) -> None:
 def test_options_are_checked() -> None:
     with pytest.raises(InputError, match="camera model"):
         sfm.run(Workspace(Path("/nonexistent")), sfm.SfmOptions(camera_model="FISHEYE"))
+
+
+def test_photos_that_cannot_be_placed_say_why(tmp_path: Path) -> None:
+    """One ring of the mug plus a blank photo and an unrelated one: the ring is placed, the
+    other two are reported with the reason a merchant can act on."""
+    ring = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").iterdir())[:12]
+    blank = tmp_path / "blank.jpg"
+    cv2.imwrite(str(blank), np.full((640, 640, 3), 200, np.uint8))
+    unrelated = tmp_path / "unrelated.jpg"
+    noise = np.random.default_rng(1).uniform(0, 255, (640, 640, 3)).astype(np.uint8)
+    cv2.imwrite(str(unrelated), cv2.GaussianBlur(noise, (0, 0), 2.0))
+    workspace = make_workspace(tmp_path / "job", [*ring, blank, unrelated])
+    result = sfm.run(workspace)
+
+    assert result.total == 14
+    assert result.registered == 12
+    assert [c.name for c in result.cameras] == [p.name for p in ring]  # capture order
+    reasons = {entry["image"]: entry["reason"] for entry in result.unregistered}
+    assert reasons == {
+        "blank.jpg": "too few features (0): blurry or plain",
+        "unrelated.jpg": "shares no features with the other photos",
+    }
+    assert not workspace.sfm_image_path("blank.jpg").exists()
+    report = json.loads(workspace.sfm_cameras_path.read_text())
+    assert report["unregistered"] == result.unregistered
