@@ -52,9 +52,9 @@ class DepthOptions:
     target_mask_px: int = 48_000
     num_neighbors: int = 4  # neighbour photos matched against each reference photo
     top_k_views: int = 2  # a plane's cost: mean of its best this-many neighbour costs (occlusion)
-    window_radius_px: int = 5  # half-size of the matching window
+    window_radius_px: int = 4  # half-size of the matching window
     window_step_px: int = 2  # sample every this-many pixels of the window (ACMH's sparse window)
-    sigma_color: float = 0.06  # bilateral weight falls off with grey difference (0-1 scale)
+    sigma_color: float = 0.04  # bilateral weight falls off with grey difference (0-1 scale)
     sigma_space_px: float = 4.0  # bilateral weight falls off with distance from the centre
     coarse_iterations: int = 4  # PatchMatch iterations at half the computing size, from random
     fine_iterations: int = 1  # PatchMatch iterations at the computing size
@@ -283,26 +283,24 @@ def select_neighbors(
     viewing directions.
     """
     n = len(cameras)
-    centers = np.array([camera.center for camera in cameras])
     scores = np.zeros((n, n))
     xyz = points.get("xyz")
     pairs = points.get("visible_in")
     if xyz is not None and pairs is not None and len(pairs):
         pairs = np.asarray(pairs, dtype=np.int64)
         pairs = pairs[(pairs[:, 1] >= 0) & (pairs[:, 1] < n)]
-        pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
-        starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
-        ends = np.r_[starts[1:], len(pairs)]
-        for begin, end in zip(starts, ends, strict=True):
-            views = pairs[begin:end, 1]
-            if len(views) < 2:
-                continue
-            rays = xyz[pairs[begin, 0]] - centers[views]
-            rays /= np.linalg.norm(rays, axis=1, keepdims=True)
-            angles = np.degrees(np.arccos(np.clip(rays @ rays.T, -1.0, 1.0)))
+        seen = np.zeros((n, len(xyz)), bool)  # (camera, point)
+        seen[pairs[:, 1], pairs[:, 0]] = True
+        rays = xyz[None, :, :] - np.array([camera.center for camera in cameras])[:, None, :]
+        rays /= np.linalg.norm(rays, axis=2, keepdims=True)
+        cos_max = np.cos(np.radians(max_angle_deg))
+        for i in range(n):
+            mine = np.flatnonzero(seen[i])
+            cosines = np.einsum("pk,jpk->jp", rays[i, mine], rays[:, mine])  # (n, points)
+            angles = np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
             weight = np.clip(angles / max(min_angle_deg, 1e-6), 0.0, 1.0) ** 2
-            weight[angles > max_angle_deg] = 0.0
-            scores[np.ix_(views, views)] += weight
+            weight[(cosines < cos_max) | ~seen[:, mine]] = 0.0
+            scores[i] = weight.sum(axis=1)
     axes = np.array([camera.R[2] for camera in cameras])
     axis_angles = np.degrees(np.arccos(np.clip(axes @ axes.T, -1.0, 1.0)))
     # Tie-breaker and fallback: prefer partners looking the same way, never beyond the max angle.

@@ -8,14 +8,18 @@ Steps, each reported as progress of the "sfm" stage:
 2. *match*: exhaustive for small sets, else sequential neighbours (closing the ring) plus every
    pair among a spread-out subsample (loop closure without a vocabulary tree); COLMAP verifies
    each pair geometrically.
-3. *map*: incremental mapping; the model with the most photos wins; a final global bundle
-   adjustment with a robust (Cauchy) loss refines poses, focal length and distortion, and the
-   principal point where the data clearly asks for it.
+3. *map*: incremental mapping with COLMAP's thresholds; the model with the most photos wins.
+   Photos it leaves out get a second, relaxed pass, and stay only if a chain of well-matched
+   pairs that the model explains ties them to it (weak links are where mirror-like sides and
+   plain products produce wrong placements). A final global bundle adjustment with a robust
+   (Cauchy) loss refines poses, focal length and distortion, and the principal point where
+   the data clearly asks for it.
 4. *undistort*: the photos are resampled to the pinhole camera with the same K and size
    (``workspace.sfm_image_path``); cameras.json and points.npz describe them.
 
-Why the robust loss: a plain least-squares adjustment lets the few mismatches that survive
-verification pull every pose; on the synthetic captures it halves the rotation error.
+Why the robust loss, scaled to the measured noise: a plain least-squares adjustment lets the
+long tail of SIFT's localisation errors and the few mismatches that survive verification pull
+every pose; on the 640 px synthetic captures it cuts the rotation error two- to five-fold.
 """
 
 from __future__ import annotations
@@ -98,8 +102,12 @@ class SfmOptions:
     # and let a repeating wood texture join two half rings into a model with two bottles.
     min_pair_inliers: int = 15  # a pair counts as overlapping with this many verified matches
     ransac_max_error_px: float = 4.0  # verification: epipolar distance of an inlier
-    min_pose_inliers: int = 15  # a photo joins the model with this many 2D-3D inliers
+    relaxed_pass: bool = True  # photos the strict pass (COLMAP's thresholds) leaves out get
+    # a second, relaxed chance, and keep it only if verified matches tie them to the model
+    min_pose_inliers: int = 15  # relaxed pass: a photo joins with this many 2D-3D inliers
     max_pose_error_px: float = 4.0  # ... each within this reprojection error
+    min_support_inliers: int = 30  # relaxed pass: a pair ties two photos with this many
+    min_pair_agreement: float = 0.8  # ... verified matches, this share of them explained
     shared_intrinsics: bool = True  # one camera for photos of one device (size, EXIF camera)
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP model; see _OPENCV_DISTORTION for the choices
     principal_point: PrincipalPoint = PrincipalPoint.AUTO
@@ -159,15 +167,7 @@ def run(
 
         start = time.perf_counter()
         report("map", 0.0, "placing photos")
-        models = _map(database_path, workspace, len(names), options, report)
-        stats = _database_stats(database_path, options.min_pair_inliers)
-        best = max(models, key=lambda model: model.num_reg_images(), default=None)
-        registered_names = set() if best is None else {image.name for image in _posed(best)}
-        if len(registered_names) < 3:
-            raise CaptureError(
-                f"only {len(registered_names)} of {len(names)} photos could be placed: "
-                f"{CAPTURE_ADVICE}"
-            )
+        best, models, stats = _place_photos(database_path, workspace, names, options, report)
         timings["map"] = time.perf_counter() - start
         start = time.perf_counter()
         report("map", 0.9, "refining cameras")
@@ -461,22 +461,58 @@ def sequential_pairs(count: int, overlap: int, loop_photos: int) -> list[tuple[i
     return sorted(pairs)
 
 
+def _place_photos(
+    database_path: Path,
+    workspace: Workspace,
+    names: list[str],
+    options: SfmOptions,
+    report: _Progress,
+) -> tuple[pycolmap.Reconstruction, list[pycolmap.Reconstruction], _DatabaseStats]:
+    """The model to keep, all models of the strict pass (for the reasons of the left-out
+    photos) and the database's per-photo counts. Raises CaptureError below three photos."""
+    models = _map(database_path, workspace, len(names), options, report, relaxed=False)
+    stats = _database_stats(database_path, options.min_pair_inliers)
+    best = models[0] if models else None
+    placed = set() if best is None else {image.name for image in _posed(best)}
+    placeable = {
+        name
+        for name in names
+        if stats.keypoints.get(name, 0) >= options.min_features and stats.overlapping.get(name, 0)
+    }
+    if options.relaxed_pass and placeable - placed:
+        best = _extend(database_path, workspace, len(names), options, report, best)
+        placed = set() if best is None else {image.name for image in _posed(best)}
+    if best is None or len(placed) < 3:
+        raise CaptureError(
+            f"only {len(placed)} of {len(names)} photos could be placed: {CAPTURE_ADVICE}"
+        )
+    return best, models, stats
+
+
 def _map(
     database_path: Path,
     workspace: Workspace,
     count: int,
     options: SfmOptions,
     report: _Progress,
+    *,
+    relaxed: bool,
+    start_from: pycolmap.Reconstruction | None = None,
 ) -> list[pycolmap.Reconstruction]:
-    """All models incremental mapping finds (largest first), with their own points."""
+    """All models incremental mapping finds (largest first), with their own points.
+
+    The strict pass asks COLMAP's 30 pose inliers within 12 px of a photo; the relaxed pass
+    (continuing `start_from`) takes `min_pose_inliers` within `max_pose_error_px`, which places
+    the edge-on views of thin or plain products.
+    """
     pipeline = pycolmap.IncrementalPipelineOptions()
     pipeline.num_threads = _threads(options)
     pipeline.random_seed = options.seed
     pipeline.min_num_matches = options.min_pair_inliers
-    # COLMAP asks for 30 inliers within 12 px. Thin or plain products (a cereal box seen edge-on)
-    # have fewer; a tight error keeps mirror-like sides from placing a photo the wrong way round.
-    pipeline.mapper.abs_pose_min_num_inliers = options.min_pose_inliers
-    pipeline.mapper.abs_pose_max_error = options.max_pose_error_px
+    if relaxed:
+        pipeline.mapper.abs_pose_min_num_inliers = options.min_pose_inliers
+        # A tight error keeps a mirror-like side from placing a photo the wrong way round.
+        pipeline.mapper.abs_pose_max_error = options.max_pose_error_px
     # Speed: fewer, shorter intermediate adjustments (the final one in `refine` polishes); on
     # the synthetic captures this halves mapping time at the same final accuracy.
     pipeline.ba_global_frames_ratio = 1.4
@@ -487,21 +523,170 @@ def _map(
     # Keep small separate groups too: they tell the merchant which photos went astray.
     pipeline.min_model_size = 3
     pycolmap.set_random_seed(options.seed)
-    placed = [0]
+    placed = [0 if start_from is None else start_from.num_reg_images()]
 
     def next_image() -> None:
         placed[0] += 1
         report("map", min(0.9, 0.9 * placed[0] / count), f"placed {placed[0]} photos")
 
     with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        input_path = ""
+        if start_from is not None:
+            input_path = str(Path(folder) / "start")
+            Path(input_path).mkdir()
+            start_from.write(input_path)
+        output_path = Path(folder) / "models"
+        output_path.mkdir()
         models = pycolmap.incremental_mapping(
             database_path,
             workspace.images_dir,
-            folder,
+            output_path,
             options=pipeline,
+            input_path=input_path,
             next_image_callback=next_image,
         )
     return sorted(models.values(), key=lambda model: -model.num_reg_images())
+
+
+def _extend(
+    database_path: Path,
+    workspace: Workspace,
+    count: int,
+    options: SfmOptions,
+    report: _Progress,
+    core: pycolmap.Reconstruction | None,
+) -> pycolmap.Reconstruction | None:
+    """The strict model grown by the relaxed pass, keeping only the photos that verified
+    matches tie to it; `core` itself when the relaxed pass adds nothing trustworthy.
+
+    Weak links are where wrong placements come from: a plain mustard bottle's two labels were
+    joined through a few matches on its plain sides into one model with half of it turned
+    around. A photo added here stays only if a chain of pairs, each with `min_support_inliers`
+    verified matches that the model explains, leads from it to the strict model.
+    """
+    models = _map(database_path, workspace, count, options, report, relaxed=True, start_from=core)
+    core_names = set() if core is None else {image.name for image in _posed(core)}
+    candidate = max(
+        models,
+        key=lambda model: (
+            len(core_names & {i.name for i in _posed(model)}),
+            model.num_reg_images(),
+        ),
+        default=None,
+    )
+    if candidate is None:
+        return core
+    agreement = pair_agreement(candidate, database_path, options.max_pose_error_px)
+    keep = supported_component(
+        agreement, core_names, options.min_support_inliers, options.min_pair_agreement
+    )
+    loose = [image for image in _posed(candidate) if image.name not in keep]
+    logger.info(
+        "sfm: the relaxed pass placed %d photos; %d are not tied to the model and are dropped",
+        candidate.num_reg_images(),
+        len(loose),
+    )
+    for image in loose:
+        candidate.deregister_frame(image.frame_id)
+    if core is not None and candidate.num_reg_images() <= core.num_reg_images():
+        return core
+    return candidate
+
+
+def pair_agreement(
+    reconstruction: pycolmap.Reconstruction, database_path: Path, max_error_px: float
+) -> list[tuple[str, str, int, float]]:
+    """For each verified pair of placed photos: (name, name, inliers, fraction of those inlier
+    matches that the model's two cameras explain within `max_error_px` of epipolar distance).
+
+    A pair the model contradicts (fraction near 0) means one of its photos is misplaced, or the
+    pair matched a look-alike (the other side of a symmetric box).
+    """
+    images = {image.image_id: image for image in _posed(reconstruction)}
+    if len(images) < 2:
+        return []
+    centers = np.array([image.projection_center() for image in images.values()])
+    spread = float(np.median(np.linalg.norm(centers - np.median(centers, axis=0), axis=1)))
+    result = []
+    database = pycolmap.Database.open(database_path)
+    try:
+        keypoints: dict[int, np.ndarray] = {}
+        for pair_id, geometry in zip(*database.read_two_view_geometries(), strict=True):
+            first, second = pycolmap.pair_id_to_image_pair(pair_id)
+            matches = geometry.inlier_matches
+            if first not in images or second not in images or len(matches) == 0:
+                continue
+            for image_id in (first, second):
+                if image_id not in keypoints:
+                    keypoints[image_id] = database.read_keypoints(image_id)[:, :2].astype(float)
+            a, b = images[first], images[second]
+            rays_a = a.camera.cam_from_img(keypoints[first][matches[:, 0]])
+            rays_b = b.camera.cam_from_img(keypoints[second][matches[:, 1]])
+            errors = epipolar_errors(
+                a.cam_from_world().matrix(), b.cam_from_world().matrix(), rays_a, rays_b, spread
+            )
+            if errors is None:
+                continue
+            focal = 0.5 * (a.camera.mean_focal_length() + b.camera.mean_focal_length())
+            fraction = float((errors * focal < max_error_px).mean())
+            result.append((a.name, b.name, len(matches), fraction))
+    finally:
+        database.close()
+    return result
+
+
+def epipolar_errors(
+    pose_a: np.ndarray, pose_b: np.ndarray, rays_a: np.ndarray, rays_b: np.ndarray, spread: float
+) -> np.ndarray | None:
+    """(n,) Sampson distances (normalized image units) of (n, 2) matched rays under two (3, 4)
+    world-to-camera poses; None when the baseline is too short to define epipolar lines."""
+    rotation = pose_b[:, :3] @ pose_a[:, :3].T
+    translation = pose_b[:, 3] - rotation @ pose_a[:, 3]
+    if np.linalg.norm(translation) < 1e-6 * max(spread, 1e-12):
+        return None
+    tx, ty, tz = translation
+    essential = np.array([[0, -tz, ty], [tz, 0, -tx], [-ty, tx, 0]]) @ rotation
+    a = np.column_stack([rays_a, np.ones(len(rays_a))])
+    b = np.column_stack([rays_b, np.ones(len(rays_b))])
+    line_b, line_a = a @ essential.T, b @ essential
+    numerator = np.sum(b * line_b, axis=1) ** 2
+    denominator = line_b[:, 0] ** 2 + line_b[:, 1] ** 2 + line_a[:, 0] ** 2 + line_a[:, 1] ** 2
+    return np.sqrt(numerator / np.maximum(denominator, 1e-30))
+
+
+def supported_component(
+    agreement: list[tuple[str, str, int, float]],
+    core: set[str],
+    min_inliers: int,
+    min_fraction: float,
+) -> set[str]:
+    """`core` plus every photo a chain of well-supported pairs leads to from it (pairs with at
+    least `min_inliers` matches, `min_fraction` of them explained). Without a core: the largest
+    group so connected."""
+    neighbours: dict[str, set[str]] = {}
+    for a, b, inliers, fraction in agreement:
+        neighbours.setdefault(a, set())
+        neighbours.setdefault(b, set())
+        if inliers >= min_inliers and fraction >= min_fraction:
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+
+    def reach(start: set[str]) -> set[str]:
+        seen, frontier = set(start), list(start)
+        while frontier:
+            for other in neighbours.get(frontier.pop(), ()):
+                if other not in seen:
+                    seen.add(other)
+                    frontier.append(other)
+        return seen
+
+    if core:
+        return reach(core)
+    groups: list[set[str]] = []
+    for name in neighbours:
+        if not any(name in group for group in groups):
+            groups.append(reach({name}))
+    return max(groups, key=len, default=set())
 
 
 def refine(reconstruction: pycolmap.Reconstruction, options: SfmOptions) -> pycolmap.Reconstruction:
@@ -790,16 +975,19 @@ def _unregistered_reason(
 
 
 class _Progress:
-    """Maps (step, fraction of the step) onto the stage's progress bar."""
+    """Maps (step, fraction of the step) onto the stage's progress bar, which never goes back
+    (the mapper's second pass counts its photos again)."""
 
     def __init__(self, callback: ProgressCallback | None) -> None:
         self.callback = callback
+        self.done = 0.0
 
     def __call__(self, step: str, fraction: float, message: str) -> None:
         if self.callback is None:
             return
         low, high = _STEPS[step]
-        self.callback(STAGE, low + (high - low) * min(max(fraction, 0.0), 1.0), message)
+        self.done = max(self.done, low + (high - low) * min(max(fraction, 0.0), 1.0))
+        self.callback(STAGE, self.done, message)
 
 
 @contextmanager

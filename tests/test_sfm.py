@@ -247,3 +247,38 @@ def test_photos_that_cannot_be_placed_say_why(tmp_path: Path) -> None:
     assert not workspace.sfm_image_path("blank.jpg").exists()
     report = json.loads(workspace.sfm_cameras_path.read_text())
     assert report["unregistered"] == result.unregistered
+
+
+def test_supported_component_follows_only_strong_agreeing_pairs() -> None:
+    agreement = [
+        ("a", "b", 200, 0.99),
+        ("b", "c", 40, 0.95),  # strong and explained: c is tied to the core
+        ("c", "d", 20, 1.0),  # too few matches to vouch for d
+        ("a", "e", 300, 0.1),  # many matches the model contradicts: e is misplaced
+        ("e", "f", 500, 1.0),  # f hangs on e only
+    ]
+    assert sfm.supported_component(agreement, {"a"}, 30, 0.8) == {"a", "b", "c"}
+    assert sfm.supported_component(agreement, set(), 30, 0.8) == {"a", "b", "c"}
+    assert sfm.supported_component(agreement, {"d"}, 30, 0.8) == {"d"}
+
+
+def test_epipolar_errors_of_true_and_false_matches() -> None:
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-1, 1, (50, 3)) + np.array([0.0, 0.0, 6.0])
+    pose_a = np.hstack([np.eye(3), np.zeros((3, 1))])
+    angle = np.radians(20)
+    rotation = np.array(
+        [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+    )
+    pose_b = np.hstack([rotation, np.array([[-2.0], [0.1], [0.5]])])
+
+    def rays(pose: np.ndarray) -> np.ndarray:
+        camera_points = points @ pose[:, :3].T + pose[:, 3]
+        return camera_points[:, :2] / camera_points[:, 2:]
+
+    errors = sfm.epipolar_errors(pose_a, pose_b, rays(pose_a), rays(pose_b), spread=1.0)
+    assert errors is not None
+    assert errors.max() < 1e-9
+    shuffled = sfm.epipolar_errors(pose_a, pose_b, rays(pose_a), rays(pose_b)[::-1], spread=1.0)
+    assert np.median(shuffled) > 0.01  # wrong matches are far from their epipolar lines
+    assert sfm.epipolar_errors(pose_a, pose_a, rays(pose_a), rays(pose_a), spread=1.0) is None
