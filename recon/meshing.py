@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import fast_simplification
 import numpy as np
 import trimesh
+from scipy.spatial import cKDTree
 
 from recon.errors import StageError
 from recon.progress import ProgressCallback
@@ -22,7 +23,8 @@ class MeshOptions:
     """How big the surface may be and what counts as the product."""
 
     max_faces: int = 100_000  # the preset's face budget
-    min_component_fraction: float = 0.05  # drop islands smaller than this × the largest piece
+    max_gap_rel: float = 0.02  # keep pieces this close to the product (× its bbox diagonal)
+    min_component_faces: int = 50  # ... and at least this big; the rest is stereo noise
     max_hole_edges: int = 60  # fill holes bounded by at most this many edges
 
 
@@ -46,7 +48,7 @@ def run(
     mesh = trimesh.load(workspace.fused_mesh_path, process=False)
     if progress:
         progress("mesh", 0.1, "components")
-    mesh = keep_product_components(mesh, options.min_component_fraction)
+    mesh = keep_product_components(mesh, options.max_gap_rel, options.min_component_faces)
     if progress:
         progress("mesh", 0.3, "repair")
     mesh = repair(mesh, options.max_hole_edges)  # before simplifying: filling adds faces
@@ -65,15 +67,45 @@ def run(
     )
 
 
-def keep_product_components(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh.Trimesh:
-    """The connected pieces that make the product: big ones, and never the lone fragments that
-    stereo noise leaves floating around it."""
+def keep_product_components(
+    mesh: trimesh.Trimesh, max_gap_rel: float, min_faces: int
+) -> trimesh.Trimesh:
+    """The connected pieces that make the product: the largest, and every piece of at least
+    `min_faces` faces that lies within `max_gap_rel` × the largest's diagonal of what is kept.
+
+    Where stereo finds no texture (a can's white label, the rim of its lid) the fused surface
+    breaks into pieces that sit next to each other across narrow gaps; noise floats apart. A
+    rule by size alone dropped a soup can's whole lid.
+    """
     labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, len(mesh.faces))
     counts = np.bincount(labels)
-    if len(counts) == 0:
+    if len(counts) <= 1:
         return mesh
-    keep_label = counts >= min_fraction * counts.max()
-    return mesh.submesh([np.flatnonzero(keep_label[labels])], append=True)
+    faces_of = [np.flatnonzero(labels == label) for label in range(len(counts))]
+    vertices_of = [np.unique(mesh.faces[faces]) for faces in faces_of]
+    largest = int(np.argmax(counts))
+    points = mesh.vertices[vertices_of[largest]]
+    gap = max_gap_rel * float(np.linalg.norm(np.ptp(points, axis=0)))
+    kept = {largest}
+    candidates = [
+        label for label in range(len(counts)) if label != largest and counts[label] >= min_faces
+    ]
+    tree = cKDTree(points)
+    grown = True
+    while grown:  # a piece next to a kept piece is kept too (a lid beside its rim)
+        grown = False
+        for label in candidates:
+            if label in kept:
+                continue
+            distances, _ = tree.query(
+                mesh.vertices[vertices_of[label]], k=1, distance_upper_bound=gap
+            )
+            if np.isfinite(distances).any():
+                kept.add(label)
+                grown = True
+        if grown:
+            tree = cKDTree(mesh.vertices[np.concatenate([vertices_of[label] for label in kept])])
+    return mesh.submesh([np.concatenate([faces_of[label] for label in sorted(kept)])], append=True)
 
 
 def simplify(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:

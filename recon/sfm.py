@@ -97,6 +97,10 @@ class SfmOptions:
     upsample_below_features: int = 2000  # photos with fewer keypoints are searched again at
     # twice the size (SIFT octave -1, 4× the time): small or plain products need it, textured
     # scenes do not. 0: never; above max_features: always.
+    low_contrast_below_features: int = 500  # photos with fewer keypoints even at twice the
+    # size (plain products) are searched again with
+    low_contrast_peak_threshold: float = 0.001  # this contrast threshold: on a plain avocado
+    # COLMAP's threshold kept 27 keypoints a photo and placed none; this placed all 24
     guided_matching: bool = False  # re-match verified pairs along their epipolar geometry:
     # it placed every photo of the 640 px cereal box, but was 10× slower on textured tables
     # and let a repeating wood texture join two half rings into a model with two bottles.
@@ -327,25 +331,52 @@ def _extract_features(
 
     A first pass at the working size (cheap) probes each photo; photos with fewer than
     `upsample_below_features` keypoints are searched again at twice the size, where SIFT finds
-    the fine print of a small product.
+    the fine print of a small product. Photos with fewer than `low_contrast_below_features`
+    even then show a plain product, and are searched once more with a low contrast threshold.
     """
     names = [photo["name"] for photo in photos]
     threshold = options.upsample_below_features
     if threshold <= 0 or threshold > options.max_features:
         upsample = threshold > 0
-        _extract(database_path, workspace.images_dir, names, masks_dir, options, upsample)
-        return len(names) if upsample else 0
-    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
-        probe_path = Path(folder) / "probe.db"
-        _create_database(probe_path, workspace.images_dir, photos, options)
-        _extract(probe_path, workspace.images_dir, names, masks_dir, options, upsample=False)
-        counts = keypoint_counts(probe_path)
-        rich = [name for name in names if counts.get(name, 0) >= threshold]
-        copy_features(probe_path, database_path, rich)
-    poor = [name for name in names if name not in set(rich)]
-    if poor:
-        _extract(database_path, workspace.images_dir, poor, masks_dir, options, upsample=True)
+        _extract(database_path, workspace.images_dir, names, masks_dir, options, upsample=upsample)
+        poor = names if upsample else []
+    else:
+        with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+            probe_path = Path(folder) / "probe.db"
+            _create_database(probe_path, workspace.images_dir, photos, options)
+            _extract(probe_path, workspace.images_dir, names, masks_dir, options, upsample=False)
+            counts = keypoint_counts(probe_path)
+            rich = [name for name in names if counts.get(name, 0) >= threshold]
+            copy_features(probe_path, database_path, rich)
+        poor = [name for name in names if name not in set(rich)]
+        if poor:
+            _extract(database_path, workspace.images_dir, poor, masks_dir, options, upsample=True)
+    counts = keypoint_counts(database_path)
+    plain = [name for name in poor if counts[name] < options.low_contrast_below_features]
+    if plain:
+        _search_plain_photos(database_path, workspace, photos, plain, masks_dir, options)
     return len(poor)
+
+
+def _search_plain_photos(
+    database_path: Path,
+    workspace: Workspace,
+    photos: list[dict],
+    plain: list[str],
+    masks_dir: Path | None,
+    options: SfmOptions,
+) -> None:
+    """Search `plain` photos again at twice the size with the low contrast threshold, keeping
+    the others' keypoints (weak keypoints only where the strong ones are too few)."""
+    logger.info("sfm: %d plain photos searched for low-contrast features", len(plain))
+    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        previous_path = Path(folder) / "previous.db"
+        shutil.move(database_path, previous_path)
+        _create_database(database_path, workspace.images_dir, photos, options)
+        others = [photo["name"] for photo in photos if photo["name"] not in set(plain)]
+        copy_features(previous_path, database_path, others)
+    _extract(database_path, workspace.images_dir, plain, masks_dir, options, upsample=True,
+             peak_threshold=options.low_contrast_peak_threshold)  # fmt: skip
 
 
 def _extract(
@@ -354,12 +385,18 @@ def _extract(
     names: list[str],
     masks_dir: Path | None,
     options: SfmOptions,
+    *,
     upsample: bool,
+    peak_threshold: float | None = None,
 ) -> None:
+    """SIFT keypoints of `names` into the database; `upsample`: at twice the size;
+    `peak_threshold`: SIFT's contrast threshold, when not COLMAP's."""
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = _threads(options)
     extraction.sift.max_num_features = options.max_features
     extraction.sift.first_octave = -1 if upsample else 0
+    if peak_threshold is not None:  # else COLMAP's default
+        extraction.sift.peak_threshold = peak_threshold
     # Affine shapes and domain-size pooling cost 2–3× the time; on the synthetic captures they
     # gave no better poses and once a wrong, self-consistent model (bottle on a table).
     extraction.sift.estimate_affine_shape = False

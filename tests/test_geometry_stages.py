@@ -201,3 +201,19 @@ def test_small_holes_are_filled_and_big_ones_kept() -> None:
     cap.update_faces(sphere.triangles_center[:, 1] < 0.8)  # a hole of many edges
     cap.remove_unreferenced_vertices()
     assert not meshing.repair(cap, max_hole_edges=10).is_watertight
+
+
+def test_pieces_beside_the_product_are_kept_and_floating_noise_dropped() -> None:
+    body = trimesh.creation.cylinder(radius=0.5, height=2.0, sections=64)  # a can's wall
+    body.apply_translation([0, 0, -0.01])
+    lid = trimesh.creation.cylinder(radius=0.45, height=0.02, sections=64)  # across a gap
+    lid.apply_translation([0, 0, 1.01])  # 1 % of the diagonal above the wall
+    noise = trimesh.creation.icosphere(subdivisions=1, radius=0.05)  # 80 faces
+    noise.apply_translation([2.0, 0, 0])  # far out: stereo noise
+    speck = trimesh.creation.box(extents=[0.01, 0.01, 0.01])  # beside it, but a speck
+    speck.apply_translation([0.52, 0, 0])
+    mesh = trimesh.util.concatenate([body, lid, noise, speck])
+    kept = meshing.keep_product_components(mesh, max_gap_rel=0.02, min_faces=50)
+    assert len(kept.faces) == len(body.faces) + len(lid.faces)
+    assert kept.bounds[1][2] == pytest.approx(lid.bounds[1][2])
+    assert kept.bounds[1][0] == pytest.approx(0.5, abs=1e-6)

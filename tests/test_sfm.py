@@ -282,3 +282,30 @@ def test_epipolar_errors_of_true_and_false_matches() -> None:
     shuffled = sfm.epipolar_errors(pose_a, pose_b, rays(pose_a), rays(pose_b)[::-1], spread=1.0)
     assert np.median(shuffled) > 0.01  # wrong matches are far from their epipolar lines
     assert sfm.epipolar_errors(pose_a, pose_a, rays(pose_a), rays(pose_a), spread=1.0) is None
+
+
+def test_plain_photos_get_a_low_contrast_search(tmp_path: Path) -> None:
+    """Photos of a plain product (here the sample's, with their contrast cut to a tenth) get
+    far more keypoints from the low-contrast search than from COLMAP's threshold alone."""
+    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[:3]
+    faint_dir = tmp_path / "faint"
+    faint_dir.mkdir()
+    for photo in photos:
+        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
+        faint = pixels.mean() + 0.1 * (pixels - pixels.mean())
+        Image.fromarray(faint.clip(0, 255).astype(np.uint8)).save(faint_dir / photo.name)
+    faint_photos = sorted(faint_dir.glob("*.jpg"))
+    counts = {}
+    for label, below in (("default", 0), ("plain", 500)):
+        workspace = make_workspace(tmp_path / label, faint_photos)
+        workspace.sfm_dir.mkdir(parents=True)
+        options = sfm.SfmOptions(low_contrast_below_features=below)
+        photo_entries = workspace.read_capture()["images"]
+        sfm._create_database(
+            workspace.sfm_database_path, workspace.images_dir, photo_entries, options
+        )
+        sfm._extract_features(workspace.sfm_database_path, workspace, photo_entries, None, options)
+        counts[label] = sfm.keypoint_counts(workspace.sfm_database_path)
+    for photo in faint_photos:
+        assert counts["default"][photo.name] < 500
+        assert counts["plain"][photo.name] > 2 * max(counts["default"][photo.name], 100)
