@@ -25,7 +25,10 @@ class MeshOptions:
     max_faces: int = 100_000  # the preset's face budget
     max_gap_rel: float = 0.02  # keep pieces this close to the product (× its bbox diagonal)
     min_component_faces: int = 50  # ... and at least this big; the rest is stereo noise
-    max_hole_edges: int = 60  # fill holes bounded by at most this many edges
+    max_hole_perimeter_rel: float = 1.5  # fill holes whose rim is at most this long (× the
+    # bbox diagonal; rims of marching cubes zigzag, ~1.5× the smooth length): stereo leaves
+    # such holes on plain patches (a can's white label); filling them took the can's
+    # completeness at 1 % from 0.953 to 0.979 at the same accuracy. Unseen bottoms stay open.
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def run(
     mesh = keep_product_components(mesh, options.max_gap_rel, options.min_component_faces)
     if progress:
         progress("mesh", 0.3, "repair")
-    mesh = repair(mesh, options.max_hole_edges)  # before simplifying: filling adds faces
+    mesh = repair(mesh, options.max_hole_perimeter_rel)  # before simplifying: filling adds faces
     if len(mesh.faces) > options.max_faces:
         if progress:
             progress("mesh", 0.6, "simplify")
@@ -124,7 +127,7 @@ def simplify(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
     return simplified
 
 
-def repair(mesh: trimesh.Trimesh, max_hole_edges: int) -> trimesh.Trimesh:
+def repair(mesh: trimesh.Trimesh, max_hole_perimeter_rel: float) -> trimesh.Trimesh:
     """Merge duplicate vertices, drop degenerate faces, fill small holes.
 
     Winding needs no repair: marching cubes orients every face outwards and decimation keeps it.
@@ -133,12 +136,12 @@ def repair(mesh: trimesh.Trimesh, max_hole_edges: int) -> trimesh.Trimesh:
     mesh.update_faces(mesh.nondegenerate_faces())
     mesh.update_faces(mesh.unique_faces())
     mesh.remove_unreferenced_vertices()
-    fill_small_holes(mesh, max_hole_edges)
+    fill_small_holes(mesh, max_hole_perimeter_rel * float(np.linalg.norm(mesh.extents)))
     return mesh
 
 
-def fill_small_holes(mesh: trimesh.Trimesh, max_edges: int) -> None:
-    """Close boundary loops of at most `max_edges` edges with a fan around their centroid."""
+def fill_small_holes(mesh: trimesh.Trimesh, max_perimeter: float) -> None:
+    """Close boundary loops at most `max_perimeter` long with a fan around their centroid."""
     boundary = trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)
     if len(boundary) == 0:
         return
@@ -148,9 +151,12 @@ def fill_small_holes(mesh: trimesh.Trimesh, max_edges: int) -> None:
     new_faces = [mesh.faces]
     count = len(mesh.vertices)
     for loop in loops:
-        if len(loop) > max_edges:
-            continue
         loop_edges = edges[np.isin(edges[:, 0], loop)]
+        perimeter = np.linalg.norm(
+            mesh.vertices[loop_edges[:, 0]] - mesh.vertices[loop_edges[:, 1]], axis=1
+        ).sum()
+        if perimeter > max_perimeter:
+            continue
         centroid = mesh.vertices[loop].mean(axis=0)
         new_vertices.append(centroid[None])
         # Boundary edges run along the hole in the direction of their own face; the fan keeps

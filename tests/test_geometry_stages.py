@@ -194,13 +194,13 @@ def test_small_holes_are_filled_and_big_ones_kept() -> None:
     small_hole = sphere.copy()
     small_hole.update_faces(np.arange(len(sphere.faces)) != 0)
     small_hole.remove_unreferenced_vertices()
-    repaired = meshing.repair(small_hole, max_hole_edges=10)
+    repaired = meshing.repair(small_hole, max_hole_perimeter_rel=0.5)
     assert repaired.is_watertight
     assert repaired.is_winding_consistent
     cap = sphere.copy()
     cap.update_faces(sphere.triangles_center[:, 1] < 0.8)  # a hole of many edges
     cap.remove_unreferenced_vertices()
-    assert not meshing.repair(cap, max_hole_edges=10).is_watertight
+    assert not meshing.repair(cap, max_hole_perimeter_rel=0.5).is_watertight
 
 
 def test_pieces_beside_the_product_are_kept_and_floating_noise_dropped() -> None:
