@@ -115,6 +115,18 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: Sequence[float] = (0.0, 1.0
     return R, -R @ eye
 
 
+def nearest_point_to_axes(cameras: list[Camera]) -> np.ndarray:
+    """(3,) least-squares point closest to every camera's optical axis."""
+    lhs = np.zeros((3, 3))
+    rhs = np.zeros(3)
+    for camera in cameras:
+        axis = camera.R[2]  # viewing direction in the world
+        projector = np.eye(3) - np.outer(axis, axis)
+        lhs += projector
+        rhs += projector @ camera.center
+    return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+
+
 def read_cameras_json(path: Path) -> list[Camera]:
     """Cameras from a report.json or a truth cameras.json (both keep them under "cameras")."""
     try:

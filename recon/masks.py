@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from recon.cameras import Camera
+from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import StageError
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, write_json_atomic
@@ -137,18 +137,6 @@ def find_object_region(
     keep &= spread <= 2.5 * np.percentile(spread[keep], 90)
     box_corners = product_box(xyz[keep], up, ground, options.box_margin)
     return ObjectRegion(center, up, box_corners, ground, camera_distance), keep
-
-
-def nearest_point_to_axes(cameras: list[Camera]) -> np.ndarray:
-    """(3,) least-squares point closest to every camera's optical axis."""
-    lhs = np.zeros((3, 3))
-    rhs = np.zeros(3)
-    for camera in cameras:
-        axis = camera.R[2]  # viewing direction in the world
-        projector = np.eye(3) - np.outer(axis, axis)
-        lhs += projector
-        rhs += projector @ camera.center
-    return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
 
 
 def mean_camera_up(cameras: list[Camera]) -> np.ndarray:

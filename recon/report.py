@@ -57,6 +57,8 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
         "sfm": {
             "points": len(points["xyz"]),
             "mean_reprojection_error_px": sfm_info.get("mean_reprojection_error_px"),
+            # share of expected sightings that the photos show (sfm.visibility_consistency)
+            "visibility_consistency": sfm_info.get("visibility_consistency"),
         },
         "mesh": {
             "vertices": vertices,
