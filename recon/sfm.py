@@ -4,7 +4,8 @@ Steps, each reported as progress of the "sfm" stage:
 
 1. *extract*: SIFT keypoints of every working photo into a COLMAP database, with one shared
    camera per device (same size, same EXIF camera and focal) and the EXIF focal as a prior;
-   product masks limit the keypoints when every photo has one.
+   product masks limit the keypoints when every photo has one. Photos with few keypoints are
+   searched again at twice the size, and plain ones once more with a low contrast threshold.
 2. *match*: exhaustive for small sets, else sequential neighbours (closing the ring) plus every
    pair among a spread-out subsample (loop closure without a vocabulary tree); COLMAP verifies
    each pair geometrically.
@@ -15,7 +16,9 @@ Steps, each reported as progress of the "sfm" stage:
    (Cauchy) loss refines poses, focal length and distortion, and the principal point where
    the data clearly asks for it.
 4. *undistort*: the photos are resampled to the pinhole camera with the same K and size
-   (``workspace.sfm_image_path``); cameras.json and points.npz describe them.
+   (``workspace.sfm_image_path``); cameras.json and points.npz describe them. A model whose
+   photos miss points it puts in plain view of them is folded (look-alike sides taken for one
+   another) and fails the stage (`visibility_consistency`) instead of reaching the asset.
 
 Why the robust loss, scaled to the measured noise: a plain least-squares adjustment lets the
 long tail of SIFT's localisation errors and the few mismatches that survive verification pull
