@@ -33,6 +33,8 @@ class MaskOptions:
     plane_distance_rel: float = 0.004  # RANSAC inlier distance, × median camera distance
     plane_max_tilt_deg: float = 30.0  # a ground plane's normal is within this of "up"
     plane_min_inliers: float = 0.12  # fraction of sparse points a ground plane must hold
+    plane_min_level_inliers: float = 0.03  # ... when found as the densest level under the product
+    ground_min_reach: float = 1.5  # ... which must spread this many times wider than the product
     segment: bool = True  # refine the box projection with colour segmentation (GrabCut)
     segment_px: int = 320  # GrabCut works at this long side (it is slow at full size)
     grabcut_iterations: int = 4
@@ -153,35 +155,110 @@ def mean_camera_up(cameras: list[Camera]) -> np.ndarray:
 def fit_ground_plane(
     xyz: np.ndarray, center: np.ndarray, up: np.ndarray, scale: float, options: MaskOptions
 ) -> np.ndarray | None:
-    """[n, d] of a table/ground plane under the product (n along `up`), or None."""
+    """[n, d] of a table/ground plane under the product (n along `up`), or None.
+
+    First the biggest planes of the sparse points (the biggest may be a box face: a few are
+    tried); then, since a well-printed product can hold most points (a soup can's label left
+    its textured table 6 % of them, and RANSAC found only vertical slabs of the can), the
+    densest level below the centre, kept only if it reaches well beyond the product's
+    footprint, as a table does and a horizontal ring on the product does not.
+    """
     if len(xyz) < 50:
         return None
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
+    distance = options.plane_distance_rel * scale
     remaining = np.arange(len(xyz))
-    for _ in range(3):  # the biggest plane may be a box face: look at a few
+    for _ in range(3):
         if len(remaining) < 50:
-            return None
-        plane, inliers = cloud.select_by_index(remaining.tolist()).segment_plane(
-            distance_threshold=options.plane_distance_rel * scale,
-            ransac_n=3,
-            num_iterations=2000,
-            probability=0.9999,
-        )
-        normal = np.asarray(plane[:3])
-        norm = np.linalg.norm(normal)
-        normal, offset = normal / norm, plane[3] / norm
-        if normal @ up < 0:
-            normal, offset = -normal, -offset
-        tilt = np.degrees(np.arccos(np.clip(normal @ up, -1, 1)))
-        below_center = normal @ center + offset > 0
-        if (
-            tilt <= options.plane_max_tilt_deg
-            and below_center
-            and len(inliers) >= options.plane_min_inliers * len(xyz)
-        ):
-            return np.append(normal, offset)
+            break
+        plane, count, inliers = _plane_under(cloud, remaining, center, up, distance, options)
+        if plane is not None and count >= options.plane_min_inliers * len(xyz):
+            return plane
         remaining = np.delete(remaining, inliers)
+    return _level_under(xyz, cloud, center, up, distance, options)
+
+
+def _plane_under(
+    cloud: o3d.geometry.PointCloud,
+    indices: np.ndarray,
+    center: np.ndarray,
+    up: np.ndarray,
+    distance: float,
+    options: MaskOptions,
+) -> tuple[np.ndarray | None, int, np.ndarray]:
+    """RANSAC's biggest plane among `indices`: ([n, d] when it can be the ground, else None;
+    inlier count; the inliers as indices of `indices`)."""
+    plane, inliers = cloud.select_by_index(indices.tolist()).segment_plane(
+        distance_threshold=distance, ransac_n=3, num_iterations=2000, probability=0.9999
+    )
+    normal = np.asarray(plane[:3])
+    norm = np.linalg.norm(normal)
+    normal, offset = normal / norm, plane[3] / norm
+    if normal @ up < 0:
+        normal, offset = -normal, -offset
+    tilt = np.degrees(np.arccos(np.clip(normal @ up, -1, 1)))
+    ground = tilt <= options.plane_max_tilt_deg and normal @ center + offset > 0
+    return (np.append(normal, offset) if ground else None), len(inliers), np.asarray(inliers)
+
+
+def _level_under(
+    xyz: np.ndarray,
+    cloud: o3d.geometry.PointCloud,
+    center: np.ndarray,
+    up: np.ndarray,
+    distance: float,
+    options: MaskOptions,
+) -> np.ndarray | None:
+    """A ground plane through one of the densest height levels below the centre, or None."""
+    height = (xyz - center) @ up
+    below = np.flatnonzero(height < 0)
+    if len(below) < 50:
+        return None
+    levels = np.floor(height[below] / distance).astype(int)
+    values, counts = np.unique(levels, return_counts=True)
+    tried: list[int] = []
+    for level in values[np.argsort(-counts)]:  # densest first: a printed band, then the table
+        if len(tried) == 3:
+            break
+        if any(abs(level - other) <= 2 for other in tried):
+            continue
+        tried.append(level)
+        band = below[np.abs(levels - level) <= 2]
+        if len(band) < max(30, options.plane_min_level_inliers * len(xyz)):
+            break
+        plane = _wide_plane(xyz, cloud, band, center, up, distance, options)
+        if plane is not None:
+            return plane
     return None
+
+
+def _wide_plane(
+    xyz: np.ndarray,
+    cloud: o3d.geometry.PointCloud,
+    band: np.ndarray,
+    center: np.ndarray,
+    up: np.ndarray,
+    distance: float,
+    options: MaskOptions,
+) -> np.ndarray | None:
+    """The plane of the points `band` if it can be the ground and spreads wider than what
+    stands on it, else None."""
+    plane, _, inliers = _plane_under(cloud, band, center, up, distance, options)
+    if plane is None:
+        return None
+    on_plane = band[inliers]
+    side = xyz @ plane[:3] + plane[3]
+    above = side > 2 * distance
+
+    def reach(points: np.ndarray) -> float:
+        """How far the points spread sideways from the vertical line through the centre."""
+        offsets = points - center
+        sideways = offsets - np.outer(offsets @ plane[:3], plane[:3])
+        return float(np.percentile(np.linalg.norm(sideways, axis=1), 90))
+
+    if above.sum() < 10 or reach(xyz[on_plane]) < options.ground_min_reach * reach(xyz[above]):
+        return None
+    return plane
 
 
 def product_box(

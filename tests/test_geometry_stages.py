@@ -217,3 +217,23 @@ def test_pieces_beside_the_product_are_kept_and_floating_noise_dropped() -> None
     assert len(kept.faces) == len(body.faces) + len(lid.faces)
     assert kept.bounds[1][2] == pytest.approx(lid.bounds[1][2])
     assert kept.bounds[1][0] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_a_sparse_table_under_a_busy_product_is_found_and_a_ring_is_not() -> None:
+    """A printed can holds most sparse points: RANSAC's biggest planes are vertical slabs of
+    it, and its few table points are found as the densest level under it. Without the table,
+    a horizontal ring of the can's own points is no ground."""
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 6000)
+    height = rng.uniform(0.0, 1.0, 6000)
+    can = np.column_stack([0.3 * np.cos(angle), height, 0.3 * np.sin(angle)])
+    can[:600, 1] = 0.25  # a printed band: a dense horizontal ring
+    radius = np.sqrt(rng.uniform(0.35**2, 1.2**2, 300))
+    around = rng.uniform(0, 2 * np.pi, 300)
+    table = np.column_stack([radius * np.cos(around), np.zeros(300), radius * np.sin(around)])
+    up, center = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.5, 0.0])
+    options = masks.MaskOptions()
+    ground = masks.fit_ground_plane(np.vstack([can, table]), center, up, 4.0, options)
+    assert ground is not None
+    np.testing.assert_allclose(ground, [0, 1, 0, 0], atol=0.02)
+    assert masks.fit_ground_plane(can, center, up, 4.0, options) is None
