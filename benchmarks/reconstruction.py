@@ -72,10 +72,11 @@ def main() -> int:
             results["synthetic"].append(entry)
             print(json.dumps({k: entry[k] for k in ("model", "background", "run", "checks")}))
 
-    if args.models:  # preview against standard on the first capture: how much faster?
-        capture = args.out / "captures" / f"{args.models[0]}_{args.backgrounds[0]}"
+    done = [entry for entry in results["synthetic"] if entry["run"]["returncode"] == 0]
+    if done:  # preview against standard on the first capture that succeeded: how much faster?
+        capture = args.out / "captures" / f"{done[0]['model']}_{done[0]['background']}"
         preview = reconstruct_and_score(capture, args.out / "runs" / "preview", "preview")
-        standard = results["synthetic"][0]["run"]["seconds"]
+        standard = done[0]["run"]["seconds"]
         results["preview"] = {
             **preview,
             "speedup_vs_standard": standard / preview["run"]["seconds"],
