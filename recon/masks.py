@@ -247,8 +247,7 @@ def _wide_plane(
     if plane is None:
         return None
     on_plane = band[inliers]
-    side = xyz @ plane[:3] + plane[3]
-    above = side > 2 * distance
+    above = xyz @ plane[:3] + plane[3] > 2 * distance
 
     def reach(points: np.ndarray) -> float:
         """How far the points spread sideways from the vertical line through the centre."""

@@ -88,15 +88,19 @@ def keep_product_components(
     counts = np.bincount(labels)
     if len(counts) <= 1:
         return mesh
-    faces_of = [np.flatnonzero(labels == label) for label in range(len(counts))]
-    vertices_of = [np.unique(mesh.faces[faces]) for faces in faces_of]
+    # One sort groups the faces of every piece (stereo noise leaves thousands of pieces).
+    order = np.argsort(labels, kind="stable")
+    faces_of = np.split(order, np.cumsum(counts)[:-1])
     largest = int(np.argmax(counts))
-    points = mesh.vertices[vertices_of[largest]]
-    gap = max_gap_rel * float(np.linalg.norm(np.ptp(points, axis=0)))
-    kept = {largest}
     candidates = [
         label for label in range(len(counts)) if label != largest and counts[label] >= min_faces
     ]
+    vertices_of = {
+        label: np.unique(mesh.faces[faces_of[label]]) for label in [largest, *candidates]
+    }
+    points = mesh.vertices[vertices_of[largest]]
+    gap = max_gap_rel * float(np.linalg.norm(np.ptp(points, axis=0)))
+    kept = {largest}
     tree = cKDTree(points)
     grown = True
     while grown:  # a piece next to a kept piece is kept too (a lid beside its rim)
