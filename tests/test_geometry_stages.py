@@ -237,3 +237,20 @@ def test_a_sparse_table_under_a_busy_product_is_found_and_a_ring_is_not() -> Non
     assert ground is not None
     np.testing.assert_allclose(ground, [0, 1, 0, 0], atol=0.02)
     assert masks.fit_ground_plane(can, center, up, 4.0, options) is None
+
+
+def test_only_roughly_flat_holes_are_filled() -> None:
+    """A box missing its top has a flat rim and is closed; a box missing its top and one side
+    has a rim bent round the corner, and a fan across it would be made-up surface."""
+    box = trimesh.creation.box(extents=[1.0, 1.0, 1.0])
+    normals = box.face_normals
+    open_top = box.copy()
+    open_top.update_faces(normals[:, 2] < 0.9)
+    open_top.remove_unreferenced_vertices()
+    assert meshing.repair(open_top, max_hole_perimeter_rel=4.0, max_hole_bend=0.2).is_watertight
+    open_corner = box.copy()
+    open_corner.update_faces((normals[:, 2] < 0.9) & (normals[:, 0] < 0.9))
+    open_corner.remove_unreferenced_vertices()
+    repaired = meshing.repair(open_corner, max_hole_perimeter_rel=4.0, max_hole_bend=0.2)
+    assert not repaired.is_watertight
+    assert len(repaired.faces) == len(open_corner.faces)
