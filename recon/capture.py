@@ -110,7 +110,7 @@ def run(
     input_path = Path(input_path)
     _check_input_path(input_path, workspace)
     logger.info("capture from %s with %s", input_path, options)
-    heif_available = _register_heif_opener()
+    heif_available = register_heif_opener()
 
     rejected: list[dict] = []
     warnings: list[str] = []
@@ -384,7 +384,7 @@ def sniff_image_format(head: bytes) -> str | None:
 
 
 @functools.cache
-def _register_heif_opener() -> bool:
+def register_heif_opener() -> bool:
     """Teach Pillow to open HEIC (once per process); False when pillow-heif is missing."""
     try:
         import pillow_heif
