@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,14 +15,20 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from recon import __version__
-from recon.errors import ReconError
+from recon.errors import InputError, ReconError
 from recon.progress import ProgressCallback
 
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    extra_verbs: Callable[[argparse._SubParsersAction], None] | None = None,
+) -> int:
+    """Run the command. `extra_verbs` adds the service's verbs (serve, admin): the `recon`
+    script is `api.cli:main`, so that this library needs nothing of the API."""
+    parser = _build_parser(extra_verbs)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -37,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(
+    extra_verbs: Callable[[argparse._SubParsersAction], None] | None = None,
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recon", description="Product photos to textured, real-scale 3D assets."
     )
@@ -47,12 +56,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     reconstruct = verbs.add_parser(
         "reconstruct",
-        help="photos (a folder or .zip) to a textured model",
+        help="photos (a folder or .zip) or a video to a textured model",
         description="Reconstruct a textured 3D model (OUT/model.glb) and its report "
         "(OUT/report.json) from photos taken all around a product. A run that was stopped "
         "continues where it left off when started again with the same command.",
     )
-    reconstruct.add_argument("input", type=Path, help="folder of JPEG/PNG/HEIC photos, or a .zip")
+    reconstruct.add_argument(
+        "input", type=Path, help="folder of JPEG/PNG/HEIC photos, a .zip, or an MP4/MOV/WebM video"
+    )
     reconstruct.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     reconstruct.add_argument(
         "--preset",
@@ -63,6 +74,18 @@ def _build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument(
         "--overwrite", action="store_true", help="start afresh instead of resuming finished stages"
     )
+    for dimension, axis in (
+        ("height", "up"),
+        ("width", "side to side"),
+        ("depth", "front to back"),
+    ):
+        reconstruct.add_argument(
+            f"--{dimension}-m",
+            type=float,
+            default=None,
+            metavar="M",
+            help=f"the product's known {dimension} ({axis}) in metres: the model is made in metres",
+        )
     reconstruct.set_defaults(handler=_reconstruct)
 
     synth = verbs.add_parser(
@@ -86,6 +109,14 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=["studio", "unlit"],
         default="studio",
         help="studio: soft world-fixed lights; unlit: base colour only",
+    )
+    synth.add_argument(
+        "--video",
+        action="store_true",
+        help="film one continuous orbit into OUT/video.mp4 (H.264) instead of taking photos",
+    )
+    synth.add_argument(
+        "--frames", type=int, default=240, dest="video_frames", help="frames of --video (240)"
     )
     synth.add_argument("--seed", type=int, default=0, help="random seed for the camera jitter")
     synth.add_argument("--novel-views", type=int, default=6, help="held-out views for scoring (6)")
@@ -120,6 +151,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="save each held-out view beside the model's render in this folder",
     )
     evaluate.set_defaults(handler=_evaluate)
+    if extra_verbs is not None:
+        extra_verbs(verbs)
     return parser
 
 
@@ -127,6 +160,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from recon import pipeline
 
     options = pipeline.ReconOptions.for_preset(args.preset)
+    known = {f"{d}_m": getattr(args, f"{d}_m") for d in ("height", "width", "depth")}
+    for name, value in known.items():
+        if value is not None and not value > 0:
+            raise InputError(f"--{name.replace('_', '-')} must be a length above 0 metres")
+    options = dataclasses.replace(options, orient=dataclasses.replace(options.orient, **known))
     with progress_bar() as progress:
         result = pipeline.reconstruct(
             args.input, args.out, options, overwrite=args.overwrite, progress=progress
@@ -156,13 +194,18 @@ def _synth(args: argparse.Namespace) -> int:
         novel_views=args.novel_views,
         up_axis=synth.UpAxis(args.up),
         size_m=args.size_m,
+        video=args.video,
+        video_frames=args.video_frames,
         overwrite=args.overwrite,
     )
     with progress_bar() as progress:
         result = synth.run(args.model, args.out, options, progress=progress)
     width, height, depth = result.size_m
+    taken = (
+        f"a {len(result.cameras)}-frame video" if args.video else f"{len(result.cameras)} photos"
+    )
     console.print(
-        f"wrote {len(result.cameras)} photos and {len(result.novel_cameras)} held-out views of a "
+        f"wrote {taken} and {len(result.novel_cameras)} held-out views of a "
         f"{width:.3f} × {height:.3f} × {depth:.3f} m product to {result.out_dir}"
     )
     return 0

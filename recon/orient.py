@@ -17,9 +17,14 @@ from recon.workspace import Workspace, write_json_atomic
 
 @dataclass(frozen=True, kw_only=True)
 class OrientOptions:
-    """Where the asset's front is."""
+    """Where the asset's front is, and its real size when the merchant knows one dimension."""
 
     front_photo: int = 0  # the product's front faces this photo (index in capture order)
+    # Known outer dimensions in metres (height along +Y, width along X, depth along the front
+    # axis Z): the first one given, in this order, scales the model to metres.
+    height_m: float | None = None
+    width_m: float | None = None
+    depth_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class OrientResult:
     matrix: np.ndarray  # (4, 4) SfM frame -> asset frame
     up_source: str
     bbox: np.ndarray  # (3,) extent of the oriented mesh
+    scale_source: str  # "unknown", or the dimension that gave metres ("height_m", ...)
     seconds: float
 
 
@@ -46,15 +52,28 @@ def run(
     matrix = asset_transform(np.asarray(mesh.vertices), region, front_camera)
     up_source = "table plane" if region.ground is not None else "camera ring"
     oriented = mesh.vertices @ matrix[:3, :3].T + matrix[:3, 3]
-    bbox = np.ptp(oriented, axis=0)
+    scale, scale_source = known_scale(np.ptp(oriented, axis=0), options)
+    matrix[:3] *= scale  # about the origin, the product's bottom centre, which stays put
+    bbox = np.ptp(oriented, axis=0) * scale
     write_json_atomic(
         workspace.orient_path,
         {"matrix": matrix.tolist(), "up_source": up_source, "front": front_camera.name,
-         "scale": "unknown"},
+         "scale": scale_source},
     )  # fmt: skip
     if progress:
         progress("orient", 1.0, up_source)
-    return OrientResult(matrix, up_source, bbox, time.perf_counter() - start)
+    return OrientResult(matrix, up_source, bbox, scale_source, time.perf_counter() - start)
+
+
+def known_scale(extent: np.ndarray, options: OrientOptions) -> tuple[float, str]:
+    """(factor to metres, which dimension gave it) from the first known dimension in `options`
+    (height, width, depth) and the oriented model's (3,) `extent` (x, y, z); (1, "unknown")
+    when none is known."""
+    for field_name, axis in (("height_m", 1), ("width_m", 0), ("depth_m", 2)):
+        known = getattr(options, field_name)
+        if known is not None and known > 0 and extent[axis] > 0:
+            return float(known / extent[axis]), field_name
+    return 1.0, "unknown"
 
 
 def asset_transform(vertices: np.ndarray, region: ObjectRegion, front: Camera) -> np.ndarray:

@@ -75,6 +75,21 @@ STAGES: tuple[str, ...] = (
     "capture", "sfm", "masks", "depth", "fusion", "mesh", "orient", "texture",
 )  # fmt: skip
 
+# Each stage's typical share of a standard run's time (24 photos, this benchmark's split), so a
+# job's overall progress and ETA advance at a steady pace.
+STAGE_SHARE: dict[str, float] = {
+    "capture": 0.02, "sfm": 0.25, "masks": 0.04, "depth": 0.50, "fusion": 0.03, "mesh": 0.03,
+    "orient": 0.01, "texture": 0.12,
+}  # fmt: skip
+
+
+def overall_fraction(stage: str, fraction: float) -> float:
+    """The whole run's fraction done when `stage` is `fraction` done (stages run in order)."""
+    if stage not in STAGE_SHARE:
+        return 0.0
+    before = sum(STAGE_SHARE[s] for s in STAGES[: STAGES.index(stage)])
+    return min(1.0, before + STAGE_SHARE[stage] * min(max(fraction, 0.0), 1.0))
+
 
 def reconstruct(
     input_path: Path | str,

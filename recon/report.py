@@ -35,7 +35,9 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
     warnings += [
         f"{item['image']} not used: {item['reason']}" for item in sfm_info.get("unregistered", [])
     ]
-    warnings.append(UNKNOWN_SCALE_WARNING)
+    scale_known = orientation.get("scale", "unknown") != "unknown"
+    if not scale_known:
+        warnings.append(UNKNOWN_SCALE_WARNING)
     state = json.loads(workspace.state_path.read_text())
     timings = {stage: round(float(info["seconds"]), 3) for stage, info in state.items()}
     timings["total"] = round(total_seconds, 3)
@@ -47,7 +49,7 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
         "version": REPORT_VERSION,
         "status": "succeeded",
         "preset": str(getattr(options, "preset", "")),
-        "units": "unknown",
+        "units": "metre" if scale_known else "unknown",
         "images": {
             "total": len(capture_info["images"]) + len(capture_info.get("rejected", [])),
             "registered": len(cameras),
@@ -69,6 +71,7 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
         "orientation": {
             "up": orientation["up_source"],
             "front": orientation["front"],
+            "scale": orientation.get("scale", "unknown"),
             "sfm_to_model": to_asset.round(12).tolist(),
         },
         "timings_s": timings,

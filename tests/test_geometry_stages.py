@@ -187,6 +187,25 @@ def test_orientation_puts_the_product_upright_on_the_origin(table_workspace) -> 
     horizontal = first.center[[0, 2]] / np.linalg.norm(first.center[[0, 2]])
     assert horizontal[1] > 0.995
     assert first.center[1] > 0  # above the table
+    assert result.scale_source == "unknown"
+
+    # A known height (here 3× the true 0.24 m, as if SfM had come out in other units) scales
+    # the model about its bottom centre; the cameras keep seeing it where they did.
+    scaled = orient.run(moved, orient.OrientOptions(height_m=0.72))
+    assert scaled.scale_source == "height_m"
+    big = mesh.copy()
+    big.apply_transform(scaled.matrix)
+    factor = 0.72 / np.ptp(oriented.vertices, axis=0)[1]
+    np.testing.assert_allclose(
+        np.ptp(big.vertices, axis=0), np.ptp(oriented.vertices, axis=0) * factor
+    )
+    assert abs(big.bounds[0][1]) < factor * 0.004
+    camera = moved.read_sfm_cameras()[0]
+    point = mesh.vertices[0]
+    uv_big, depth_big = camera.transformed(scaled.matrix).project(big.vertices[:1])
+    uv, depth = camera.project(point[None])
+    np.testing.assert_allclose(uv_big, uv, atol=1e-3)
+    np.testing.assert_allclose(depth_big, depth * factor, rtol=1e-5)
 
 
 def test_small_holes_are_filled_and_big_ones_kept() -> None:

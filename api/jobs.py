@@ -1,0 +1,155 @@
+"""Jobs: upload photos (or a zip, or a video) to start one; watch, list and cancel them."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import func, select
+
+from api.auth import current_merchant
+from api.context import db, settings, storage
+from api.db import FINISHED_STATES, Job, JobState, new_id, utcnow
+from api.errors import ApiError, not_found
+from api.serialize import job_json
+from api.uploads import accept_upload
+from api.webhooks import check_callback_url, queue_job_webhook
+
+blueprint = Blueprint("jobs", __name__)
+
+PRESETS = ("preview", "standard", "high")
+DIMENSIONS = ("height", "width", "depth")
+MAX_PER_PAGE = 100
+
+
+@blueprint.post("/jobs")  # rate-limited more strictly than the rest (api.ratelimit)
+def create_job() -> Response:
+    merchant = current_merchant(db())
+    options = _job_options(request.form)
+    callback_url = request.form.get("callback_url") or None
+    if callback_url is not None:
+        why = check_callback_url(callback_url, allow_private=settings().webhook_allow_private)
+        if why is not None:
+            raise ApiError(400, "bad_callback_url", why)
+    upload = accept_upload(request.files.getlist("files"), settings(), storage())
+    job = Job(
+        id=new_id("job"),
+        merchant_id=merchant.id,
+        options=options,
+        input={**upload.to_json(), "name": upload.input_name},
+        callback_url=callback_url,
+    )
+    target = storage().upload_dir(job.id)
+    os.replace(upload.folder, target)
+    try:
+        db().add(job)
+        db().commit()
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    response = jsonify(job_json(job))
+    response.status_code = 202
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return response
+
+
+@blueprint.get("/jobs")
+def list_jobs() -> Response:
+    merchant = current_merchant(db())
+    page, per_page = page_arguments()
+    query = select(Job).where(Job.merchant_id == merchant.id)
+    if state := request.args.get("state"):
+        if state not in tuple(JobState):
+            raise ApiError(
+                400, "bad_request", f"state must be one of {', '.join(JobState)}, not {state!r}"
+            )
+        query = query.where(Job.state == state)
+    total = db().scalar(select(func.count()).select_from(query.subquery()))
+    jobs = db().scalars(
+        query.order_by(Job.created_at.desc(), Job.id).offset((page - 1) * per_page).limit(per_page)
+    )
+    return jsonify(
+        jobs=[job_json(job) for job in jobs],
+        page=page,
+        per_page=per_page,
+        total=total,
+        pages=max(1, math.ceil(total / per_page)),
+    )
+
+
+@blueprint.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    return jsonify(job_json(merchant_job(job_id)))
+
+
+@blueprint.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> Response:
+    """A queued job is cancelled at once (200); a running one is stopped by the worker within
+    seconds (202; watch its state)."""
+    job = merchant_job(job_id)
+    if job.state in FINISHED_STATES:
+        raise ApiError(409, "conflict", f"job {job.id} has already {job.state}; nothing to cancel")
+    status = 202
+    if job.state == JobState.QUEUED:
+        job.state, job.finished_at, status = JobState.CANCELLED, utcnow(), 200
+        queue_job_webhook(db(), job)
+    else:
+        job.cancel_requested = True
+    db().commit()
+    response = jsonify(job_json(job))
+    response.status_code = status
+    return response
+
+
+def merchant_job(job_id: str) -> Job:
+    """The merchant's job, or 404 (also for another merchant's: ids are not confirmed)."""
+    merchant = current_merchant(db())
+    job = db().get(Job, job_id)
+    if job is None or job.merchant_id != merchant.id:
+        raise not_found(f"job {job_id}")
+    return job
+
+
+def page_arguments() -> tuple[int, int]:
+    try:
+        page = int(request.args.get("page", 1))
+        per_page = int(request.args.get("per_page", 20))
+    except ValueError:
+        raise ApiError(400, "bad_request", "page and per_page must be whole numbers") from None
+    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+        raise ApiError(
+            400, "bad_request", f"page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"
+        )
+    return page, per_page
+
+
+def _job_options(form) -> dict:
+    """The job's options from the form fields, checked before the upload is read."""
+    preset = form.get("preset", "standard")
+    if preset not in PRESETS:
+        raise ApiError(400, "bad_option", f"preset must be one of {', '.join(PRESETS)}")
+    options: dict = {"preset": preset}
+    for field, limit in (("name", 200), ("sku", 100)):
+        if value := form.get(field, "").strip():
+            if len(value) > limit:
+                raise ApiError(400, "bad_option", f"{field} is longer than {limit} characters")
+            options[field] = value
+    dimensions = {}
+    for dimension in DIMENSIONS:
+        text = form.get(f"{dimension}_m", "").strip()
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.001 <= value <= 100:
+            raise ApiError(
+                400, "bad_option", f"{dimension}_m must be a length in metres (0.001–100)"
+            )
+        dimensions[dimension] = value
+    if dimensions:
+        options["dimensions_m"] = dimensions
+    return options

@@ -1,0 +1,352 @@
+"""The OpenAPI 3 description of the API, served at /api/v1/openapi.json; tests hold the code to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+import recon
+from api.jobs import DIMENSIONS, MAX_PER_PAGE, PRESETS
+from api.storage import MODEL_FILES
+
+blueprint = Blueprint("openapi", __name__)
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = {"default": _json(_ref("Error"), "the request was refused (4xx) or failed (5xx)")}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+_TIME = {"type": "string", "format": "date-time", "nullable": True}
+_PAGE_PARAMETERS = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+    {
+        "name": "per_page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 20},
+    },
+]
+_FILE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"enum": list(MODEL_FILES)}}
+_FILE_RESPONSES = {
+    "200": {
+        "description": "the file (ETag; If-None-Match and Range honoured)",
+        "content": {
+            mime: {"schema": {"type": "string", "format": "binary"}}
+            for mime in MODEL_FILES.values()
+        },
+    },
+    "304": {"description": "not modified since the ETag sent"},
+    **_ERROR,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "state", "progress", "warnings", "options", "created_at", "links"],
+        "properties": {
+            "id": {"type": "string"},
+            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "stage": {**_NULLABLE_STRING, "description": "the pipeline stage running now"},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "eta_s": {"type": "number", "nullable": True, "description": "seconds left"},
+            "message": _NULLABLE_STRING,
+            "warnings": {"type": "array", "items": {"type": "string"}},
+            "error": {
+                "type": "object",
+                "nullable": True,
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "options": {"type": "object"},
+            "input": {
+                "type": "object",
+                "properties": {
+                    "kind": {"enum": ["photos", "zip", "video"]},
+                    "files": {"type": "integer"},
+                    "bytes": {"type": "integer"},
+                },
+            },
+            "callback_url": _NULLABLE_STRING,
+            "attempts": {"type": "integer"},
+            "model_id": _NULLABLE_STRING,
+            "created_at": _TIME,
+            "started_at": _TIME,
+            "finished_at": _TIME,
+            "links": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "JobList": {
+        "type": "object",
+        "required": ["jobs", "page", "per_page", "total", "pages"],
+        "properties": {
+            "jobs": {"type": "array", "items": _ref("Job")},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+            "pages": {"type": "integer"},
+        },
+    },
+    "ModelFile": {
+        "type": "object",
+        "required": ["url", "bytes", "etag"],
+        "properties": {
+            "url": {"type": "string"},
+            "bytes": {"type": "integer"},
+            "etag": {"type": "string"},
+        },
+    },
+    "PublicModel": {
+        "type": "object",
+        "required": ["id", "published", "files", "summary"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": _NULLABLE_STRING,
+            "sku": _NULLABLE_STRING,
+            "published": {"type": "boolean"},
+            "published_at": _TIME,
+            "created_at": _TIME,
+            "summary": {
+                "type": "object",
+                "description": "units ('metre' or 'unknown'), bbox [w, h, d], faces, vertices, "
+                "texture_px, photos_used, photos_total, preset",
+            },
+            "files": {"type": "object", "additionalProperties": _ref("ModelFile")},
+        },
+    },
+    "Model": {
+        "allOf": [
+            _ref("PublicModel"),
+            {
+                "type": "object",
+                "required": ["job_id"],
+                "properties": {"job_id": {"type": "string"}, "public_url": _NULLABLE_STRING},
+            },
+        ]
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["models", "page", "per_page", "total"],
+        "properties": {
+            "models": {"type": "array", "items": _ref("Model")},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+        },
+    },
+}
+
+_JOB_FORM = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "JPEG/PNG/HEIC photos (3 or more), or one .zip of them, or one "
+            "MP4/MOV/WebM video; types are told by content, not by name",
+        },
+        "preset": {"enum": list(PRESETS), "default": "standard"},
+        "name": {"type": "string", "maxLength": 200},
+        "sku": {"type": "string", "maxLength": 100},
+        **{
+            f"{d}_m": {
+                "type": "number",
+                "minimum": 0.001,
+                "maximum": 100,
+                "description": f"known {d} in metres: the model comes out in metres",
+            }
+            for d in DIMENSIONS
+        },
+        "callback_url": {
+            "type": "string",
+            "format": "uri",
+            "description": "POSTed the job (JSON) when it finishes, signed: X-Recon-Signature = "
+            "'sha256=' + hex HMAC-SHA256 of the body with the merchant's webhook secret",
+        },
+    },
+}
+
+
+def _job_id() -> dict:
+    return {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _model_id() -> dict:
+    return {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def spec() -> dict:
+    job = _json(_ref("Job"), "the job")
+    model = _json(_ref("Model"), "the model")
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "recon: product photos to 3D models",
+            "version": recon.__version__,
+            "description": "Upload photos of a product; get a textured glTF model to embed. "
+            'Errors are JSON: {"error": {"code", "message"}}.',
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+            "schemas": SCHEMAS,
+        },
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "Is the service up",
+                    "security": [],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status", "version"],
+                                "properties": {
+                                    "status": {"type": "string"},
+                                    "version": {"type": "string"},
+                                },
+                            },
+                            "the service answers",
+                        )
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
+                }
+            },
+            "/jobs": {
+                "post": {
+                    "summary": "Start a reconstruction from photos, a zip or a video",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"multipart/form-data": {"schema": _JOB_FORM}},
+                    },
+                    "responses": {
+                        "202": {
+                            **job,
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                        },
+                        **_ERROR,
+                    },
+                },
+                "get": {
+                    "summary": "The merchant's jobs, newest first",
+                    "parameters": [
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": {
+                                "enum": ["queued", "running", "succeeded", "failed", "cancelled"]
+                            },
+                        },
+                        *_PAGE_PARAMETERS,
+                    ],
+                    "responses": {"200": _json(_ref("JobList"), "one page of jobs"), **_ERROR},
+                },
+            },
+            "/jobs/{job_id}": {
+                "get": {
+                    "summary": "A job's state, stage, progress and ETA",
+                    "parameters": [_job_id()],
+                    "responses": {"200": job, **_ERROR},
+                }
+            },
+            "/jobs/{job_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a job (200: cancelled; 202: the running job is stopping)",
+                    "parameters": [_job_id()],
+                    "responses": {"200": job, "202": job, **_ERROR},
+                }
+            },
+            "/models": {
+                "get": {
+                    "summary": "The merchant's models, newest first",
+                    "parameters": [
+                        {"name": "published", "in": "query", "schema": {"enum": ["true", "false"]}},
+                        {"name": "sku", "in": "query", "schema": {"type": "string"}},
+                        *_PAGE_PARAMETERS,
+                    ],
+                    "responses": {"200": _json(_ref("ModelList"), "one page of models"), **_ERROR},
+                }
+            },
+            "/models/{model_id}": {
+                "get": {
+                    "summary": "A model's metadata and file links",
+                    "parameters": [_model_id()],
+                    "responses": {"200": model, **_ERROR},
+                },
+                "delete": {
+                    "summary": "Delete a model and its files (the job and its photos stay)",
+                    "parameters": [_model_id()],
+                    "responses": {"204": {"description": "deleted"}, **_ERROR},
+                },
+            },
+            "/models/{model_id}/files/{name}": {
+                "get": {
+                    "summary": "One of the model's files",
+                    "parameters": [_model_id(), _FILE_NAME],
+                    "responses": _FILE_RESPONSES,
+                }
+            },
+            "/models/{model_id}/publish": {
+                "post": {
+                    "summary": "Make the model's files public for shops to embed",
+                    "parameters": [_model_id()],
+                    "responses": {"200": model, **_ERROR},
+                }
+            },
+            "/models/{model_id}/unpublish": {
+                "post": {
+                    "summary": "Take the model's public files down",
+                    "parameters": [_model_id()],
+                    "responses": {"200": model, **_ERROR},
+                }
+            },
+            "/public/models/{model_id}": {
+                "get": {
+                    "summary": "A published model's metadata (no key; CORS; cacheable)",
+                    "security": [],
+                    "parameters": [_model_id()],
+                    "responses": {"200": _json(_ref("PublicModel"), "the model"), **_ERROR},
+                }
+            },
+            "/public/models/{model_id}/{name}": {
+                "get": {
+                    "summary": "A published model's file (no key; CORS; ETag; cacheable)",
+                    "security": [],
+                    "parameters": [_model_id(), _FILE_NAME],
+                    "responses": _FILE_RESPONSES,
+                }
+            },
+        },
+    }
+
+
+@blueprint.get("/openapi.json")
+def openapi_json() -> Response:
+    return jsonify(spec())

@@ -1,0 +1,49 @@
+"""`recon serve`: the API under waitress (a production WSGI server) with the embedded worker."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import waitress
+
+from api import create_app
+from api.worker import EmbeddedWorker
+
+logger = logging.getLogger(__name__)
+
+
+def serve(*, host: str, port: int, threads: int = 8, worker: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM; settings come from RECON_* environment variables. Running
+    jobs are stopped on the way out and resume at the next start."""
+    app = create_app()
+    settings = app.extensions["recon"]["settings"]
+    server = waitress.create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=settings.max_upload_bytes,
+        clear_untrusted_proxy_headers=True,
+    )
+    embedded = EmbeddedWorker(settings) if worker else None
+    if embedded is not None:
+        embedded.start()
+
+    def _stop(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    logger.warning(
+        "serving the API on http://%s:%d/api/v1 (storage %s, %s)",
+        host, server.effective_port, settings.storage_dir.resolve(),
+        "with the embedded worker" if embedded else "no worker",
+    )  # fmt: skip
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        logger.warning("stopping")
+    finally:
+        server.close()
+        if embedded is not None:
+            embedded.stop()

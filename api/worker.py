@@ -1,0 +1,249 @@
+"""The embedded worker: runs queued jobs in child processes, recovers orphaned ones, sends webhooks.
+
+It is a thread of `recon serve`. Each job runs in a process of its own (`api.job_runner`), so a
+crash or an out-of-memory kill takes one job down, not the server; the job is then resumed from
+its last finished stage, up to `job_max_attempts` times. When the server itself dies, its job
+processes die with it, and the next start resumes their jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import sessionmaker
+
+from api.db import Job, JobState, make_engine, make_sessions, utcnow
+from api.settings import Settings
+from api.storage import Storage
+from api.webhooks import deliver_due, queue_job_webhook
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Running:
+    process: subprocess.Popen
+    started: float
+    cancelling: bool = False
+
+
+class EmbeddedWorker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions: sessionmaker = make_sessions(make_engine(settings.resolved_database_url))
+        self.storage = Storage(settings.storage_dir)
+        self.running: dict[str, _Running] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._webhook_thread: threading.Thread | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.storage.create()
+        self.storage.clear_incoming()
+        self._thread = threading.Thread(target=self._run, name="recon-worker", daemon=True)
+        self._thread.start()
+        self._webhook_thread = threading.Thread(
+            target=self._send_webhooks, name="recon-webhooks", daemon=True
+        )
+        self._webhook_thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop taking jobs; running ones are stopped and queued again (they resume later)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        for job_id, run in list(self.running.items()):
+            _terminate(run.process)
+            self._requeue(job_id, reason=None, count_attempt=False)
+        self.running.clear()
+
+    def _run(self) -> None:
+        self.recover_orphans()
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # the worker must outlive a bad moment of the database
+                logger.exception("worker step failed")
+            self._stop.wait(self.settings.worker_poll_s)
+
+    def _send_webhooks(self) -> None:
+        while not self._stop.is_set():
+            try:
+                deliver_due(self.sessions, self.settings)
+            except Exception:
+                logger.exception("webhook delivery failed")
+            self._stop.wait(self.settings.worker_poll_s)
+
+    # -- one round ------------------------------------------------------------------------------
+    def step(self) -> None:
+        self._reap()
+        self._honour_cancels_and_timeouts()
+        self.recover_orphans(stale_only=True)
+        while len(self.running) < self.settings.worker_concurrency and self._start_next():
+            pass
+
+    def _start_next(self) -> bool:
+        with self.sessions() as session:
+            job_id = session.scalar(
+                select(Job.id)
+                .where(Job.state == JobState.QUEUED)
+                .order_by(Job.created_at, Job.id)
+                .limit(1)
+            )
+            if job_id is None:
+                return False
+            # Claim it: only one worker's update finds it still queued.
+            claimed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.QUEUED)
+                .values(
+                    state=JobState.RUNNING,
+                    attempts=Job.attempts + 1,
+                    started_at=utcnow(),
+                    heartbeat_at=utcnow(),
+                    worker_host=socket.gethostname(),
+                    worker_pid=None,
+                )
+            ).rowcount
+            session.commit()
+        if claimed:
+            self._spawn(job_id)
+        return True
+
+    def _spawn(self, job_id: str) -> None:
+        env = {**os.environ, "RECON_WORKER_SETTINGS": self.settings.to_json()}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.job_runner", job_id, str(os.getpid())],
+            env=env,
+            start_new_session=True,  # a terminal's Ctrl-C goes to the server, which stops it
+        )
+        with self.sessions() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(worker_pid=process.pid))
+            session.commit()
+        self.running[job_id] = _Running(process, time.monotonic())
+        logger.info("job %s started (pid %d)", job_id, process.pid)
+
+    def _reap(self) -> None:
+        for job_id, run in list(self.running.items()):
+            code = run.process.poll()
+            if code is None:
+                continue
+            del self.running[job_id]
+            # A job that ended by itself has recorded it; _requeue then leaves it alone. Otherwise
+            # it was cancelled, timed out, or died.
+            why = f"signal {-code}" if code < 0 else f"exit code {code}"
+            self._requeue(job_id, reason=f"the worker process died ({why})")
+
+    def _honour_cancels_and_timeouts(self) -> None:
+        if not self.running:
+            return
+        with self.sessions() as session:
+            cancelled = set(
+                session.scalars(
+                    select(Job.id).where(Job.id.in_(self.running), Job.cancel_requested)
+                )
+            )
+        for job_id, run in self.running.items():
+            overdue = time.monotonic() - run.started > self.settings.job_timeout_s
+            if (job_id in cancelled or overdue) and not run.cancelling:
+                run.cancelling = True
+                if overdue:
+                    with self.sessions() as session:
+                        job = session.get(Job, job_id)
+                        job.error_code = "timeout"
+                        job.error_message = (
+                            f"the reconstruction ran longer than {self.settings.job_timeout_s:.0f} "
+                            "s and was stopped; try the preview preset or fewer photos"
+                        )
+                        job.cancel_requested = True
+                        session.commit()
+                _terminate(run.process)
+
+    # -- orphans: jobs marked running that no process works on ---------------------------------
+    def recover_orphans(self, *, stale_only: bool = False) -> None:
+        """Jobs left `running` by a server or worker that died: resume them (or fail them after
+        too many attempts). A job is orphaned when its heartbeat is older than the lease, or —
+        at start-up — when its process on this host is gone."""
+        stale_before = utcnow() - dt.timedelta(seconds=self.settings.job_lease_s)
+        with self.sessions() as session:
+            candidates = session.scalars(
+                select(Job).where(Job.state == JobState.RUNNING, Job.id.not_in(list(self.running)))
+            ).all()
+            orphans = [
+                job.id
+                for job in candidates
+                if job.heartbeat_at is None
+                or job.heartbeat_at < stale_before
+                or (not stale_only and not _may_be_alive(job))
+            ]
+        for job_id in orphans:
+            self._requeue(job_id, reason="the server or worker stopped during the job")
+
+    def _requeue(self, job_id: str, *, reason: str | None, count_attempt: bool = True) -> None:
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.state != JobState.RUNNING:
+                return
+            if job.cancel_requested and job.error_code != "timeout":
+                self._end(session, job, JobState.CANCELLED)
+                return
+            if job.error_code == "timeout" or job.attempts >= self.settings.job_max_attempts:
+                if job.error_code != "timeout":
+                    job.error_code = "worker_died"
+                    job.error_message = (
+                        f"{reason} {job.attempts} times; the photos may need more memory than "
+                        "this server has — try the preview preset, or contact support"
+                    )
+                self._end(session, job, JobState.FAILED)
+                return
+            if not count_attempt:
+                job.attempts = max(0, job.attempts - 1)
+            job.state, job.worker_pid, job.heartbeat_at = JobState.QUEUED, None, None
+            if reason:
+                job.warnings = [*job.warnings, f"{reason}; resumed from its last finished stage"]
+            session.commit()
+            logger.warning("job %s queued again: %s", job_id, reason or "server stopping")
+
+    @staticmethod
+    def _end(session, job: Job, state: JobState) -> None:
+        job.state, job.finished_at, job.eta_s = state, utcnow(), None
+        queue_job_webhook(session, job)
+        session.commit()
+
+
+def _may_be_alive(job: Job) -> bool:
+    """Whether the job's process may still live: on another host we cannot tell (trust the
+    heartbeat); on this one, whether its pid runs."""
+    if job.worker_pid is None:
+        return False
+    if job.worker_host != socket.gethostname():
+        return True
+    try:
+        os.kill(job.worker_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate(process: subprocess.Popen, grace_s: float = 5.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
