@@ -47,7 +47,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (health.blueprint, jobs.blueprint, models.blueprint, models.public,
                       openapi.blueprint):  # fmt: skip
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
-    add_rate_limits(
+    # Kept on the app: Flask-Limiter's decorators hold the limiter only by a weak reference.
+    app.extensions["recon"]["limiter"] = add_rate_limits(
         app, settings, uploads="jobs.create_job", exempt=(health.blueprint, openapi.blueprint)
     )
     return app

@@ -1,4 +1,4 @@
-"""The OpenAPI 3 description of the API, served at /api/v1/openapi.json; tests hold the code to it."""
+"""The OpenAPI 3 description of the API, served at /api/v1/openapi.json (tests hold code to it)."""
 
 from __future__ import annotations
 
