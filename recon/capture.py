@@ -1,4 +1,5 @@
-"""Take the merchant's photos (a folder or a .zip) into the workspace: checked, upright, resized."""
+"""Take the merchant's photos (a folder, a .zip or a video) into the workspace: checked, upright,
+resized."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
+from recon import video
 from recon.errors import CaptureError, InputError
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, atomic_path, write_json_atomic
@@ -52,6 +54,9 @@ _OS_JUNK = {"thumbs.db", "desktop.ini", "__macosx"}
 _FOCAL_RANGE_LONG_SIDES = (0.2, 20.0)
 
 SUPPORTED = "JPEG, PNG or HEIC"
+# Extensions that promise a video: such a file that does not open as one is a damaged video, not
+# "neither a folder nor a zip". Which path a file takes is decided by its content.
+_VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".3gp"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +66,18 @@ class CaptureOptions:
     min_images: int = 3  # fewer usable photos than this cannot make a model
     max_zip_bytes: int = 2 * 2**30  # total uncompressed size allowed from a zip
     max_files: int = 10_000  # files in a folder / members in a zip looked at; more is refused
-    jpeg_quality: int = 95  # working copies of JPEG and HEIC inputs
+    jpeg_quality: int = 95  # working copies of JPEG and HEIC inputs, and of video frames
+    # A video input (one file, recognised by its content):
+    max_video_frames: int = 60  # frames kept: the sharpest, spread evenly along the orbit
+    max_decoded_frames: int = 9000  # longer videos are refused (5 min at 30 fps) before
+    # they cost more decoding time; frames are also held to max_pixels each
+    video_blur_ratio: float = 0.25  # frames less sharp than this share of the sharp frames
+    # around them (90th percentile of their Laplacian variance) are dropped as blurry: a
+    # 1.5 px blur gives 0.02-0.05, a 9 px smear 0.1-0.3; a box's narrow sides stay above 0.5
+    video_sharpness_window: float = 0.05  # "around them": this far along the orbit, in image
+    # motion (× the long side; about 15° of orbit when the product fills the frame)
+    video_min_motion: float = 0.01  # kept frames lie at least this much image motion apart,
+    # in long sides of the frame (the picture moving 1 % of its width); closer is a duplicate
 
     def __post_init__(self) -> None:
         if self.max_image_px is not None and self.max_image_px < 16:
@@ -70,6 +86,12 @@ class CaptureOptions:
             raise InputError("max_pixels, max_zip_bytes and max_files must be positive")
         if not 1 <= self.jpeg_quality <= 100:
             raise InputError(f"jpeg_quality {self.jpeg_quality}: choose 1–100")
+        if self.max_video_frames < 1 or self.max_decoded_frames < 1:
+            raise InputError("max_video_frames and max_decoded_frames must be positive")
+        if not 0 <= self.video_blur_ratio < 1:
+            raise InputError(f"video_blur_ratio {self.video_blur_ratio}: choose 0 to below 1")
+        if self.video_sharpness_window <= 0 or self.video_min_motion <= 0:
+            raise InputError("video_sharpness_window and video_min_motion must be positive")
 
 
 @dataclass(frozen=True)
@@ -105,10 +127,16 @@ def run(
     Working copies are upright (EXIF orientation applied), 8-bit RGB, at most
     `max_image_px` on the long side, named as in the input (files in sub-folders get the
     sub-folder path joined by "__"; a folder prefix shared by every photo is dropped).
+    A single video file gives its chosen frames instead (see `take_video`).
     """
     options = options or CaptureOptions()
     input_path = Path(input_path)
     _check_input_path(input_path, workspace)
+    if input_path.is_file():
+        with input_path.open("rb") as stream:
+            video_format = video.sniff_video_format(stream.read(64))
+        if video_format or input_path.suffix.lower() in _VIDEO_SUFFIXES:
+            return take_video(input_path, workspace, options, progress=progress)
     logger.info("capture from %s with %s", input_path, options)
     heif_available = register_heif_opener()
 
@@ -128,11 +156,12 @@ def run(
             raise InputError(f"no photos found in {input_path}: expected {SUPPORTED} files{found}")
         for file in others:
             kind = kinds[file.source]
-            reason = (
-                "not an image"
-                if kind is None
-                else f"unsupported image format {kind}: export it as {SUPPORTED}"
-            )
+            if kind is None:
+                reason = "not an image"
+            elif kind.startswith("video"):
+                reason = f"a {kind}: send a video on its own, not in a folder or zip with photos"
+            else:
+                reason = f"unsupported image format {kind}: export it as {SUPPORTED}"
             rejected.append({"image": file.source, "reason": reason})
 
         names = _working_names(photos)
@@ -198,6 +227,203 @@ def run(
     return CaptureResult(images=images, rejected=rejected, warnings=warnings)
 
 
+# -- a video --------------------------------------------------------------------------------------
+
+
+def take_video(
+    video_path: Path,
+    workspace: Workspace,
+    options: CaptureOptions,
+    *,
+    progress: ProgressCallback | None = None,
+) -> CaptureResult:
+    """Write the chosen frames of a video as working copies ``frame_NNNNNN.jpg`` and capture.json.
+
+    Two decoding passes keep memory flat however long the video: the first measures every
+    frame small (sharpness, motion), the second writes only the chosen ones, upright and at
+    most `max_image_px` long. Every frame left out is in capture.json's "rejected" with why;
+    the warnings summarise them. A video has no EXIF, so focal lengths are left to SfM.
+    """
+    name = video_path.name
+    logger.info("capture from the video %s with %s", video_path, options)
+
+    def report(start: float, span: float) -> Callable[[float], None] | None:
+        if progress is None:
+            return None
+        return lambda fraction: progress(STAGE, start + span * fraction, name)
+
+    measures = video.measure_frames(
+        video_path,
+        max_frames=options.max_decoded_frames,
+        max_pixels=options.max_pixels,
+        progress=report(0.0, 0.8),
+    )
+    relative = video.relative_sharpness(
+        measures.sharpness,
+        measures.damaged,
+        video.orbit_path(measures.motion),
+        options.video_sharpness_window,
+    )
+    choice = video.choose_frames(
+        relative,
+        measures.motion,
+        measures.damaged,
+        max_count=options.max_video_frames,
+        min_motion=options.video_min_motion,
+        blur_ratio=options.video_blur_ratio,
+    )
+    total = len(measures.sharpness)
+    if len(choice.chosen) < options.min_images:
+        raise CaptureError(_too_few_frames(name, total, choice, options))
+
+    workspace.create()
+    workspace.capture_path.unlink(missing_ok=True)
+    _clear_dir(workspace.images_dir)
+    workspace.images_dir.mkdir(parents=True, exist_ok=True)
+    wanted = set(choice.chosen)
+    images: list[dict] = []
+    try:
+        _, frames = video.decode_frames(
+            video_path, max_frames=options.max_decoded_frames, max_pixels=options.max_pixels
+        )
+        with contextlib.closing(frames):
+            for decoded in frames:
+                if decoded.index not in wanted:
+                    continue
+                images.append(_take_frame(decoded, name, workspace, options))
+                if progress is not None:
+                    progress(STAGE, 0.8 + 0.2 * len(images) / len(wanted), images[-1]["name"])
+                if len(images) == len(wanted):
+                    break
+        if len(images) < len(wanted):
+            raise InputError(
+                f"{name} decoded to fewer frames the second time ({len(images)} of the "
+                f"{len(wanted)} chosen were found): the file is damaged; upload it again"
+            )
+        rejected = [
+            {"image": video.frame_name(index), "reason": reason}
+            for index, reason in sorted(choice.rejected.items())
+        ]
+        warnings = _video_warnings(name, measures, choice)
+        write_json_atomic(
+            workspace.capture_path,
+            {
+                "version": 1,
+                "input": str(video_path),
+                "images": images,
+                "rejected": rejected,
+                "warnings": warnings,
+                "video": {
+                    "frames": total,
+                    "fps": round(measures.info.fps, 3),
+                    "rotation_deg": measures.rotation_deg,
+                    "kept": len(images),
+                    "dropped": choice.counts,
+                    "path_length": round(choice.path_length, 4),
+                    "spacing": round(choice.spacing, 4),
+                },
+            },
+        )
+    except BaseException:
+        _clear_dir(workspace.images_dir)
+        raise
+    for warning in warnings:
+        logger.warning(warning)
+    logger.info("capture: %d of %d frames of %s taken in", len(images), total, name)
+    return CaptureResult(images=images, rejected=rejected, warnings=warnings)
+
+
+def _take_frame(
+    decoded: video.DecodedFrame, source: str, workspace: Workspace, options: CaptureOptions
+) -> dict:
+    rgb = video.upright_rgb(decoded)
+    shown = (rgb.shape[1], rgb.shape[0])
+    target = working_size(shown, options.max_image_px)
+    image = Image.fromarray(rgb)
+    if target != shown:
+        image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    name = video.frame_name(decoded.index)
+    with atomic_path(workspace.image_path(name)) as tmp:
+        image.save(tmp, format="JPEG", quality=options.jpeg_quality, subsampling=0)
+    return {
+        "name": name,
+        "source": source,
+        "frame_index": decoded.index,
+        "time_s": None if decoded.time_s is None else round(float(decoded.time_s), 4),
+        "width": target[0],
+        "height": target[1],
+        "original_width": shown[0],
+        "original_height": shown[1],
+        "focal_px": None,
+        "focal_source": None,
+        "exif_camera": None,
+    }
+
+
+def _too_few_frames(
+    name: str, total: int, choice: video.FrameChoice, options: CaptureOptions
+) -> str:
+    kept = len(choice.chosen)
+    if choice.path_length < options.video_min_motion * options.min_images:
+        return (
+            f"{name}: the camera hardly moves in its {total} frames, so only {kept} different "
+            f"views could be taken (at least {options.min_images} are needed): walk slowly all "
+            "the way around the product while filming, or turn the product on a turntable"
+        )
+    return (
+        f"only {kept} usable frames in {name} ({total} frames: {_counts_text(choice.counts)}); "
+        f"at least {options.min_images} are needed — film a slow, steady orbit all around the "
+        "product in good light (30–60 s)"
+    )
+
+
+def _video_warnings(
+    name: str, measures: video.FrameMeasures, choice: video.FrameChoice
+) -> list[str]:
+    total = len(measures.sharpness)
+    warnings = [
+        f"{name}: {len(choice.chosen)} of {total} frames taken (the sharpest, spread evenly "
+        f"along the orbit); left out {_counts_text(choice.counts)}"
+    ]
+    if runs := video.blurry_runs(choice.rejected):
+        stretches = ", ".join(_stretch_text(first, last, measures.times_s) for first, last in runs)
+        warnings.append(
+            f"{name}: blurry stretches at {stretches}: move the camera more slowly there or add "
+            "light"
+        )
+    declared = measures.info.declared_frames
+    if declared > total:
+        warnings.append(
+            f"{name}: its header promises {declared} frames but only {total} decode: the file "
+            "may be cut short; the frames that decode were used"
+        )
+    warnings.append(
+        f"{name}: a video records no focal length: it will be estimated from the frames"
+    )
+    return warnings
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    words = {
+        "blurry": "blurry",
+        "duplicate": "near-duplicates of kept frames",
+        "damaged": "damaged",
+        "spacing": "between the kept frames",
+    }
+    parts = [f"{counts[kind]} {words[kind]}" for kind in words if counts.get(kind)]
+    return ", ".join(parts) or "none"
+
+
+def _stretch_text(first: int, last: int, times_s: np.ndarray) -> str:
+    frames = f"frames {first}–{last}" if last > first else f"frame {first}"
+    start, end = times_s[first], times_s[last]
+    if math.isfinite(start) and math.isfinite(end):
+        return (
+            f"{start:.1f}–{end:.1f} s ({frames})" if last > first else f"{start:.1f} s ({frames})"
+        )
+    return frames
+
+
 # -- the input: a folder or a zip ------------------------------------------------------------------
 
 
@@ -230,8 +456,8 @@ def _input_files(
                 "create the zip again"
             )
         raise InputError(
-            f"{input_path} is neither a folder nor a .zip: give a folder of {SUPPORTED} photos "
-            "or a .zip of them"
+            f"{input_path} is neither a folder nor a .zip: give a folder of {SUPPORTED} photos, "
+            f"a .zip of them, or one {video.SUPPORTED_VIDEO} video"
         )
     try:
         archive = zipfile.ZipFile(input_path)
@@ -350,12 +576,15 @@ def _working_names(photos: list[_InputFile]) -> dict[str, str]:
 
 def _sniff(file: _InputFile) -> str | None:
     """The image format named by the file's first bytes ("JPEG", "PNG", "HEIF", or the name of
-    a format we do not take), or None when it is not an image at all."""
+    a format we do not take, "video MP4" and the like included), or None when it is not an
+    image at all."""
     try:
         with file.open() as stream:
-            head = stream.read(32)
+            head = stream.read(64)
     except Exception:  # an unreadable member is just "not an image" here
         return None
+    if kind := video.sniff_video_format(head):
+        return f"video ({kind})"
     return sniff_image_format(head)
 
 

@@ -3,9 +3,11 @@
 Layout written to OUT (read by `recon evaluate` and the tests)::
 
     images/img_000.jpg ...        the "photos" (JPEG, EXIF 35 mm focal length)
-    truth/cameras.json            their cameras, in the report.json camera format
+    video.mp4                     instead of images/ with `video`: one continuous orbit (H.264)
+    truth/cameras.json            their cameras, in the report.json camera format (a video's
+                                  frames are named frame_000000.jpg ..., as capture names them)
     truth/mesh.ply                the product surface, truth frame: metres, +Y up, base on y = 0
-    truth/masks/img_000.png ...   the product's silhouette in each photo
+    truth/masks/img_000.png ...   the product's silhouette in each photo (or frame)
     truth/novel/view_00.png ...   held-out views (RGBA: alpha is the product mask)
     truth/novel/cameras.json      their cameras
     truth/scene.json              how the truth frame was made from the model file
@@ -13,6 +15,7 @@ Layout written to OUT (read by `recon evaluate` and the tests)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -30,6 +33,7 @@ from recon.errors import InputError
 from recon.progress import ProgressCallback
 from recon.render import Lighting, OffscreenRenderer
 from recon.textured_mesh import Primitive, TexturedMesh, from_trimesh, load_textured_mesh
+from recon.video import H264Writer, frame_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,9 @@ class SynthOptions:
     size_m: float | None = None  # longest side of the product in metres; None: guess from units
     jpeg_quality: int = 92
     supersample: int = 2  # anti-aliasing factor, as a real lens and sensor blur edges
+    video: bool = False  # film one continuous orbit into video.mp4 instead of taking photos
+    video_frames: int = 240  # frames of the video: one turn per photo ring, so 120 a turn
+    video_fps: float = 24.0
     overwrite: bool = False
 
 
@@ -71,6 +78,7 @@ class SynthResult:
 
 
 PLAIN_BACKGROUND_RGB = (214, 216, 220)
+VIDEO_NAME = "video.mp4"
 _TABLE_SIZE_FACTOR = 8.0  # tabletop side, in multiples of the product's bounding radius
 
 
@@ -92,12 +100,15 @@ def run(
     center = bounds.mean(axis=0)
     radius = float(np.linalg.norm(bounds[1] - bounds[0]) / 2)
     rng = np.random.default_rng(options.seed)
-    cameras = ring_cameras(center, radius, options.views, options, rng)
+    if options.video:
+        cameras = orbit_cameras(center, radius, options.video_frames, options, rng)
+    else:
+        cameras = ring_cameras(center, radius, options.views, options, rng)
     novel = novel_cameras(center, radius, options.novel_views, options)
 
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    for sub in ("images", "truth/masks", "truth/novel"):
+    for sub in ("truth/masks", "truth/novel", *(() if options.video else ("images",))):
         (staging / sub).mkdir(parents=True)
     full_scene = product
     if options.background == Background.TABLE:
@@ -106,13 +117,19 @@ def run(
     with (
         OffscreenRenderer(full_scene, lighting=options.lighting) as photographer,
         OffscreenRenderer(product, lighting=options.lighting) as product_only,
+        H264Writer(staging / VIDEO_NAME, options.size_px, options.size_px, options.video_fps)
+        if options.video
+        else contextlib.nullcontext() as film,
     ):
         for index, camera in enumerate(cameras):
             photo = photographer.render(
                 camera, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
             )
             silhouette = product_only.render(camera, supersample=options.supersample).mask
-            _write_jpeg(staging / "images" / camera.name, photo.rgb, camera, options)
+            if film is not None:
+                film.write(photo.rgb)
+            else:
+                _write_jpeg(staging / "images" / camera.name, photo.rgb, camera, options)
             Image.fromarray(silhouette).save(
                 staging / "truth" / "masks" / Path(camera.name).with_suffix(".png")
             )
@@ -137,7 +154,8 @@ def run(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
-    logger.info("wrote %d photos and %d novel views to %s", len(cameras), len(novel), out_dir)
+    kind = "video frames" if options.video else "photos"
+    logger.info("wrote %d %s and %d novel views to %s", len(cameras), kind, len(novel), out_dir)
     return SynthResult(out_dir, cameras, novel, bounds[1] - bounds[0])
 
 
@@ -228,6 +246,44 @@ def ring_cameras(
                     target_offset=rng.uniform(-0.03, 0.03, 3) * radius,
                 )
             )
+    return cameras
+
+
+def orbit_cameras(
+    center: np.ndarray, radius: float, frames: int, options: SynthOptions, rng: np.random.Generator
+) -> list[Camera]:
+    """`frames` cameras along one continuous orbit, as a phone filming the product: a turn at
+    each elevation of `ring_cameras`, gliding up to the next over half a turn, with the slow
+    sway of a hand-held camera (smooth, so consecutive frames stay close). Named as capture
+    names video frames."""
+    elevations_deg = (15.0, 40.0) if options.views < 36 else (12.0, 35.0, 60.0)
+    turns = len(elevations_deg)
+    phase = rng.uniform(0, 2 * math.pi, 5)
+    cameras = []
+    for index in range(frames):
+        turn = index / frames * turns  # turns done so far
+        elevation = elevations_deg[0]
+        for ring in range(1, turns):
+            # smoothstep from ring - 0.25 to ring + 0.25 turns
+            x = min(max((turn - ring + 0.25) / 0.5, 0.0), 1.0)
+            elevation += (elevations_deg[ring] - elevations_deg[ring - 1]) * x * x * (3 - 2 * x)
+
+        def sway(k: int, cycles: float, turn: float = turn) -> float:
+            return math.sin(2 * math.pi * cycles * turn + phase[k])
+
+        cameras.append(
+            _orbit_camera(
+                frame_name(index),
+                center,
+                radius,
+                options,
+                azimuth_deg=360.0 * turn,
+                elevation_deg=elevation + 2.0 * sway(0, 1.7),
+                distance_factor=1.0 + 0.04 * sway(1, 1.3),
+                roll_deg=1.5 * sway(2, 2.1),
+                target_offset=0.02 * radius * np.array([sway(3, 0.9), sway(4, 1.1), 0.0]),
+            )
+        )
     return cameras
 
 
@@ -332,6 +388,10 @@ def _validate(options: SynthOptions) -> None:
         raise InputError(f"--views {options.views}: a capture needs at least 3 photos")
     if not 64 <= options.size_px <= 8192:
         raise InputError(f"--size {options.size_px}: choose a photo size between 64 and 8192 px")
+    if options.video and options.size_px % 2:
+        raise InputError(f"--size {options.size_px}: H.264 video needs an even frame size")
+    if options.video and (options.video_frames < 3 or options.video_fps <= 0):
+        raise InputError("a video needs at least 3 frames and a positive frame rate")
     if not 10 <= options.hfov_deg <= 120:
         raise InputError(f"field of view {options.hfov_deg}° is outside 10–120°")
     if options.size_m is not None and options.size_m <= 0:
