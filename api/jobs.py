@@ -22,6 +22,7 @@ blueprint = Blueprint("jobs", __name__)
 PRESETS = ("preview", "standard", "high")
 DIMENSIONS = ("height", "width", "depth")
 MAX_PER_PAGE = 100
+MAX_PAGE = 1_000_000  # far past any real listing; keeps offsets in range of every database
 
 
 @blueprint.post("/jobs")  # rate-limited more strictly than the rest (api.ratelimit)
@@ -118,9 +119,11 @@ def page_arguments() -> tuple[int, int]:
         per_page = int(request.args.get("per_page", 20))
     except ValueError:
         raise ApiError(400, "bad_request", "page and per_page must be whole numbers") from None
-    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
         raise ApiError(
-            400, "bad_request", f"page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"
+            400,
+            "bad_request",
+            f"page must be 1–{MAX_PAGE} and per_page 1–{MAX_PER_PAGE}",
         )
     return page, per_page
 

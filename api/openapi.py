@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 import recon
-from api.jobs import DIMENSIONS, MAX_PER_PAGE, PRESETS
+from api.jobs import DIMENSIONS, MAX_PAGE, MAX_PER_PAGE, PRESETS
 from api.storage import MODEL_FILES
 
 blueprint = Blueprint("openapi", __name__)
@@ -25,7 +25,11 @@ _ERROR = {"default": _json(_ref("Error"), "the request was refused (4xx) or fail
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _TIME = {"type": "string", "format": "date-time", "nullable": True}
 _PAGE_PARAMETERS = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+    {
+        "name": "page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+    },
     {
         "name": "per_page",
         "in": "query",
