@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     create_engine,
     event,
 )
@@ -43,25 +44,26 @@ class JobState(StrEnum):
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-class UtcDateTime(DateTime):
-    """SQLite forgets time zones: give every datetime back as UTC."""
+class UtcDateTime(TypeDecorator):
+    """Datetimes stored in UTC and given back aware of it (SQLite keeps no time zone)."""
 
+    impl = DateTime(timezone=True)
     cache_ok = True
 
-    def result_processor(self, dialect, coltype):  # type: ignore[override]
-        def process(value: Any) -> dt.datetime | None:
-            if isinstance(value, str):
-                value = dt.datetime.fromisoformat(value)
-            if value is not None and value.tzinfo is None:
-                value = value.replace(tzinfo=dt.UTC)
-            return value
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
 
-        return process
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
 
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict] = {
-        dt.datetime: UtcDateTime(timezone=True),
+        dt.datetime: UtcDateTime(),
         dict: JSON,
         list: JSON,
     }

@@ -35,7 +35,7 @@ def serve(*, host: str, port: int, threads: int = 8, worker: bool = True) -> Non
 
     signal.signal(signal.SIGTERM, _stop)
     logger.warning(
-        "serving the API on http://%s:%d/api/v1 (storage %s, %s)",
+        "serving the API on http://%s:%s/api/v1 (storage %s, %s)",
         host, server.effective_port, settings.storage_dir.resolve(),
         "with the embedded worker" if embedded else "no worker",
     )  # fmt: skip

@@ -69,9 +69,12 @@ class EmbeddedWorker:
         self.running.clear()
 
     def _run(self) -> None:
-        self.recover_orphans()
+        first = True
         while not self._stop.is_set():
             try:
+                if first:  # whatever a dead server left running, before anything new
+                    self.recover_orphans()
+                    first = False
                 self.step()
             except Exception:  # the worker must outlive a bad moment of the database
                 logger.exception("worker step failed")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import http.server
 import io
 import json
+import os
 import socket
 import threading
 import zipfile
@@ -20,7 +22,7 @@ from PIL import Image
 import recon
 from api import create_app
 from api.auth import create_merchant
-from api.db import Job, JobState, Merchant, Model, WebhookDelivery
+from api.db import Job, JobState, Merchant, Model, WebhookDelivery, utcnow
 from api.job_runner import model_id_for
 from api.webhooks import deliver_due, queue_job_webhook, sign
 from api.worker import EmbeddedWorker
@@ -559,6 +561,21 @@ def test_orphaned_jobs_are_resumed_then_failed_after_too_many_attempts(app, clie
         job = session.get(Job, job_id)
         assert job.state == JobState.QUEUED
         assert "resumed" in job.warnings[-1]
+        # A live process with a fresh heartbeat is left alone; a silent one is not.
+        job.state, job.worker_pid, job.heartbeat_at = JobState.RUNNING, os.getpid(), utcnow()
+        session.commit()
+    worker.recover_orphans()
+    worker.recover_orphans(stale_only=True)
+    with sessions(app)() as session:
+        job = session.get(Job, job_id)
+        assert job.state == JobState.RUNNING
+        job.heartbeat_at = utcnow() - dt.timedelta(seconds=settings.job_lease_s + 1)
+        session.commit()
+    worker.recover_orphans(stale_only=True)
+    with sessions(app)() as session:
+        job = session.get(Job, job_id)
+        assert job.state == JobState.QUEUED
+        assert job.attempts == 1
         job.state, job.attempts = JobState.RUNNING, settings.job_max_attempts
         session.commit()
     worker.recover_orphans()
