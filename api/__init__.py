@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import health, jobs, models, openapi
+from api import health, jobs, models, openapi, viewer
 from api.context import close_db
 from api.db import make_engine, make_sessions
 from api.errors import register_error_handlers
@@ -47,6 +47,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (health.blueprint, jobs.blueprint, models.blueprint, models.public,
                       openapi.blueprint):  # fmt: skip
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    # The web pages (/v/ID, /shop/NAME, /app), and who may frame which page.
+    viewer.register(app, API_PREFIX)
     # Kept on the app: Flask-Limiter's decorators hold the limiter only by a weak reference.
     app.extensions["recon"]["limiter"] = add_rate_limits(
         app, settings, uploads="jobs.create_job", exempt=(health.blueprint, openapi.blueprint)

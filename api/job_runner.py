@@ -109,7 +109,8 @@ def run_job(settings: Settings, job_id: str) -> str:
             )
         )
         job.model_id = model_id
-        job.warnings = list(report.get("warnings", []))
+        # The worker's notes (a resumed run) first, then the reconstruction's own.
+        job.warnings = [*job.warnings, *report.get("warnings", [])]
         session.commit()
     return _finish(sessions, settings, job_id, JobState.SUCCEEDED)
 

@@ -243,6 +243,26 @@ def spec() -> dict:
                     "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
                 }
             },
+            "/merchant": {
+                "get": {
+                    "summary": "Whose key this is, and the merchant's storefront page",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["name", "key_hint", "storefront_url"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "key_hint": {"type": "string"},
+                                    "storefront_url": {"type": "string"},
+                                },
+                            },
+                            "the merchant",
+                        ),
+                        **_ERROR,
+                    },
+                }
+            },
             "/jobs": {
                 "post": {
                     "summary": "Start a reconstruction from photos, a zip or a video",
