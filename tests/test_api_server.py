@@ -124,3 +124,29 @@ def test_a_job_survives_the_server_being_killed(server) -> None:
     )
     assert glb.status_code == 200
     assert glb.content[:4] == b"glTF"
+
+
+def test_a_running_job_can_be_cancelled_and_an_overlong_one_is_stopped(tmp_path) -> None:
+    server = Server(tmp_path / "storage", env={"RECON_WORKER_POLL_S": "0.2"})
+    alice = server.merchant("alice")
+    with server:
+        job = server.upload(alice, preset="preview")
+        server.wait(alice, job["id"], lambda j: j["state"] == "running" and j["stage"])
+        response = requests.post(f"{server.url}/jobs/{job['id']}/cancel", headers=alice)
+        assert response.status_code == 202
+        started = time.monotonic()
+        done, _ = server.wait(alice, job["id"], lambda j: j["state"] == "cancelled")
+        assert time.monotonic() - started < 15
+        assert done["model_id"] is None
+
+    overlong = Server(tmp_path / "storage2", env={"RECON_WORKER_POLL_S": "0.2",
+                                                  "RECON_JOB_TIMEOUT_S": "3"})  # fmt: skip
+    alice = overlong.merchant("alice")
+    with overlong:
+        job = overlong.upload(alice, preset="preview")
+        deadline = time.monotonic() + 60
+        while (state := overlong.job(alice, job["id"]))["state"] != "failed":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.3)
+        assert state["error"]["code"] == "timeout"
+        assert "preview" in state["error"]["message"]
