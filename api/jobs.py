@@ -7,12 +7,12 @@ import os
 import shutil
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.auth import current_merchant
-from api.context import db, settings, storage
+from api.context import db, owned, page_of, settings, storage
 from api.db import FINISHED_STATES, Job, JobState, new_id, utcnow
-from api.errors import ApiError, not_found
+from api.errors import ApiError
 from api.serialize import job_json
 from api.uploads import accept_upload
 from api.webhooks import check_callback_url, queue_job_webhook
@@ -21,8 +21,6 @@ blueprint = Blueprint("jobs", __name__)
 
 PRESETS = ("preview", "standard", "high")
 DIMENSIONS = ("height", "width", "depth")
-MAX_PER_PAGE = 100
-MAX_PAGE = 1_000_000  # far past any real listing; keeps offsets in range of every database
 
 
 @blueprint.post("/jobs")  # rate-limited more strictly than the rest (api.ratelimit)
@@ -59,7 +57,6 @@ def create_job() -> Response:
 @blueprint.get("/jobs")
 def list_jobs() -> Response:
     merchant = current_merchant(db())
-    page, per_page = page_arguments()
     query = select(Job).where(Job.merchant_id == merchant.id)
     if state := request.args.get("state"):
         if state not in tuple(JobState):
@@ -67,17 +64,8 @@ def list_jobs() -> Response:
                 400, "bad_request", f"state must be one of {', '.join(JobState)}, not {state!r}"
             )
         query = query.where(Job.state == state)
-    total = db().scalar(select(func.count()).select_from(query.subquery()))
-    jobs = db().scalars(
-        query.order_by(Job.created_at.desc(), Job.id).offset((page - 1) * per_page).limit(per_page)
-    )
-    return jsonify(
-        jobs=[job_json(job) for job in jobs],
-        page=page,
-        per_page=per_page,
-        total=total,
-        pages=max(1, math.ceil(total / per_page)),
-    )
+    jobs, paging = page_of(query, Job.created_at.desc(), Job.id)
+    return jsonify(jobs=[job_json(job) for job in jobs], **paging)
 
 
 @blueprint.get("/jobs/<job_id>")
@@ -105,27 +93,7 @@ def cancel_job(job_id: str) -> Response:
 
 
 def merchant_job(job_id: str) -> Job:
-    """The merchant's job, or 404 (also for another merchant's: ids are not confirmed)."""
-    merchant = current_merchant(db())
-    job = db().get(Job, job_id)
-    if job is None or job.merchant_id != merchant.id:
-        raise not_found(f"job {job_id}")
-    return job
-
-
-def page_arguments() -> tuple[int, int]:
-    try:
-        page = int(request.args.get("page", 1))
-        per_page = int(request.args.get("per_page", 20))
-    except ValueError:
-        raise ApiError(400, "bad_request", "page and per_page must be whole numbers") from None
-    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
-        raise ApiError(
-            400,
-            "bad_request",
-            f"page must be 1–{MAX_PAGE} and per_page 1–{MAX_PER_PAGE}",
-        )
-    return page, per_page
+    return owned(Job, job_id, "job")
 
 
 def _job_options(form) -> dict:

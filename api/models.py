@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, send_file
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.auth import current_merchant
-from api.context import db, settings, storage
+from api.context import db, owned, page_of, settings, storage
 from api.db import Job, Model, utcnow
 from api.errors import not_found
-from api.jobs import page_arguments
 from api.serialize import model_json
 from api.storage import MODEL_FILES
 
@@ -20,21 +19,13 @@ public = Blueprint("public_models", __name__)
 @blueprint.get("/models")
 def list_models() -> Response:
     merchant = current_merchant(db())
-    page, per_page = page_arguments()
     query = select(Model).where(Model.merchant_id == merchant.id)
     if (published := request.args.get("published")) in ("true", "false"):
         query = query.where(Model.published == (published == "true"))
     if sku := request.args.get("sku"):
         query = query.where(Model.sku == sku)
-    total = db().scalar(select(func.count()).select_from(query.subquery()))
-    models = db().scalars(
-        query.order_by(Model.created_at.desc(), Model.id)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-    )
-    return jsonify(
-        models=[model_json(model) for model in models], page=page, per_page=per_page, total=total
-    )
+    models, paging = page_of(query, Model.created_at.desc(), Model.id)
+    return jsonify(models=[model_json(model) for model in models], **paging)
 
 
 @blueprint.get("/models/<model_id>")
@@ -106,11 +97,7 @@ def _allow_embedding(response: Response) -> Response:
 
 
 def merchant_model(model_id: str) -> Model:
-    merchant = current_merchant(db())
-    model = db().get(Model, model_id)
-    if model is None or model.merchant_id != merchant.id:
-        raise not_found(f"model {model_id}")
-    return model
+    return owned(Model, model_id, "model")
 
 
 def published_model(model_id: str) -> Model:

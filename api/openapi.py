@@ -7,7 +7,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 import recon
-from api.jobs import DIMENSIONS, MAX_PAGE, MAX_PER_PAGE, PRESETS
+from api.context import MAX_PAGE, MAX_PER_PAGE
+from api.jobs import DIMENSIONS, PRESETS
 from api.storage import MODEL_FILES
 
 blueprint = Blueprint("openapi", __name__)
@@ -146,12 +147,13 @@ SCHEMAS: dict[str, Any] = {
     },
     "ModelList": {
         "type": "object",
-        "required": ["models", "page", "per_page", "total"],
+        "required": ["models", "page", "per_page", "total", "pages"],
         "properties": {
             "models": {"type": "array", "items": _ref("Model")},
             "page": {"type": "integer"},
             "per_page": {"type": "integer"},
             "total": {"type": "integer"},
+            "pages": {"type": "integer"},
         },
     },
 }
