@@ -13,11 +13,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from recon import capture, depth, fusion, masks, meshing, orient, sfm, texturing
+from recon import assets, capture, depth, fusion, masks, meshing, orient, sfm, texturing
 from recon.errors import InputError, ReconError
 from recon.progress import ProgressCallback
 from recon.report import build_report
-from recon.workspace import Workspace, atomic_path, write_json_atomic
+from recon.workspace import PUBLISHED_FILES, Workspace, atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class ReconOptions:
     mesh: meshing.MeshOptions = field(default_factory=meshing.MeshOptions)
     orient: orient.OrientOptions = field(default_factory=orient.OrientOptions)
     texture: texturing.TextureOptions = field(default_factory=texturing.TextureOptions)
+    export: assets.AssetOptions = field(default_factory=assets.AssetOptions)
 
     @classmethod
     def for_preset(cls, preset: Preset | str = Preset.STANDARD) -> ReconOptions:
@@ -72,14 +73,14 @@ class Result:
 
 # Order matters: each stage reads what the ones before it wrote.
 STAGES: tuple[str, ...] = (
-    "capture", "sfm", "masks", "depth", "fusion", "mesh", "orient", "texture",
+    "capture", "sfm", "masks", "depth", "fusion", "mesh", "orient", "texture", "export",
 )  # fmt: skip
 
 # Each stage's typical share of a standard run's time (24 photos, this benchmark's split), so a
 # job's overall progress and ETA advance at a steady pace.
 STAGE_SHARE: dict[str, float] = {
-    "capture": 0.02, "sfm": 0.25, "masks": 0.04, "depth": 0.50, "fusion": 0.03, "mesh": 0.03,
-    "orient": 0.01, "texture": 0.12,
+    "capture": 0.02, "sfm": 0.25, "masks": 0.04, "depth": 0.47, "fusion": 0.03, "mesh": 0.03,
+    "orient": 0.01, "texture": 0.12, "export": 0.03,
 }  # fmt: skip
 
 
@@ -123,6 +124,7 @@ def reconstruct(
         "mesh": lambda: meshing.run(workspace, options.mesh, progress=progress),
         "orient": lambda: orient.run(workspace, options.orient, progress=progress),
         "texture": lambda: texturing.run(workspace, options.texture, progress=progress),
+        "export": lambda: assets.run(workspace, options.export, progress=progress),
     }
     stage_options = {
         "capture": {"input": str(input_path.resolve()), "options": options.capture},
@@ -133,6 +135,7 @@ def reconstruct(
         "mesh": options.mesh,
         "orient": options.orient,
         "texture": options.texture,
+        "export": options.export,
     }
     start = time.perf_counter()
     rerun_rest = False
@@ -156,6 +159,19 @@ def reconstruct(
             shutil.rmtree(out_dir, ignore_errors=True)  # bad input: leave nothing behind
         raise
     report = build_report(workspace, options, total_seconds=time.perf_counter() - start)
+    exported = workspace.stage_info("export")
+    report["warnings"] += exported.get("warnings", [])
+    report["files"] = {
+        name: workspace.staged_path(name).stat().st_size
+        for name in PUBLISHED_FILES
+        if workspace.staged_path(name).exists()
+    }
+    report["usdz"] = {
+        "arkit_compliant": exported.get("usdz_arkit_compliant"),
+        # glTF's unit is the metre; the USDZ says so too, whatever `units` is
+        "meters_per_unit": options.export.usdz_options.meters_per_unit,
+        "up_axis": "Y",
+    }
     publish(workspace, report)
     return Result(out_dir, workspace.model_path, workspace.report_path, report)
 
@@ -180,13 +196,24 @@ def stage_info(result: Any) -> dict:
 
 
 def publish(workspace: Workspace, report: dict) -> None:
-    """Move the finished model into place, then the report: a report means a complete job."""
-    with atomic_path(workspace.model_path) as tmp:
-        shutil.copyfile(workspace.textured_model_path, tmp)
+    """Move the staged files (model.glb, model.usdz, poster.webp) into place, each under a
+    temporary name then renamed, and the report last: a report means a complete job.
+
+    The staged copies stay in the workspace, so a resumed job can publish again.
+    """
+    for name in PUBLISHED_FILES:
+        staged = workspace.staged_path(name)
+        if not staged.exists():  # e.g. no poster without OpenGL; an old one must not linger
+            workspace.published_path(name).unlink(missing_ok=True)
+            continue
+        with atomic_path(workspace.published_path(name)) as tmp:
+            shutil.copyfile(staged, tmp)
     write_json_atomic(workspace.report_path, report)
 
 
 def unpublish(workspace: Workspace) -> None:
-    """Remove published outputs that the stages about to run will replace."""
+    """Remove published outputs that the stages about to run will replace (the report first:
+    without it, the folder holds no finished job)."""
     workspace.report_path.unlink(missing_ok=True)
-    workspace.model_path.unlink(missing_ok=True)
+    for name in PUBLISHED_FILES:
+        workspace.published_path(name).unlink(missing_ok=True)

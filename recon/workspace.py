@@ -2,7 +2,8 @@
 
 Layout of one reconstruction's output folder OUT::
 
-    OUT/model.glb, OUT/report.json      published outputs (moved into place at the very end)
+    OUT/model.glb, OUT/model.usdz,      published outputs (moved into place at the very end,
+    OUT/poster.webp, OUT/report.json    the report last)
     OUT/work/state.json                 which stages finished, with the options they ran with
     OUT/work/capture.json               the photos taken in, their sizes, focal priors, rejections
     OUT/work/images/NAME                working copies of the photos (EXIF-rotated, resized)
@@ -16,7 +17,7 @@ Layout of one reconstruction's output folder OUT::
     OUT/work/mesh/mesh.ply              the product surface (SfM frame, untextured)
     OUT/work/orient.json                SfM frame -> output frame (+Y up, base on y = 0)
     OUT/work/texture/                   textured mesh in the output frame
-    OUT/work/export/                    files staged for publishing
+    OUT/work/export/NAME                files staged for publishing (NAME in PUBLISHED_FILES)
 
 Stages record completion in state.json; a stage that finished with the same options is skipped
 on a re-run (unless `overwrite`), which is what makes a killed job resumable.
@@ -35,6 +36,11 @@ import numpy as np
 
 from recon.cameras import Camera, read_cameras_json, write_cameras_json
 
+# What a finished job publishes besides report.json, in OUT and staged in OUT/work/export (the
+# contract in DESIGN.md: the API serves these names).
+MODEL_FILE, USDZ_FILE, POSTER_FILE = "model.glb", "model.usdz", "poster.webp"
+PUBLISHED_FILES: tuple[str, ...] = (MODEL_FILE, USDZ_FILE, POSTER_FILE)
+
 
 class Workspace:
     """Paths and small read/write helpers for one job folder."""
@@ -46,7 +52,19 @@ class Workspace:
     # -- published outputs ------------------------------------------------------------------
     @property
     def model_path(self) -> Path:
-        return self.out_dir / "model.glb"
+        return self.out_dir / MODEL_FILE
+
+    @property
+    def usdz_path(self) -> Path:
+        return self.out_dir / USDZ_FILE
+
+    @property
+    def poster_path(self) -> Path:
+        return self.out_dir / POSTER_FILE
+
+    def published_path(self, name: str) -> Path:
+        """Where a published file (one of PUBLISHED_FILES) lives in OUT."""
+        return self.out_dir / name
 
     @property
     def report_path(self) -> Path:
@@ -120,6 +138,10 @@ class Workspace:
     @property
     def export_dir(self) -> Path:
         return self.work_dir / "export"
+
+    def staged_path(self, name: str) -> Path:
+        """A published file (one of PUBLISHED_FILES) as the export stage leaves it."""
+        return self.export_dir / name
 
     def image_path(self, name: str) -> Path:
         return self.images_dir / name
