@@ -59,7 +59,7 @@ def register_error_handlers(app: Flask) -> None:
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = (
-                f"the upload is larger than the {limit / 2**20:.0f} MiB allowed: send fewer or "
+                f"the upload is larger than the {limit / 2**20:.1f} MiB allowed: send fewer or "
                 "smaller photos, or a shorter video"
                 if limit
                 else message

@@ -23,7 +23,9 @@ def serve(*, host: str, port: int, threads: int = 8, worker: bool = True) -> Non
         host=host,
         port=port,
         threads=threads,
-        max_request_body_size=settings.max_upload_bytes,
+        # Waitress reads a whole body before the app sees it and refuses larger ones in plain
+        # text: leave it room, so uploads somewhat over the cap get the API's JSON 413.
+        max_request_body_size=2 * settings.max_upload_bytes,
         clear_untrusted_proxy_headers=True,
     )
     embedded = EmbeddedWorker(settings) if worker else None

@@ -20,7 +20,7 @@ class Settings:
     storage_dir: Path = Path("storage")  # uploads, job folders, published models, the database
     database_url: str = ""  # SQLAlchemy URL; empty: SQLite at STORAGE_DIR/recon.db
     # -- uploads --------------------------------------------------------------------------------
-    max_upload_bytes: int = 2 * GIB  # one request's body (photos, a zip or a video)
+    max_upload_bytes: int = GIB  # one request's body (photos, a zip or a video)
     max_files: int = 500  # photos in one upload, or members in one zip
     min_photos: int = 3  # fewer cannot make a model: refused at upload, in seconds
     max_pixels: int = 100_000_000  # per photo; larger ones are refused before decoding
