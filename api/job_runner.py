@@ -11,6 +11,7 @@ import ctypes
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -112,7 +113,10 @@ def run_job(settings: Settings, job_id: str) -> str:
         # The worker's notes (a resumed run) first, then the reconstruction's own.
         job.warnings = [*job.warnings, *report.get("warnings", [])]
         session.commit()
-    return _finish(sessions, settings, job_id, JobState.SUCCEEDED)
+    state = _finish(sessions, settings, job_id, JobState.SUCCEEDED)
+    if not settings.keep_job_workspaces:  # checkpoints are only for resuming: free the disk
+        shutil.rmtree(storage.job_dir(job_id), ignore_errors=True)
+    return state
 
 
 def model_summary(report: dict) -> dict:

@@ -36,6 +36,7 @@ class Settings:
     job_max_attempts: int = 3  # a job whose worker died is resumed this many times in all
     job_lease_s: float = 60.0  # a running job whose heartbeat is older is taken as orphaned
     job_timeout_s: float = 3 * 3600.0  # a reconstruction running longer is stopped and failed
+    keep_job_workspaces: bool = False  # keep a succeeded job's checkpoints (for debugging)
     # -- webhooks -------------------------------------------------------------------------------
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 30.0  # first retry after this; each further one waits 4× longer
