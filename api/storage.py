@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -65,10 +66,13 @@ class Storage:
         path.mkdir(parents=True)
         return path
 
-    def clear_incoming(self) -> None:
-        """Uploads that were being written when the server stopped: never accepted, so removed."""
-        shutil.rmtree(self.incoming_dir, ignore_errors=True)
+    def clear_incoming(self, older_than_s: float = 3600.0) -> None:
+        """Uploads that were being written when a server stopped: never accepted, so removed.
+        Recent ones may belong to another server sharing this storage, and are left."""
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        for entry in self.incoming_dir.iterdir():
+            if time.time() - entry.stat().st_mtime > older_than_s:
+                shutil.rmtree(entry, ignore_errors=True)
 
     def publish_model(self, model_id: str, files: dict[str, Path]) -> dict[str, dict]:
         """Copy `files` (served name -> source) into models/MODEL at once: a staged folder is
