@@ -17,7 +17,7 @@ from recon import assets, capture, depth, fusion, masks, meshing, orient, sfm, t
 from recon.errors import InputError, ReconError
 from recon.progress import ProgressCallback
 from recon.report import build_report
-from recon.workspace import PUBLISHED_FILES, Workspace, atomic_path, write_json_atomic
+from recon.workspace import Workspace, atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ STAGES: tuple[str, ...] = (
 # Each stage's typical share of a standard run's time (24 photos, this benchmark's split), so a
 # job's overall progress and ETA advance at a steady pace.
 STAGE_SHARE: dict[str, float] = {
-    "capture": 0.02, "sfm": 0.25, "masks": 0.04, "depth": 0.47, "fusion": 0.03, "mesh": 0.03,
-    "orient": 0.01, "texture": 0.12, "export": 0.03,
+    "capture": 0.02, "sfm": 0.25, "masks": 0.04, "depth": 0.42, "fusion": 0.03, "mesh": 0.03,
+    "orient": 0.01, "texture": 0.12, "export": 0.08,
 }  # fmt: skip
 
 
@@ -124,7 +124,9 @@ def reconstruct(
         "mesh": lambda: meshing.run(workspace, options.mesh, progress=progress),
         "orient": lambda: orient.run(workspace, options.orient, progress=progress),
         "texture": lambda: texturing.run(workspace, options.texture, progress=progress),
-        "export": lambda: assets.run(workspace, options.export, progress=progress),
+        "export": lambda: assets.run(
+            workspace, options.export, texture_options=options.texture, progress=progress
+        ),
     }
     stage_options = {
         "capture": {"input": str(input_path.resolve()), "options": options.capture},
@@ -162,10 +164,9 @@ def reconstruct(
     exported = workspace.stage_info("export")
     report["warnings"] += exported.get("warnings", [])
     report["files"] = {
-        name: workspace.staged_path(name).stat().st_size
-        for name in PUBLISHED_FILES
-        if workspace.staged_path(name).exists()
+        name: workspace.staged_path(name).stat().st_size for name in workspace.staged_files()
     }
+    report["tiers"] = exported.get("tiers", [])
     report["usdz"] = {
         "arkit_compliant": exported.get("usdz_arkit_compliant"),
         # glTF's unit is the metre; the USDZ says so too, whatever `units` is
@@ -196,18 +197,17 @@ def stage_info(result: Any) -> dict:
 
 
 def publish(workspace: Workspace, report: dict) -> None:
-    """Move the staged files (model.glb, model.usdz, poster.webp) into place, each under a
-    temporary name then renamed, and the report last: a report means a complete job.
+    """Move the staged files (model.glb, model.usdz, poster.webp, size tiers) into place, each
+    under a temporary name then renamed, and the report last: a report means a complete job.
 
     The staged copies stay in the workspace, so a resumed job can publish again.
     """
-    for name in PUBLISHED_FILES:
-        staged = workspace.staged_path(name)
-        if not staged.exists():  # e.g. no poster without OpenGL; an old one must not linger
-            workspace.published_path(name).unlink(missing_ok=True)
-            continue
+    staged = workspace.staged_files()
+    for name in set(workspace.published_files()) - set(staged):
+        workspace.published_path(name).unlink()  # e.g. no poster without OpenGL this time
+    for name in staged:
         with atomic_path(workspace.published_path(name)) as tmp:
-            shutil.copyfile(staged, tmp)
+            shutil.copyfile(workspace.staged_path(name), tmp)
     write_json_atomic(workspace.report_path, report)
 
 
@@ -215,5 +215,5 @@ def unpublish(workspace: Workspace) -> None:
     """Remove published outputs that the stages about to run will replace (the report first:
     without it, the folder holds no finished job)."""
     workspace.report_path.unlink(missing_ok=True)
-    for name in PUBLISHED_FILES:
+    for name in workspace.published_files():
         workspace.published_path(name).unlink(missing_ok=True)

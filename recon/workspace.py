@@ -3,7 +3,8 @@
 Layout of one reconstruction's output folder OUT::
 
     OUT/model.glb, OUT/model.usdz,      published outputs (moved into place at the very end,
-    OUT/poster.webp, OUT/report.json    the report last)
+    OUT/poster.webp, OUT/report.json    the report last), and smaller GLBs for phones:
+    OUT/model_50k.glb, model_25k.glb    size tiers (at most 50k / 25k triangles)
     OUT/work/state.json                 which stages finished, with the options they ran with
     OUT/work/capture.json               the photos taken in, their sizes, focal priors, rejections
     OUT/work/images/NAME                working copies of the photos (EXIF-rotated, resized)
@@ -40,6 +41,13 @@ from recon.cameras import Camera, read_cameras_json, write_cameras_json
 # contract in DESIGN.md: the API serves these names).
 MODEL_FILE, USDZ_FILE, POSTER_FILE = "model.glb", "model.usdz", "poster.webp"
 PUBLISHED_FILES: tuple[str, ...] = (MODEL_FILE, USDZ_FILE, POSTER_FILE)
+# Smaller GLBs for phones (size tiers), published beside the model: model_50k.glb, model_25k.glb
+TIER_FILE_PATTERN = "model_*k.glb"
+
+
+def tier_file(max_faces: int) -> str:
+    """The file name of the size tier holding at most `max_faces` triangles."""
+    return f"model_{max_faces // 1000}k.glb"
 
 
 class Workspace:
@@ -140,8 +148,18 @@ class Workspace:
         return self.work_dir / "export"
 
     def staged_path(self, name: str) -> Path:
-        """A published file (one of PUBLISHED_FILES) as the export stage leaves it."""
+        """A published file (one of PUBLISHED_FILES, or a tier) as the export stage leaves it."""
         return self.export_dir / name
+
+    def staged_files(self) -> list[str]:
+        """Names of the files the export stage left to publish: PUBLISHED_FILES, then tiers."""
+        tiers = sorted(p.name for p in self.export_dir.glob(TIER_FILE_PATTERN))
+        return [name for name in PUBLISHED_FILES if self.staged_path(name).exists()] + tiers
+
+    def published_files(self) -> list[str]:
+        """Names of the published files in OUT (report.json aside)."""
+        tiers = sorted(p.name for p in self.out_dir.glob(TIER_FILE_PATTERN))
+        return [name for name in PUBLISHED_FILES if self.published_path(name).exists()] + tiers
 
     def image_path(self, name: str) -> Path:
         return self.images_dir / name

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import trimesh
 from pxr import Usd, UsdGeom
 
-from recon import assets, pipeline
+from recon import assets, pipeline, texturing
 from recon.export import write_glb
 from recon.poster import PosterOptions
+from recon.textured_mesh import load_textured_mesh
+from recon.texturing import TextureOptions
 from recon.workspace import PUBLISHED_FILES, Workspace
+from tests.conftest import SAMPLE_CAPTURES_DIR
+from tests.gltf_validator import issue_summary, validate_glb, validator_missing
 from tests.test_export import quadrant_texture, textured_box
+from tests.test_texturing import load_capture
 
 
 def textured_workspace(tmp_path) -> Workspace:
@@ -24,7 +31,7 @@ def textured_workspace(tmp_path) -> Workspace:
     return workspace
 
 
-SMALL = assets.AssetOptions(poster_options=PosterOptions(size_px=128))
+SMALL = assets.AssetOptions(poster_options=PosterOptions(size_px=128), tiers=())
 
 
 def test_export_stages_glb_usdz_and_poster_of_the_same_model(tmp_path) -> None:
@@ -81,3 +88,54 @@ def test_publish_withdraws_an_old_file_that_the_new_run_did_not_make(tmp_path) -
     assert workspace.model_path.exists()
     assert workspace.usdz_path.exists()
     assert not workspace.poster_path.exists()
+
+
+def test_size_tiers_are_smaller_copies_of_the_model_in_its_frame(tmp_path) -> None:
+    """The mug's true mesh and photos in a workspace; the tiers are baked from them."""
+    capture = load_capture("mug")
+    workspace = Workspace(tmp_path / "job")
+    workspace.create()
+    folder = SAMPLE_CAPTURES_DIR / "mug"
+    workspace.mesh_path.parent.mkdir(parents=True)
+    shutil.copyfile(folder / "truth" / "mesh.ply", workspace.mesh_path)
+    workspace.write_sfm_cameras(capture.cameras)
+    workspace.sfm_images_dir.mkdir(parents=True)
+    for camera in capture.cameras:
+        shutil.copyfile(folder / "images" / camera.name, workspace.sfm_image_path(camera.name))
+    matrix = np.diag([2.0, 2.0, 2.0, 1.0])  # an orientation that scales: tiers must follow it
+    matrix[:3, 3] = [0.1, -0.2, 0.3]
+    workspace.orient_path.write_text(json.dumps({"matrix": matrix.tolist()}))
+    texture_options = TextureOptions(texture_size=256)
+    texturing.run(workspace, texture_options)
+    faces = len(capture.faces)  # 15,616
+    options = dataclasses.replace(
+        SMALL,
+        usdz=False,
+        tiers=(
+            assets.SizeTier(max_faces=20_000, texture_size=256),
+            assets.SizeTier(max_faces=4_000, texture_size=128),
+        ),
+    )
+
+    result = assets.run(workspace, options, texture_options=texture_options)
+
+    fits, smaller = result.tiers
+    assert fits["file"] == "model.glb"  # the model already fits: listed, not copied
+    assert fits["faces"] == faces
+    assert smaller["file"] == "model_4k.glb"
+    assert smaller["texture_size"] == 128
+    assert 3_000 < smaller["faces"] <= 4_000
+    assert smaller["bytes"] == result.files["model_4k.glb"]
+    model = load_textured_mesh(workspace.staged_path("model.glb"))
+    tier = load_textured_mesh(workspace.staged_path("model_4k.glb"))
+    assert tier.primitives[0].texture.shape == (128, 128, 3)
+    diagonal = float(np.linalg.norm(np.ptp(model.bounds, axis=0)))
+    np.testing.assert_allclose(tier.bounds, model.bounds, atol=0.01 * diagonal)
+    if validator_missing() is None:  # the tier is a GLB like the model: valid for shops too
+        validation = validate_glb(workspace.staged_path("model_4k.glb"))
+        assert validation["issues"]["numErrors"] == 0, issue_summary(validation)
+
+    pipeline.publish(workspace, {"version": 1})
+    assert workspace.published_path("model_4k.glb").exists()
+    pipeline.unpublish(workspace)
+    assert workspace.published_files() == []
