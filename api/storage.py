@@ -18,10 +18,12 @@ import time
 import uuid
 from pathlib import Path
 
-# Files a model may have, and how they are served. USDZ and the poster come with the
-# commerce-assets stage; a model lists just the files it has.
+# Files a model may have (the pipeline's published outputs), and how they are served; a model
+# lists just the files it has.
 MODEL_FILES: dict[str, str] = {
     "model.glb": "model/gltf-binary",
+    "model_50k.glb": "model/gltf-binary",  # size tiers for phones (recon.workspace.tier_file)
+    "model_25k.glb": "model/gltf-binary",
     "model.usdz": "model/vnd.usdz+zip",
     "poster.webp": "image/webp",
     "report.json": "application/json",

@@ -162,12 +162,7 @@ def _read_views(workspace: Workspace) -> tuple[trimesh.Trimesh, np.ndarray, list
     mesh = trimesh.load(workspace.mesh_path, process=False, force="mesh")
     matrix = texturing.read_orientation(workspace.orient_path)
     cameras = [camera.transformed(matrix) for camera in workspace.read_sfm_cameras()]
-    images, masks = [], []
-    for camera in cameras:
-        # The texture stage's readers: same checks, same errors.
-        images.append(texturing._read_photo(workspace.sfm_image_path(camera.name), camera))
-        mask_path = workspace.mask_path(camera.name)
-        masks.append(texturing._read_mask(mask_path, camera) if mask_path.exists() else None)
+    images, masks = texturing.read_photos_and_masks(workspace, cameras)
     return mesh, matrix, cameras, images, masks
 
 

@@ -137,11 +137,7 @@ def run(
     vertices = np.asarray(mesh.vertices, dtype=np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
     cameras = [camera.transformed(matrix) for camera in cameras]
 
-    images, masks = [], []
-    for camera in cameras:
-        images.append(_read_photo(workspace.sfm_image_path(camera.name), camera))
-        mask_path = workspace.mask_path(camera.name)
-        masks.append(_read_mask(mask_path, camera) if mask_path.exists() else None)
+    images, masks = read_photos_and_masks(workspace, cameras)
     loaded = time.perf_counter()
     baked = bake_texture(
         vertices,
@@ -1263,6 +1259,19 @@ def _check_inputs(
         if mask is not None and mask.shape != (camera.height, camera.width):
             raise ValueError(f"mask {index} ({camera.name}) has shape {mask.shape}")
     return vertices, faces
+
+
+def read_photos_and_masks(
+    workspace: Workspace, cameras: list[Camera]
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """The undistorted photos of `cameras` and their product masks (None where a photo has
+    none), checked against the cameras' sizes."""
+    images, masks = [], []
+    for camera in cameras:
+        images.append(_read_photo(workspace.sfm_image_path(camera.name), camera))
+        mask_path = workspace.mask_path(camera.name)
+        masks.append(_read_mask(mask_path, camera) if mask_path.exists() else None)
+    return images, masks
 
 
 def _read_photo(path: Path, camera: Camera) -> np.ndarray:
