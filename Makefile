@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SHARED_DATA ?= ../shared/data
 OUT ?= out
+PORT ?= 8000
 
 .PHONY: help setup system run test test-all bench lint format clean sample-captures
 
 help:
-	@echo "make run    set up, reconstruct a sample capture, score it, and say where the model is"
+	@echo "make run    set up, serve the API and web pages with a demo shop holding the sample model"
 	@echo "make test   set up and run the test suite (CI runs this)"
 	@echo "make setup  install only: system packages, $(VENV), npm packages"
 	@echo "make bench  quality and speed benchmarks (slow; JSON results under $(OUT)/bench)"
@@ -33,13 +34,10 @@ node_modules/.installed: package.json package-lock.json | system
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The service in the foreground (storage under $(OUT)/storage, the demo merchant's key in
+# $(OUT)/demo_api_key); the sample capture is reconstructed and published on the first run.
 run: setup
-	$(VENV)/bin/recon reconstruct sample_captures/cereal_box/images -o $(OUT)/cereal_box
-	$(VENV)/bin/recon evaluate sample_captures/cereal_box $(OUT)/cereal_box --json $(OUT)/cereal_box/scores.json
-	@echo
-	@echo "The textured model of the sample cereal box is $(OUT)/cereal_box/model.glb"
-	@echo "(report: $(OUT)/cereal_box/report.json; scores against its truth: scores.json)."
-	@echo "The API and web viewer that will serve it arrive with the next issues."
+	$(PY) tools/run_demo.py --out $(OUT) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest -m "not slow"
