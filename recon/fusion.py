@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
+from recon import hull
 from recon.cameras import Camera
 from recon.errors import StageError
 from recon.masks import ObjectRegion, up_aligned_axes
@@ -29,6 +30,14 @@ class FusionOptions:
     min_weight: float = 2.0  # keep surface seen by at least this many depth maps
     min_confidence: float = 0.0  # ignore depths the stereo stage trusted less than this
     ground_clearance_rel: float = 0.004  # ignore depths this close to the table (× box diagonal)
+    # Where stereo found nothing inside the product's mask (plain surfaces), the visual hull's
+    # depth stands in (see recon.hull); 0 turns it off.
+    hull_resolution: int = 128  # hull grid cells along the product box's longest side
+    hull_mask_margin_rel: float = 0.015  # the masks' safety margin (MaskOptions), taken off again
+    # A hull depth that another photo's stereo sees through (its surface lies farther than the
+    # hull point by this × depth) is a concavity silhouettes cannot see, such as a mug's
+    # opening: dropped.
+    hull_free_space_rel: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -59,16 +68,41 @@ def run(
         block_resolution=8,
         block_count=100_000,
     )
-    views = 0
+    masks = [
+        cv2.imread(str(workspace.mask_path(camera.name)), cv2.IMREAD_GRAYSCALE)
+        for camera in cameras
+    ]
+    field = None
+    if options.hull_resolution > 0 and all(mask is not None for mask in masks):
+        field = hull.silhouette_field(
+            cameras, masks, region.box_corners, region.up, resolution=options.hull_resolution,
+            erode_px=[options.hull_mask_margin_rel * max(c.width, c.height) for c in cameras],
+        )  # fmt: skip
+    maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for index, camera in enumerate(cameras):
         path = workspace.depth_path(camera.name)
-        if not path.exists():
+        if path.exists():
+            with np.load(path) as depth_map:
+                maps[index] = (
+                    depth_map["depth"].astype(np.float32),
+                    depth_map["confidence"],
+                    depth_map["K"].astype(np.float64),
+                )
+    views, hull_pixels, stereo_pixels = 0, 0, 0
+    for index, (camera, mask) in enumerate(zip(cameras, masks, strict=True)):
+        if index not in maps:
             continue
-        with np.load(path) as depth_map:
-            depth = depth_map["depth"].astype(np.float32)
-            confidence = depth_map["confidence"]
-            K = depth_map["K"].astype(np.float64)
-        mask = cv2.imread(str(workspace.mask_path(camera.name)), cv2.IMREAD_GRAYSCALE)
+        depth, confidence, K = maps[index]
+        stereo_pixels += int((depth > 0).sum())
+        if field is not None:
+            height, width = depth.shape
+            inside = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST) > 0
+            filled = hull.hull_depth(field, camera, K, inside & (depth <= 0))
+            others = [(cameras[i], *maps[i][::2]) for i in maps if i != index]
+            filled = hull.drop_seen_through(filled, camera, K, others, options.hull_free_space_rel)
+            hull_pixels += int((filled > 0).sum())
+            depth = np.where(filled > 0, filled, depth)
+            confidence = np.where(filled > 0, 1.0, confidence).astype(np.float32)
         depth = product_depth(
             depth, confidence, K, camera, mask, region,
             min_confidence=options.min_confidence,
@@ -89,7 +123,10 @@ def run(
         )
     with atomic_path(workspace.fused_mesh_path) as tmp:
         o3d.io.write_triangle_mesh(str(tmp), mesh)
-    logger.info("fused %d depth maps into %d faces", views, len(mesh.triangles))
+    logger.info(
+        "fused %d depth maps into %d faces (%.0f %% of depths from the visual hull)",
+        views, len(mesh.triangles), 100 * hull_pixels / max(1, hull_pixels + stereo_pixels),
+    )  # fmt: skip
     return FusionResult(views, len(mesh.triangles), time.perf_counter() - start)
 
 

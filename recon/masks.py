@@ -9,6 +9,7 @@ a product mask. The table itself is removed in 3D by its plane, later, in fusion
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -39,6 +40,13 @@ class MaskOptions:
     segment_px: int = 320  # GrabCut works at this long side (it is slow at full size)
     grabcut_iterations: int = 4
     mask_dilate_rel: float = 0.015  # grow final masks by this × image size: never clip the product
+    # The box comes from the sparse points, which a plain product has only where it is printed
+    # (a bottle's logo): when the segmented product runs into the box's outline in the photos,
+    # the box grows and the photos are segmented again.
+    box_touch_max: float = 0.02  # product along the box outline, × the long side (median photo)
+    box_growth: float = 0.35  # each growth adds this × the box's size on every side but the base
+    box_growths: int = 3  # at most this many growths
+    box_growth_min_gain: float = 0.03  # a growth that widened the masks by more is tried again
 
 
 @dataclass(frozen=True)
@@ -92,21 +100,50 @@ def run(
     cameras = workspace.read_sfm_cameras()
     points = workspace.read_sfm_points()
     region, object_mask = find_object_region(cameras, points, options)
-    write_json_atomic(workspace.region_path, region.to_json())
-    workspace.masks_dir.mkdir(parents=True, exist_ok=True)
-    fractions = []
     object_xyz = points["xyz"][object_mask]
-    for index, camera in enumerate(cameras):
+    images = []
+    for camera in cameras:
         image = cv2.imread(str(workspace.sfm_image_path(camera.name)), cv2.IMREAD_COLOR)
         if image is None:
             raise StageError("masks", f"cannot read {workspace.sfm_image_path(camera.name)}")
-        mask = product_mask(image, camera, region, object_xyz, options)
+        images.append(image)
+    previous_area = 0.0
+    for growth in range(options.box_growths + 1):
+        masks, touching = [], []
+        for index, (camera, image) in enumerate(zip(cameras, images, strict=True)):
+            mask, touch = product_mask(image, camera, region, object_xyz, options)
+            masks.append(mask)
+            touching.append(touch)
+            if progress:  # each pass its share of the bar, as if all the growths were needed
+                done = (growth + (index + 1) / len(cameras)) / (options.box_growths + 1)
+                progress("masks", done, camera.name)
+        # Segmentation may stop at the box's edge without touching it (a bottle's cap cut by
+        # the box), so after a growth the box grows again while the masks keep growing too.
+        area = float(np.mean([mask.mean() for mask in masks]))
+        grew = growth > 0 and area > previous_area * (1 + options.box_growth_min_gain)
+        previous_area = area
+        if growth == options.box_growths or (np.median(touching) <= options.box_touch_max
+                                             and not grew):  # fmt: skip
+            break
+        logger.info(
+            "the product runs into its box in the photos (median %.1f %% of the long side): "
+            "box grown", 100 * np.median(touching),
+        )  # fmt: skip
+        region = dataclasses.replace(
+            region, box_corners=grown_box(region.box_corners, region.up, region.ground,
+                                          options.box_growth),
+        )  # fmt: skip
+    if progress:
+        progress("masks", 1.0, "")
+    write_json_atomic(workspace.region_path, region.to_json())
+    workspace.masks_dir.mkdir(parents=True, exist_ok=True)
+    for camera, mask in zip(cameras, masks, strict=True):
         cv2.imwrite(str(workspace.mask_path(camera.name)), mask.astype(np.uint8) * 255)
-        fractions.append(float(mask.mean()))
-        if progress:
-            progress("masks", (index + 1) / len(cameras), camera.name)
     return MaskResult(
-        region, int(object_mask.sum()), float(np.mean(fractions)), time.perf_counter() - start
+        region,
+        int(object_mask.sum()),
+        float(np.mean([mask.mean() for mask in masks])),
+        time.perf_counter() - start,
     )
 
 
@@ -277,6 +314,31 @@ def product_box(
     return corners @ axes
 
 
+def grown_box(
+    corners: np.ndarray, up: np.ndarray, ground: np.ndarray | None, growth: float
+) -> np.ndarray:
+    """(8, 3) the up-aligned box `corners` grown by `growth` × its size on every side (but
+    not below the ground)."""
+    axes = up_aligned_axes(up)
+    local = corners @ axes.T
+    low, high = local.min(axis=0), local.max(axis=0)
+    size = high - low
+    low, high = low - growth * size, high + growth * size
+    if ground is not None:
+        low[1] = -ground[3]
+    return (
+        np.array(
+            [
+                [x, y, z]
+                for x in (low[0], high[0])
+                for y in (low[1], high[1])
+                for z in (low[2], high[2])
+            ]
+        )
+        @ axes
+    )
+
+
 def up_aligned_axes(up: np.ndarray) -> np.ndarray:
     """(3, 3) rows: x, up, z — an orthonormal frame whose second axis is `up`."""
     helper = np.array([1.0, 0, 0]) if abs(up[0]) < 0.9 else np.array([0, 0, 1.0])
@@ -305,10 +367,12 @@ def product_mask(
     object_xyz: np.ndarray,
     options: MaskOptions,
 ) -> np.ndarray:
-    """(h, w) bool: the product in one photo (generous at the edges)."""
+    """(h, w) bool: the product in one photo (generous at the edges); and how much of the box's
+    outline in the photo the product covers, as a fraction of the photo's long side (it should
+    stay inside the box: more means the box cuts it)."""
     box = project_box(camera, region.box_corners)
     if not options.segment:
-        return box
+        return box, 0.0
     scale = options.segment_px / max(camera.width, camera.height)
     small_size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
     small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
@@ -320,7 +384,7 @@ def product_mask(
     inside &= (uv[:, 0] < small_size[0] - 1) & (uv[:, 1] < small_size[1] - 1)
     seeds = np.round(uv[inside]).astype(int)
     if len(seeds) < 10:
-        return box
+        return box, 0.0
     hull = cv2.convexHull(seeds.astype(np.int32))
     cv2.fillConvexPoly(labels, hull, cv2.GC_PR_FGD)
     labels[seeds[:, 1], seeds[:, 0]] = cv2.GC_FGD
@@ -338,9 +402,14 @@ def product_mask(
             cv2.GC_INIT_WITH_MASK,
         )
     except cv2.error:  # degenerate colour models (e.g. a one-colour photo): keep the box
-        return box
+        return box, 0.0
     foreground = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    # The outline is where the box's projection meets the rest of the frame (not the frame's
+    # edge: a product cut by the frame is not cut by the box).
+    inner = cv2.erode(small_box, np.ones((3, 3), np.uint8), iterations=2, borderValue=1)
+    outline = (small_box > 0) & (inner == 0)
+    touch = float(foreground[outline].sum()) / max(small_size)
     full = cv2.resize(foreground, (camera.width, camera.height), interpolation=cv2.INTER_LINEAR)
     grow = max(1, round(options.mask_dilate_rel * max(camera.width, camera.height)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    return cv2.dilate(full, kernel).astype(bool) & box
+    return cv2.dilate(full, kernel).astype(bool) & box, touch

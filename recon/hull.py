@@ -1,0 +1,171 @@
+"""Visual hull: where stereo finds no texture, the product's silhouettes still bound its surface.
+
+The hull is the zero level of a field over the product box: at each point, the smallest (over
+photos) signed distance to the silhouette's outline, in world units (pixels × depth / focal
+length). Inside every silhouette it is positive. Its depth in a photo is where that photo's rays
+first cross into it. A plain white bottle, which stereo leaves almost empty, gets its shape this
+way; concave parts (a mug's opening) cannot be told by silhouettes, so the fusion stage uses hull
+depths only where stereo found nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numba
+import numpy as np
+
+from recon.cameras import Camera
+from recon.masks import up_aligned_axes
+
+# A point must be inside the frame of this many photos to be judged (the rest are not hull).
+MIN_JUDGING_VIEWS = 3
+
+
+@dataclass(frozen=True)
+class HullField:
+    origin: np.ndarray  # (3,) min corner of the grid in the box frame
+    axes: np.ndarray  # (3, 3) rows: the box frame's axes in the world (x, up, z)
+    voxel: float  # grid spacing, world units
+    values: np.ndarray  # (nx, ny, nz) float32 signed distance to the hull, > 0 inside
+
+    def to_grid(self, xyz: np.ndarray) -> np.ndarray:
+        """(n, 3) world points in grid index units (fractional)."""
+        return (xyz @ self.axes.T - self.origin) / self.voxel
+
+
+def silhouette_field(
+    cameras: list[Camera],
+    masks: list[np.ndarray],
+    box_corners: np.ndarray,
+    up: np.ndarray,
+    *,
+    resolution: int = 128,
+    erode_px: list[float] | None = None,
+) -> HullField:
+    """The hull field over the box `box_corners` (8, 3) from (h, w) uint8 `masks` (0 / 255,
+    the photos' sizes); `erode_px` per photo shrinks each silhouette (a mask's safety margin)."""
+    axes = up_aligned_axes(np.asarray(up, dtype=np.float64))
+    local = box_corners @ axes.T
+    low, high = local.min(axis=0), local.max(axis=0)
+    voxel = float((high - low).max()) / resolution
+    shape = np.maximum(np.ceil((high - low) / voxel).astype(int), 2)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    xyz = (grid.reshape(-1, 3) * voxel + low) @ axes
+    values = np.full(len(xyz), np.inf, dtype=np.float32)
+    judged = np.zeros(len(xyz), dtype=np.int16)
+    for index, (camera, mask) in enumerate(zip(cameras, masks, strict=True)):
+        inside = (mask > 0).astype(np.uint8)
+        signed = cv2.distanceTransform(inside, cv2.DIST_L2, 5) - cv2.distanceTransform(
+            1 - inside, cv2.DIST_L2, 5
+        )
+        if erode_px is not None:
+            signed -= erode_px[index]
+        uv, depth = camera.project(xyz)
+        cols, rows = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+        seen = (depth > 0) & (cols >= 0) & (rows >= 0)
+        seen &= (cols < mask.shape[1]) & (rows < mask.shape[0])
+        distance = signed[rows[seen], cols[seen]] * depth[seen] / camera.K[0, 0]
+        values[seen] = np.minimum(values[seen], distance)
+        judged += seen
+    values[judged < MIN_JUDGING_VIEWS] = -voxel
+    return HullField(low, axes, voxel, values.reshape(tuple(shape)))
+
+
+def hull_depth(field: HullField, camera: Camera, K: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """(h, w) float32 depth along the optical axis where the `wanted` (h, w) pixels' rays of
+    the camera (intrinsics `K` at the map's size) first enter the hull; 0 where they miss."""
+    rows, cols = np.nonzero(wanted)
+    out = np.zeros(wanted.shape, dtype=np.float32)
+    if len(rows) == 0:
+        return out
+    rays = (np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)).T
+    directions_world = rays @ camera.R  # R^T · ray, row-wise
+    # In grid units: origin and per-unit-depth step of every ray (depth along the optical axis).
+    origin = field.to_grid(camera.center[None])[0]
+    steps = directions_world @ field.axes.T / field.voxel
+    z = _march(field.values, origin, steps)
+    out[rows, cols] = z
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _trilinear(values: np.ndarray, x: float, y: float, z: float) -> float:
+    nx, ny, nz = values.shape
+    if x < 0 or y < 0 or z < 0 or x > nx - 1 or y > ny - 1 or z > nz - 1:
+        return -1.0
+    i, j, k = min(int(x), nx - 2), min(int(y), ny - 2), min(int(z), nz - 2)
+    fx, fy, fz = x - i, y - j, z - k
+    c00 = values[i, j, k] * (1 - fx) + values[i + 1, j, k] * fx
+    c10 = values[i, j + 1, k] * (1 - fx) + values[i + 1, j + 1, k] * fx
+    c01 = values[i, j, k + 1] * (1 - fx) + values[i + 1, j, k + 1] * fx
+    c11 = values[i, j + 1, k + 1] * (1 - fx) + values[i + 1, j + 1, k + 1] * fx
+    return (c00 * (1 - fy) + c10 * fy) * (1 - fz) + (c01 * (1 - fy) + c11 * fy) * fz
+
+
+@numba.njit(cache=True, nogil=True)
+def _march(values: np.ndarray, origin: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per ray: the depth (in units of `steps`) of the first outside→inside crossing of the
+    field's zero level, by half-voxel steps and linear interpolation; 0 when none."""
+    nx, ny, nz = values.shape
+    out = np.zeros(len(steps), dtype=np.float32)
+    for r in range(len(steps)):
+        sx, sy, sz = steps[r, 0], steps[r, 1], steps[r, 2]
+        length = np.sqrt(sx * sx + sy * sy + sz * sz)
+        if length == 0:
+            continue
+        # Clip the ray to the grid box (slab method), in depth units.
+        near, far = 0.0, np.inf
+        for o, s, n in ((origin[0], sx, nx), (origin[1], sy, ny), (origin[2], sz, nz)):
+            if abs(s) < 1e-12:
+                if o < 0 or o > n - 1:
+                    far = -1.0
+                continue
+            a, b = (0 - o) / s, (n - 1 - o) / s
+            near, far = max(near, min(a, b)), min(far, max(a, b))
+        if far <= near:
+            continue
+        dt = 0.5 / length
+        t = near
+        previous = -1.0
+        while t <= far:
+            value = _trilinear(values, origin[0] + sx * t, origin[1] + sy * t, origin[2] + sz * t)
+            if value > 0 and previous <= 0 and t > near:
+                out[r] = t - dt * value / (value - previous)
+                break
+            previous = value
+            t += dt
+    return out
+
+
+def drop_seen_through(
+    depth: np.ndarray,
+    camera: Camera,
+    K: np.ndarray,
+    others: list[tuple[Camera, np.ndarray, np.ndarray]],
+    margin_rel: float,
+) -> np.ndarray:
+    """`depth` (hull depths of one photo, 0 = none) without the points that another photo's
+    stereo looks through: its depth map, at the point's pixel, lies beyond the point by more
+    than `margin_rel` × depth. `others` holds (camera, depth map, K at the map's size)."""
+    rows, cols = np.nonzero(depth > 0)
+    if len(rows) == 0:
+        return depth
+    rays = np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)
+    xyz = (camera.R.T @ (rays * depth[rows, cols] - camera.t[:, None])).T
+    seen_through = np.zeros(len(xyz), dtype=bool)
+    for other, other_depth, other_K in others:
+        cam = xyz @ other.R.T + other.t
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.round(other_K[0, 0] * cam[:, 0] / z + other_K[0, 2]).astype(np.int64)
+            v = np.round(other_K[1, 1] * cam[:, 1] / z + other_K[1, 2]).astype(np.int64)
+        height, width = other_depth.shape
+        valid = (z > 0) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
+        observed = np.zeros(len(xyz), dtype=np.float32)
+        observed[valid] = other_depth[v[valid], u[valid]]
+        seen_through |= (observed > 0) & (observed > z * (1 + margin_rel))
+    out = depth.copy()
+    out[rows[seen_through], cols[seen_through]] = 0
+    return out
