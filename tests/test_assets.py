@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import trimesh
@@ -16,10 +15,9 @@ from recon.poster import PosterOptions
 from recon.textured_mesh import load_textured_mesh
 from recon.texturing import TextureOptions
 from recon.workspace import PUBLISHED_FILES, Workspace
-from tests.conftest import SAMPLE_CAPTURES_DIR
 from tests.gltf_validator import issue_summary, validate_glb, validator_missing
 from tests.test_export import quadrant_texture, textured_box
-from tests.test_texturing import load_capture
+from tests.test_texturing import truth_workspace
 
 
 def textured_workspace(tmp_path) -> Workspace:
@@ -92,16 +90,7 @@ def test_publish_withdraws_an_old_file_that_the_new_run_did_not_make(tmp_path) -
 
 def test_size_tiers_are_smaller_copies_of_the_model_in_its_frame(tmp_path) -> None:
     """The mug's true mesh and photos in a workspace; the tiers are baked from them."""
-    capture = load_capture("mug")
-    workspace = Workspace(tmp_path / "job")
-    workspace.create()
-    folder = SAMPLE_CAPTURES_DIR / "mug"
-    workspace.mesh_path.parent.mkdir(parents=True)
-    shutil.copyfile(folder / "truth" / "mesh.ply", workspace.mesh_path)
-    workspace.write_sfm_cameras(capture.cameras)
-    workspace.sfm_images_dir.mkdir(parents=True)
-    for camera in capture.cameras:
-        shutil.copyfile(folder / "images" / camera.name, workspace.sfm_image_path(camera.name))
+    workspace, capture = truth_workspace(tmp_path / "job", "mug", masks=False)
     matrix = np.diag([2.0, 2.0, 2.0, 1.0])  # an orientation that scales: tiers must follow it
     matrix[:3, 3] = [0.1, -0.2, 0.3]
     workspace.orient_path.write_text(json.dumps({"matrix": matrix.tolist()}))

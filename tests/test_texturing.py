@@ -50,6 +50,26 @@ class Capture:
     novel_dir: Path
 
 
+def truth_workspace(path: Path, name: str, *, masks: bool) -> tuple[Workspace, Capture]:
+    """A job folder holding a sample capture's true mesh, cameras, photos (and masks) as the
+    stages before texturing would leave them, in the truth frame."""
+    capture = load_capture(name)
+    workspace = Workspace(path)
+    workspace.create()
+    folder = SAMPLE_CAPTURES_DIR / name
+    workspace.mesh_path.parent.mkdir(parents=True)
+    shutil.copyfile(folder / "truth" / "mesh.ply", workspace.mesh_path)
+    workspace.write_sfm_cameras(capture.cameras)
+    workspace.sfm_images_dir.mkdir(parents=True)
+    if masks:
+        workspace.masks_dir.mkdir(parents=True)
+    for camera, mask in zip(capture.cameras, capture.masks, strict=True):
+        shutil.copyfile(folder / "images" / camera.name, workspace.sfm_image_path(camera.name))
+        if masks:
+            cv2.imwrite(str(workspace.mask_path(camera.name)), mask.astype(np.uint8) * 255)
+    return workspace, capture
+
+
 def load_capture(name: str) -> Capture:
     """A sample capture with its true mesh, cameras and product masks."""
     folder = SAMPLE_CAPTURES_DIR / name
@@ -174,18 +194,7 @@ def test_exposure_levelling_hides_photo_to_photo_brightness(tmp_path) -> None:
 
 def test_run_reads_and_writes_the_workspace(tmp_path) -> None:
     """A workspace in an SfM frame (the truth frame) with orient.json taking it elsewhere."""
-    capture = load_capture("mug")
-    workspace = Workspace(tmp_path / "job")
-    workspace.create()
-    folder = SAMPLE_CAPTURES_DIR / "mug"
-    workspace.mesh_path.parent.mkdir(parents=True)
-    shutil.copyfile(folder / "truth" / "mesh.ply", workspace.mesh_path)
-    workspace.write_sfm_cameras(capture.cameras)
-    workspace.sfm_images_dir.mkdir(parents=True)
-    workspace.masks_dir.mkdir(parents=True)
-    for camera, mask in zip(capture.cameras, capture.masks, strict=True):
-        shutil.copyfile(folder / "images" / camera.name, workspace.sfm_image_path(camera.name))
-        cv2.imwrite(str(workspace.mask_path(camera.name)), mask.astype(np.uint8) * 255)
+    workspace, capture = truth_workspace(tmp_path / "job", "mug", masks=True)
     angle = np.radians(35)
     matrix = np.eye(4)
     matrix[:3, :3] = 2.0 * np.array(
