@@ -50,6 +50,7 @@ bench: setup
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/depth_quality.py --out $(OUT)/bench/depth.json
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/synth_and_evaluate.py --out $(OUT)/bench/synth
 	$(PY) benchmarks/api_load.py --out $(OUT)/bench/api.json
+	$(PY) benchmarks/throughput.py --out $(OUT)/bench/throughput.json
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .

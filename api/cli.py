@@ -1,4 +1,4 @@
-"""The service's verbs of the `recon` command: `serve` and `admin`."""
+"""The service's verbs of the `recon` command: `serve`, `worker`, `batch` and `admin`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import select
 
@@ -36,6 +38,73 @@ def add_service_verbs(verbs: argparse._SubParsersAction) -> None:
     )
     serve.set_defaults(handler=_serve)
 
+    worker = verbs.add_parser(
+        "worker",
+        help="run a Celery worker that takes jobs from the queue",
+        description="Take jobs from the Redis broker at RECON_BROKER_URL and run them (the API's "
+        "uploads, and `recon batch --engine celery`). Every worker needs the service's database "
+        "(RECON_DATABASE_URL) and storage (RECON_STORAGE_DIR). SIGTERM finishes the running "
+        "jobs, then stops; a worker that dies leaves its jobs to the others, which resume them.",
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="jobs at once (RECON_WORKER_CONCURRENCY, 1: each job uses every core)",
+    )
+    worker.add_argument("--hostname", default=None, help="Celery node name (recon-PID@host)")
+    worker.set_defaults(handler=_worker)
+
+    batch = verbs.add_parser(
+        "batch",
+        help="reconstruct a catalogue of products",
+        description="Reconstruct every product of CATALOGUE (a folder with one sub-folder of "
+        "photos, .zip or video per product, named by SKU; or a CSV with columns "
+        "sku,path[,height_m,width_m,depth_m,name], paths relative to the CSV) into OUT/<sku>/, "
+        "with OUT/summary.csv, OUT/summary.json and a product feed (OUT/product_feed.csv: id, "
+        "virtual_model_link). Run again to resume: products done are skipped, failed ones retried.",
+    )
+    batch.add_argument("catalogue", type=Path, help="catalogue folder or CSV")
+    batch.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    batch.add_argument(
+        "--preset",
+        choices=["preview", "standard", "high"],
+        default="standard",
+        help="detail level (standard)",
+    )
+    batch.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="products at once on this machine (1; each already uses every core)",
+    )
+    batch.add_argument(
+        "--engine",
+        choices=["local", "celery"],
+        default="local",
+        help="local processes, or the service's Celery workers (RECON_BROKER_URL, "
+        "RECON_DATABASE_URL, RECON_STORAGE_DIR as for `recon worker`)",
+    )
+    batch.add_argument(
+        "--merchant", default="batch", help="with --engine celery: the merchant owning the jobs"
+    )
+    batch.add_argument(
+        "--server-url",
+        default=None,
+        metavar="URL",
+        help="links in the product feed: with celery, the API's public origin (the models are "
+        "published); with local, the URL that serves OUT",
+    )
+    batch.add_argument(
+        "--overwrite", action="store_true", help="run every product again, even those done"
+    )
+    batch.add_argument(
+        "--keep-work", action="store_true", help="keep each product's checkpoints (OUT/SKU/work)"
+    )
+    batch.set_defaults(handler=_batch)
+
     admin = verbs.add_parser("admin", help="merchants and their API keys")
     actions = admin.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser(
@@ -58,6 +127,70 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO if not args.verbose else logging.DEBUG)
     serve(host=args.host, port=args.port, threads=args.threads, worker=not args.no_worker)
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from api.queue import run_worker, settings_from_env
+
+    settings = settings_from_env()
+    if not settings.broker_url:
+        console.print(
+            "[bold red]error:[/] no broker: set RECON_BROKER_URL (e.g. redis://localhost:6379/0)",
+            highlight=False,
+        )
+        return 2
+    run_worker(
+        settings,
+        concurrency=args.concurrency or settings.worker_concurrency,
+        hostname=args.hostname,
+        loglevel="DEBUG" if args.verbose else "INFO",
+    )
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from recon import batch
+
+    products = batch.read_catalogue(args.catalogue)
+    options = batch.BatchOptions(
+        preset=args.preset,
+        jobs=max(1, args.jobs),
+        overwrite=args.overwrite,
+        server_url=args.server_url,
+        keep_work=args.keep_work,
+    )
+    if args.engine == "celery":
+        from api.batch import CeleryEngine
+        from api.queue import settings_from_env
+
+        engine = CeleryEngine(settings_from_env(), args.merchant)
+    else:
+        engine = batch.LocalEngine()
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[message]}"),
+        console=err,
+    ) as bar:
+        task = bar.add_task(f"{len(products)} products", total=1.0, message="")
+
+        def report(_stage: str, fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, message=message[:60])
+
+        rows = batch.run_batch(products, args.out, engine, options, progress=report)
+    failed = [row for row in rows if row["status"] == "failed"]
+    skipped = sum(1 for row in rows if row.get("skipped"))
+    for row in failed:
+        err.print(f"[bold red]failed:[/] {row['sku']}: {row['error']}", highlight=False)
+    err.print(
+        f"{len(rows) - len(failed)} of {len(rows)} products succeeded ({skipped} done earlier, "
+        f"skipped), {len(failed)} failed; summary: {args.out / batch.SUMMARY_CSV}",
+        highlight=False,
+    )
+    return 1 if failed else 0
 
 
 def _sessions():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -17,6 +18,7 @@ from api.serialize import job_json
 from api.uploads import accept_upload
 from api.webhooks import check_callback_url, queue_job_webhook
 
+logger = logging.getLogger(__name__)
 blueprint = Blueprint("jobs", __name__)
 
 PRESETS = ("preview", "standard", "high")
@@ -48,6 +50,8 @@ def create_job() -> Response:
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+    if settings().broker_url:  # Celery workers run it; otherwise the embedded worker finds it
+        _enqueue(job.id)
     response = jsonify(job_json(job))
     response.status_code = 202
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
@@ -90,6 +94,15 @@ def cancel_job(job_id: str) -> Response:
     response = jsonify(job_json(job))
     response.status_code = status
     return response
+
+
+def _enqueue(job_id: str) -> None:
+    from api.queue import enqueue
+
+    try:
+        enqueue(settings(), job_id)
+    except Exception:  # the job stays queued: the workers' sweep sends it when the broker is back
+        logger.exception("job %s not sent to the queue", job_id)
 
 
 def merchant_job(job_id: str) -> Job:

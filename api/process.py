@@ -59,7 +59,7 @@ class ServiceProcess:
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2):
                     return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a busy machine
                 time.sleep(0.2)
         raise RuntimeError(f"the server did not start:\n{self.log()}")
 

@@ -28,9 +28,15 @@ def serve(*, host: str, port: int, threads: int = 8, worker: bool = True) -> Non
         max_request_body_size=2 * settings.max_upload_bytes,
         clear_untrusted_proxy_headers=True,
     )
-    embedded = EmbeddedWorker(settings) if worker else None
+    embedded = EmbeddedWorker(settings) if worker and not settings.broker_url else None
     if embedded is not None:
         embedded.start()
+    webhooks = None
+    if worker and settings.broker_url:  # `recon worker` processes run the jobs (api.queue)
+        from api.queue import WebhookSender
+
+        webhooks = WebhookSender(settings)
+        webhooks.start()
 
     def _stop(_signum, _frame) -> None:
         raise KeyboardInterrupt
@@ -39,7 +45,8 @@ def serve(*, host: str, port: int, threads: int = 8, worker: bool = True) -> Non
     logger.warning(
         "serving the API on http://%s:%s/api/v1 (storage %s, %s)",
         host, server.effective_port, settings.storage_dir.resolve(),
-        "with the embedded worker" if embedded else "no worker",
+        "with the embedded worker" if embedded
+        else "jobs sent to Celery workers" if settings.broker_url else "no worker",
     )  # fmt: skip
     try:
         server.run()
@@ -49,3 +56,5 @@ def serve(*, host: str, port: int, threads: int = 8, worker: bool = True) -> Non
         server.close()
         if embedded is not None:
             embedded.stop()
+        if webhooks is not None:
+            webhooks.stop()

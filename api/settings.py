@@ -37,6 +37,9 @@ class Settings:
     job_lease_s: float = 60.0  # a running job whose heartbeat is older is taken as orphaned
     job_timeout_s: float = 3 * 3600.0  # a reconstruction running longer is stopped and failed
     keep_job_workspaces: bool = False  # keep a succeeded job's checkpoints (for debugging)
+    # Celery on Redis (redis://host:6379/0): jobs go to `recon worker` processes, possibly on
+    # other machines sharing the database and storage; empty: the embedded worker runs them.
+    broker_url: str = ""
     # -- webhooks -------------------------------------------------------------------------------
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 30.0  # first retry after this; each further one waits 4× longer

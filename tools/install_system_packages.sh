@@ -8,6 +8,7 @@ packages=(
   libegl1 libgl1-mesa-dri libegl-mesa0  # headless OpenGL (moderngl on EGL, llvmpipe)
   mesa-vulkan-drivers                   # Open3D's offscreen renderer
   chromium                              # browser tests of the viewer (Playwright drives it)
+  redis-server                          # the Celery broker of `recon worker` (and its tests)
 )
 # Node.js may come from elsewhere (NodeSource ships npm inside nodejs): only add Debian's when absent.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
