@@ -166,7 +166,7 @@ def _batch(args: argparse.Namespace) -> int:
         engine = CeleryEngine(settings_from_env(), args.merchant)
     else:
         engine = batch.LocalEngine()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import subprocess
 
 import pytest
@@ -75,7 +76,7 @@ def test_a_job_whose_worker_died_is_reclaimed_and_resumed(sessions, settings) ->
         state=JobState.RUNNING,
         attempts=1,
         heartbeat_at=utcnow(),
-        worker_host=os.uname().nodename,
+        worker_host=socket.gethostname(),
         worker_pid=dead_pid(),
     )
     assert queue.claim_job(sessions, settings, "job_1") == 2
