@@ -205,7 +205,7 @@ def _heartbeat(sessions: sessionmaker, job_id: str, every_s: float, stop: thread
             logger.warning("heartbeat of job %s not written", job_id, exc_info=True)
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     """Linux: this process gets SIGKILL when the worker that started it dies, so a killed
     server leaves no reconstruction running unsupervised (it resumes on restart)."""
     try:
@@ -220,7 +220,7 @@ def _die_with_parent(parent_pid: int) -> None:
 def main(argv: list[str]) -> int:
     """`python -m api.job_runner JOB_ID PARENT_PID`, with RECON_WORKER_SETTINGS in the env."""
     job_id, parent_pid = argv[0], int(argv[1])
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s job {job_id}: %(message)s")
     settings = Settings.from_json(os.environ["RECON_WORKER_SETTINGS"])
     state = run_job(settings, job_id)

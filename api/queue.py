@@ -18,7 +18,6 @@ import datetime as dt
 import functools
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,10 +30,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from api.db import FINISHED_STATES, Job, JobState, make_engine, make_sessions, utcnow
-from api.job_runner import _die_with_parent
+from api.job_runner import die_with_parent
 from api.settings import Settings
 from api.webhooks import deliver_due, queue_job_webhook
-from api.worker import _may_be_alive, _terminate
+from api.worker import claim_queued, orphaned, terminate
 
 logger = logging.getLogger(__name__)
 
@@ -119,36 +118,13 @@ def claim_job(sessions: sessionmaker, settings: Settings, job_id: str) -> int | 
         if job is None or job.state in FINISHED_STATES:
             return None
         if job.state == JobState.RUNNING:
-            if not orphaned(job, settings):
+            if not orphaned(job, settings.job_lease_s):
                 return None
             if not release_job(sessions, settings, job, "the worker running it stopped"):
                 return None
-        now = utcnow()
-        claimed = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED)
-            .values(
-                state=JobState.RUNNING,
-                attempts=Job.attempts + 1,
-                started_at=now,
-                heartbeat_at=now,
-                worker_host=socket.gethostname(),
-                worker_pid=os.getpid(),
-            )
-        ).rowcount
-        session.commit()
-        if not claimed:  # another worker's claim came first
+        if not claim_queued(session, job_id, pid=os.getpid()):
             return None
         return session.scalar(select(Job.attempts).where(Job.id == job_id))
-
-
-def orphaned(job: Job, settings: Settings) -> bool:
-    """A running job nobody works on: its heartbeat is older than the lease, or its process on
-    this host is gone."""
-    stale_before = utcnow() - dt.timedelta(seconds=settings.job_lease_s)
-    if job.heartbeat_at is None or job.heartbeat_at < stale_before:
-        return True
-    return job.worker_host == socket.gethostname() and not _may_be_alive(job)
 
 
 def release_job(sessions: sessionmaker, settings: Settings, job: Job, reason: str) -> bool:
@@ -230,7 +206,7 @@ def supervise_job(sessions: sessionmaker, settings: Settings, job_id: str, attem
             if outcome is not None:
                 break
     finally:
-        _terminate(process)
+        terminate(process)
     with sessions() as session:
         if outcome is not None:
             changed = session.execute(
@@ -257,7 +233,7 @@ def sweep(sessions: sessionmaker, settings: Settings) -> list[str]:
         running = session.scalars(select(Job).where(Job.state == JobState.RUNNING)).all()
     sent = []
     for job in running:
-        if orphaned(job, settings) and release_job(
+        if orphaned(job, settings.job_lease_s) and release_job(
             sessions, settings, job, "the worker running it stopped"
         ):
             enqueue(settings, job.id)
@@ -333,7 +309,7 @@ def run_worker(
 def _pool_process_init(settings: Settings, **_kwargs) -> None:
     """Each pool process dies with its worker (so does its job's process, with it: no job runs
     unsupervised after a kill -9), and sweeps for orphans."""
-    _die_with_parent(os.getppid())
+    die_with_parent(os.getppid())
     threading.Thread(
         target=sweep_forever, args=(settings, threading.Event()), name="recon-sweeper", daemon=True
     ).start()

@@ -21,7 +21,7 @@ from recon.capture import SUPPORTED, register_heif_opener, sniff_image_format, z
 from recon.video import sniff_video_format
 
 PHOTO_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "HEIF": ".heic"}
-VIDEO_SUFFIXES = {"MP4": ".mp4", "MOV": ".mov", "WEBM": ".webm", "MKV": ".mkv"}
+VIDEO_FORMATS = {"MP4": ".mp4", "MOV": ".mov", "WEBM": ".webm", "MKV": ".mkv"}
 WHAT_TO_SEND = f"send {SUPPORTED} photos, one .zip of them, or one MP4/MOV/WebM video"
 
 
@@ -54,7 +54,7 @@ def accept_upload(files: Sequence[FileStorage], settings: Settings, storage: Sto
             "photos, or a video",
         )
     kinds = [_sniff(file) for file in files]
-    singles = [(f, k) for f, k in zip(files, kinds, strict=True) if k in ("ZIP", *VIDEO_SUFFIXES)]
+    singles = [(f, k) for f, k in zip(files, kinds, strict=True) if k in ("ZIP", *VIDEO_FORMATS)]
     if singles and len(files) > 1:
         raise ApiError(
             400,
@@ -67,7 +67,7 @@ def accept_upload(files: Sequence[FileStorage], settings: Settings, storage: Sto
         if kind == "ZIP":
             count = _check_zip(file, settings)
             return _write(storage, [(file, "photos.zip")], "zip", "photos.zip", count)
-        name = "video" + VIDEO_SUFFIXES[kind]
+        name = "video" + VIDEO_FORMATS[kind]
         return _write(storage, [(file, name)], "video", name, 1)
 
     if len(files) < settings.min_photos:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import Job, JobState, make_engine, make_sessions, utcnow
 from api.settings import Settings
@@ -64,7 +64,7 @@ class EmbeddedWorker:
         if self._thread is not None:
             self._thread.join(timeout_s)
         for job_id, run in list(self.running.items()):
-            _terminate(run.process)
+            terminate(run.process)
             self._requeue(job_id, reason=None, count_attempt=False)
         self.running.clear()
 
@@ -106,20 +106,7 @@ class EmbeddedWorker:
             )
             if job_id is None:
                 return False
-            # Claim it: only one worker's update finds it still queued.
-            claimed = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.QUEUED)
-                .values(
-                    state=JobState.RUNNING,
-                    attempts=Job.attempts + 1,
-                    started_at=utcnow(),
-                    heartbeat_at=utcnow(),
-                    worker_host=socket.gethostname(),
-                    worker_pid=None,
-                )
-            ).rowcount
-            session.commit()
+            claimed = claim_queued(session, job_id, pid=None)  # the child's pid comes next
         if claimed:
             self._spawn(job_id)
         return True
@@ -171,14 +158,13 @@ class EmbeddedWorker:
                         )
                         job.cancel_requested = True
                         session.commit()
-                _terminate(run.process)
+                terminate(run.process)
 
     # -- orphans: jobs marked running that no process works on ---------------------------------
     def recover_orphans(self, *, stale_only: bool = False) -> None:
         """Jobs left `running` by a server or worker that died: resume them (or fail them after
         too many attempts). A job is orphaned when its heartbeat is older than the lease, or —
         at start-up — when its process on this host is gone."""
-        stale_before = utcnow() - dt.timedelta(seconds=self.settings.job_lease_s)
         with self.sessions() as session:
             candidates = session.scalars(
                 select(Job).where(Job.state == JobState.RUNNING, Job.id.not_in(list(self.running)))
@@ -186,9 +172,7 @@ class EmbeddedWorker:
             orphans = [
                 job.id
                 for job in candidates
-                if job.heartbeat_at is None
-                or job.heartbeat_at < stale_before
-                or (not stale_only and not _may_be_alive(job))
+                if orphaned(job, self.settings.job_lease_s, check_process=not stale_only)
             ]
         for job_id in orphans:
             self._requeue(job_id, reason="the server or worker stopped during the job")
@@ -225,13 +209,41 @@ class EmbeddedWorker:
         session.commit()
 
 
-def _may_be_alive(job: Job) -> bool:
+def claim_queued(session: Session, job_id: str, *, pid: int | None) -> bool:
+    """Mark a queued job running on this host (and `pid`, when known); False when another
+    worker's claim came first (only one update finds it still queued)."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED)
+        .values(
+            state=JobState.RUNNING,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            worker_host=socket.gethostname(),
+            worker_pid=pid,
+        )
+    ).rowcount
+    session.commit()
+    return bool(claimed)
+
+
+def orphaned(job: Job, lease_s: float, *, check_process: bool = True) -> bool:
+    """A running job nobody works on: its heartbeat is older than the lease, or (with
+    `check_process`) its process on this host is gone."""
+    if job.heartbeat_at is None or job.heartbeat_at < utcnow() - dt.timedelta(seconds=lease_s):
+        return True
+    return check_process and not may_be_alive(job)
+
+
+def may_be_alive(job: Job) -> bool:
     """Whether the job's process may still live: on another host we cannot tell (trust the
     heartbeat); on this one, whether its pid runs."""
-    if job.worker_pid is None:
-        return False
     if job.worker_host != socket.gethostname():
         return True
+    if job.worker_pid is None:
+        return False
     try:
         os.kill(job.worker_pid, 0)
     except ProcessLookupError:
@@ -241,7 +253,7 @@ def _may_be_alive(job: Job) -> bool:
     return True
 
 
-def _terminate(process: subprocess.Popen, grace_s: float = 5.0) -> None:
+def terminate(process: subprocess.Popen, grace_s: float = 5.0) -> None:
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)

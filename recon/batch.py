@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from recon import pipeline
-from recon.capture import _VIDEO_SUFFIXES
+from recon.capture import VIDEO_SUFFIXES
 from recon.errors import InputError, ReconError
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, write_json_atomic
@@ -143,7 +143,7 @@ def _read_folder(folder: Path) -> list[Product]:
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir() or entry.suffix.lower() in {".zip", *_VIDEO_SUFFIXES}:
+        if entry.is_dir() or entry.suffix.lower() in {".zip", *VIDEO_SUFFIXES}:
             products.append(
                 Product(sku=entry.stem if entry.is_file() else entry.name, input_path=entry)
             )

@@ -56,7 +56,7 @@ _FOCAL_RANGE_LONG_SIDES = (0.2, 20.0)
 SUPPORTED = "JPEG, PNG or HEIC"
 # Extensions that promise a video: such a file that does not open as one is a damaged video, not
 # "neither a folder nor a zip". Which path a file takes is decided by its content.
-_VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".3gp"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".3gp"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,7 +138,7 @@ def run(
     if input_path.is_file():
         with input_path.open("rb") as stream:
             video_format = video.sniff_video_format(stream.read(64))
-        if video_format or input_path.suffix.lower() in _VIDEO_SUFFIXES:
+        if video_format or input_path.suffix.lower() in VIDEO_SUFFIXES:
             return take_video(input_path, workspace, options, progress=progress)
     logger.info("capture from %s with %s", input_path, options)
     heif_available = register_heif_opener()
