@@ -8,7 +8,6 @@ died continue from the last finished stage.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import logging
 import os
 import shutil
@@ -39,15 +38,6 @@ def model_id_for(job_id: str) -> str:
     return "mdl_" + job_id.removeprefix("job_")
 
 
-def recon_options(job_options: dict) -> pipeline.ReconOptions:
-    options = pipeline.ReconOptions.for_preset(job_options.get("preset", "standard"))
-    dimensions = job_options.get("dimensions_m") or {}
-    if dimensions:
-        orient = dataclasses.replace(options.orient, **{f"{k}_m": v for k, v in dimensions.items()})
-        options = dataclasses.replace(options, orient=orient)
-    return options
-
-
 def run_job(settings: Settings, job_id: str) -> str:
     """Run job `job_id` (already claimed: state running) to a finished state; returns it."""
     sessions = make_sessions(make_engine(settings.resolved_database_url))
@@ -64,7 +54,9 @@ def run_job(settings: Settings, job_id: str) -> str:
         session.commit()
         upload_dir = storage.upload_dir(job_id)
         input_path = upload_dir / job.input["name"] if job.input.get("name") else upload_dir
-        options = recon_options(job.options)
+        options = pipeline.ReconOptions.for_preset(
+            job.options.get("preset", "standard")
+        ).with_known_dimensions(job.options.get("dimensions_m") or {})
 
     stop_heartbeat = threading.Event()
     threading.Thread(

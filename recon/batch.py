@@ -13,7 +13,6 @@ service adds a Celery engine (api/batch.py) that sends them to `recon worker` ma
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import logging
@@ -192,15 +191,6 @@ def _read_csv(csv_path: Path) -> list[Product]:
                 )
             )
     return products
-
-
-def recon_options(preset: str, dimensions_m: dict[str, float]) -> pipeline.ReconOptions:
-    """The pipeline options of a product: its preset, scaled by its known dimensions."""
-    options = pipeline.ReconOptions.for_preset(preset)
-    if dimensions_m:
-        known = {f"{name}_m": value for name, value in dimensions_m.items()}
-        options = dataclasses.replace(options, orient=dataclasses.replace(options.orient, **known))
-    return options
 
 
 # -- the batch ----------------------------------------------------------------------------------
@@ -476,7 +466,7 @@ def _reconstruct_product(product: Product, out_dir: Path, preset: str, events: A
         pipeline.reconstruct(
             product.input_path,
             out_dir,
-            recon_options(preset, product.dimensions_m),
+            pipeline.ReconOptions.for_preset(preset).with_known_dimensions(product.dimensions_m),
             progress=report,
         )
     except ReconError as exc:

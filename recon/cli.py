@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -159,12 +158,11 @@ def _build_parser(
 def _reconstruct(args: argparse.Namespace) -> int:
     from recon import pipeline
 
-    options = pipeline.ReconOptions.for_preset(args.preset)
-    known = {f"{d}_m": getattr(args, f"{d}_m") for d in ("height", "width", "depth")}
+    known = {d: getattr(args, f"{d}_m") for d in ("height", "width", "depth")}
     for name, value in known.items():
         if value is not None and not value > 0:
-            raise InputError(f"--{name.replace('_', '-')} must be a length above 0 metres")
-    options = dataclasses.replace(options, orient=dataclasses.replace(options.orient, **known))
+            raise InputError(f"--{name}-m must be a length above 0 metres")
+    options = pipeline.ReconOptions.for_preset(args.preset).with_known_dimensions(known)
     with progress_bar() as progress:
         result = pipeline.reconstruct(
             args.input, args.out, options, overwrite=args.overwrite, progress=progress

@@ -7,7 +7,7 @@ import logging
 import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -61,6 +61,14 @@ class ReconOptions:
             mesh=meshing.MeshOptions(max_faces=faces),
             texture=dataclasses.replace(texturing.TextureOptions(), texture_size=texture_px),
         )
+
+    def with_known_dimensions(self, dimensions_m: Mapping[str, float | None]) -> ReconOptions:
+        """These options with the product's known outer size ({"height": 0.3, ...}, metres;
+        None or absent: unknown), which scales the model to metres (OrientOptions)."""
+        known = {f"{name}_m": value for name, value in dimensions_m.items() if value is not None}
+        if not known:
+            return self
+        return dataclasses.replace(self, orient=dataclasses.replace(self.orient, **known))
 
 
 @dataclass(frozen=True)

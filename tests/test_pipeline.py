@@ -152,3 +152,17 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path, capsys) -> No
     error = capsys.readouterr().err
     assert "does not exist" in error
     assert "Traceback" not in error
+
+
+def test_known_dimensions_go_to_the_orient_stage_and_bad_ones_are_refused(tmp_path, capsys) -> None:
+    options = pipeline.ReconOptions.for_preset("preview")
+    known = options.with_known_dimensions({"height": 0.3, "width": None})
+    assert (known.orient.height_m, known.orient.width_m) == (0.3, None)
+    assert known.capture == options.capture  # the preset's other parts are kept
+    assert options.with_known_dimensions({}) == options
+    photos = SAMPLE_CAPTURES_DIR / "cereal_box" / "images"
+    assert (
+        cli.main(["reconstruct", str(photos), "-o", str(tmp_path / "out"), "--height-m", "0"]) == 2
+    )
+    assert "--height-m must be a length above 0 metres" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
