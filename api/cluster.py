@@ -10,13 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from api.process import recon_command
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from api.process import free_port, recon_command
 
 
 class RedisServer:

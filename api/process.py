@@ -18,17 +18,32 @@ def recon_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "api.cli", *args]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class ServiceProcess:
     """The API (and, unless `worker=False`, its embedded worker) serving `storage` from a
-    child process; `env` adds RECON_* settings."""
+    child process; `env` adds RECON_* settings. It listens on `host`:`port` (a free localhost
+    port by default) and logs beside the storage folder, or to this terminal (`log=False`)."""
 
     def __init__(
-        self, storage: Path, *, env: dict[str, str] | None = None, worker: bool = True
+        self,
+        storage: Path,
+        *,
+        env: dict[str, str] | None = None,
+        worker: bool = True,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log: bool = True,
     ) -> None:
         self.storage = Path(storage)
         self.env = {**os.environ, "RECON_STORAGE_DIR": str(self.storage), **(env or {})}
         self.worker = worker
-        self.log_path = self.storage.parent / f"{self.storage.name}-server.log"
+        self.host, self.port = host, port
+        self.log_path = self.storage.parent / f"{self.storage.name}-server.log" if log else None
         self.process: subprocess.Popen | None = None
         self.origin = ""
 
@@ -44,16 +59,18 @@ class ServiceProcess:
         ).stdout.strip()  # fmt: skip
 
     def start(self, timeout_s: float = 60.0) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        args = ["serve", "--port", str(port)] + ([] if self.worker else ["--no-worker"])
+        port = self.port or free_port()
+        args = ["serve", "--host", self.host, "--port", str(port)]
+        args += [] if self.worker else ["--no-worker"]
         self.storage.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(
-                recon_command(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.origin = f"http://127.0.0.1:{port}"
+        if self.log_path is None:
+            self.process = subprocess.Popen(recon_command(*args), env=self.env)
+        else:
+            with self.log_path.open("a") as log:
+                self.process = subprocess.Popen(
+                    recon_command(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT
+                )
+        self.origin = f"http://{self.host}:{port}"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
@@ -70,7 +87,9 @@ class ServiceProcess:
         return self.process.wait(30)
 
     def log(self) -> str:
-        return self.log_path.read_text()[-5000:] if self.log_path.exists() else ""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text()[-5000:]
 
     def __enter__(self) -> ServiceProcess:
         self.start()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import requests
 
+from api.process import ServiceProcess, recon_command
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "sample_captures" / "cereal_box" / "images"
 SAMPLE_HEIGHT_M = 0.28  # the procedural cereal box is 28 cm tall (its truth/mesh.ply)
@@ -31,18 +33,18 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     storage, key_path = args.out / "storage", args.out / "demo_api_key"
-    env = {**os.environ, "RECON_STORAGE_DIR": str(storage.resolve())}
-    recon = [sys.executable, "-m", "api.cli"]
     with socket.socket() as probe:  # another server there would answer in this one's place
         if probe.connect_ex((args.host, args.port)) == 0:
             raise SystemExit(f"port {args.port} is taken: stop that server or `make run PORT=...`")
     signal.signal(signal.SIGTERM, _interrupt)
-    server = subprocess.Popen([*recon, "serve", "--host", args.host, "--port", str(args.port)],
-                              env=env, cwd=REPO_ROOT)  # fmt: skip
-    origin = f"http://{args.host}:{args.port}"
+    server = ServiceProcess(storage.resolve(), host=args.host, port=args.port, log=False)
     try:
-        wait_for_server(origin, server)
-        headers = {"Authorization": f"Bearer {demo_key(recon, env, key_path, origin)}"}
+        try:
+            server.start()
+        except RuntimeError:
+            raise SystemExit(f"recon serve did not answer on {server.origin}") from None
+        origin = server.origin
+        headers = {"Authorization": f"Bearer {demo_key(server.env, key_path, origin)}"}
         model = sample_model(origin, headers)
         if not model["published"]:
             model = checked(requests.post(
@@ -56,33 +58,18 @@ def main() -> int:
             "Serving until Ctrl-C.",
             flush=True,
         )
-        return server.wait()
+        return server.process.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(60)
+        server.stop()
 
 
 def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
-def wait_for_server(origin: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"recon serve stopped (exit {server.returncode}); is the port taken?")
-        try:
-            if requests.get(f"{origin}/api/v1/health", timeout=2).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    raise SystemExit(f"recon serve did not answer on {origin} within a minute")
-
-
-def demo_key(recon: list[str], env: dict, key_path: Path, origin: str) -> str:
+def demo_key(env: dict, key_path: Path, origin: str) -> str:
     """The demo merchant's key from `key_path`, or a new one (new merchant, or a rotated key
     when the file was lost) written there readable only by its owner."""
     if key_path.is_file():
@@ -92,10 +79,10 @@ def demo_key(recon: list[str], env: dict, key_path: Path, origin: str) -> str:
         )
         if answer.ok:
             return key
-    made = subprocess.run([*recon, "admin", "create-merchant", MERCHANT], env=env, cwd=REPO_ROOT,
+    made = subprocess.run(recon_command("admin", "create-merchant", MERCHANT), env=env,
                           capture_output=True, text=True)  # fmt: skip
     if made.returncode != 0:  # the merchant exists, but its key is not in the file
-        made = subprocess.run([*recon, "admin", "rotate-key", MERCHANT], env=env, cwd=REPO_ROOT,
+        made = subprocess.run(recon_command("admin", "rotate-key", MERCHANT), env=env,
                               capture_output=True, text=True, check=True)  # fmt: skip
     key = made.stdout.strip()
     key_path.parent.mkdir(parents=True, exist_ok=True)
