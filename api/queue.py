@@ -32,7 +32,7 @@ from sqlalchemy.orm import sessionmaker
 from api.db import FINISHED_STATES, Job, JobState, make_engine, make_sessions, utcnow
 from api.job_runner import die_with_parent
 from api.settings import Settings
-from api.webhooks import deliver_due, queue_job_webhook
+from api.webhooks import queue_job_webhook
 from api.worker import claim_queued, orphaned, terminate
 
 logger = logging.getLogger(__name__)
@@ -313,30 +313,3 @@ def _pool_process_init(settings: Settings, **_kwargs) -> None:
     threading.Thread(
         target=sweep_forever, args=(settings, threading.Event()), name="recon-sweeper", daemon=True
     ).start()
-
-
-class WebhookSender:
-    """With Celery workers, `recon serve` sends the finished jobs' webhooks (the embedded worker
-    does otherwise): one thread, polling the database."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="recon-webhooks", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        engine = make_engine(self.settings.resolved_database_url)
-        sessions = make_sessions(engine)
-        while not self._stop.wait(self.settings.worker_poll_s):
-            try:
-                deliver_due(sessions, self.settings)
-            except Exception:
-                logger.exception("webhook delivery failed")
-        engine.dispose()

@@ -8,6 +8,7 @@ import signal
 import waitress
 
 from api import create_app
+from api.webhooks import WebhookSender
 from api.worker import EmbeddedWorker
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,8 @@ def serve(*, host: str, port: int, threads: int = 8, worker: bool = True) -> Non
     embedded = EmbeddedWorker(settings) if worker and not settings.broker_url else None
     if embedded is not None:
         embedded.start()
-    webhooks = None
-    if worker and settings.broker_url:  # `recon worker` processes run the jobs (api.queue)
-        from api.queue import WebhookSender
-
-        webhooks = WebhookSender(settings)
+    webhooks = WebhookSender(settings) if worker else None
+    if webhooks is not None:
         webhooks.start()
 
     def _stop(_signum, _frame) -> None:

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import recon
-from api.db import Job, Merchant, WebhookDelivery, new_id, utcnow
+from api.db import Job, Merchant, WebhookDelivery, make_engine, make_sessions, new_id, utcnow
 from api.serialize import job_json
 from api.settings import Settings
 
@@ -140,3 +141,30 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
+class WebhookSender:
+    """`recon serve`'s thread that sends the finished jobs' webhooks (whoever ran the jobs: the
+    embedded worker or Celery workers), polling the database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="recon-webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        engine = make_engine(self.settings.resolved_database_url)
+        sessions = make_sessions(engine)
+        while not self._stop.wait(self.settings.worker_poll_s):
+            try:
+                deliver_due(sessions, self.settings)
+            except Exception:
+                logger.exception("webhook delivery failed")
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""The embedded worker: runs queued jobs in child processes, recovers orphaned ones, sends webhooks.
+"""The embedded worker: runs queued jobs in child processes and recovers orphaned ones.
 
 It is a thread of `recon serve`. Each job runs in a process of its own (`api.job_runner`), so a
 crash or an out-of-memory kill takes one job down, not the server; the job is then resumed from
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import Job, JobState, make_engine, make_sessions, utcnow
 from api.settings import Settings
 from api.storage import Storage
-from api.webhooks import deliver_due, queue_job_webhook
+from api.webhooks import queue_job_webhook
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ class EmbeddedWorker:
         self.running: dict[str, _Running] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._webhook_thread: threading.Thread | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -53,10 +52,6 @@ class EmbeddedWorker:
         self.storage.clear_incoming()
         self._thread = threading.Thread(target=self._run, name="recon-worker", daemon=True)
         self._thread.start()
-        self._webhook_thread = threading.Thread(
-            target=self._send_webhooks, name="recon-webhooks", daemon=True
-        )
-        self._webhook_thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking jobs; running ones are stopped and queued again (they resume later)."""
@@ -78,14 +73,6 @@ class EmbeddedWorker:
                 self.step()
             except Exception:  # the worker must outlive a bad moment of the database
                 logger.exception("worker step failed")
-            self._stop.wait(self.settings.worker_poll_s)
-
-    def _send_webhooks(self) -> None:
-        while not self._stop.is_set():
-            try:
-                deliver_due(self.sessions, self.settings)
-            except Exception:
-                logger.exception("webhook delivery failed")
             self._stop.wait(self.settings.worker_poll_s)
 
     # -- one round ------------------------------------------------------------------------------
