@@ -33,7 +33,7 @@ from api.db import FINISHED_STATES, Job, JobState, make_engine, make_sessions, u
 from api.job_runner import die_with_parent
 from api.settings import Settings
 from api.webhooks import queue_job_webhook
-from api.worker import claim_queued, orphaned, terminate
+from api.worker import claim_queued, orphaned, release_job, terminate
 
 logger = logging.getLogger(__name__)
 
@@ -125,42 +125,6 @@ def claim_job(sessions: sessionmaker, settings: Settings, job_id: str) -> int | 
         if not claim_queued(session, job_id, pid=os.getpid()):
             return None
         return session.scalar(select(Job.attempts).where(Job.id == job_id))
-
-
-def release_job(sessions: sessionmaker, settings: Settings, job: Job, reason: str) -> bool:
-    """A running job whose process died: queued again to resume from its checkpoints (True),
-    or cancelled (when asked) or failed after `job_max_attempts`. The update applies only if the
-    job is still in the run seen in `job` (same attempt), so two workers noticing the same dead
-    job release it once."""
-    ended = job.cancel_requested or job.attempts >= settings.job_max_attempts
-    if job.cancel_requested:
-        values: dict = {"state": JobState.CANCELLED}
-    elif ended:
-        values = {
-            "state": JobState.FAILED,
-            "error_code": "worker_died",
-            "error_message": f"{reason} {job.attempts} times; the photos may need more memory "
-            "than the workers have — try the preview preset, or contact support",
-        }
-    else:
-        values = {
-            "state": JobState.QUEUED,
-            "warnings": [*job.warnings, f"{reason}; resumed from its last finished stage"],
-        }
-    if ended:
-        values.update(finished_at=utcnow(), eta_s=None)
-    with sessions() as session:
-        changed = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.state == JobState.RUNNING, Job.attempts == job.attempts)
-            .values(worker_pid=None, heartbeat_at=None, **values)
-        ).rowcount
-        if changed and ended:
-            queue_job_webhook(session, session.get(Job, job.id))
-        session.commit()
-    if changed:
-        logger.warning("job %s %s: %s", job.id, values["state"], reason)
-    return bool(changed) and not ended
 
 
 def supervise_job(sessions: sessionmaker, settings: Settings, job_id: str, attempt: int) -> str:

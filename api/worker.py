@@ -167,33 +167,56 @@ class EmbeddedWorker:
     def _requeue(self, job_id: str, *, reason: str | None, count_attempt: bool = True) -> None:
         with self.sessions() as session:
             job = session.get(Job, job_id)
-            if job is None or job.state != JobState.RUNNING:
-                return
-            if job.cancel_requested and job.error_code != "timeout":
-                self._end(session, job, JobState.CANCELLED)
-                return
-            if job.error_code == "timeout" or job.attempts >= self.settings.job_max_attempts:
-                if job.error_code != "timeout":
-                    job.error_code = "worker_died"
-                    job.error_message = (
-                        f"{reason} {job.attempts} times; the photos may need more memory than "
-                        "this server has — try the preview preset, or contact support"
-                    )
-                self._end(session, job, JobState.FAILED)
-                return
-            if not count_attempt:
-                job.attempts = max(0, job.attempts - 1)
-            job.state, job.worker_pid, job.heartbeat_at = JobState.QUEUED, None, None
-            if reason:
-                job.warnings = [*job.warnings, f"{reason}; resumed from its last finished stage"]
-            session.commit()
-            logger.warning("job %s queued again: %s", job_id, reason or "server stopping")
+        if job is not None and job.state == JobState.RUNNING:
+            release_job(self.sessions, self.settings, job, reason, count_attempt=count_attempt)
 
-    @staticmethod
-    def _end(session, job: Job, state: JobState) -> None:
-        job.state, job.finished_at, job.eta_s = state, utcnow(), None
-        queue_job_webhook(session, job)
+
+def release_job(
+    sessions: sessionmaker,
+    settings: Settings,
+    job: Job,
+    reason: str | None,
+    *,
+    count_attempt: bool = True,
+) -> bool:
+    """A running job whose process ended without recording it: queued again to resume from its
+    checkpoints (True), or ended — failed when it timed out or died `job_max_attempts` times,
+    cancelled when asked. `count_attempt=False` (a server stopping) does not count the run.
+    The update applies only if the job is still in the run seen in `job` (same attempt), so two
+    workers noticing the same dead job release it once."""
+    timed_out = job.error_code == "timeout"  # the error is recorded; only the state is left
+    ended = timed_out or job.cancel_requested or job.attempts >= settings.job_max_attempts
+    if timed_out:
+        values: dict = {"state": JobState.FAILED}
+    elif job.cancel_requested:
+        values = {"state": JobState.CANCELLED}
+    elif ended:
+        values = {
+            "state": JobState.FAILED,
+            "error_code": "worker_died",
+            "error_message": f"{reason} {job.attempts} times; the photos may need more memory "
+            "than the machine running them has — try the preview preset, or contact support",
+        }
+    else:
+        values = {"state": JobState.QUEUED}
+        if reason:
+            values["warnings"] = [*job.warnings, f"{reason}; resumed from its last finished stage"]
+        if not count_attempt:
+            values["attempts"] = max(0, job.attempts - 1)
+    if ended:
+        values.update(finished_at=utcnow(), eta_s=None)
+    with sessions() as session:
+        changed = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.state == JobState.RUNNING, Job.attempts == job.attempts)
+            .values(worker_pid=None, heartbeat_at=None, **values)
+        ).rowcount
+        if changed and ended:
+            queue_job_webhook(session, session.get(Job, job.id))
         session.commit()
+    if changed:
+        logger.warning("job %s %s: %s", job.id, values["state"], reason or "server stopping")
+    return bool(changed) and not ended
 
 
 def claim_queued(session: Session, job_id: str, *, pid: int | None) -> bool:

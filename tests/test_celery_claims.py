@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from api import queue
+from api import queue, worker
 from api.db import Job, JobState, Merchant, WebhookDelivery, make_engine, make_sessions, utcnow
 from api.settings import Settings
 
@@ -106,13 +106,13 @@ def test_a_live_job_on_another_host_is_trusted_until_its_heartbeat_is_stale(
 def test_a_dead_job_is_released_once_and_failed_after_its_last_attempt(sessions, settings) -> None:
     add_job(sessions, state=JobState.RUNNING, attempts=3, heartbeat_at=None)
     seen = job(sessions)
-    assert not queue.release_job(sessions, settings, seen, "the worker running it stopped")
+    assert not worker.release_job(sessions, settings, seen, "the worker running it stopped")
     failed = job(sessions)
     assert failed.state == JobState.FAILED
     assert failed.error_code == "worker_died"
     assert "preview" in failed.error_message
     # A second worker that saw the same dead run changes nothing (and sends no second webhook).
-    assert not queue.release_job(sessions, settings, seen, "the worker running it stopped")
+    assert not worker.release_job(sessions, settings, seen, "the worker running it stopped")
     with sessions() as session:
         events = [d.event for d in session.query(WebhookDelivery).all()]
     assert events == ["job.failed"]
