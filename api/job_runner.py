@@ -54,9 +54,13 @@ def run_job(settings: Settings, job_id: str) -> str:
         session.commit()
         upload_dir = storage.upload_dir(job_id)
         input_path = upload_dir / job.input["name"] if job.input.get("name") else upload_dir
-        options = pipeline.ReconOptions.for_preset(
-            job.options.get("preset", "standard")
-        ).with_known_dimensions(job.options.get("dimensions_m") or {})
+        options = (
+            pipeline.ReconOptions.for_preset(job.options.get("preset", "standard"))
+            .with_known_dimensions(job.options.get("dimensions_m") or {})
+            .with_asset_budget(
+                compress=bool(job.options.get("compress")), max_mb=job.options.get("max_mb")
+            )
+        )
 
     stop_heartbeat = threading.Event()
     threading.Thread(
@@ -122,6 +126,7 @@ def model_summary(report: dict) -> dict:
         "photos_used": report.get("images", {}).get("registered"),
         "photos_total": report.get("images", {}).get("total"),
         "preset": report.get("preset"),
+        "mode": report.get("mode", "object"),  # scene models are showrooms' spaces
     }
 
 

@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 blueprint = Blueprint("jobs", __name__)
 
 PRESETS = ("preview", "standard", "high")
+# object: one product, masked from its background; scene: a shop space, for showrooms.
+MODES = ("object", "scene")
 DIMENSIONS = ("height", "width", "depth")
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+MAX_MB_RANGE = (0.1, 1000.0)  # model.glb size budgets a job may ask for
 
 
 @blueprint.post("/jobs")  # rate-limited more strictly than the rest (api.ratelimit)
@@ -115,6 +119,12 @@ def _job_options(form) -> dict:
     if preset not in PRESETS:
         raise ApiError(400, "bad_option", f"preset must be one of {', '.join(PRESETS)}")
     options: dict = {"preset": preset}
+    if (mode := form.get("mode", "").strip()) and mode not in MODES:
+        raise ApiError(
+            400, "bad_option", f"mode must be one of {', '.join(MODES)} (a product or a space)"
+        )
+    if mode:
+        options["mode"] = mode
     for field, limit in (("name", 200), ("sku", 100)):
         if value := form.get(field, "").strip():
             if len(value) > limit:
@@ -136,4 +146,20 @@ def _job_options(form) -> dict:
         dimensions[dimension] = value
     if dimensions:
         options["dimensions_m"] = dimensions
+    compress = form.get("compress", "").strip().lower()
+    if compress not in ("", *TRUE_WORDS, *FALSE_WORDS):
+        raise ApiError(400, "bad_option", "compress must be true or false")
+    if compress in TRUE_WORDS:
+        options["compress"] = True
+    if text := form.get("max_mb", "").strip():
+        try:
+            max_mb = float(text)
+        except ValueError:
+            max_mb = math.nan
+        if not MAX_MB_RANGE[0] <= max_mb <= MAX_MB_RANGE[1]:
+            low, high = MAX_MB_RANGE
+            raise ApiError(
+                400, "bad_option", f"max_mb must be a file size in MB ({low:g}–{high:g})"
+            )
+        options["max_mb"] = max_mb
     return options

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 import recon
 from api.context import MAX_PAGE, MAX_PER_PAGE
-from api.jobs import DIMENSIONS, PRESETS
+from api.jobs import DIMENSIONS, MAX_MB_RANGE, MODES, PRESETS
 from api.storage import MODEL_FILES
 
 blueprint = Blueprint("openapi", __name__)
@@ -130,7 +130,7 @@ SCHEMAS: dict[str, Any] = {
             "summary": {
                 "type": "object",
                 "description": "units ('metre' or 'unknown'), bbox [w, h, d], faces, vertices, "
-                "texture_px, photos_used, photos_total, preset",
+                "texture_px, photos_used, photos_total, preset, mode ('object' or 'scene')",
             },
             "files": {"type": "object", "additionalProperties": _ref("ModelFile")},
         },
@@ -169,6 +169,12 @@ _JOB_FORM = {
             "MP4/MOV/WebM video; types are told by content, not by name",
         },
         "preset": {"enum": list(PRESETS), "default": "standard"},
+        "mode": {
+            "enum": list(MODES),
+            "default": "object",
+            "description": "object: one product, masked from its background; scene: a shop "
+            "space captured inside-out or walked through (a showroom's scene)",
+        },
         "name": {"type": "string", "maxLength": 200},
         "sku": {"type": "string", "maxLength": 100},
         **{
@@ -179,6 +185,18 @@ _JOB_FORM = {
                 "description": f"known {d} in metres: the model comes out in metres",
             }
             for d in DIMENSIONS
+        },
+        "compress": {
+            "type": "boolean",
+            "default": False,
+            "description": "Draco-compress the GLB geometry (the USDZ stays uncompressed)",
+        },
+        "max_mb": {
+            "type": "number",
+            "minimum": MAX_MB_RANGE[0],
+            "maximum": MAX_MB_RANGE[1],
+            "description": "fit model.glb under this many MB (10^6 bytes): lower JPEG quality, "
+            "texture size, then triangles",
         },
         "callback_url": {
             "type": "string",

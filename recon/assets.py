@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
+import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import trimesh
+from PIL import Image
 
 from recon import meshing, texturing
+from recon.commerce import MB, inspect_glb
+from recon.compress import DracoOptions, compress_glb
 from recon.errors import InputError, ReconError, StageError
-from recon.export import write_glb
+from recon.export import glb_bytes
 from recon.poster import PosterOptions, write_poster
 from recon.progress import ProgressCallback
 from recon.textured_mesh import TexturedMesh, load_textured_mesh
@@ -55,6 +58,15 @@ class AssetOptions:
         SizeTier(max_faces=50_000, texture_size=1024),
         SizeTier(max_faces=25_000, texture_size=1024),
     )
+    # Draco geometry compression (KHR_draco_mesh_compression) of model.glb and the tiers; the
+    # USDZ stays uncompressed (ARKit cannot read Draco).
+    compress: bool = False
+    draco: DracoOptions = field(default_factory=DracoOptions)
+    # Fit model.glb under this many MB (10^6 bytes) by lowering the JPEG quality, the texture
+    # size and the triangle count (see fit_budget); None: no budget.
+    max_mb: float | None = None
+    budget_min_texture_px: int = 512  # the budget never shrinks the texture below this
+    budget_min_faces: int = 5_000  # ... nor the triangles below this
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,10 @@ class AssetResult:
     usdz_arkit_compliant: bool | None  # USD's ARKit checker passed (None: no USDZ or no checker)
     warnings: list[str]
     seconds: float
+    # model.glb as written: bytes, faces, vertices, texture_size, jpeg_quality, compression
+    glb: dict = field(default_factory=dict)
+    # with max_mb: target_bytes, bytes, fits, reduced ([{"step", "from", "to", "bytes"}])
+    budget: dict | None = None
 
 
 def run(
@@ -87,16 +103,22 @@ def run(
     workspace.export_dir.mkdir(parents=True, exist_ok=True)
     for name in workspace.staged_files():  # nothing stale from a run with other options
         workspace.staged_path(name).unlink()
-    with atomic_path(workspace.staged_path(MODEL_FILE)) as tmp:
-        shutil.copyfile(source, tmp)
     try:
         mesh = load_textured_mesh(source)
     except InputError as error:
         raise StageError(
             STAGE, f"cannot read the textured model ({error}); re-run texture"
         ) from error
+    texture_options = texture_options or texturing.TextureOptions()
+    views = _LazyViews(workspace)
 
     warnings: list[str] = []
+    if progress:
+        progress(STAGE, 0.05, "model.glb")
+    model, budget = write_model(workspace, mesh, options, texture_options, views)
+    if budget is not None and not budget["fits"]:
+        warnings.append(budget["message"])
+        logger.warning(warnings[-1])
     compliant = None
     if options.usdz:
         if progress:
@@ -121,65 +143,211 @@ def run(
     if options.tiers:
         if progress:
             progress(STAGE, 0.6, "size tiers")
-        tiers = write_tiers(workspace, mesh, options, texture_options or texturing.TextureOptions())
+        tiers = write_tiers(workspace, model, options, texture_options, views)
     files = {name: workspace.staged_path(name).stat().st_size for name in workspace.staged_files()}
     if progress:
         progress(STAGE, 1.0, ", ".join(files))
-    return AssetResult(files, tiers, compliant, warnings, time.perf_counter() - started)
+    return AssetResult(
+        files, tiers, compliant, warnings, time.perf_counter() - started, model, budget
+    )
+
+
+def write_model(
+    workspace: Workspace,
+    mesh: TexturedMesh,
+    options: AssetOptions,
+    texture_options: texturing.TextureOptions,
+    views: _LazyViews,
+) -> tuple[dict, dict | None]:
+    """Stage model.glb: the texture stage's GLB as it is, Draco-compressed with `compress`, and
+    fitted under `max_mb`. Returns the written file's facts and the budget record (or None)."""
+    source = workspace.textured_model_path.read_bytes()
+    quality = texture_options.export.jpeg_quality
+    data = compress_glb(source, options.draco) if options.compress else source
+    budget = None
+    if options.max_mb is not None:
+        data, quality, budget = fit_budget(data, mesh, options, texture_options, views)
+    with atomic_path(workspace.staged_path(MODEL_FILE)) as tmp:
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o644)  # served and shared, like every published file
+    facts = inspect_glb(data)
+    sizes = [max(t["width"] or 0, t["height"] or 0) for t in facts.textures]
+    glb = {
+        "bytes": facts.bytes,
+        "faces": facts.triangles,
+        "vertices": facts.vertices,
+        "texture_size": max(sizes, default=0),
+        "jpeg_quality": quality,
+        "compression": "draco" if options.compress else None,
+    }
+    return glb, budget
+
+
+def fit_budget(
+    data: bytes,
+    mesh: TexturedMesh,
+    options: AssetOptions,
+    texture_options: texturing.TextureOptions,
+    views: _LazyViews,
+) -> tuple[bytes, int, dict]:
+    """Shrink the GLB `data` (made from `mesh`) until it is at most options.max_mb MB.
+
+    Each step cuts what takes more of the file, measured on the encoded bytes: while the
+    texture is at least half of it, the JPEG quality drops to 75, then the texture halves (not
+    below budget_min_texture_px), then the quality drops to 50; otherwise the triangles halve
+    (simplified and textured afresh from the photos, down to budget_min_faces), when the
+    photos are there. Returns the smallest bytes tried (the first that fits), its JPEG quality
+    and the budget record; the record's `fits` is False, with a `message`, when nothing fits.
+    """
+    if not options.max_mb > 0:
+        raise InputError(f"max_mb must be above 0 MB, got {options.max_mb}")
+    target = int(options.max_mb * MB)
+    primitive = _single_textured(mesh)
+    geometry = (primitive.vertices, primitive.faces, primitive.uv, primitive.normals)
+    texture = primitive.texture
+    size, quality = texture.shape[0], texture_options.export.jpeg_quality
+    faces = len(primitive.faces)
+    reduced: list[dict] = []
+    while len(data) > target:
+        texture_share = inspect_glb(data).image_bytes / len(data)
+        step = None
+        texture_step = _texture_step(size, quality, options.budget_min_texture_px)
+        can_simplify = faces > options.budget_min_faces and views.available()
+        if texture_step and (texture_share >= 0.5 or not can_simplify):
+            step = texture_step
+        elif can_simplify:
+            step = ("faces", faces, max(faces // 2, options.budget_min_faces))
+        if step is None:
+            break
+        name, before, after = step
+        if name == "jpeg_quality":
+            quality = after
+        elif name == "texture_size":
+            size = after
+        else:
+            baked = views.bake(after, size, texture_options)
+            geometry = (baked.vertices, baked.faces, baked.uv, baked.normals)
+            texture, faces = baked.texture, len(baked.faces)
+            after = faces
+        export = dataclasses.replace(texture_options.export, jpeg_quality=quality)
+        vertices, triangles, uv, normals = geometry
+        data = glb_bytes(vertices, triangles, uv, _resized(texture, size), normals=normals,
+                         options=export)  # fmt: skip
+        if options.compress:
+            data = compress_glb(data, options.draco)
+        reduced.append({"step": name, "from": before, "to": after, "bytes": len(data)})
+    record = {
+        "target_bytes": target,
+        "bytes": len(data),
+        "fits": len(data) <= target,
+        "reduced": reduced,
+    }
+    if not record["fits"]:
+        record["message"] = (
+            f"model.glb is {len(data) / MB:.2f} MB, above the {options.max_mb:g} MB budget even "
+            f"with a {size}² texture at JPEG quality {quality} and {faces} triangles: raise "
+            "--max-mb, or add --compress"
+            + ("" if views.available() else " (no photos here to simplify the mesh from)")
+        )
+    return data, quality, record
+
+
+def _texture_step(size: int, quality: int, min_size: int) -> tuple[str, int, int] | None:
+    """The next texture reduction: quality to 75, then halve the size, then quality to 50."""
+    if quality > 75:
+        return ("jpeg_quality", quality, 75)
+    if size // 2 >= min_size:
+        return ("texture_size", size, size // 2)
+    if quality > 50:
+        return ("jpeg_quality", quality, 50)
+    return None
+
+
+def _resized(texture: np.ndarray, size: int) -> np.ndarray:
+    """The (S, S, 3) texture at size², area-averaged (UVs are relative: they still fit)."""
+    if texture.shape[0] == size:
+        return texture
+    image = Image.fromarray(texture, "RGB").resize((size, size), Image.Resampling.BOX)
+    return np.asarray(image)
+
+
+def _single_textured(mesh: TexturedMesh):
+    if len(mesh.primitives) != 1 or mesh.primitives[0].texture is None:
+        raise StageError(
+            STAGE,
+            f"the textured model has {len(mesh.primitives)} parts; a budget needs the texture "
+            "stage's single textured mesh: re-run texture",
+        )
+    primitive = mesh.primitives[0]
+    size = primitive.texture.shape[0]
+    if primitive.texture.shape[1] != size or size & (size - 1):
+        raise StageError(STAGE, "the texture is not a power-of-two square: re-run texture")
+    return primitive
 
 
 def write_tiers(
     workspace: Workspace,
-    model: TexturedMesh,
+    model: dict,
     options: AssetOptions,
     texture_options: texturing.TextureOptions,
+    views: _LazyViews,
 ) -> list[dict]:
-    """Stage a GLB per size tier that the model exceeds; list every tier, largest first."""
-    faces = sum(len(p.faces) for p in model.primitives)
-    texture_size = max((p.texture.shape[0] for p in model.primitives if p.texture is not None),
-                       default=0)  # fmt: skip
-    full_size = workspace.staged_path(MODEL_FILE).stat().st_size
+    """Stage a GLB per size tier that model.glb (`model`: its facts) exceeds; list every tier,
+    largest first. Tiers are Draco-compressed like the model with `compress`."""
+    faces, texture_size = model["faces"], model["texture_size"]
     listed = []
-    views = None
     for tier in sorted(options.tiers, key=lambda t: -t.max_faces):
         if faces <= tier.max_faces and texture_size <= tier.texture_size:
             listed.append({"file": MODEL_FILE, "max_faces": tier.max_faces, "faces": faces,
-                           "texture_size": texture_size, "bytes": full_size})  # fmt: skip
+                           "texture_size": texture_size, "bytes": model["bytes"]})  # fmt: skip
             continue
-        if views is None:
-            views = _read_views(workspace)
         name = tier_file(tier.max_faces)
-        tier_faces = _bake_tier(workspace.staged_path(name), tier, views, texture_options)
-        listed.append({"file": name, "max_faces": tier.max_faces, "faces": tier_faces,
-                       "texture_size": tier.texture_size,
-                       "bytes": workspace.staged_path(name).stat().st_size})  # fmt: skip
+        baked = views.bake(tier.max_faces, tier.texture_size, texture_options)
+        # No finer JPEG than the model's own (a budget may have lowered it)
+        export = dataclasses.replace(texture_options.export, jpeg_quality=model["jpeg_quality"])
+        data = glb_bytes(baked.vertices, baked.faces, baked.uv, baked.texture,
+                         normals=baked.normals, options=export)  # fmt: skip
+        if options.compress:
+            data = compress_glb(data, options.draco)
+        with atomic_path(workspace.staged_path(name)) as tmp:
+            tmp.write_bytes(data)
+            os.chmod(tmp, 0o644)
+        listed.append({"file": name, "max_faces": tier.max_faces, "faces": len(baked.faces),
+                       "texture_size": tier.texture_size, "bytes": len(data)})  # fmt: skip
     return listed
 
 
-def _read_views(workspace: Workspace) -> tuple[trimesh.Trimesh, np.ndarray, list, list, list]:
-    """What the texture stage bakes from: the product mesh, SfM → asset matrix, cameras in the
-    asset frame, photos and masks (None where a photo has none)."""
-    mesh = trimesh.load(workspace.mesh_path, process=False, force="mesh")
-    matrix = texturing.read_orientation(workspace.orient_path)
-    cameras = [camera.transformed(matrix) for camera in workspace.read_sfm_cameras()]
-    images, masks = texturing.read_photos_and_masks(workspace, cameras)
-    return mesh, matrix, cameras, images, masks
+class _LazyViews:
+    """What the texture stage bakes from (the product mesh, SfM → asset matrix, cameras in the
+    asset frame, photos and masks), read once when first needed: tiers and budgets re-bake."""
 
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._views: tuple[trimesh.Trimesh, np.ndarray, list, list, list] | None = None
 
-def _bake_tier(path, tier: SizeTier, views, texture_options: texturing.TextureOptions) -> int:
-    """Simplify the product mesh to the tier, bake its texture, write the GLB; returns faces."""
-    mesh, matrix, cameras, images, masks = views
-    simplified = meshing.simplify(mesh.copy(), tier.max_faces)
-    vertices = np.asarray(simplified.vertices) @ matrix[:3, :3].T + matrix[:3, 3]
-    options = dataclasses.replace(texture_options, texture_size=tier.texture_size)
-    baked = texturing.bake_texture(
-        vertices,
-        np.asarray(simplified.faces, dtype=np.int64),
-        cameras,
-        images,
-        masks if any(m is not None for m in masks) else None,
-        options,
-    )
-    write_glb(path, baked.vertices, baked.faces, baked.uv, baked.texture,
-              normals=baked.normals, options=options.export)  # fmt: skip
-    return len(baked.faces)
+    def available(self) -> bool:
+        """Whether the product mesh and cameras are there to bake from."""
+        return self.workspace.mesh_path.exists() and self.workspace.sfm_cameras_path.exists()
+
+    def bake(
+        self, max_faces: int, texture_size: int, texture_options: texturing.TextureOptions
+    ) -> texturing.BakedTexture:
+        """The product mesh simplified to ≤ max_faces, textured afresh at texture_size²."""
+        if self._views is None:
+            workspace = self.workspace
+            mesh = trimesh.load(workspace.mesh_path, process=False, force="mesh")
+            matrix = texturing.read_orientation(workspace.orient_path)
+            cameras = [camera.transformed(matrix) for camera in workspace.read_sfm_cameras()]
+            images, masks = texturing.read_photos_and_masks(workspace, cameras)
+            self._views = (mesh, matrix, cameras, images, masks)
+        mesh, matrix, cameras, images, masks = self._views
+        simplified = meshing.simplify(mesh.copy(), max_faces)
+        vertices = np.asarray(simplified.vertices) @ matrix[:3, :3].T + matrix[:3, 3]
+        return texturing.bake_texture(
+            vertices,
+            np.asarray(simplified.faces, dtype=np.int64),
+            cameras,
+            images,
+            masks if any(m is not None for m in masks) else None,
+            dataclasses.replace(texture_options, texture_size=texture_size),
+        )

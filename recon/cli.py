@@ -71,6 +71,13 @@ def _build_parser(
         help="detail level (standard)",
     )
     reconstruct.add_argument(
+        "--mode",
+        choices=["object", "scene"],
+        default="object",
+        help="object: one product, masked from its background (default); scene: a space "
+        "filmed from inside (a shop room): floor on y = 0, surfaces for placing products",
+    )
+    reconstruct.add_argument(
         "--overwrite", action="store_true", help="start afresh instead of resuming finished stages"
     )
     for dimension, axis in (
@@ -85,17 +92,40 @@ def _build_parser(
             metavar="M",
             help=f"the product's known {dimension} ({axis}) in metres: the model is made in metres",
         )
+    reconstruct.add_argument(
+        "--compress",
+        action="store_true",
+        help="Draco-compress the GLB geometry (smaller files; the USDZ stays uncompressed)",
+    )
+    reconstruct.add_argument(
+        "--max-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="fit model.glb under this many MB (lower JPEG quality, texture size, triangles)",
+    )
     reconstruct.set_defaults(handler=_reconstruct)
 
     synth = verbs.add_parser(
         "synth",
         help="render a synthetic capture with exact ground truth",
         description="Photograph a textured model (GLB, glTF, OBJ, or a procedural product name: "
-        "cereal_box, bottle, mug) from rings of cameras, and write the truth beside the photos.",
+        "cereal_box, bottle, mug) from rings of cameras, and write the truth beside the photos. "
+        "With --scene (and no model), film the procedural shop room inside-out along a walk.",
     )
-    synth.add_argument("model", help="model file, or a procedural product name")
+    synth.add_argument("model", nargs="?", help="model file, or a procedural product name")
     synth.add_argument("out", type=Path, help="capture folder to create")
-    synth.add_argument("--views", type=int, default=24, help="photos around the product (24)")
+    synth.add_argument(
+        "--scene",
+        action="store_true",
+        help="a shop room (6 × 4 × 2.8 m: posters, shelves, a counter) filmed from inside",
+    )
+    synth.add_argument(
+        "--views",
+        type=int,
+        default=None,
+        help="photos around the product (24), or of a scene (100)",
+    )
     synth.add_argument("--size", type=int, default=960, dest="size_px", help="photo size, px (960)")
     synth.add_argument(
         "--background",
@@ -126,8 +156,27 @@ def _build_parser(
         default=None,
         help="longest side of the product in metres (default: from the units)",
     )
+    synth.add_argument(
+        "--mat",
+        nargs="?",
+        const="a4",
+        default=None,
+        choices=["a4", "letter"],
+        help="lay the printed scale mat (`recon mat`, A4 unless named) under the product",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing capture")
     synth.set_defaults(handler=_synth)
+
+    mat = verbs.add_parser(
+        "mat",
+        help="write the printable scale mat (PDF)",
+        description="Write a one-page PDF of ArUco/ChArUco markers to print at 100 % and lay "
+        "under the product: photos that show it give the model its real size in metres and its "
+        "ground, with nothing to type in.",
+    )
+    mat.add_argument("--out", type=Path, required=True, help="PDF file to write (mat.pdf)")
+    mat.add_argument("--paper", choices=["a4", "letter"], default="a4", help="paper size (a4)")
+    mat.set_defaults(handler=_mat)
 
     evaluate = verbs.add_parser(
         "evaluate",
@@ -150,6 +199,27 @@ def _build_parser(
         help="save each held-out view beside the model's render in this folder",
     )
     evaluate.set_defaults(handler=_evaluate)
+
+    showroom = verbs.add_parser(
+        "showroom",
+        help="place reconstructed products in a reconstructed space",
+        description="Place the products (reconstruction output folders) on the shelves, tables "
+        "and floor of a scene (a `--mode scene` output folder) and write OUT/showroom.json with "
+        "copies of the models, for the walk-through page.",
+    )
+    showroom.add_argument("scene", type=Path, help="the scene's reconstruction output folder")
+    showroom.add_argument(
+        "--products", type=Path, nargs="+", required=True, help="product output folders"
+    )
+    showroom.add_argument("-o", "--out", type=Path, required=True, help="showroom folder")
+    showroom.add_argument(
+        "--units-per-metre",
+        type=float,
+        default=None,
+        metavar="U",
+        help="scene units in one metre, for a scene of unknown units (products are scaled by it)",
+    )
+    showroom.set_defaults(handler=_showroom)
     if extra_verbs is not None:
         extra_verbs(verbs)
     return parser
@@ -162,7 +232,13 @@ def _reconstruct(args: argparse.Namespace) -> int:
     for name, value in known.items():
         if value is not None and not value > 0:
             raise InputError(f"--{name}-m must be a length above 0 metres")
-    options = pipeline.ReconOptions.for_preset(args.preset).with_known_dimensions(known)
+    if args.max_mb is not None and not args.max_mb > 0:
+        raise InputError("--max-mb must be a size above 0 MB (e.g. --max-mb 5)")
+    options = (
+        pipeline.ReconOptions.for_preset(args.preset, args.mode)
+        .with_known_dimensions(known)
+        .with_asset_budget(compress=args.compress, max_mb=args.max_mb)
+    )
     with progress_bar() as progress:
         result = pipeline.reconstruct(
             args.input, args.out, options, overwrite=args.overwrite, progress=progress
@@ -173,18 +249,28 @@ def _reconstruct(args: argparse.Namespace) -> int:
     console.print(
         f"{report['images']['registered']} of {report['images']['total']} photos used; "
         f"{report['mesh']['faces']} faces, {report['texture']['size']}² texture, "
-        f"{report['timings_s']['total']:.0f} s\nmodel: {result.model_path}\n"
-        f"report: {result.report_path}",
+        f"{report['timings_s']['total']:.0f} s\nmodel: {result.model_path}"
+        f" ({report['glb']['bytes'] / 1e6:.2f} MB)\n"
+        f"commerce check: {_commerce_line(report['commerce'])}\nreport: {result.report_path}",
         highlight=False,
     )
     return 0
 
 
+def _commerce_line(commerce: dict) -> str:
+    if commerce["passed"]:
+        return f"all {len(commerce['rules'])} rules pass"
+    return "fails " + ", ".join(commerce["failed"])
+
+
 def _synth(args: argparse.Namespace) -> int:
     from recon import synth
 
+    if args.scene and args.model is not None:
+        raise InputError(f"--scene films the procedural shop room: drop the model {args.model}")
     options = synth.SynthOptions(
-        views=args.views,
+        views=args.views or (100 if args.scene else 24),
+        scene=args.scene,
         size_px=args.size_px,
         background=synth.Background(args.background),
         lighting=synth.Lighting(args.lighting),
@@ -194,6 +280,7 @@ def _synth(args: argparse.Namespace) -> int:
         size_m=args.size_m,
         video=args.video,
         video_frames=args.video_frames,
+        mat=None if args.mat is None else synth.Paper(args.mat),
         overwrite=args.overwrite,
     )
     with progress_bar() as progress:
@@ -204,7 +291,21 @@ def _synth(args: argparse.Namespace) -> int:
     )
     console.print(
         f"wrote {taken} and {len(result.novel_cameras)} held-out views of a "
-        f"{width:.3f} × {height:.3f} × {depth:.3f} m product to {result.out_dir}"
+        f"{width:.3f} × {height:.3f} × {depth:.3f} m {'room' if args.scene else 'product'} "
+        f"to {result.out_dir}"
+    )
+    return 0
+
+
+def _mat(args: argparse.Namespace) -> int:
+    from recon import mat
+
+    path = mat.write_mat_pdf(args.out, args.paper)
+    layout = mat.layout_for(args.paper)
+    console.print(
+        f"wrote {path} ({layout.paper.value.upper()}, {layout.square_mm:g} mm squares): print it "
+        'at 100 % ("Actual size") and check that its ruler measures 10 cm',
+        highlight=False,
     )
     return 0
 
@@ -217,6 +318,41 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         evaluation.write_scores(scores, args.json)
     Console().print(_scores_table(scores))
+    return 0
+
+
+def _showroom(args: argparse.Namespace) -> int:
+    from recon import showroom
+
+    scene = showroom.load_reconstruction(args.scene)
+    ratio = args.units_per_metre
+    if ratio is not None and not ratio > 0:
+        raise InputError("--units-per-metre must be above 0")
+    if scene.units == "metre" and ratio is not None and ratio != 1.0:
+        raise InputError("the scene is in metres; leave out --units-per-metre")
+    if scene.units != "metre":
+        console.print(
+            "[yellow]warning:[/] the scene's units are unknown: products are scaled by "
+            f"{ratio or 1.0:g} scene units per metre"
+            + ("" if ratio else " (give --units-per-metre for their real size)"),
+            highlight=False,
+        )
+    options = showroom.PlacementOptions(model_units_per_metre=ratio or 1.0)
+    layout = showroom.build_showroom(args.scene, args.products, args.out, options=options)
+    table = Table(title=f"showroom: {args.out / showroom.SHOWROOM_FILE}")
+    for column in ("product", "from", "surface", "position", "turn"):
+        table.add_column(column)
+    for product, folder in zip(layout.products, args.products, strict=True):
+        surface = layout.scene.surface(product.surface)
+        x, y, z = product.position
+        table.add_row(
+            f"{product.id} {product.name}",
+            str(folder),
+            f"{surface.id} {surface.kind.value}",
+            f"{x:.2f}, {y:.2f}, {z:.2f}",
+            f"{product.rotation_y_deg:.0f}°",
+        )
+    Console().print(table)
     return 0
 
 

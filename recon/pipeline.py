@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import resource
 import shutil
@@ -13,11 +14,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from recon import assets, capture, depth, fusion, masks, meshing, orient, sfm, texturing
+from recon import (
+    assets, capture, commerce, depth, fusion, masks, meshing, orient, scene, sfm, texturing,
+)  # fmt: skip
 from recon.errors import InputError, ReconError
 from recon.progress import ProgressCallback
 from recon.report import build_report
-from recon.workspace import Workspace, atomic_path, write_json_atomic
+from recon.workspace import MODEL_FILE, USDZ_FILE, Workspace, atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +33,19 @@ class Preset(StrEnum):
     HIGH = "high"  # full resolution, 250k faces, 4096² — hero products
 
 
+class Mode(StrEnum):
+    """What the photos show (DESIGN.md, "Products and spaces")."""
+
+    OBJECT = "object"  # one product, masked from its background, upright on y = 0
+    SCENE = "scene"  # a space filmed inside-out: no mask, floor on y = 0, surfaces reported
+
+
 @dataclass(frozen=True, kw_only=True)
 class ReconOptions:
     """Everything a reconstruction can be told, one part per stage."""
 
     preset: Preset = Preset.STANDARD
+    mode: Mode = Mode.OBJECT  # each stage's part below already says how; this names it
     capture: capture.CaptureOptions = field(default_factory=capture.CaptureOptions)
     sfm: sfm.SfmOptions = field(default_factory=sfm.SfmOptions)
     masks: masks.MaskOptions = field(default_factory=masks.MaskOptions)
@@ -46,8 +57,12 @@ class ReconOptions:
     export: assets.AssetOptions = field(default_factory=assets.AssetOptions)
 
     @classmethod
-    def for_preset(cls, preset: Preset | str = Preset.STANDARD) -> ReconOptions:
+    def for_preset(
+        cls, preset: Preset | str = Preset.STANDARD, mode: Mode | str = Mode.OBJECT
+    ) -> ReconOptions:
         preset = Preset(preset)
+        if Mode(mode) == Mode.SCENE:
+            return cls.for_scene(preset)
         image_px, depth_px, faces, texture_px, fusion_voxel = {
             Preset.PREVIEW: (800, 400, 30_000, 1024, 0.003),
             Preset.STANDARD: (1600, depth.DepthOptions().max_image_px, 100_000, 2048, 0.0015),
@@ -62,6 +77,52 @@ class ReconOptions:
             texture=dataclasses.replace(texturing.TextureOptions(), texture_size=texture_px),
         )
 
+    @classmethod
+    def for_scene(cls, preset: Preset | str = Preset.STANDARD) -> ReconOptions:
+        """Options for a space filmed inside-out (a shop room): the same stages, sized for a
+        room. The budget is the web's (≤ 300k faces, ≤ 4096² texture, GLB ≤ 20 MB); working
+        and depth sizes and the fusion voxel keep a 100-frame walk within minutes on 2 cores."""
+        preset = Preset(preset)
+        image_px, depth_px, faces, texture_px, fusion_voxel = {
+            Preset.PREVIEW: (640, 320, 100_000, 2048, 0.005),
+            Preset.STANDARD: (960, 400, 300_000, 4096, 0.0035),
+            Preset.HIGH: (1600, 640, 300_000, 4096, 0.0025),
+        }[preset]
+        scene_options = scene.SceneOptions()
+        return cls(
+            preset=preset,
+            mode=Mode.SCENE,
+            capture=capture.CaptureOptions(max_image_px=image_px, max_video_frames=120),
+            # A walk: each frame meets its next ones, and a spread-out subsample closes loops.
+            sfm=sfm.SfmOptions(
+                matcher=sfm.Matcher.SEQUENTIAL,
+                sequential_overlap=8,
+                loop_closure_photos=30,
+                max_features=4096,
+                upsample_below_features=500,
+            ),
+            masks=masks.MaskOptions(scene=scene_options),
+            depth=dataclasses.replace(
+                depth.DepthOptions(), max_image_px=depth_px, min_image_px=depth_px
+            ),
+            fusion=fusion.FusionOptions(
+                voxel_rel=fusion_voxel,
+                hull_resolution=0,  # a room has no silhouette to carve
+                # keep the floor itself: only depths well under it are dropped
+                ground_clearance_rel=-scene_options.below_floor_rel,
+            ),
+            mesh=meshing.MeshOptions(
+                max_faces=faces,
+                max_gap_rel=0.05,  # furniture beside the walls, across stereo's gaps
+                min_component_faces=200,  # smaller pieces floating in a room are stereo noise
+                max_hole_perimeter_rel=0.3,  # patch holes up to ~2 m round, not whole walls
+            ),
+            orient=orient.OrientOptions(scene=scene_options),
+            texture=dataclasses.replace(texturing.TextureOptions(), texture_size=texture_px),
+            # A room is walked through in the browser: no AR file, poster or phone tiers.
+            export=assets.AssetOptions(usdz=False, poster=False, tiers=()),
+        )
+
     def with_known_dimensions(self, dimensions_m: Mapping[str, float | None]) -> ReconOptions:
         """These options with the product's known outer size ({"height": 0.3, ...}, metres;
         None or absent: unknown), which scales the model to metres (OrientOptions)."""
@@ -69,6 +130,16 @@ class ReconOptions:
         if not known:
             return self
         return dataclasses.replace(self, orient=dataclasses.replace(self.orient, **known))
+
+    def with_asset_budget(
+        self, *, compress: bool = False, max_mb: float | None = None
+    ) -> ReconOptions:
+        """These options with Draco-compressed GLBs (`compress`) and model.glb fitted under
+        `max_mb` MB (None: no budget); the export stage alone re-runs for a change."""
+        if max_mb is not None and not max_mb > 0:
+            raise InputError(f"the size budget must be above 0 MB, got {max_mb}")
+        export = dataclasses.replace(self.export, compress=compress, max_mb=max_mb)
+        return dataclasses.replace(self, export=export)
 
 
 @dataclass(frozen=True)
@@ -181,6 +252,20 @@ def reconstruct(
         "meters_per_unit": options.export.usdz_options.meters_per_unit,
         "up_axis": "Y",
     }
+    # model.glb as written (after compression and the budget): bytes, faces, texture size
+    report["glb"] = exported.get("glb", {})
+    if exported.get("budget") is not None:
+        report["budget"] = exported["budget"]
+    report["commerce"] = commerce.check(
+        workspace.staged_path(MODEL_FILE),
+        usdz_path=workspace.staged_path(USDZ_FILE),
+        units=report["units"],
+        up_source=report["orientation"]["up"],
+        usdz_arkit_compliant=exported.get("usdz_arkit_compliant"),
+    )
+    report["mode"] = str(options.mode)
+    if options.mode == Mode.SCENE:
+        report["surfaces"] = scene.surfaces_json(workspace.staged_path(MODEL_FILE))
     publish(workspace, report)
     return Result(out_dir, workspace.model_path, workspace.report_path, report)
 
@@ -197,11 +282,21 @@ def stage_info(result: Any) -> dict:
     info = {}
     for item in dataclasses.fields(result):
         value = getattr(result, item.name)
-        if isinstance(value, bool | int | float | str) or (
+        plain = isinstance(value, bool | int | float | str) or (
             isinstance(value, list) and all(isinstance(v, dict | str) for v in value)
-        ):
+        )
+        # JSON-safe dicts too: e.g. the export's glb facts and budget record
+        if plain or (isinstance(value, dict) and _json_safe(value)):
             info[item.name] = value
     return info
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def publish(workspace: Workspace, report: dict) -> None:

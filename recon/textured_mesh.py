@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from recon.compress import decompress_glb, is_draco_glb
 from recon.errors import InputError
 
 
@@ -70,7 +72,11 @@ def load_textured_mesh(path: Path) -> TexturedMesh:
     if not path.exists():
         raise InputError(f"model file {path} does not exist")
     try:
-        scene = trimesh.load(path, force="scene")
+        if path.suffix.lower() == ".glb" and is_draco_glb(data := path.read_bytes()):
+            # trimesh does not decode Draco geometry (model.glb made with --compress)
+            scene = trimesh.load(io.BytesIO(decompress_glb(data)), file_type="glb", force="scene")
+        else:
+            scene = trimesh.load(path, force="scene")
     except Exception as error:  # trimesh raises many kinds for broken files
         raise InputError(f"cannot read model {path}: {error}") from error
     return from_trimesh(scene, source=str(path))
