@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import health, jobs, models, openapi, viewer
+from api import health, jobs, models, openapi, showrooms, viewer
 from api.context import close_db
 from api.db import make_engine, make_sessions
 from api.errors import register_error_handlers
@@ -45,7 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     register_error_handlers(app)
     for blueprint in (health.blueprint, jobs.blueprint, models.blueprint, models.public,
-                      openapi.blueprint):  # fmt: skip
+                      showrooms.blueprint, showrooms.public, openapi.blueprint):  # fmt: skip
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     # The web pages (/v/ID, /shop/NAME, /app), and who may frame which page.
     viewer.register(app, API_PREFIX)

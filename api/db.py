@@ -1,4 +1,5 @@
-"""The service's tables (merchants, jobs, models, webhook deliveries) and database sessions."""
+"""The service's tables (merchants, jobs, models, showrooms, webhook deliveries) and database
+sessions."""
 
 from __future__ import annotations
 
@@ -120,6 +121,20 @@ class Model(Base):
     files: Mapped[dict] = mapped_column(default=dict)  # name -> {bytes, etag}
     summary: Mapped[dict] = mapped_column(default=dict)  # units, bbox, faces, ... from the report
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Showroom(Base):
+    """A scene model with the merchant's products placed in it (recon.showroom's layout)."""
+
+    __tablename__ = "showrooms"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    scene_model_id: Mapped[str] = mapped_column(String(40))
+    layout: Mapped[dict] = mapped_column(default=dict)  # showroom.json, model URLs public
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class WebhookDelivery(Base):

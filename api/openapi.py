@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 import recon
 from api.context import MAX_PAGE, MAX_PER_PAGE
 from api.jobs import DIMENSIONS, MAX_MB_RANGE, MODES, PRESETS
+from api.showrooms import MAX_NAME, MAX_PRODUCTS
 from api.storage import MODEL_FILES
 
 blueprint = Blueprint("openapi", __name__)
@@ -156,6 +157,92 @@ SCHEMAS: dict[str, Any] = {
             "pages": {"type": "integer"},
         },
     },
+    "ShowroomLayout": {
+        "type": "object",
+        "description": "showroom.json (recon.showroom.Layout): the scene's GLB URL, units and "
+        "surfaces; each product's GLB URL, model_id, viewer_url, bbox_m, surface, position "
+        "[x, y, z] of its bottom centre, rotation_y_deg and scale; the visitor's spawn",
+        "required": ["version", "scene", "products", "spawn"],
+        "properties": {
+            "version": {"type": "integer"},
+            "scene": {
+                "type": "object",
+                "required": ["model", "units", "surfaces"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "units": {"enum": ["metre", "unknown"]},
+                    "surfaces": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "products": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "model", "name", "bbox_m", "position"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "model": {"type": "string"},
+                        "name": {"type": "string"},
+                        "model_id": _NULLABLE_STRING,
+                        "viewer_url": _NULLABLE_STRING,
+                        "bbox_m": {"type": "array", "items": {"type": "number"}},
+                        "surface": {"type": "integer", "nullable": True},
+                        "position": {
+                            "type": "array",
+                            "items": {"type": "number"},
+                            "nullable": True,
+                        },
+                        "rotation_y_deg": {"type": "number"},
+                        "scale": {"type": "number"},
+                    },
+                },
+            },
+            "spawn": {"type": "object"},
+        },
+    },
+    "PublicShowroom": {
+        "type": "object",
+        "required": ["id", "layout", "page_url"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": _NULLABLE_STRING,
+            "updated_at": _TIME,
+            "page_url": {"type": "string", "description": "the walk-through page"},
+            "layout": _ref("ShowroomLayout"),
+        },
+    },
+    "Showroom": {
+        "type": "object",
+        "required": ["id", "scene_model_id", "product_model_ids", "layout", "page_url"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": _NULLABLE_STRING,
+            "scene_model_id": {"type": "string"},
+            "product_model_ids": {"type": "array", "items": _NULLABLE_STRING},
+            "hidden_product_ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "products whose model is no longer published: left out of "
+                "the public layout until it is again",
+            },
+            "layout": _ref("ShowroomLayout"),
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "page_url": {"type": "string"},
+            "public_url": {"type": "string"},
+        },
+    },
+    "ShowroomList": {
+        "type": "object",
+        "required": ["showrooms", "page", "per_page", "total", "pages"],
+        "properties": {
+            "showrooms": {"type": "array", "items": _ref("Showroom")},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+            "pages": {"type": "integer"},
+        },
+    },
 }
 
 _JOB_FORM = {
@@ -216,9 +303,54 @@ def _model_id() -> dict:
     return {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+def _path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_SHOWROOM_BODY = {
+    "type": "object",
+    "required": ["scene_model_id", "product_model_ids"],
+    "additionalProperties": False,
+    "properties": {
+        "scene_model_id": {
+            "type": "string",
+            "description": "a published model reconstructed with mode 'scene'",
+        },
+        "product_model_ids": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_PRODUCTS,
+            "items": {"type": "string"},
+            "description": "published object models in metres, placed in this order",
+        },
+        "name": {"type": "string", "maxLength": MAX_NAME},
+    },
+}
+_MOVE_BODY = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        "position": {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": 3,
+            "maxItems": 3,
+            "description": "where the product's bottom centre goes, scene units",
+        },
+        "surface": {
+            "type": "integer",
+            "description": "a surface id of the layout: alone, the best free spot on it",
+        },
+        "rotation_y_deg": {"type": "number"},
+    },
+}
+
+
 def spec() -> dict:
     job = _json(_ref("Job"), "the job")
     model = _json(_ref("Model"), "the model")
+    showroom = _json(_ref("Showroom"), "the showroom")
     return {
         "openapi": "3.0.3",
         "info": {
@@ -377,6 +509,67 @@ def spec() -> dict:
                     "security": [],
                     "parameters": [_model_id()],
                     "responses": {"200": _json(_ref("PublicModel"), "the model"), **_ERROR},
+                }
+            },
+            "/showrooms": {
+                "post": {
+                    "summary": "Make a showroom: the products placed automatically on the free "
+                    "surfaces of the scene (422 with the reason when they do not fit)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _SHOWROOM_BODY}},
+                    },
+                    "responses": {
+                        "201": {
+                            **showroom,
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                        },
+                        **_ERROR,
+                    },
+                },
+                "get": {
+                    "summary": "The merchant's showrooms, newest first",
+                    "parameters": _PAGE_PARAMETERS,
+                    "responses": {
+                        "200": _json(_ref("ShowroomList"), "one page of showrooms"),
+                        **_ERROR,
+                    },
+                },
+            },
+            "/showrooms/{showroom_id}": {
+                "get": {
+                    "summary": "A showroom and its layout",
+                    "parameters": [_path("showroom_id")],
+                    "responses": {"200": showroom, **_ERROR},
+                },
+                "delete": {
+                    "summary": "Delete a showroom (its models stay)",
+                    "parameters": [_path("showroom_id")],
+                    "responses": {"204": {"description": "deleted"}, **_ERROR},
+                },
+            },
+            "/showrooms/{showroom_id}/products/{product_id}": {
+                "patch": {
+                    "summary": "Move, turn or re-shelve one product (422 with the reason when "
+                    "the place is not free or not on a surface)",
+                    "parameters": [_path("showroom_id"), _path("product_id")],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _MOVE_BODY}},
+                    },
+                    "responses": {"200": showroom, **_ERROR},
+                }
+            },
+            "/public/showrooms/{showroom_id}": {
+                "get": {
+                    "summary": "A showroom's layout for the walk-through page /showroom/ID (no "
+                    "key; CORS; products no longer published left out)",
+                    "security": [],
+                    "parameters": [_path("showroom_id")],
+                    "responses": {
+                        "200": _json(_ref("PublicShowroom"), "the showroom"),
+                        **_ERROR,
+                    },
                 }
             },
             "/public/models/{model_id}/{name}": {

@@ -1,5 +1,6 @@
-"""The web pages: the embeddable viewer (/v/ID), a merchant's storefront (/shop/NAME), the
-merchant page (/app), their static files and the npm packages they load (never a CDN)."""
+"""The web pages: the embeddable viewer (/v/ID), the showroom walk-through (/showroom/ID), a
+merchant's storefront (/shop/NAME), the merchant page (/app), their static files and the npm
+packages they load (never a CDN)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from sqlalchemy import select
 
 from api.auth import current_merchant
 from api.context import db
-from api.db import Merchant, Model
+from api.db import Merchant, Model, Showroom
 from api.serialize import model_json
 
 VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer"
@@ -35,11 +36,13 @@ VENDOR_DIRS = {
     "model-viewer": "@google/model-viewer/dist",
     "draco": "three/examples/jsm/libs/draco/gltf",  # glTF-only Draco decoder (wasm)
     "basis": "three/examples/jsm/libs/basis",  # KTX2 transcoder
+    "three": "three/build",  # the showroom's three.js (an import map names these two)
+    "three-addons": "three/examples/jsm",
 }
 SHOP_PAGE_SIZE = 60
 # Pages that shops may put in an <iframe>; every other page (the merchant page, the API)
 # refuses to be framed, so a key-holding page cannot be clickjacked.
-FRAMABLE_PREFIXES = ("/v/", "/shop/", "/viewer/")
+FRAMABLE_PREFIXES = ("/v/", "/showroom/", "/shop/", "/viewer/")
 
 pages = Blueprint("viewer", __name__, template_folder=str(VIEWER_DIR / "templates"))
 account = Blueprint("account", __name__)  # under /api/v1: who the key belongs to
@@ -67,6 +70,19 @@ def viewer_page(model_id: str) -> Response | str:
         jsonld=_jsonld(_model_jsonld(model, origin)),
         show_dimensions=request.args.get("dimensions") in ("1", "true"),
         auto_rotate=request.args.get("autorotate") not in ("0", "false"),
+    )
+
+
+@pages.get("/showroom/<showroom_id>")
+def showroom_page(showroom_id: str) -> Response | str:
+    """The walk-through of one showroom (viewer/static/showroom.js), made to sit in an <iframe>
+    like the viewer; it loads the layout from /api/v1/public/showrooms/ID."""
+    showroom = db().get(Showroom, showroom_id)
+    scene = db().get(Model, showroom.scene_model_id) if showroom else None
+    if scene is None or not scene.published:
+        return _not_found_page("This showroom does not exist, or its space is no longer published.")
+    return render_template(
+        "showroom.html", showroom_id=showroom.id, name=showroom.name or "Showroom"
     )
 
 
