@@ -5,22 +5,31 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import trimesh
 
 from recon.errors import InputError
 from recon.surfaces import (
     Surface,
+    SurfaceKind,
+    SurfaceOptions,
+    detect_surfaces,
+    distance_to_polygon_edges,
+    points_in_polygon,
 )
+from recon.workspace import MODEL_FILE
 
 log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1
 REPORT_FILE = "report.json"
+SHOWROOM_FILE = "showroom.json"
 UNITS = ("metre", "unknown")
 
 
@@ -228,3 +237,716 @@ def _numbers(value: Any, size: int, where: str) -> tuple[float, ...]:
     if not all(math.isfinite(v) for v in numbers):
         raise InputError(f"{where}: expected finite numbers, got {value!r}")
     return numbers
+
+
+# -- placement --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlacementOptions:
+    """How products are placed. Lengths are in metres, converted to scene units with
+    `model_units_per_metre` (1 for a scene in metres; for a scene of unknown units the caller
+    gives the ratio, and products are scaled by it)."""
+
+    model_units_per_metre: float = 1.0
+    margin_m: float = 0.02  # a footprint stays this far inside its surface's outline
+    spacing_m: float = 0.05  # between products' footprints
+    contact_m: float = 0.01  # the most a product's base may float above (or sink into) its
+    # surface; the scene may touch it only in this bottom layer (reconstruction noise)
+    min_support: float = 0.6  # of the footprint's sample points must have the surface under them
+    step_m: float = 0.04  # grid of candidate spots
+    eye_height_m: float = 1.6  # the visitor's eyes above the floor
+    view_distance_m: float = 2.5  # the visitor starts about this far from the products
+    face_the_room: bool = True  # turn each product's front (+Z) toward the middle of the floor
+
+
+# Shelves, tables and counters first, then the floor.
+_PREFERENCE = {SurfaceKind.SHELF: 0, SurfaceKind.TABLE: 0, SurfaceKind.FLOOR: 1}
+
+
+class SceneGeometry:
+    """The scene mesh's triangles with bounds for fast overlap tests."""
+
+    def __init__(self, mesh: trimesh.Trimesh) -> None:
+        triangles = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)]
+        if len(triangles) == 0:
+            raise InputError("the scene mesh has no triangles")
+        self.triangles = triangles  # (n, 3, 3)
+        self.normal_y = np.cross(
+            triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
+        )[:, 1]  # (n,) sign of the normal's y (unnormalised)
+        self.low = triangles.min(axis=1)  # (n, 3)
+        self.high = triangles.max(axis=1)
+
+    def near(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """(k, 3, 3) triangles whose bounds overlap the box [low, high]."""
+        overlap = ((self.low <= high) & (self.high >= low)).all(axis=1)
+        return self.triangles[overlap]
+
+    def box_hits(self, centre: np.ndarray, half: np.ndarray, rotation_y_deg: float) -> bool:
+        """Whether a box (centre (3,), half extents (3,), turned about +Y) meets a triangle."""
+        corners = _box_corners(centre, half, rotation_y_deg)
+        candidates = self.near(corners.min(axis=0), corners.max(axis=0))
+        if len(candidates) == 0:
+            return False
+        return bool(
+            triangles_hit_box(_to_box_frame(candidates, centre, rotation_y_deg), half).any()
+        )
+
+    def covered(self, points_xz: np.ndarray, height: float) -> np.ndarray:
+        """(n,) bool: which (n, 2) points at `height` are inside a solid: the first surface
+        straight above them faces up (a counter's top seen from within its body)."""
+        low = np.array([points_xz[:, 0].min(), height, points_xz[:, 1].min()])
+        high = np.array([points_xz[:, 0].max(), np.inf, points_xz[:, 1].max()])
+        overlap = ((self.low <= high) & (self.high >= low)).all(axis=1)
+        candidates, up = self.triangles[overlap], self.normal_y[overlap]
+        if len(candidates) == 0:
+            return np.zeros(len(points_xz), dtype=bool)
+        y = _heights_under(points_xz, candidates)
+        y = np.where(y > height, y, np.inf)
+        first = np.argmin(y, axis=1)
+        hit = np.isfinite(y[np.arange(len(y)), first])
+        return hit & (up[first] > 0)
+
+    def support(self, points_xz: np.ndarray, height: float, tolerance: float) -> np.ndarray:
+        """(n,) bool: which (n, 2) points have scene surface within ±tolerance of `height`
+        straight below or above them."""
+        low = np.array([points_xz[:, 0].min(), height - tolerance, points_xz[:, 1].min()])
+        high = np.array([points_xz[:, 0].max(), height + tolerance, points_xz[:, 1].max()])
+        candidates = self.near(low, high)
+        if len(candidates) == 0:
+            return np.zeros(len(points_xz), dtype=bool)
+        y = _heights_under(points_xz, candidates)  # (n, k), nan where the point misses
+        with np.errstate(invalid="ignore"):
+            return (np.abs(y - height) <= tolerance).any(axis=1)
+
+
+def place_products(
+    scene_mesh: trimesh.Trimesh,
+    surfaces: Sequence[Surface],
+    products: Sequence[Product],
+    *,
+    scene_model: str = MODEL_FILE,
+    units: str = "metre",
+    options: PlacementOptions | None = None,
+) -> Layout:
+    """Spread `products` over the free area of the scene's surfaces (shelves and tables first,
+    then the floor): each stands on a surface (base within `contact_m` of it), inside its
+    outline with a margin, touching neither the scene nor another product.
+
+    Products keep their own `scale` times `options.model_units_per_metre`. Raises InputError
+    naming the product that fits nowhere.
+    """
+    options = options or PlacementOptions()
+    _check_units(units, options)
+    geometry = SceneGeometry(scene_mesh)
+    unit = options.model_units_per_metre
+    ids = [p.id for p in products]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"product ids repeat: {ids}")
+    horizontal = [s for s in surfaces if s.kind in _PREFERENCE]
+    if not horizontal:
+        raise InputError("the scene has no floor, table or shelf to place products on")
+    centre = _room_centre(surfaces)
+    placed: list[Product] = []
+    count = {s.id: 0 for s in horizontal}
+    for product in products:
+        product = replace(product, scale=product.scale * unit, surface=None, position=None)
+        # Spread: the least crowded surface first (products per area), preferred kinds first.
+        order = sorted(
+            horizontal,
+            key=lambda s: (_PREFERENCE[s.kind], count[s.id] / max(s.area_m2, 1e-12), s.id),
+        )
+        for surface in order:
+            rotation = _facing(surface, centre) if options.face_the_room else 0.0
+            spot = _best_spot(geometry, surface, product, rotation, placed, options)
+            if spot is not None:
+                placed.append(spot)
+                count[surface.id] += 1
+                break
+        else:
+            w, h, d = product.size / unit
+            raise InputError(
+                f"product {product.id} ({product.name}, {w:.3f} × {h:.3f} × {d:.3f} m) fits on "
+                "no free surface of the scene; use fewer or smaller products, or a scene with "
+                "more shelf or floor space"
+            )
+    scene = Scene(model=scene_model, units=units, surfaces=tuple(surfaces))
+    return Layout(
+        scene=scene, products=tuple(placed), spawn=choose_spawn(geometry, scene, placed, options)
+    )
+
+
+def move_product(
+    layout: Layout,
+    scene_mesh: trimesh.Trimesh,
+    product_id: str,
+    position: Sequence[float] | None = None,
+    surface: int | None = None,
+    rotation_y_deg: float | None = None,
+    *,
+    options: PlacementOptions | None = None,
+) -> Layout:
+    """The layout with one product moved, turned or put on another surface.
+
+    With `surface` and no `position`, the product goes to the best free spot of that surface;
+    with `position` [x, y, z] its base goes there (y must be within `contact_m` of a surface's
+    height unless `surface` is given, then y is that surface's height). Raises InputError
+    saying why when the new place is not on a surface, leaves its outline, or meets the scene
+    or another product.
+    """
+    options = options or PlacementOptions()
+    product = layout.product(product_id)
+    others = [p for p in layout.products if p.id != product_id]
+    geometry = SceneGeometry(scene_mesh)
+    rotation = product.rotation_y_deg if rotation_y_deg is None else float(rotation_y_deg)
+    if rotation_y_deg is None and surface is not None and surface != product.surface:
+        # Onto another surface: face the room from there, as placing does.
+        new_surface = layout.scene.surface(surface)
+        if options.face_the_room:
+            rotation = _facing(new_surface, _room_centre(layout.scene.surfaces))
+    if not math.isfinite(rotation):
+        raise InputError(f"rotation_y_deg must be a finite number of degrees, got {rotation}")
+    if position is None and surface is None:
+        target = layout.scene.surface(product.surface) if product.surface is not None else None
+        if target is None or product.position is None:
+            raise InputError(f"product {product_id} is not placed; give a position or a surface")
+        position = product.position
+    elif position is None:
+        target = layout.scene.surface(surface)
+        _check_horizontal(target)
+        spot = _best_spot(geometry, target, product, rotation, others, options)
+        if spot is None:
+            raise InputError(
+                f"no free spot on surface {target.id} ({target.kind.value}) fits product "
+                f"{product_id}; choose another surface or move other products away"
+            )
+        return _with_product(layout, spot)
+    position = _numbers(position, 3, "position")
+    if surface is not None:
+        target = layout.scene.surface(surface)
+        _check_horizontal(target)
+    else:
+        target = _surface_at(layout.scene, position, options)
+    moved = replace(
+        product,
+        surface=target.id,
+        position=(position[0], float(target.height_m), position[2]),
+        rotation_y_deg=rotation,
+    )
+    problem = placement_problem(geometry, target, moved, others, options)
+    if problem:
+        raise InputError(f"cannot put product {product_id} there: {problem}")
+    return _with_product(layout, moved)
+
+
+def placement_problem(
+    geometry: SceneGeometry,
+    surface: Surface,
+    product: Product,
+    others: Sequence[Product],
+    options: PlacementOptions,
+) -> str | None:
+    """Why `product` (placed on `surface`) may not stand where it is, or None when it may."""
+    unit = options.model_units_per_metre
+    x, y, z = product.position
+    w, h, d = product.size
+    if surface.height_m is None or abs(y - surface.height_m) > options.contact_m * unit:
+        return f"its base (y = {y:.3f}) is not on surface {surface.id}"
+    footprint = footprint_xz(product)
+    polygon = np.asarray(surface.polygon_xz)
+    margin = options.margin_m * unit
+    if not rectangle_inside_polygon(footprint, polygon, margin):
+        return (
+            f"its footprint ({w:.3f} × {d:.3f}) at x = {x:.3f}, z = {z:.3f} leaves surface "
+            f"{surface.id} ({surface.kind.value}) or comes within {margin:.3f} of its edge"
+        )
+    contact = options.contact_m * unit
+    half = np.array([w / 2.0, (h - contact) / 2.0, d / 2.0])
+    if half[1] > 0 and geometry.box_hits(
+        np.array([x, y + contact + half[1], z]), half, product.rotation_y_deg
+    ):
+        return "it would intersect the scene (something stands there or hangs above)"
+    samples = _footprint_samples(product)
+    if geometry.covered(samples, y + contact).any():
+        return "it would be inside a solid part of the scene"
+    supported = geometry.support(samples, y, contact)
+    if supported.mean() < options.min_support:
+        return (
+            f"only {100 * supported.mean():.0f} % of its base has surface under it within "
+            f"{contact:.3f} (a hole in the scene mesh, or off the edge)"
+        )
+    spacing = options.spacing_m * unit
+    for other in others:
+        if other.position is not None and products_overlap(product, other, spacing):
+            return f"it would touch product {other.id} ({other.name})"
+    return None
+
+
+def choose_spawn(
+    geometry: SceneGeometry,
+    scene: Scene,
+    products: Sequence[Product],
+    options: PlacementOptions | None = None,
+) -> Spawn:
+    """A free standing spot on the floor about `view_distance_m` from the products, looking at
+    them (at eye height)."""
+    options = options or PlacementOptions()
+    unit = options.model_units_per_metre
+    floors = [s for s in scene.surfaces if s.kind is SurfaceKind.FLOOR]
+    if not floors:
+        # No floor found: stand back from the whole scene, looking at its middle.
+        low, high = geometry.low.min(axis=0), geometry.high.max(axis=0)
+        middle = (low + high) / 2.0
+        return Spawn(
+            position=_rounded((middle[0], low[1] + options.eye_height_m * unit, high[2])),
+            look_at=_rounded(_products_middle(products, middle)),
+        )
+    floor = max(floors, key=lambda s: s.area_m2)
+    polygon = np.asarray(floor.polygon_xz)
+    centre = _polygon_centre(polygon)
+    look_at = _products_middle(products, np.array([centre[0], floor.height_m + unit, centre[1]]))
+    candidates = _grid_in_polygon(polygon, 0.25 * unit, 0.4 * unit)
+    radius = 0.4 * unit  # room to turn around
+    eye = options.eye_height_m * unit
+    contact = options.contact_m * unit
+    distance = np.linalg.norm(candidates - look_at[[0, 2]], axis=1)
+    for index in np.argsort(np.abs(distance - options.view_distance_m * unit)):
+        x, z = candidates[index]
+        half = np.array([radius, (eye - contact) / 2.0, radius])
+        centre = np.array([x, floor.height_m + contact + half[1], z])
+        if geometry.box_hits(centre, half, 0.0):
+            continue
+        visitor = Product(id="_visitor", model="", name="visitor", bbox_m=(0.8, 1.6, 0.8))
+        visitor = replace(visitor, scale=unit, position=(x, floor.height_m, z))
+        if any(products_overlap(visitor, p, 0.0) for p in products):
+            continue
+        return Spawn(position=_rounded((x, floor.height_m + eye, z)), look_at=_rounded(look_at))
+    return Spawn(
+        position=_rounded((centre[0], floor.height_m + eye, centre[1])), look_at=_rounded(look_at)
+    )
+
+
+def _products_middle(products: Sequence[Product], default: np.ndarray) -> np.ndarray:
+    """(3,) the mean of the products' centres, or `default` without products."""
+    if not products:
+        return default
+    return np.mean([np.add(p.position, (0.0, p.size[1] / 2.0, 0.0)) for p in products], axis=0)
+
+
+# -- geometry (pure) --------------------------------------------------------------------------
+
+
+def footprint_xz(product: Product) -> np.ndarray:
+    """(4, 2) x-z corners of a placed product's footprint, counter-clockwise."""
+    w, _, d = product.size
+    x, _, z = product.position
+    return _box_corners(
+        np.array([x, 0.0, z]), np.array([w / 2, 0.0, d / 2]), product.rotation_y_deg
+    )[:4, [0, 2]]
+
+
+def rectangle_inside_polygon(corners: np.ndarray, polygon: np.ndarray, margin: float) -> bool:
+    """Whether the (4, 2) convex rectangle, grown by `margin`, lies inside the (m, 2) polygon."""
+    # Grow along the rectangle's own axes (it may be turned).
+    axis_u = corners[1] - corners[0]
+    axis_v = corners[3] - corners[0]
+    axis_u = axis_u / max(np.linalg.norm(axis_u), 1e-300)
+    axis_v = axis_v / max(np.linalg.norm(axis_v), 1e-300)
+    signs = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    grown = corners + margin * (signs[:, :1] * axis_u + signs[:, 1:] * axis_v)
+    if not points_in_polygon(grown, polygon).all():
+        return False
+    # A corner of the polygon poking into the rectangle, or an edge crossing it.
+    if _points_in_convex(polygon, grown).any():
+        return False
+    return not _segments_cross(grown, polygon)
+
+
+def products_overlap(a: Product, b: Product, spacing: float) -> bool:
+    """Whether two placed products' boxes come within `spacing` of each other (their heights
+    overlapping)."""
+    a_low, a_high = a.position[1], a.position[1] + a.size[1]
+    b_low, b_high = b.position[1], b.position[1] + b.size[1]
+    if a_high <= b_low or b_high <= a_low:
+        return False
+    return _convex_overlap(footprint_xz(a), footprint_xz(b), spacing)
+
+
+def triangles_hit_box(triangles: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """(n,) bool: which (n, 3, 3) triangles meet the axis-aligned box [-half, half] centred on
+    the origin (separating axis test, Akenine-Möller 2001)."""
+    v = triangles
+    edges = np.stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 1], v[:, 0] - v[:, 2]], axis=1)
+    hit = np.ones(len(v), dtype=bool)
+    # The box's own axes.
+    hit &= (v.min(axis=1) <= half).all(axis=1) & (v.max(axis=1) >= -half).all(axis=1)
+    # The triangle's plane.
+    normal = np.cross(edges[:, 0], edges[:, 1])
+    offset = (normal * v[:, 0]).sum(axis=1)
+    reach = (np.abs(normal) * half).sum(axis=1)
+    hit &= np.abs(offset) <= reach
+    # Edge × box axis: nine axes.
+    for k in range(3):
+        box_axis = np.zeros(3)
+        box_axis[k] = 1.0
+        for e in range(3):
+            axis = np.cross(edges[:, e], box_axis)  # (n, 3)
+            projections = np.einsum("nij,nj->ni", v, axis)
+            reach = (np.abs(axis) * half).sum(axis=1)
+            hit &= (projections.min(axis=1) <= reach) & (projections.max(axis=1) >= -reach)
+    return hit
+
+
+def _box_corners(centre: np.ndarray, half: np.ndarray, rotation_y_deg: float) -> np.ndarray:
+    """(8, 3) corners of a box turned about +Y; the first four are the bottom, counter-clockwise
+    in x-z."""
+    signs = np.array(
+        [[-1, -1, -1], [1, -1, -1], [1, -1, 1], [-1, -1, 1],
+         [-1, 1, -1], [1, 1, -1], [1, 1, 1], [-1, 1, 1]],
+        dtype=np.float64,
+    )  # fmt: skip
+    local = signs * half
+    return local @ _rotation_y(rotation_y_deg).T + centre
+
+
+def _rotation_y(degrees: float) -> np.ndarray:
+    """3×3 rotation about +Y (three.js and glTF: +Z turns toward +X for positive angles)."""
+    angle = math.radians(degrees)
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _to_box_frame(triangles: np.ndarray, centre: np.ndarray, rotation_y_deg: float) -> np.ndarray:
+    """(n, 3, 3) triangles in the frame of a box centred at `centre`, turned about +Y."""
+    return (triangles - centre) @ _rotation_y(rotation_y_deg)
+
+
+def _heights_under(points_xz: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(n, k) height of each (k, 3, 3) triangle straight above/below each (n, 2) point; nan
+    where the vertical line misses the triangle."""
+    a, b, c = (triangles[:, i, [0, 2]] for i in range(3))  # (k, 2)
+    p = points_xz[:, None, :]  # (n, 1, 2)
+    d = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = (
+            (b[:, 1] - c[:, 1]) * (p[..., 0] - c[:, 0])
+            + (c[:, 0] - b[:, 0]) * (p[..., 1] - c[:, 1])
+        ) / d
+        v = (
+            (c[:, 1] - a[:, 1]) * (p[..., 0] - c[:, 0])
+            + (a[:, 0] - c[:, 0]) * (p[..., 1] - c[:, 1])
+        ) / d
+        w = 1.0 - u - v
+        y = u * triangles[:, 0, 1] + v * triangles[:, 1, 1] + w * triangles[:, 2, 1]
+    eps = 1e-9
+    inside = (u >= -eps) & (v >= -eps) & (w >= -eps) & (d != 0)
+    return np.where(inside, y, np.nan)
+
+
+def _points_in_convex(points: np.ndarray, convex: np.ndarray) -> np.ndarray:
+    """(n,) bool: which (n, 2) points lie strictly inside the counter-clockwise convex polygon."""
+    edges = np.roll(convex, -1, axis=0) - convex
+    relative = points[:, None, :] - convex[None, :, :]
+    cross = edges[None, :, 0] * relative[..., 1] - edges[None, :, 1] * relative[..., 0]
+    return (cross > 1e-12).all(axis=1)
+
+
+def _segments_cross(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether an edge of closed polygon `a` (n, 2) properly crosses an edge of `b` (m, 2)."""
+    p, r = a[:, None, :], (np.roll(a, -1, axis=0) - a)[:, None, :]
+    q, s = b[None, :, :], (np.roll(b, -1, axis=0) - b)[None, :, :]
+
+    def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+    denominator = cross(r, s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = cross(q - p, s) / denominator
+        u = cross(q - p, r) / denominator
+    eps = 1e-12
+    return bool(((denominator != 0) & (t > eps) & (t < 1 - eps) & (u > eps) & (u < 1 - eps)).any())
+
+
+def _convex_overlap(a: np.ndarray, b: np.ndarray, spacing: float) -> bool:
+    """Whether two convex (n, 2) polygons come closer than `spacing` (separating axes)."""
+    for polygon in (a, b):
+        edges = np.roll(polygon, -1, axis=0) - polygon
+        normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
+        pa, pb = a @ normals.T, b @ normals.T  # (n, axes)
+        gap = np.maximum(pb.min(axis=0) - pa.max(axis=0), pa.min(axis=0) - pb.max(axis=0))
+        if (gap >= spacing).any():
+            return False
+    return True
+
+
+def _footprint_samples(product: Product, per_side: int = 5) -> np.ndarray:
+    """(per_side², 2) points spread over a placed product's footprint (inset from its edges)."""
+    corners = footprint_xz(product)
+    t = (np.arange(per_side) + 0.5) / per_side
+    u, v = np.meshgrid(t, t)
+    origin, along_u, along_v = corners[0], corners[1] - corners[0], corners[3] - corners[0]
+    return origin + u.reshape(-1, 1) * along_u + v.reshape(-1, 1) * along_v
+
+
+def _grid_in_polygon(polygon: np.ndarray, step: float, margin: float) -> np.ndarray:
+    """(n, 2) points of a square grid inside the polygon, at least `margin` from its edges."""
+    low, high = polygon.min(axis=0), polygon.max(axis=0)
+    xs = np.arange(low[0] + step / 2, high[0], step)
+    zs = np.arange(low[1] + step / 2, high[1], step)
+    points = np.stack(np.meshgrid(xs, zs), axis=-1).reshape(-1, 2)
+    if len(points) == 0:
+        return points
+    inside = points_in_polygon(points, polygon)
+    points = points[inside]
+    if len(points) == 0:
+        return points
+    return points[distance_to_polygon_edges(points, polygon) >= margin]
+
+
+def _polygon_centre(polygon: np.ndarray) -> np.ndarray:
+    """(2,) the area centroid of an (n, 2) polygon."""
+    x, y = polygon[:, 0], polygon[:, 1]
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y
+    area = cross.sum() / 2.0
+    if abs(area) < 1e-300:
+        return polygon.mean(axis=0)
+    return np.array([((x + xn) * cross).sum(), ((y + yn) * cross).sum()]) / (6.0 * area)
+
+
+# -- placement internals ----------------------------------------------------------------------
+
+
+def _best_spot(
+    geometry: SceneGeometry,
+    surface: Surface,
+    product: Product,
+    rotation: float,
+    placed: Sequence[Product],
+    options: PlacementOptions,
+) -> Product | None:
+    """The product on `surface` at its freest allowed spot, or None when nothing fits: the
+    first product goes to the middle of the free area, later ones as far from the others
+    as they can."""
+    unit = options.model_units_per_metre
+    polygon = np.asarray(surface.polygon_xz)
+    w, _, d = product.size
+    reach = 0.5 * min(w, d) + options.margin_m * unit
+    candidates = _grid_in_polygon(polygon, options.step_m * unit, reach)
+    if len(candidates) == 0:
+        return None
+    height = float(surface.height_m)
+    neighbours = np.array([p.position for p in placed if p.position is not None])
+    edge = distance_to_polygon_edges(candidates, polygon)
+    if len(neighbours):
+        points = np.column_stack(
+            [candidates[:, 0], np.full(len(candidates), height), candidates[:, 1]]
+        )
+        nearest = np.linalg.norm(points[:, None, :] - neighbours[None, :, :], axis=2).min(axis=1)
+        # Far from others first; among equally free spots, away from the edges.
+        score = np.minimum(nearest, 10.0 * max(w, d)) + 1e-3 * edge
+    else:
+        # The first product: the middle of the free area.
+        middle = np.linalg.norm(candidates - _polygon_centre(polygon), axis=1)
+        score = edge - 1e-3 * middle
+    for index in np.argsort(-score, kind="stable"):
+        x, z = candidates[index]
+        spot = replace(
+            product,
+            surface=surface.id,
+            position=_rounded((x, height, z)),
+            rotation_y_deg=rotation,
+        )
+        if placement_problem(geometry, surface, spot, placed, options) is None:
+            return spot
+    return None
+
+
+def _room_centre(surfaces: Sequence[Surface]) -> np.ndarray | None:
+    floors = [s for s in surfaces if s.kind is SurfaceKind.FLOOR]
+    if not floors:
+        return None
+    floor = max(floors, key=lambda s: s.area_m2)
+    return _polygon_centre(np.asarray(floor.polygon_xz))
+
+
+def _facing(surface: Surface, centre: np.ndarray | None) -> float:
+    """Turn (degrees about +Y, a multiple of 90) that points a product's front (+Z) on
+    `surface` toward the middle of the floor."""
+    if centre is None or surface.kind is SurfaceKind.FLOOR:
+        return 0.0
+    direction = centre - _polygon_centre(np.asarray(surface.polygon_xz))
+    if np.linalg.norm(direction) == 0:
+        return 0.0
+    angle = math.degrees(math.atan2(direction[0], direction[1]))
+    return float((round(angle / 90.0) * 90) % 360)
+
+
+def _surface_at(scene: Scene, position: Sequence[float], options: PlacementOptions) -> Surface:
+    x, y, z = position
+    tolerance = options.contact_m * options.model_units_per_metre
+    under = [
+        s
+        for s in scene.surfaces
+        if s.height_m is not None
+        and s.kind in _PREFERENCE
+        and points_in_polygon(np.array([[x, z]]), np.asarray(s.polygon_xz))[0]
+    ]
+    on = [s for s in under if abs(s.height_m - y) <= tolerance]
+    if on:
+        return min(on, key=lambda s: abs(s.height_m - y))
+    if under:
+        nearest = min(under, key=lambda s: abs(s.height_m - y))
+        raise InputError(
+            f"position ({x:.3f}, {y:.3f}, {z:.3f}) is not on a surface: the nearest surface "
+            f"under or over it is {nearest.kind.value} {nearest.id} at y = {nearest.height_m:.3f}"
+            f"; give that height or the surface id"
+        )
+    raise InputError(
+        f"position ({x:.3f}, {y:.3f}, {z:.3f}) is over no floor, table or shelf of the scene"
+    )
+
+
+def _check_horizontal(surface: Surface) -> None:
+    if surface.kind not in _PREFERENCE:
+        raise InputError(
+            f"surface {surface.id} is a {surface.kind.value}; products stand on a floor, "
+            "table or shelf"
+        )
+
+
+def _check_units(units: str, options: PlacementOptions) -> None:
+    if units not in UNITS:
+        raise InputError(f"scene units {units!r} is not one of {', '.join(UNITS)}")
+    if not options.model_units_per_metre > 0:
+        raise InputError("model_units_per_metre must be above 0")
+    if units == "unknown" and options.model_units_per_metre == 1.0:
+        log.warning(
+            "the scene's units are unknown: products are placed at 1 scene unit per metre; "
+            "give the scene's units per metre to place them at their real size"
+        )
+
+
+def _with_product(layout: Layout, product: Product) -> Layout:
+    return replace(
+        layout, products=tuple(product if p.id == product.id else p for p in layout.products)
+    )
+
+
+def _rounded(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(round(float(v), 6) + 0.0 for v in values)
+
+
+# -- reconstruction folders -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """A reconstruction's output folder (model.glb + report.json), as a showroom uses it."""
+
+    out_dir: Path
+    model_path: Path
+    report: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.report.get("name") or self.out_dir.resolve().name)
+
+    @property
+    def units(self) -> str:
+        units = self.report.get("units", "unknown")
+        return units if units in UNITS else "unknown"
+
+    @property
+    def bbox_m(self) -> tuple[float, float, float]:
+        """The model's extent (width, height, depth) from the report's mesh.bbox_m."""
+        try:
+            bbox = self.report["mesh"]["bbox_m"]
+        except (KeyError, TypeError) as error:
+            raise InputError(
+                f"{self.out_dir / REPORT_FILE} has no mesh.bbox_m; is it a finished "
+                "reconstruction's report?"
+            ) from error
+        values = _numbers(bbox, 3, f"{self.out_dir / REPORT_FILE} mesh.bbox_m")
+        if not all(v > 0 for v in values):
+            raise InputError(f"{self.out_dir / REPORT_FILE}: mesh.bbox_m {bbox} is empty")
+        return values
+
+    def mesh(self) -> trimesh.Trimesh:
+        """The model's triangles, all parts in one mesh (model frame)."""
+        try:
+            loaded = trimesh.load(self.model_path, force="mesh", process=False)
+        except Exception as error:  # trimesh raises many kinds for broken files
+            raise InputError(f"cannot read {self.model_path}: {error}") from error
+        if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+            raise InputError(f"{self.model_path} holds no triangles")
+        return loaded
+
+    def surfaces(
+        self, mesh: trimesh.Trimesh | None = None, options: SurfaceOptions | None = None
+    ) -> list[Surface]:
+        """The scene's surfaces: the report's `surfaces`, else detected in the mesh."""
+        listed = self.report.get("surfaces")
+        if listed:
+            return [Surface.from_json(s) for s in listed]
+        log.info("%s lists no surfaces: detecting them in the mesh", self.out_dir / REPORT_FILE)
+        if options is None:
+            options = SurfaceOptions(model_units_per_metre=1.0 if self.units == "metre" else None)
+        return detect_surfaces(self.mesh() if mesh is None else mesh, options)
+
+
+def load_reconstruction(out_dir: Path) -> Reconstruction:
+    """Read a reconstruction's output folder; InputError when it is not one."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputError(f"{out_dir} is not a folder; give a reconstruction's output folder")
+    model_path, report_path = out_dir / MODEL_FILE, out_dir / REPORT_FILE
+    for path in (model_path, report_path):
+        if not path.is_file():
+            raise InputError(
+                f"{out_dir} has no {path.name}; give the folder `recon reconstruct -o` wrote"
+            )
+    try:
+        report = json.loads(report_path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{report_path} is not valid JSON: {error}") from error
+    if not isinstance(report, Mapping):
+        raise InputError(f"{report_path} is not a report (expected a JSON object)")
+    if report.get("status", "succeeded") != "succeeded":
+        raise InputError(f"{out_dir} holds a {report.get('status')} reconstruction, not a model")
+    return Reconstruction(out_dir, model_path, report)
+
+
+def build_showroom(
+    scene_dir: Path,
+    product_dirs: Sequence[Path],
+    out_dir: Path,
+    *,
+    options: PlacementOptions | None = None,
+) -> Layout:
+    """`recon showroom`: place the products of `product_dirs` in the scene of `scene_dir` and
+    write OUT/showroom.json with copies of the GLBs (OUT/scene.glb, OUT/products/ID.glb), so
+    that the folder stands on its own; model paths in the layout are relative to OUT."""
+    options = options or PlacementOptions()
+    scene = load_reconstruction(scene_dir)
+    products = [load_reconstruction(d) for d in product_dirs]
+    if not products:
+        raise InputError("give at least one product folder (--products A B C)")
+    mesh = scene.mesh()
+    surfaces = scene.surfaces(mesh)
+    specs = [
+        Product(id=f"p{i}", model=f"products/p{i}.glb", name=p.name, bbox_m=p.bbox_m)
+        for i, p in enumerate(products)
+    ]
+    layout = place_products(
+        mesh, surfaces, specs, scene_model="scene.glb", units=scene.units, options=options
+    )
+    out_dir = Path(out_dir)
+    (out_dir / "products").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(scene.model_path, out_dir / "scene.glb")
+    for spec, product in zip(specs, products, strict=True):
+        shutil.copyfile(product.model_path, out_dir / spec.model)
+    layout.write(out_dir / SHOWROOM_FILE)
+    return layout

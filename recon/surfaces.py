@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -111,18 +112,20 @@ class SurfaceOptions:
     model_units_per_metre: float | None = 1.0
     assumed_room_height_m: float = 2.6  # floor to the top of the walls, for unknown units
     max_tilt_deg: float = 15.0  # faces this close to level (or to vertical, for walls) count
-    height_tolerance_m: float = 0.025  # faces within this of a plane belong to it (noise)
+    height_tolerance_m: float = 0.02  # faces within this of a plane belong to it (noise)
     cell_m: float = 0.02  # occupancy grid cell for outlines
     max_grid_cells: int = 1200  # per side: coarser cells for very large scenes
     hole_fill_m: float = 0.06  # gaps and holes narrower than this are closed (mesh noise)
-    min_width_m: float = 0.08  # narrower strips are dropped (wall tops, shelf lips)
-    min_area_m2: float = 0.03  # smaller horizontal regions are dropped
+    min_width_m: float = 0.12  # narrower strips are dropped (wall tops, shelf lips)
+    min_area_m2: float = 0.1  # smaller horizontal regions are dropped (tops of goods)
     min_fill: float = 0.35  # regions covering less of their outline are rims (tops of walls)
     floor_band_m: float = 0.3  # the floor is the largest plane this close to the lowest one
     table_height_m: tuple[float, float] = (0.6, 1.15)  # above the floor: tables and counters
+    shelf_gap_m: float = 0.7  # a waist-high board with another this close above is a shelf
     min_shelf_height_m: float = 0.05  # lower plates are plinths, not shelves
     wall_min_height_m: float = 1.2
     wall_min_area_m2: float = 0.5
+    wall_min_width_m: float = 0.6  # narrower vertical planes are sides of furniture
     floor_probe_m: float = 0.3  # a wall faces the space when the floor is this far in front
 
 
@@ -298,23 +301,37 @@ def _occupancy(
     grid = np.zeros(shape, dtype=bool)
     pixels = (triangles_2d - origin) / cell  # (k, 3, 2) in cell units, x = column
     centroids = pixels.mean(axis=1)
-    extent = pixels.max(axis=1) - pixels.min(axis=1)
-    small = (extent <= 2.0).all(axis=1)
-    # Triangles up to two cells across mark the cells under their corners, edge midpoints and
-    # centroid (a dense mesh covers its cells that way; closing fills what is left); points
-    # are pulled a little toward the centroid so an edge on a cell border marks the inside.
-    corners = pixels[small]
-    midpoints = (corners + np.roll(corners, -1, axis=1)) / 2.0
-    points = np.concatenate([corners, midpoints], axis=1)
-    inward = centroids[small][:, None, :] - points
-    distance = np.linalg.norm(inward, axis=2, keepdims=True)
-    points = points + inward * np.minimum(0.25, distance) / np.maximum(distance, 1e-12)
-    marks = np.concatenate([points.reshape(-1, 2), centroids[small]]).astype(np.int64)
-    grid[np.clip(marks[:, 1], 0, shape[0] - 1), np.clip(marks[:, 0], 0, shape[1] - 1)] = True
-    for triangle in pixels[~small]:
+    extent = (pixels.max(axis=1) - pixels.min(axis=1)).max(axis=1)
+    # Triangles up to `_LATTICE_MAX_CELLS` across mark the cells under the centroids of their
+    # pieces when split into k² (at most half a cell apart: a dense mesh covers its cells that
+    # way, closing fills what is left, and interior points keep outlines from growing);
+    # larger ones are filled exactly, one by one.
+    pieces = np.maximum(np.ceil(2.0 * extent), 1).astype(np.int64)
+    for k in np.unique(pieces[extent <= _LATTICE_MAX_CELLS]):
+        points = np.einsum("mc,ncd->nmd", _piece_centroids(int(k)), pixels[pieces == k])
+        marks = points.reshape(-1, 2).astype(np.int64)
+        grid[np.clip(marks[:, 1], 0, shape[0] - 1), np.clip(marks[:, 0], 0, shape[1] - 1)] = True
+    for triangle in pixels[extent > _LATTICE_MAX_CELLS]:
         _fill_triangle(grid, triangle)
     centroid_cells = np.floor(centroids[:, ::-1]).astype(np.int64)
     return grid, origin, cell, np.clip(centroid_cells, 0, np.array(shape) - 1)
+
+
+_LATTICE_MAX_CELLS = 12.0
+
+
+@functools.cache
+def _piece_centroids(k: int) -> np.ndarray:
+    """(k², 3) barycentric weights of the centroids of a triangle's k² pieces when each edge
+    is cut into k."""
+    points = []
+    for i in range(k):
+        for j in range(k - i):
+            points.append(((i + 1 / 3) / k, (j + 1 / 3) / k))
+            if i + j <= k - 2:
+                points.append(((i + 2 / 3) / k, (j + 2 / 3) / k))
+    weights = np.array(points)
+    return np.column_stack([weights, 1.0 - weights.sum(axis=1)])
 
 
 def _fill_triangle(grid: np.ndarray, triangle: np.ndarray) -> None:
@@ -379,7 +396,7 @@ def _horizontal_regions(triangles: np.ndarray, areas: np.ndarray, scale: _Scale)
     regions = []
     tolerance = scale.length(options.height_tolerance_m)
     min_area = scale.area(options.min_area_m2)
-    for height, members in _cluster_1d(heights, areas, tolerance, min_area):
+    for cluster_height, members in _cluster_1d(heights, areas, tolerance, min_area):
         flat = triangles[members][:, :, [0, 2]]
         grid, origin, cell, cells = _occupancy(flat, scale)
         labels, count = _components(grid, cell, scale)
@@ -392,7 +409,14 @@ def _horizontal_regions(triangles: np.ndarray, areas: np.ndarray, scale: _Scale)
             polygon = _outline(mask, origin, cell)
             if area < options.min_fill * polygon_area(polygon):
                 continue
-            inside = triangles[members][face_labels == label].reshape(-1, 3)
+            own = face_labels == label
+            # Each region's own height: planes a little apart share a cluster.
+            height = (
+                _weighted_median(heights[members][own], areas[members][own])
+                if own.any()
+                else cluster_height
+            )
+            inside = triangles[members][own].reshape(-1, 3)
             low = np.array([polygon[:, 0].min(), height, polygon[:, 1].min()])
             high = np.array([polygon[:, 0].max(), height, polygon[:, 1].max()])
             if len(inside):
@@ -421,7 +445,7 @@ def _classify(regions: list[_Region], scale: _Scale) -> list[Surface]:
             kind = SurfaceKind.FLOOR
         elif above < scale.length(options.min_shelf_height_m):
             continue  # below the floor (noise, a basement seen through a hole) or a plinth
-        elif table_low <= above <= table_high:
+        elif table_low <= above <= table_high and not _board_above(region, regions, scale):
             kind = SurfaceKind.TABLE
         else:
             kind = SurfaceKind.SHELF
@@ -442,6 +466,26 @@ def _classify(regions: list[_Region], scale: _Scale) -> list[Surface]:
     return surfaces
 
 
+def _board_above(region: _Region, regions: list[_Region], scale: _Scale) -> bool:
+    """Whether another horizontal region covers much of `region` a little above it (the next
+    board of a shelf unit; a table or counter has open space above)."""
+    gap = scale.length(scale.options.shelf_gap_m)
+    tolerance = scale.length(scale.options.height_tolerance_m)
+    low, high = region.bounds[0, [0, 2]], region.bounds[1, [0, 2]]
+    own = np.prod(high - low)
+    for other in regions:
+        if not tolerance < other.height - region.height <= gap:
+            continue
+        overlap = np.clip(
+            np.minimum(high, other.bounds[1, [0, 2]]) - np.maximum(low, other.bounds[0, [0, 2]]),
+            0.0,
+            None,
+        )
+        if np.prod(overlap) >= 0.3 * own:
+            return True
+    return False
+
+
 def _walls(
     triangles: np.ndarray, normals: np.ndarray, areas: np.ndarray, scale: _Scale
 ) -> list[Surface]:
@@ -450,6 +494,7 @@ def _walls(
         return []
     min_area = scale.area(options.wall_min_area_m2)
     min_height = scale.length(options.wall_min_height_m)
+    min_width = scale.length(options.wall_min_width_m)
     tolerance = scale.length(options.height_tolerance_m)
     azimuth = np.arctan2(normals[:, 2], normals[:, 0])
     window = np.radians(options.max_tilt_deg)
@@ -479,9 +524,13 @@ def _walls(
                 mask = labels == label
                 area = float(mask.sum()) * cell * cell
                 rows = np.flatnonzero(mask.any(axis=1))
-                if area < min_area or (rows[-1] - rows[0] + 1) * cell < min_height:
-                    continue
                 columns = np.flatnonzero(mask.any(axis=0))
+                if (
+                    area < min_area
+                    or (rows[-1] - rows[0] + 1) * cell < min_height
+                    or (columns[-1] - columns[0] + 1) * cell < min_width
+                ):
+                    continue
                 u0, u1 = origin[0] + (columns[[0, -1]] + np.array([0.0, 1.0])) * cell
                 y0, y1 = origin[1] + (rows[[0, -1]] + np.array([0.0, 1.0])) * cell
                 start = direction * offset + along * u0
