@@ -220,27 +220,6 @@ def _build_parser(
         help="scene units in one metre, for a scene of unknown units (products are scaled by it)",
     )
     showroom.set_defaults(handler=_showroom)
-
-    showroom = verbs.add_parser(
-        "showroom",
-        help="place reconstructed products in a reconstructed space",
-        description="Place the products (reconstruction output folders) on the shelves, tables "
-        "and floor of a scene (a `--mode scene` output folder) and write OUT/showroom.json with "
-        "copies of the models, for the walk-through page.",
-    )
-    showroom.add_argument("scene", type=Path, help="the scene's reconstruction output folder")
-    showroom.add_argument(
-        "--products", type=Path, nargs="+", required=True, help="product output folders"
-    )
-    showroom.add_argument("-o", "--out", type=Path, required=True, help="showroom folder")
-    showroom.add_argument(
-        "--units-per-metre",
-        type=float,
-        default=None,
-        metavar="U",
-        help="scene units in one metre, for a scene of unknown units (products are scaled by it)",
-    )
-    showroom.set_defaults(handler=_showroom)
     if extra_verbs is not None:
         extra_verbs(verbs)
     return parser
@@ -339,41 +318,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         evaluation.write_scores(scores, args.json)
     Console().print(_scores_table(scores))
-    return 0
-
-
-def _showroom(args: argparse.Namespace) -> int:
-    from recon import showroom
-
-    scene = showroom.load_reconstruction(args.scene)
-    ratio = args.units_per_metre
-    if ratio is not None and not ratio > 0:
-        raise InputError("--units-per-metre must be above 0")
-    if scene.units == "metre" and ratio is not None and ratio != 1.0:
-        raise InputError("the scene is in metres; leave out --units-per-metre")
-    if scene.units != "metre":
-        console.print(
-            "[yellow]warning:[/] the scene's units are unknown: products are scaled by "
-            f"{ratio or 1.0:g} scene units per metre"
-            + ("" if ratio else " (give --units-per-metre for their real size)"),
-            highlight=False,
-        )
-    options = showroom.PlacementOptions(model_units_per_metre=ratio or 1.0)
-    layout = showroom.build_showroom(args.scene, args.products, args.out, options=options)
-    table = Table(title=f"showroom: {args.out / showroom.SHOWROOM_FILE}")
-    for column in ("product", "from", "surface", "position", "turn"):
-        table.add_column(column)
-    for product, folder in zip(layout.products, args.products, strict=True):
-        surface = layout.scene.surface(product.surface)
-        x, y, z = product.position
-        table.add_row(
-            f"{product.id} {product.name}",
-            str(folder),
-            f"{surface.id} {surface.kind.value}",
-            f"{x:.2f}, {y:.2f}, {z:.2f}",
-            f"{product.rotation_y_deg:.0f}°",
-        )
-    Console().print(table)
     return 0
 
 
