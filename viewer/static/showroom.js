@@ -17,6 +17,7 @@ const LOOK_RAD_PER_PX = 0.0042;
 const TURN_RAD_PER_S = 1.6; // the arrow keys' turn, for walking without a mouse
 const CLICK_MAX_PX = 6; // a press that moves further is a drag (a look), not a click
 const MAX_PITCH_RAD = THREE.MathUtils.degToRad(85);
+const FOV_DEG = 70; // vertical, on a landscape screen
 const DEFAULT_EYE = 1.6; // metres; the layout's spawn says the eye height in the scene's units
 
 /** Whether this browser can draw with WebGL 2 (three.js needs it). */
@@ -83,7 +84,7 @@ export class ShowroomView {
     const sun = new THREE.DirectionalLight(0xffffff, 1.4);
     sun.position.set(0.4, 1, 0.6);
     this.scene.add(sun);
-    this.camera = new THREE.PerspectiveCamera(70, 1, 0.02, 1000);
+    this.camera = new THREE.PerspectiveCamera(FOV_DEG, 1, 0.02, 1000);
     this.camera.rotation.order = "YXZ";
     this.controls = new OrbitControls(this.camera, this.canvas);
     this.controls.enabled = false;
@@ -118,22 +119,26 @@ export class ShowroomView {
 
     this.#showProgress(0);
     const sceneLoad = fetchModel(this.layout.scene.model, 0);
-    const productLoads = products.map((product, i) => fetchModel(product.model, i + 1));
+    // Settled from the start: a product that fails while the room loads is no stray rejection.
+    const productLoads = Promise.allSettled(products.map((product, i) => fetchModel(product.model, i + 1)));
     let room;
     try {
       room = await sceneLoad;
     } catch (error) {
-      throw new Error(`The shop space's 3D file did not load (${describe(error)}); reload the page, or try again later.`);
+      throw new Error(
+        `The shop space's 3D file did not load (${describe(error)}); reload the page, or try again later.`,
+      );
     }
     this.#addRoom(room.scene);
-    const results = await Promise.allSettled(productLoads);
+    const results = await productLoads;
     const missing = [];
     results.forEach((result, i) => {
       if (result.status === "fulfilled") this.#addProduct(products[i], result.value.scene);
       else missing.push(products[i].name || products[i].id);
     });
     if (missing.length) {
-      this.#showNotice(`${missing.length === 1 ? "A product" : `${missing.length} products`} could not be shown: ${missing.join(", ")}.`);
+      const which = missing.length === 1 ? "A product" : `${missing.length} products`;
+      this.#showNotice(`${which} could not be shown: ${missing.join(", ")}.`);
     }
     this.#fillList();
     draco.dispose();
@@ -171,14 +176,19 @@ export class ShowroomView {
       for (const y of [box.min.y, box.max.y])
         for (const z of [box.min.z, box.max.z]) corners.push(new THREE.Vector3(x, y, z).project(this.camera));
     if (corners.some((c) => c.z > 1)) return null; // partly behind the camera
-    const lo = [Math.max(-1, Math.min(...corners.map((c) => c.x))), Math.max(-1, Math.min(...corners.map((c) => c.y)))];
-    const hi = [Math.min(1, Math.max(...corners.map((c) => c.x))), Math.min(1, Math.max(...corners.map((c) => c.y)))];
+    const xs = corners.map((c) => c.x);
+    const ys = corners.map((c) => c.y);
+    const lo = [Math.max(-1, Math.min(...xs)), Math.max(-1, Math.min(...ys))];
+    const hi = [Math.min(1, Math.max(...xs)), Math.min(1, Math.max(...ys))];
     if (lo[0] >= hi[0] || lo[1] >= hi[1]) return null;
     const samples = [];
     for (let i = 1; i < 12; i++)
-      for (let j = 1; j < 12; j++) samples.push([lo[0] + ((hi[0] - lo[0]) * i) / 12, lo[1] + ((hi[1] - lo[1]) * j) / 12]);
+      for (let j = 1; j < 12; j++) {
+        samples.push([lo[0] + ((hi[0] - lo[0]) * i) / 12, lo[1] + ((hi[1] - lo[1]) * j) / 12]);
+      }
     const centre = [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2];
-    samples.sort((a, b) => Math.hypot(a[0] - centre[0], a[1] - centre[1]) - Math.hypot(b[0] - centre[0], b[1] - centre[1]));
+    const offCentre = ([x, y]) => Math.hypot(x - centre[0], y - centre[1]);
+    samples.sort((a, b) => offCentre(a) - offCentre(b));
     const rect = this.canvas.getBoundingClientRect();
     for (const [x, y] of samples) {
       if (this.#productAt(new THREE.Vector2(x, y))?.id === id) {
@@ -278,7 +288,9 @@ export class ShowroomView {
     model.traverse((node) => {
       if (node.isMesh && node.material) {
         // Its own materials, so lighting it up under the pointer touches nothing else.
-        node.material = Array.isArray(node.material) ? node.material.map((m) => m.clone()) : node.material.clone();
+        node.material = Array.isArray(node.material)
+          ? node.material.map((material) => material.clone())
+          : node.material.clone();
       }
     });
     group.add(model);
@@ -308,8 +320,12 @@ export class ShowroomView {
   #spawn() {
     const spawn = this.layout.spawn;
     const centre = this.bounds.getCenter(new THREE.Vector3());
-    const position = spawn?.position ? new THREE.Vector3().fromArray(spawn.position) : new THREE.Vector3(centre.x, DEFAULT_EYE, centre.z);
-    const target = spawn?.look_at ? new THREE.Vector3().fromArray(spawn.look_at) : new THREE.Vector3(centre.x, position.y, centre.z - 1);
+    const position = spawn?.position
+      ? new THREE.Vector3().fromArray(spawn.position)
+      : new THREE.Vector3(centre.x, DEFAULT_EYE, centre.z);
+    const target = spawn?.look_at
+      ? new THREE.Vector3().fromArray(spawn.look_at)
+      : new THREE.Vector3(centre.x, position.y, centre.z - 1);
     this.eye = position.y > 0 ? position.y : DEFAULT_EYE;
     this.camera.position.copy(position);
     const direction = target.sub(position).normalize();
@@ -337,8 +353,9 @@ export class ShowroomView {
     if (this.bounds.isEmpty()) return;
     const margin = this.eye * 0.15;
     const p = this.camera.position;
-    p.x = THREE.MathUtils.clamp(p.x, this.bounds.min.x + margin, Math.max(this.bounds.max.x - margin, this.bounds.min.x + margin));
-    p.z = THREE.MathUtils.clamp(p.z, this.bounds.min.z + margin, Math.max(this.bounds.max.z - margin, this.bounds.min.z + margin));
+    const { min, max } = this.bounds;
+    p.x = THREE.MathUtils.clamp(p.x, min.x + margin, Math.max(max.x - margin, min.x + margin));
+    p.z = THREE.MathUtils.clamp(p.z, min.z + margin, Math.max(max.z - margin, min.z + margin));
   }
 
   #tick() {
@@ -346,8 +363,8 @@ export class ShowroomView {
     const dt = Math.min((now - (this.lastTick ?? now)) / 1000, 0.1);
     this.lastTick = now;
     if (this.mode === "walk") {
-      const speed = this.eye * 0.9 * (this.pressed.has("ShiftLeft") || this.pressed.has("ShiftRight") ? 2 : 1);
       const held = (...codes) => codes.some((code) => this.pressed.has(code));
+      const speed = this.eye * 0.9 * (held("ShiftLeft", "ShiftRight") ? 2 : 1); // ~1.4 m/s
       const forward = (held("KeyW", "ArrowUp") ? 1 : 0) - (held("KeyS", "ArrowDown") ? 1 : 0) - this.stick.y;
       const right = (held("KeyD") ? 1 : 0) - (held("KeyA") ? 1 : 0) + this.stick.x;
       const turn = (held("ArrowLeft") ? 1 : 0) - (held("ArrowRight") ? 1 : 0);
@@ -429,7 +446,7 @@ export class ShowroomView {
       this.pointers.set(event.pointerId, { x, y });
       if (this.pointers.size === 1) this.press = { x, y, moved: 0 };
       else this.press = null; // two fingers: a move, never a click
-      if (this.mode === "walk") canvas.setPointerCapture(event.pointerId);
+      if (this.mode === "walk") capture(canvas, event.pointerId);
       canvas.focus({ preventScroll: true });
     });
     canvas.addEventListener("pointermove", (event) => {
@@ -446,7 +463,8 @@ export class ShowroomView {
         if (this.mode === "walk" && this.dragging) {
           if (this.pointers.size === 1) {
             this.yaw += dx * LOOK_RAD_PER_PX;
-            this.pitch = THREE.MathUtils.clamp(this.pitch + dy * LOOK_RAD_PER_PX, -MAX_PITCH_RAD, MAX_PITCH_RAD);
+            const pitch = this.pitch + dy * LOOK_RAD_PER_PX;
+            this.pitch = THREE.MathUtils.clamp(pitch, -MAX_PITCH_RAD, MAX_PITCH_RAD);
             this.#applyLook();
           } else {
             // Two fingers push the walker: up the screen is forward, sideways is a side step.
@@ -455,18 +473,14 @@ export class ShowroomView {
           }
         }
       } else if (event.pointerType === "mouse") {
-        this.pointerNdc = {
-          vector: new THREE.Vector2((x / rect.width) * 2 - 1, 1 - (y / rect.height) * 2),
-          x,
-          y,
-        };
+        this.pointerNdc = { vector: toNdc(x, y, rect), x, y };
       }
     });
     const release = (event) => {
       if (!this.pointers.delete(event.pointerId)) return;
       const { x, y, rect } = local(event);
       if (event.type === "pointerup" && this.press && this.press.moved <= CLICK_MAX_PX) {
-        const product = this.#productAt(new THREE.Vector2((x / rect.width) * 2 - 1, 1 - (y / rect.height) * 2));
+        const product = this.#productAt(toNdc(x, y, rect));
         if (product) this.openProduct(product.id);
       }
       if (this.pointers.size === 0) {
@@ -493,7 +507,8 @@ export class ShowroomView {
     });
 
     // Keys belong to the walk unless the product overlay or a control has them.
-    const movementKeys = new Set(["KeyW", "KeyA", "KeyS", "KeyD", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "ShiftLeft", "ShiftRight"]);
+    const movementKeys = new Set(["KeyW", "KeyA", "KeyS", "KeyD", "ArrowUp", "ArrowDown",
+      "ArrowLeft", "ArrowRight", "ShiftLeft", "ShiftRight"]);
     window.addEventListener("keydown", (event) => {
       if (event.code === "Escape") {
         this.closeProduct();
@@ -537,11 +552,11 @@ export class ShowroomView {
       knob.style.transform = `translate(${dx * radius * 0.6}px, ${dy * radius * 0.6}px)`;
     };
     stick.addEventListener("pointerdown", (event) => {
-      stick.setPointerCapture(event.pointerId);
+      capture(stick, event.pointerId);
       steer(event);
     });
     stick.addEventListener("pointermove", (event) => {
-      if (stick.hasPointerCapture(event.pointerId)) steer(event);
+      if (event.buttons || event.pointerType === "touch") steer(event);
     });
     const letGo = () => {
       this.stick = { x: 0, y: 0 };
@@ -556,6 +571,9 @@ export class ShowroomView {
     const height = Math.max(this.root.clientHeight, 1);
     this.renderer.setSize(width, height, false);
     this.camera.aspect = width / height;
+    // A tall phone screen keeps about as much of the room across it as a wide one.
+    const halfFov = Math.atan(Math.tan(THREE.MathUtils.degToRad(FOV_DEG / 2)) / Math.min(this.camera.aspect, 1));
+    this.camera.fov = Math.min(2 * THREE.MathUtils.radToDeg(halfFov), 100);
     this.camera.updateProjectionMatrix();
     this.dirty = true;
   }
@@ -571,6 +589,20 @@ export class ShowroomView {
   #showNotice(text) {
     this.ui.notice.textContent = text;
     this.ui.notice.hidden = false;
+  }
+}
+
+/** Normalised device coordinates (-1..1, y up) of a point `x`, `y` CSS px into `rect`. */
+function toNdc(x, y, rect) {
+  return new THREE.Vector2((x / rect.width) * 2 - 1, 1 - (y / rect.height) * 2);
+}
+
+/** Keeps a pointer's moves coming to `element` while pressed (even off it). */
+function capture(element, pointerId) {
+  try {
+    element.setPointerCapture(pointerId);
+  } catch {
+    // The pointer is already gone (released before this ran): nothing to keep.
   }
 }
 
@@ -593,7 +625,10 @@ async function main() {
   const root = document.getElementById("showroom");
   if (!root) return;
   if (!webglAvailable()) {
-    showError("Your browser cannot show 3D here: WebGL 2 is turned off or not supported. Try an up-to-date browser, or turn on hardware acceleration.");
+    showError(
+      "Your browser cannot show 3D here: WebGL 2 is turned off or not supported. " +
+        "Try an up-to-date browser, or turn on hardware acceleration.",
+    );
     return;
   }
   const id = root.dataset.showroomId;
@@ -605,7 +640,11 @@ async function main() {
     return;
   }
   if (!response.ok) {
-    showError(response.status === 404 ? "This showroom no longer exists." : `The showroom's server answered ${response.status}; try again later.`);
+    showError(
+      response.status === 404
+        ? "This showroom no longer exists."
+        : `The showroom's server answered ${response.status}; try again later.`,
+    );
     return;
   }
   const view = new ShowroomView(root, await response.json());
