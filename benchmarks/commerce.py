@@ -1,9 +1,10 @@
 """Benchmark shop readiness: GLB size plain and Draco-compressed, glTF-Validator, USDZ, commerce.
 
 For each benchmark product (the synthetic captures of benchmarks/reconstruction.py: 24 views,
-960 px, plain background, from ../shared/data/models), reconstruct with the `standard` preset and
-the product's true height (as a merchant would give it), then run the export stage again with
-`--compress` (finished stages are kept, so only export re-runs). A folder that already holds a
+960 px, plain background, or a tabletop when SfM fails on plain, from ../shared/data/models),
+reconstruct with the `standard` preset and the product's true height (as a merchant would give
+it), then run the export stage again with `--compress` (finished stages are kept, so only export
+re-runs). A folder that already holds a
 reconstruction of the capture (e.g. benchmarks/reconstruction.py's run) can be reused with
 --runs. Records per product: model.glb bytes, triangles and texture size plain and compressed,
 glTF-Validator errors, whether trimesh opens it with the same triangles, the USDZ ARKit check,
@@ -52,10 +53,17 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--preset", default="standard")
     parser.add_argument(
+        "--backgrounds",
+        nargs="*",
+        default=["plain", "table"],
+        help="capture backgrounds to try in order, the next one only when SfM fails",
+    )
+    parser.add_argument(
         "--runs",
         type=Path,
         default=None,
-        help="folder of existing reconstructions named <model>_plain (e.g. out/bench/recon/runs); "
+        help="folder of existing reconstructions named <model>_<background> (e.g. "
+        "out/bench/recon/runs); "
         "their captures are read from ../captures beside it",
     )
     args = parser.parse_args()
@@ -63,26 +71,38 @@ def main() -> int:
         print(f"shared data not found at {args.shared}; set RECON_SHARED_DATA")
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
+    path = args.out / "commerce.json"
+    # Products already measured (a run over other --models) are kept unless measured again.
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    results = [e for e in earlier if e.get("model") not in args.models]
     for model in args.models:
-        name = f"{model}_plain"
-        captures = args.runs.parent / "captures" if args.runs else args.out / "captures"
-        capture = captures / name
-        if not (capture / "truth" / "cameras.json").exists():
-            capture = args.out / "captures" / name
-            recon(["synth", str(args.shared / "models" / model), str(capture), "--views", "24",
-                   "--size", "960", "--background", "plain", "--overwrite"])  # fmt: skip
-        run_dir = args.out / "runs" / name
-        if args.runs and (args.runs / name / "work").is_dir() and not run_dir.exists():
-            shutil.copytree(args.runs / name, run_dir)  # keep the other benchmark's folder as is
-        entry = benchmark_product(capture, run_dir, args.preset)
-        entry["model"] = model
+        for background in args.backgrounds:  # the next background only when SfM failed
+            entry = benchmark_capture(args, model, background)
+            if entry["plain"]["run"]["returncode"] == 0:
+                break
         results.append(entry)
-        print(json.dumps({k: entry.get(k) for k in ("model", "sizes_mb", "checks")}))
-        (args.out / "commerce.json").write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps({k: entry.get(k) for k in ("model", "background", "sizes_mb", "checks")}))
+        path.write_text(json.dumps(results, indent=1) + "\n")
     failed = [e["model"] for e in results if not all(e.get("checks", {"ran": False}).values())]
     print(f"{len(failed)} products missed a target {failed}; results in {args.out}/commerce.json")
     return 0
+
+
+def benchmark_capture(args: argparse.Namespace, model: str, background: str) -> dict:
+    """Make (or find) the capture of `model` on `background` and benchmark it."""
+    name = f"{model}_{background}"
+    captures = args.runs.parent / "captures" if args.runs else args.out / "captures"
+    capture = captures / name
+    if not (capture / "truth" / "cameras.json").exists():
+        capture = args.out / "captures" / name
+        recon(["synth", str(args.shared / "models" / model), str(capture), "--views", "24",
+               "--size", "960", "--background", background, "--overwrite"])  # fmt: skip
+    run_dir = args.out / "runs" / name
+    if args.runs and (args.runs / name / "work").is_dir() and not run_dir.exists():
+        shutil.copytree(args.runs / name, run_dir)  # keep the other benchmark's folder as is
+    entry = benchmark_product(capture, run_dir, args.preset)
+    entry.update(model=model, background=background)
+    return entry
 
 
 def benchmark_product(capture: Path, run_dir: Path, preset: str) -> dict:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import http.server
 import json
+import shutil
+import threading
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -19,7 +25,7 @@ from recon.pipeline import ReconOptions
 from recon.poster import PosterOptions
 from recon.textured_mesh import load_textured_mesh
 from recon.texturing import TextureOptions
-from tests.conftest import SAMPLE_CAPTURES_DIR
+from tests.conftest import REPO_ROOT, SAMPLE_CAPTURES_DIR
 from tests.gltf_validator import issue_summary, validate_glb, validator_missing
 from tests.test_assets import textured_workspace
 from tests.test_texturing import truth_workspace
@@ -186,3 +192,81 @@ def test_the_export_stage_records_glb_facts_in_its_state(tmp_path) -> None:
     assert info["glb"]["compression"] == "draco"
     assert info["budget"]["fits"] is True
     json.dumps(info)  # what mark_done writes
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+MODEL_VIEWER = REPO_ROOT / "node_modules" / "@google" / "model-viewer" / "dist"
+DRACO_DECODER = REPO_ROOT / "node_modules" / "three" / "examples" / "jsm" / "libs" / "draco"
+
+VIEWER_PAGE = """<!doctype html><html><body>
+<script>self.ModelViewerElement = {dracoDecoderLocation: "/draco/gltf/"};</script>
+<script type="module" src="/model-viewer/model-viewer.min.js"></script>
+<model-viewer src="/model.glb" style="width:256px;height:256px"></model-viewer>
+<script>
+  const viewer = document.querySelector("model-viewer");
+  viewer.addEventListener("load", () => { document.title = "loaded"; });
+  viewer.addEventListener("error", (event) => { document.title = "error " + event.detail.type; });
+</script></body></html>"""
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or not MODEL_VIEWER.is_dir() or not DRACO_DECODER.is_dir(),
+    reason="needs chromium (make setup) and node_modules (npm ci)",
+)
+def test_model_viewer_decodes_the_draco_glb_with_its_local_decoder(tmp_path) -> None:
+    """What the viewer ships (model-viewer + three's Draco decoder, no CDN) shows the model."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "model-viewer").symlink_to(MODEL_VIEWER)
+    (site / "draco").symlink_to(DRACO_DECODER)
+    (site / "index.html").write_text(VIEWER_PAGE)
+    plain, _ = mug_glb()
+    (site / "model.glb").write_bytes(compress_glb(plain))
+    handler = functools.partial(QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    requests: list[str] = []
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+            )
+            page = browser.new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
+            page.wait_for_function("document.title !== ''", timeout=120_000)
+            title = page.title()
+            browser.close()
+    finally:
+        server.shutdown()
+    assert title == "loaded"
+    assert any("draco_decoder" in url or "draco_wasm" in url for url in requests)
+    local = f"http://127.0.0.1:{server.server_port}/"
+    remote = [u for u in requests if u.startswith(("http:", "https:")) and not u.startswith(local)]
+    assert remote == []  # no CDN (blob: and data: URLs are the page's own)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map: ClassVar[dict[str, str]] = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",  # the Draco decoder compiles only with this type
+        ".js": "text/javascript",
+    }
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_api_accepts_compress_and_a_budget_and_refuses_bad_ones() -> None:
+    from api.errors import ApiError
+    from api.jobs import _job_options
+
+    options = _job_options({"compress": "true", "max_mb": "2.5"})
+    assert options["compress"] is True
+    assert options["max_mb"] == 2.5
+    assert "compress" not in _job_options({"compress": "false"})
+    for bad in ({"compress": "maybe"}, {"max_mb": "0"}, {"max_mb": "lots"}, {"max_mb": "nan"}):
+        with pytest.raises(ApiError, match=r"compress|max_mb"):
+            _job_options(bad)
