@@ -7,10 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from recon import fidelity
 from recon.textured_mesh import load_textured_mesh
 from recon.workspace import Workspace
 
 REPORT_VERSION = 1
+# Below these, a held-out photo disagrees with the model (recon/fidelity.py).
+FIDELITY_MIN_IOU = 0.85
+FIDELITY_MIN_PSNR_DB = 12.0
 UNKNOWN_SCALE_WARNING = (
     "scale unknown: the model's units are arbitrary; give a known dimension or put the printed "
     "scale mat in the photos for real-world size"
@@ -38,6 +42,9 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
     scale_known = orientation.get("scale", "unknown") != "unknown"
     if not scale_known:
         warnings.append(UNKNOWN_SCALE_WARNING)
+    warnings += orientation.get("warnings", [])  # the printed mat: unusable, or contradicted
+    fidelity_section = fidelity.summarise(workspace.stage_info("texture").get("fidelity", []))
+    warnings += fidelity_warnings(fidelity_section)
     state = json.loads(workspace.state_path.read_text())
     timings = {stage: round(float(info["seconds"]), 3) for stage, info in state.items()}
     timings["total"] = round(total_seconds, 3)
@@ -74,7 +81,44 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
             "scale": orientation.get("scale", "unknown"),
             "sfm_to_model": to_asset.round(12).tolist(),
         },
+        "scale": scale_section(orientation, to_asset),
+        "fidelity": fidelity_section,
         "timings_s": timings,
         "peak_memory_mb": memory,
         "warnings": warnings,
     }
+
+
+def fidelity_warnings(section: dict) -> list[str]:
+    """Warnings when the model, drawn from photos kept out of texturing, does not match them."""
+    warnings = []
+    for item in section["per_photo"]:
+        iou, psnr = item["silhouette_iou"], item["psnr_db"]
+        if iou is not None and iou < FIDELITY_MIN_IOU:
+            warnings.append(
+                f"the model's outline matches {item['image']} only {iou:.0%} (kept out of the "
+                "texture to check the model): parts of the product may be missing or extra; "
+                "add photos of that side"
+            )
+        if psnr is not None and psnr < FIDELITY_MIN_PSNR_DB:
+            warnings.append(
+                f"the model's colours differ from {item['image']} ({psnr:.1f} dB, kept out of the "
+                "texture to check the model): check the texture from that side"
+            )
+    return warnings
+
+
+def scale_section(orientation: dict, to_asset: np.ndarray) -> dict:
+    """Where the model's size came from: the printed mat (what it measured), a known dimension,
+    or nothing ("unknown")."""
+    source = orientation.get("scale", "unknown")
+    section: dict = {
+        "source": source,
+        # metres per SfM unit: the scale of the SfM-to-model transform
+        "metres_per_unit": None
+        if source == "unknown"
+        else round(float(np.cbrt(np.linalg.det(to_asset[:3, :3]))), 12),
+    }
+    if "mat" in orientation:
+        section["mat"] = orientation["mat"]
+    return section

@@ -42,12 +42,13 @@ import scipy.sparse.linalg
 import trimesh
 import xatlas
 
+from recon import fidelity
 from recon.cameras import Camera
 from recon.errors import InputError, StageError
 from recon.export import ExportOptions, vertex_normals, write_glb
 from recon.progress import ProgressCallback
 from recon.render import Lighting, OffscreenRenderer
-from recon.textured_mesh import Primitive, TexturedMesh
+from recon.textured_mesh import Primitive, TexturedMesh, load_textured_mesh
 from recon.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,10 @@ class TextureOptions:
     seam_smoothness: float = 10.0  # weight of smooth corrections against closing seams
     level_blur_px: float = 1.5  # Gaussian blur of photos where levelling samples colours
     export: ExportOptions = field(default_factory=ExportOptions)  # how the GLB is written
+    # Fidelity self-check (recon/fidelity.py): this many photos are kept out of the texture and
+    # the model is compared with them; only when at least holdout_min_photos are registered.
+    holdout_photos: int = 2
+    holdout_min_photos: int = 12
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class TextureResult:
     texture_size: int
     timings_s: dict[str, float]
     stats: dict
+    fidelity: list[dict]  # per held-out photo (recon/fidelity.py); empty when none was held out
 
 
 def run(
@@ -139,12 +145,16 @@ def run(
 
     images, masks = read_photos_and_masks(workspace, cameras)
     loaded = time.perf_counter()
+    holdout = []
+    if len(cameras) >= options.holdout_min_photos:
+        holdout = fidelity.choose_holdout(cameras, options.holdout_photos)
+    baked_from = [i for i in range(len(cameras)) if i not in holdout]
     baked = bake_texture(
         vertices,
         np.asarray(mesh.faces, dtype=np.int64),
-        cameras,
-        images,
-        masks if any(m is not None for m in masks) else None,
+        [cameras[i] for i in baked_from],
+        [images[i] for i in baked_from],
+        [masks[i] for i in baked_from] if any(m is not None for m in masks) else None,
         options,
         progress=progress,
     )
@@ -158,10 +168,18 @@ def run(
         normals=baked.normals,
         options=options.export,
     )
+    checked = time.perf_counter()
+    faithfulness = fidelity.check_fidelity(
+        load_textured_mesh(workspace.textured_model_path),
+        [cameras[i] for i in holdout],
+        [images[i] for i in holdout],
+        [masks[i] for i in holdout],
+    )
     timings = {
         "load": loaded - started,
         **baked.stats["timings_s"],
-        "write": time.perf_counter() - written,
+        "write": checked - written,
+        "fidelity": time.perf_counter() - checked,
         "total": time.perf_counter() - started,
     }
     return TextureResult(
@@ -171,6 +189,7 @@ def run(
         texture_size=options.texture_size,
         timings_s=timings,
         stats=baked.stats,
+        fidelity=faithfulness,
     )
 
 

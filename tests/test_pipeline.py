@@ -64,6 +64,11 @@ def test_reconstruction_matches_the_truth(reconstruction: pipeline.Result) -> No
     assert scores["geometry"]["f_score"]["1"] > 0.9
     assert scores["geometry"]["accuracy"]["1"] > 0.9  # nothing but the product
     assert scores["texture"]["psnr_db"] > 20  # preview; the 25 dB target is in make bench
+    # The self-check on photos kept out of the texture agrees with the truth's verdict.
+    fidelity = json.loads(reconstruction.report_path.read_text())["fidelity"]
+    assert len(fidelity["photos"]) == 2
+    assert fidelity["silhouette_iou_min"] > 0.9
+    assert abs(fidelity["psnr_db"] - scores["texture"]["psnr_db"]) < 4
 
 
 def test_model_is_upright_on_the_origin(reconstruction: pipeline.Result) -> None:

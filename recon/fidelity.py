@@ -1,0 +1,95 @@
+"""Fidelity self-check: the finished model drawn from photos held out of texturing and compared
+with them, so a capture without ground truth still gets a measure of how faithful its model is."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from recon.cameras import Camera
+from recon.render import Lighting, OffscreenRenderer
+from recon.textured_mesh import TexturedMesh
+
+# Held-out photos are at least this far apart in viewing direction, so no part of the product
+# loses two neighbouring photos at once.
+MIN_HOLDOUT_SEPARATION_DEG = 60.0
+# Silhouettes agree where they are within this share of the photo size of each other: product
+# masks are grown a little on purpose (masks.MaskOptions.mask_dilate_rel) and edges are soft.
+SILHOUETTE_TOLERANCE_REL = 0.02
+
+
+def choose_holdout(cameras: list[Camera], count: int) -> list[int]:
+    """Indices of up to `count` photos to keep out of texturing: the most redundant ones (whose
+    nearest other photo looks the most alike in direction), spread apart around the product."""
+    if count <= 0 or len(cameras) < 3:
+        return []
+    axes = np.array([camera.R[2] for camera in cameras])  # optical axes in the world
+    cosines = np.clip(axes @ axes.T, -1.0, 1.0)
+    np.fill_diagonal(cosines, -1.0)
+    nearest_deg = np.degrees(np.arccos(cosines.max(axis=1)))
+    separation_cos = np.cos(np.radians(MIN_HOLDOUT_SEPARATION_DEG))
+    chosen: list[int] = []
+    for index in np.argsort(nearest_deg, kind="stable"):
+        if all(axes[index] @ axes[other] < separation_cos for other in chosen):
+            chosen.append(int(index))
+        if len(chosen) == count:
+            break
+    return sorted(chosen)
+
+
+def check_fidelity(
+    model: TexturedMesh,
+    cameras: list[Camera],
+    images: list[np.ndarray],
+    masks: list[np.ndarray | None],
+) -> list[dict]:
+    """Per held-out photo: PSNR (dB) of the unlit render against the photo where both show the
+    product, and the IoU of the render's silhouette with the photo's product mask, up to
+    SILHOUETTE_TOLERANCE_REL (None without a mask; then the PSNR is over the whole render).
+
+    images: (h, w, 3) uint8 RGB at the cameras' sizes; masks: (h, w) bool or None.
+    """
+    results = []
+    with OffscreenRenderer(model, lighting=Lighting.UNLIT) as renderer:
+        for camera, image, mask in zip(cameras, images, masks, strict=True):
+            rendering = renderer.render(camera, supersample=2)
+            drawn = rendering.mask
+            compared = drawn & mask if mask is not None else drawn
+            psnr = None
+            if compared.any():
+                difference = rendering.rgb.astype(np.float64) - image.astype(np.float64)
+                mse = float((difference[compared] ** 2).mean())
+                psnr = 100.0 if mse == 0 else round(float(10 * np.log10(255.0**2 / mse)), 2)
+            iou = None
+            if mask is not None and (mask | drawn).any():
+                tolerance_px = SILHOUETTE_TOLERANCE_REL * max(camera.width, camera.height)
+                iou = round(tolerant_iou(mask, drawn, tolerance_px), 4)
+            results.append({"image": camera.name, "psnr_db": psnr, "silhouette_iou": iou})
+    return results
+
+
+def tolerant_iou(a: np.ndarray, b: np.ndarray, tolerance_px: float) -> float:
+    """IoU of two (h, w) bool silhouettes where a pixel of one counts as matched when the other
+    has a pixel within `tolerance_px`: 1 - (unmatched pixels) / (union)."""
+    union = int((a | b).sum())
+    if union == 0:
+        return 1.0
+    unmatched = 0
+    for inside, other in ((a, b), (b, a)):
+        if not other.any():
+            unmatched += int(inside.sum())
+            continue
+        # distance from every pixel to the nearest pixel of `other`
+        distance = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)
+        unmatched += int((inside & (distance > tolerance_px)).sum())
+    return 1.0 - unmatched / union
+
+
+def summarise(per_photo: list[dict]) -> dict:
+    """The report's `fidelity` section from check_fidelity's per-photo figures."""
+    summary: dict = {"photos": [item["image"] for item in per_photo], "per_photo": per_photo}
+    for key in ("psnr_db", "silhouette_iou"):
+        values = [item[key] for item in per_photo if item[key] is not None]
+        summary[key] = round(float(np.mean(values)), 4) if values else None
+        summary[f"{key}_min"] = round(float(np.min(values)), 4) if values else None
+    return summary

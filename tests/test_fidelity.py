@@ -1,0 +1,78 @@
+"""The fidelity self-check: which photos are held out, and what comparing with them measures."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import trimesh
+
+from recon.fidelity import (
+    MIN_HOLDOUT_SEPARATION_DEG,
+    check_fidelity,
+    choose_holdout,
+    summarise,
+    tolerant_iou,
+)
+from recon.render import Lighting, OffscreenRenderer
+from recon.textured_mesh import from_trimesh
+from tests.test_render import orbit_camera
+
+
+def ring(count: int, *, crowded: int | None = None) -> list:
+    """Cameras every 360/count degrees around the origin; `crowded` gets a near twin."""
+    azimuths = [360.0 * i / count for i in range(count)]
+    if crowded is not None:
+        azimuths.append(azimuths[crowded] + 2.0)
+    return [
+        dataclasses.replace(orbit_camera(np.zeros(3), 3.0, azimuth, 20.0), name=f"c{i}")
+        for i, azimuth in enumerate(azimuths)
+    ]
+
+
+def test_holdout_takes_redundant_photos_far_apart() -> None:
+    cameras = ring(24, crowded=5)
+    chosen = choose_holdout(cameras, 2)
+    assert len(chosen) == 2
+    assert chosen[0] in (5, 24)  # one of the near twins: the other still covers that side
+    axes = np.array([cameras[i].R[2] for i in chosen])
+    assert np.degrees(np.arccos(axes[0] @ axes[1])) >= MIN_HOLDOUT_SEPARATION_DEG
+    assert choose_holdout(cameras, 0) == []
+    assert len(choose_holdout(ring(8), 8)) == 4  # 45° apart: every other photo at most
+
+
+def test_faithful_model_scores_high_and_a_wrong_one_low() -> None:
+    box = trimesh.creation.box(extents=(1.0, 1.4, 0.8))
+    box.visual.face_colors = np.tile([[200, 60, 40, 255], [40, 90, 200, 255]], (6, 1))
+    model = from_trimesh(box)
+    cameras = ring(3)
+    with OffscreenRenderer(model, lighting=Lighting.UNLIT) as renderer:
+        renders = [renderer.render(camera, supersample=2) for camera in cameras]
+    photos = [r.rgb for r in renders]
+    masks = [r.mask for r in renders]
+
+    same = summarise(check_fidelity(model, cameras, photos, masks))
+    assert same["silhouette_iou_min"] > 0.99
+    assert same["psnr_db_min"] > 40
+
+    squashed = from_trimesh(trimesh.creation.box(extents=(1.0, 0.9, 0.8)))  # no colours either
+    wrong = summarise(check_fidelity(squashed, cameras, photos, masks))
+    assert wrong["silhouette_iou"] < 0.8
+    assert wrong["psnr_db"] < 20
+
+    unmasked = check_fidelity(model, cameras[:1], photos[:1], [None])[0]
+    assert unmasked["silhouette_iou"] is None
+    assert unmasked["psnr_db"] > 40
+
+
+def test_tolerant_iou_forgives_thin_margins_only() -> None:
+    a = np.zeros((100, 100), bool)
+    a[20:80, 20:80] = True
+    grown = np.zeros_like(a)
+    grown[17:83, 17:83] = True  # a mask grown by 3 px
+    assert tolerant_iou(a, grown, 5.0) == 1.0  # corners are 3√2 px away
+    assert tolerant_iou(a, grown, 0.0) < 0.9
+    half = a.copy()
+    half[:, 50:] = False  # half the product missing
+    assert tolerant_iou(a, half, 4.0) < 0.6
+    assert tolerant_iou(a, np.zeros_like(a), 4.0) == 0.0
