@@ -225,6 +225,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": "products whose model is no longer published: left out of "
                 "the public layout until it is again",
             },
+            "warnings": {"type": "array", "items": {"type": "string"}},
             "layout": _ref("ShowroomLayout"),
             "created_at": _TIME,
             "updated_at": _TIME,

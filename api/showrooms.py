@@ -195,12 +195,23 @@ def showroom_json(showroom: Showroom) -> dict:
         "product_model_ids": [p.get("model_id") for p in products],
         # Unpublished or deleted since: the page leaves these out until they are back.
         "hidden_product_ids": [p["id"] for p in products if p.get("model_id") not in shown],
+        "warnings": _warnings(showroom),
         "layout": showroom.layout,
         "created_at": timestamp(showroom.created_at),
         "updated_at": timestamp(showroom.updated_at),
         "page_url": f"/showroom/{showroom.id}",
         "public_url": f"{API}/public/showrooms/{showroom.id}",
     }
+
+
+def _warnings(showroom: Showroom) -> list[str]:
+    if showroom.layout.get("scene", {}).get("units") == "metre":
+        return []
+    return [
+        "the space's real size is unknown (its reconstruction had no scale mat or known "
+        "length), so products stand in it at 1 scene unit per metre and may look too big or "
+        "too small; reconstruct the space with the printed mat in view to fix it"
+    ]
 
 
 def _published_ids(showroom: Showroom) -> set[str]:
@@ -302,7 +313,11 @@ def _product(product_id: str, model: Model) -> layouts.Product:
             "a showroom at its true size: reconstruct it with a known height, width or depth "
             "(height_m, ...)",
         )  # fmt: skip
-    extents = _mesh(model, "model.glb").extents
+    bbox = (model.summary or {}).get("bbox")
+    if isinstance(bbox, list) and len(bbox) == 3 and all(_is_number(v) and v > 0 for v in bbox):
+        extents = bbox  # the report's mesh.bbox_m: no need to read the GLB
+    else:
+        extents = _mesh(model, "model.glb").extents
     file = next(name for name in PRODUCT_FILES if name in (model.files or {}))
     return layouts.Product(
         id=product_id,

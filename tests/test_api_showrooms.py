@@ -194,6 +194,7 @@ def test_a_showroom_places_the_products_and_serves_its_layout(client, alice, sho
     assert showroom["scene_model_id"] == shop["scene"]
     assert showroom["product_model_ids"] == shop["products"]
     assert showroom["hidden_product_ids"] == []
+    assert showroom["warnings"] == []
     assert showroom["page_url"] == f"/showroom/{showroom['id']}"
     layout = showroom["layout"]
     assert layout["version"] == 1
@@ -232,6 +233,18 @@ def test_a_scene_report_without_surfaces_gets_them_found(client, alice, shop) ->
     )
     assert response.status_code == 201, response.get_json()
     check_layout(response.get_json()["layout"], scene, shop["products"])
+
+
+def test_a_scene_of_unknown_size_is_used_with_a_warning(client, alice, shop) -> None:
+    scene = alice.add_model(room_mesh(), mode="scene", units="unknown")
+    body = {"scene_model_id": scene, "product_model_ids": shop["products"]}
+    response = create(client, alice, body)
+    assert response.status_code == 201, response.get_json()
+    showroom = response.get_json()
+    assert showroom["layout"]["scene"]["units"] == "unknown"
+    (warning,) = showroom["warnings"]
+    assert "real size is unknown" in warning
+    assert "mat" in warning
 
 
 @pytest.mark.parametrize(
