@@ -257,6 +257,8 @@ class PlacementOptions:
     step_m: float = 0.04  # grid of candidate spots
     eye_height_m: float = 1.6  # the visitor's eyes above the floor
     view_distance_m: float = 2.5  # the visitor starts about this far from the products
+    easy_reach_m: tuple[float, float] = (0.5, 1.7)  # shelves at these heights above the
+    # floor are filled first (a shopper sees and reaches them)
     face_the_room: bool = True  # turn each product's front (+Z) toward the middle of the floor
 
 
@@ -271,12 +273,23 @@ class SceneGeometry:
         triangles = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)]
         if len(triangles) == 0:
             raise InputError("the scene mesh has no triangles")
+        self._set(triangles)
+
+    def _set(self, triangles: np.ndarray) -> None:
         self.triangles = triangles  # (n, 3, 3)
         self.normal_y = np.cross(
             triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
         )[:, 1]  # (n,) sign of the normal's y (unnormalised)
         self.low = triangles.min(axis=1)  # (n, 3)
         self.high = triangles.max(axis=1)
+
+    def crop(self, low: np.ndarray, high: np.ndarray) -> SceneGeometry:
+        """The triangles overlapping the box [low, high] (which may reach to ±inf): what the
+        tests around one surface need, many times faster to search."""
+        cropped = object.__new__(SceneGeometry)
+        overlap = ((self.low <= high) & (self.high >= low)).all(axis=1)
+        cropped._set(self.triangles[overlap])
+        return cropped
 
     def near(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """(k, 3, 3) triangles whose bounds overlap the box [low, high]."""
@@ -300,7 +313,7 @@ class SceneGeometry:
         high = np.array([points_xz[:, 0].max(), np.inf, points_xz[:, 1].max()])
         overlap = ((self.low <= high) & (self.high >= low)).all(axis=1)
         candidates, up = self.triangles[overlap], self.normal_y[overlap]
-        if len(candidates) == 0:
+        if len(candidates) == 0 or len(points_xz) == 0:
             return np.zeros(len(points_xz), dtype=bool)
         y = _heights_under(points_xz, candidates)
         y = np.where(y > height, y, np.inf)
@@ -348,14 +361,26 @@ def place_products(
     if not horizontal:
         raise InputError("the scene has no floor, table or shelf to place products on")
     centre = _room_centre(surfaces)
+    floors = [s.height_m for s in horizontal if s.kind is SurfaceKind.FLOOR]
+    floor = min(floors) if floors else min(s.height_m for s in horizontal)
+    low, high = (h * unit for h in options.easy_reach_m)
+
+    def reach(surface: Surface) -> bool:
+        return surface.kind is SurfaceKind.FLOOR or low <= surface.height_m - floor <= high
+
     placed: list[Product] = []
     count = {s.id: 0 for s in horizontal}
     for product in products:
         product = replace(product, scale=product.scale * unit, surface=None, position=None)
-        # Spread: the least crowded surface first (products per area), preferred kinds first.
+        # Spread: preferred kinds first, then the surface that would be least crowded
+        # (products per area), where surfaces out of easy reach count as three times as full.
         order = sorted(
             horizontal,
-            key=lambda s: (_PREFERENCE[s.kind], count[s.id] / max(s.area_m2, 1e-12), s.id),
+            key=lambda s: (
+                _PREFERENCE[s.kind],
+                (count[s.id] + 1) / max(s.area_m2, 1e-12) * (1 if reach(s) else 3),
+                s.id,
+            ),
         )
         for surface in order:
             rotation = _facing(surface, centre) if options.face_the_room else 0.0
@@ -434,7 +459,9 @@ def move_product(
         position=(position[0], float(target.height_m), position[2]),
         rotation_y_deg=rotation,
     )
-    problem = placement_problem(geometry, target, moved, others, options)
+    problem = placement_problem(
+        _around(geometry, target, moved, options), target, moved, others, options
+    )
     if problem:
         raise InputError(f"cannot put product {product_id} there: {problem}")
     return _with_product(layout, moved)
@@ -468,7 +495,9 @@ def placement_problem(
     ):
         return "it would intersect the scene (something stands there or hangs above)"
     samples = _footprint_samples(product)
-    if geometry.covered(samples, y + contact).any():
+    # Above its middle: the box test found nothing between its base layer and its top, so
+    # the first surface above is over the product (noise in the base layer can't count).
+    if geometry.covered(samples, y + max(h / 2.0, contact)).any():
         return "it would be inside a solid part of the scene"
     supported = geometry.support(samples, y, contact)
     if supported.mean() < options.min_support:
@@ -719,6 +748,9 @@ def _polygon_centre(polygon: np.ndarray) -> np.ndarray:
 # -- placement internals ----------------------------------------------------------------------
 
 
+_BLOCKED_TRIES = 12
+
+
 def _best_spot(
     geometry: SceneGeometry,
     surface: Surface,
@@ -738,6 +770,8 @@ def _best_spot(
     if len(candidates) == 0:
         return None
     height = float(surface.height_m)
+    geometry = _around(geometry, surface, product, options)
+    free = _free_footprints(geometry, candidates, product, rotation, height, options)
     neighbours = np.array([p.position for p in placed if p.position is not None])
     edge = distance_to_polygon_edges(candidates, polygon)
     if len(neighbours):
@@ -751,7 +785,13 @@ def _best_spot(
         # The first product: the middle of the free area.
         middle = np.linalg.norm(candidates - _polygon_centre(polygon), axis=1)
         score = edge - 1e-3 * middle
-    for index in np.argsort(-score, kind="stable"):
+    # Spots whose footprint's bounding box meets nothing of the scene first: the exact tests
+    # below then mostly pass at the first try (they still decide). Of the others (a large
+    # slanted triangle's box may cover a free spot) only the best few are tried, so that a
+    # surface with no room (a board too close above) is given up quickly.
+    order = np.argsort(-score, kind="stable")
+    order = np.concatenate([order[free[order]], order[~free[order]][:_BLOCKED_TRIES]])
+    for index in order:
         x, z = candidates[index]
         spot = replace(
             product,
@@ -762,6 +802,68 @@ def _best_spot(
         if placement_problem(geometry, surface, spot, placed, options) is None:
             return spot
     return None
+
+
+def _free_footprints(
+    geometry: SceneGeometry,
+    candidates: np.ndarray,
+    product: Product,
+    rotation: float,
+    height: float,
+    options: PlacementOptions,
+) -> np.ndarray:
+    """(n,) bool: which (n, 2) candidate spots have no scene triangle's bounding box over the
+    product's footprint box at the product's height (a conservative, fast pre-test)."""
+    contact = options.contact_m * options.model_units_per_metre
+    top = height + product.size[1]
+    blocking = (geometry.high[:, 1] > height + contact) & (geometry.low[:, 1] < top)
+    if not blocking.any():
+        return np.ones(len(candidates), dtype=bool)
+    low, high = geometry.low[blocking][:, [0, 2]], geometry.high[blocking][:, [0, 2]]
+    angle = math.radians(rotation)
+    c, s = abs(math.cos(angle)), abs(math.sin(angle))
+    w, _, d = product.size
+    half = np.array([c * w + s * d, s * w + c * d]) / 2.0
+    step = options.step_m * options.model_units_per_metre / 2.0
+    origin = candidates.min(axis=0) - half - step
+    shape = np.ceil((candidates.max(axis=0) + half + step - origin) / step).astype(int) + 1
+    # Each blocking triangle's box marks its cells: a 2-D difference array, summed up.
+    first = np.clip(np.floor((low - origin) / step).astype(int), 0, shape - 1)
+    last = np.clip(np.floor((high - origin) / step).astype(int), -1, shape - 1)
+    keep = (last >= 0).all(axis=1) & (high >= origin).all(axis=1)
+    first, last = first[keep], last[keep] + 1
+    marks = np.zeros(shape + 1, dtype=np.int64)  # [x cell, z cell]
+    np.add.at(marks, (first[:, 0], first[:, 1]), 1)
+    np.add.at(marks, (last[:, 0], first[:, 1]), -1)
+    np.add.at(marks, (first[:, 0], last[:, 1]), -1)
+    np.add.at(marks, (last[:, 0], last[:, 1]), 1)
+    blocked = (marks.cumsum(axis=0).cumsum(axis=1) > 0).astype(np.int64)
+    table = np.zeros((blocked.shape[0] + 1, blocked.shape[1] + 1), dtype=np.int64)
+    table[1:, 1:] = blocked.cumsum(axis=0).cumsum(axis=1)
+    lo = np.clip(np.floor((candidates - half - origin) / step).astype(int), 0, shape)
+    hi = np.clip(np.floor((candidates + half - origin) / step).astype(int) + 1, 0, shape)
+    count = (
+        table[hi[:, 0], hi[:, 1]]
+        - table[lo[:, 0], hi[:, 1]]
+        - table[hi[:, 0], lo[:, 1]]
+        + table[lo[:, 0], lo[:, 1]]
+    )
+    return count == 0
+
+
+def _around(
+    geometry: SceneGeometry, surface: Surface, product: Product, options: PlacementOptions
+) -> SceneGeometry:
+    """The scene near `surface`, from just under it upward, reaching past its outline by the
+    product's size: all that the placement tests of `product` on it can meet."""
+    reach = float(np.linalg.norm(product.size[[0, 2]])) + options.margin_m
+    contact = 2.0 * options.contact_m * options.model_units_per_metre
+    polygon = np.asarray(surface.polygon_xz)
+    bottom = surface.height_m - contact
+    return geometry.crop(
+        np.array([polygon[:, 0].min() - reach, bottom, polygon[:, 1].min() - reach]),
+        np.array([polygon[:, 0].max() + reach, np.inf, polygon[:, 1].max() + reach]),
+    )
 
 
 def _room_centre(surfaces: Sequence[Surface]) -> np.ndarray | None:
