@@ -23,6 +23,7 @@ from sqlalchemy import select
 from api.db import Merchant, Model, make_engine, make_sessions
 from api.process import ServiceProcess
 from api.storage import file_etag
+from recon.compress import compress_glb, is_draco_glb
 from recon.procedural import make_product
 from recon.surfaces import detect_surfaces
 from tests.test_viewer_browser import CHROMIUM, RENDER_TIMEOUT_MS, Page
@@ -37,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 KEPT_SCREENSHOTS = REPO_ROOT / "out" / "screenshots"  # for people to look at (git-ignored)
 MERCHANT = "Corner Shop"
 PRODUCTS = {"mug": "Mug", "cereal_box": "Cereal box", "bottle": "Bottle"}
+DRACO_PRODUCT = "bottle"  # stored Draco-compressed: the page decodes it with the local decoder
 BACKGROUND_RGB = (233, 232, 228)  # the page's clear colour (showroom.js BACKGROUND)
 ROOM = (5.0, 2.6, 4.0)  # width, height, depth, metres
 
@@ -91,11 +93,15 @@ def product_mesh(name: str) -> trimesh.Trimesh:
     return mesh
 
 
-def store_model(storage: Path, sessions, merchant_id: int, model_id: str, mesh, *, mode, name):
-    """A published model's files and row, as the job runner and publishing leave them."""
+def store_model(
+    storage: Path, sessions, merchant_id: int, model_id: str, mesh, *, mode, name, draco=False
+):
+    """A published model's files and row, as the job runner and publishing leave them
+    (`draco`: its geometry Draco-compressed, as `compress` jobs make them)."""
     folder = storage / "models" / model_id
     folder.mkdir(parents=True)
-    mesh.export(folder / "model.glb")
+    glb = mesh.export(file_type="glb")
+    (folder / "model.glb").write_bytes(compress_glb(glb) if draco else glb)
     report = {
         "version": 1,
         "status": "succeeded",
@@ -167,6 +173,7 @@ def showroom(tmp_path_factory) -> dict:
             product_mesh(product),
             mode="object",
             name=name,
+            draco=product == DRACO_PRODUCT,
         )
         product_ids.append(model_id)
     service.start()
@@ -267,6 +274,12 @@ def test_the_scene_and_three_products_render(tab, showroom, screenshots) -> None
                                                   count('product:' + p.id)])};
     }""")
     assert meshes["scene"] > 0
+    draco = requests.get(
+        f"{showroom['service'].origin}/api/v1/public/models/mdl_{DRACO_PRODUCT}/model.glb",
+        timeout=30,
+    )
+    assert is_draco_glb(draco.content)  # ... and it was drawn, with the local decoder:
+    assert any("/viewer/vendor/draco/" in url for url in tab.requests)
     assert [m[1] for m in meshes["products"]] == showroom["product_ids"]
     assert all(loaded and count > 0 for _, _, loaded, count in meshes["products"]), meshes
     # Each product is in sight from where the visitor starts, and drawn there.
@@ -323,6 +336,7 @@ def test_clicking_a_product_opens_its_viewer(tab, showroom, screenshots) -> None
         .get_attribute("alt")
         .startswith(f"3D model of {product['name']}")
     )
+    frame.click()  # the keys now go to the product's viewer; Escape still closes it
     page.keyboard.press("Escape")
     sync_api.expect(overlay).to_be_hidden()
     assert page.get_attribute("#showroom", "data-open-product") is None

@@ -534,6 +534,16 @@ export class ShowroomView {
       ui.listToggle.setAttribute("aria-expanded", String(open));
     });
     ui.overlay.querySelector(".overlay-close").addEventListener("click", () => this.closeProduct());
+    // Escape pressed inside the product's viewer (same origin) closes it too.
+    ui.overlay.querySelector("iframe").addEventListener("load", (event) => {
+      try {
+        event.target.contentWindow.addEventListener("keydown", (key) => {
+          if (key.code === "Escape") this.closeProduct();
+        });
+      } catch {
+        // A viewer on another origin keeps its keys; the Close button still works.
+      }
+    });
 
     // The touch stick: its knob's offset from the middle is the walking direction and speed.
     const stick = ui.joystick;
