@@ -54,13 +54,7 @@ def run_job(settings: Settings, job_id: str) -> str:
         session.commit()
         upload_dir = storage.upload_dir(job_id)
         input_path = upload_dir / job.input["name"] if job.input.get("name") else upload_dir
-        options = (
-            pipeline.ReconOptions.for_preset(job.options.get("preset", "standard"))
-            .with_known_dimensions(job.options.get("dimensions_m") or {})
-            .with_asset_budget(
-                compress=bool(job.options.get("compress")), max_mb=job.options.get("max_mb")
-            )
-        )
+        options = recon_options(job.options)
 
     stop_heartbeat = threading.Event()
     threading.Thread(
@@ -113,6 +107,19 @@ def run_job(settings: Settings, job_id: str) -> str:
     if not settings.keep_job_workspaces:  # checkpoints are only for resuming: free the disk
         shutil.rmtree(storage.job_dir(job_id), ignore_errors=True)
     return state
+
+
+def recon_options(job_options: dict) -> pipeline.ReconOptions:
+    """The pipeline's options for a job's (api.jobs): preset, mode, known sizes, asset budget."""
+    return (
+        pipeline.ReconOptions.for_preset(
+            job_options.get("preset", "standard"), job_options.get("mode", "object")
+        )
+        .with_known_dimensions(job_options.get("dimensions_m") or {})
+        .with_asset_budget(
+            compress=bool(job_options.get("compress")), max_mb=job_options.get("max_mb")
+        )
+    )
 
 
 def model_summary(report: dict) -> dict:

@@ -13,7 +13,9 @@ import trimesh
 from api import create_app
 from api.auth import create_merchant
 from api.db import Model
+from api.job_runner import recon_options
 from api.storage import file_etag
+from recon.pipeline import Mode, ReconOptions
 from recon.surfaces import Surface, detect_surfaces
 from tests.test_api import error_of, photos, upload
 
@@ -469,8 +471,15 @@ def test_a_deleted_showroom_is_gone_and_its_models_stay(client, alice, showroom)
 
 
 def test_jobs_take_the_scene_mode(client, alice) -> None:
-    job = upload(client, alice.headers, photos(3), mode="scene").get_json()
+    job = upload(client, alice.headers, photos(3), mode="scene", height_m="2.5").get_json()
     assert job["options"]["mode"] == "scene"
+    # ... which the job runner hands to the pipeline.
+    options = recon_options(job["options"])
+    assert options.mode == Mode.SCENE
+    assert options == ReconOptions.for_preset("standard", "scene").with_known_dimensions(
+        {"height": 2.5}
+    )
+    assert recon_options({"preset": "preview"}).mode == Mode.OBJECT
     response = upload(client, alice.headers, photos(3), mode="room")
     assert response.status_code == 400
     assert "mode must be one of object, scene" in error_of(response)["message"]
