@@ -370,6 +370,12 @@ def place_products(
 
     placed: list[Product] = []
     count = {s.id: 0 for s in horizontal}
+    nearby: dict[int, SceneGeometry] = {}
+    largest = max(
+        (replace(p, scale=p.scale * unit) for p in products),
+        key=lambda p: float(np.linalg.norm(p.size[[0, 2]])),
+        default=None,
+    )
     for product in products:
         product = replace(product, scale=product.scale * unit, surface=None, position=None)
         # Spread: preferred kinds first, then the surface that would be least crowded
@@ -384,7 +390,9 @@ def place_products(
         )
         for surface in order:
             rotation = _facing(surface, centre) if options.face_the_room else 0.0
-            spot = _best_spot(geometry, surface, product, rotation, placed, options)
+            if surface.id not in nearby:  # cropped once per surface, for the largest product
+                nearby[surface.id] = _around(geometry, surface, largest, options)
+            spot = _best_spot(nearby[surface.id], surface, product, rotation, placed, options)
             if spot is not None:
                 placed.append(spot)
                 count[surface.id] += 1
@@ -440,7 +448,8 @@ def move_product(
     elif position is None:
         target = layout.scene.surface(surface)
         _check_horizontal(target)
-        spot = _best_spot(geometry, target, product, rotation, others, options)
+        local = _around(geometry, target, product, options)
+        spot = _best_spot(local, target, product, rotation, others, options)
         if spot is None:
             raise InputError(
                 f"no free spot on surface {target.id} ({target.kind.value}) fits product "
@@ -761,7 +770,7 @@ def _best_spot(
 ) -> Product | None:
     """The product on `surface` at its freest allowed spot, or None when nothing fits: the
     first product goes to the middle of the free area, later ones as far from the others
-    as they can."""
+    as they can. `geometry` is the scene around the surface (`_around`)."""
     unit = options.model_units_per_metre
     polygon = np.asarray(surface.polygon_xz)
     w, _, d = product.size
@@ -770,7 +779,6 @@ def _best_spot(
     if len(candidates) == 0:
         return None
     height = float(surface.height_m)
-    geometry = _around(geometry, surface, product, options)
     free = _free_footprints(geometry, candidates, product, rotation, height, options)
     neighbours = np.array([p.position for p in placed if p.position is not None])
     edge = distance_to_polygon_edges(candidates, polygon)
