@@ -3,9 +3,7 @@ layout), for the walk-through page /showroom/ID."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import trimesh
@@ -19,7 +17,6 @@ from api.errors import ApiError, not_found
 from api.serialize import API, timestamp
 from recon import showroom as layouts
 from recon.errors import InputError
-from recon.surfaces import Surface, detect_surfaces
 
 blueprint = Blueprint("showrooms", __name__)
 public = Blueprint("public_showrooms", __name__)
@@ -55,17 +52,19 @@ def create_showroom() -> Response:
             f"product_model_ids must list 1–{MAX_PRODUCTS} product model ids",
         )  # fmt: skip
 
-    scene = _usable_model(scene_id, "scene")
-    products = [_usable_model(product_id, "object") for product_id in product_ids]
-    placing = [_product(f"p{i}", model) for i, model in enumerate(products)]
-    scene_mesh = _mesh(scene, "model.glb")
+    scene, scene_files = _usable_model(scene_id, "scene")
+    placing = [
+        _product(f"p{i}", *_usable_model(product_id, "object"))
+        for i, product_id in enumerate(product_ids)
+    ]
+    scene_mesh = _scene_mesh(scene, scene_files)
     try:
         layout = layouts.place_products(
             scene_mesh,
-            _surfaces(scene, scene_mesh),
+            _surfaces(scene, scene_files, scene_mesh),
             placing,
             scene_model=_public_glb(scene),
-            units=_units(scene),
+            units=scene_files.units,
         )
     except InputError as error:
         raise ApiError(422, "no_room", str(error)) from None
@@ -125,14 +124,19 @@ def move_product(showroom_id: str, product_id: str) -> Response:
         raise ApiError(400, "bad_request", "rotation_y_deg must be a number of degrees")
 
     scene = db().get(Model, showroom.scene_model_id)
-    if scene is None or not (storage().model_dir(scene.id) / "model.glb").is_file():
+    try:
+        scene_files = layouts.load_reconstruction(storage().model_dir(showroom.scene_model_id))
+    except InputError:
+        scene_files = None
+    if scene is None or scene_files is None:
         raise ApiError(
             409, "conflict", f"the showroom's scene model {showroom.scene_model_id} was deleted"
         )
+    scene_mesh = _scene_mesh(scene, scene_files)
     try:
         moved = layouts.move_product(
             layouts.Layout.from_json(showroom.layout),
-            _mesh(scene, "model.glb"),
+            scene_mesh,
             product_id,
             position=None if position is None else [float(v) for v in position],
             surface=surface,
@@ -232,98 +236,82 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _usable_model(model_id: str, mode: str) -> Model:
-    """The merchant's published model of `mode` ('scene' or 'object'), or a 4xx saying why."""
+def _usable_model(model_id: str, mode: str) -> tuple[Model, layouts.Reconstruction]:
+    """The merchant's published model of `mode` ('scene' or 'object') and its files, or a
+    4xx saying why not."""
     model = owned(Model, model_id, "model")
-    role = "the showroom's space" if mode == "scene" else "a product"
     if not model.published:
         raise ApiError(
             422, "unusable_model",
             f"model {model.id} is not published: publish it first "
             f"(POST {API}/models/{model.id}/publish), since the showroom page is public",
         )  # fmt: skip
-    actual = _mode(model)
+    try:
+        files = layouts.load_reconstruction(storage().model_dir(model.id))
+    except InputError:  # its message names server paths: say it in the model's terms
+        raise ApiError(
+            422, "unusable_model",
+            f"model {model.id} lacks its model.glb or report.json; reconstruct it again",
+        ) from None  # fmt: skip
+    actual = files.report.get("mode", "object")  # models from before scenes are objects
     if actual != mode:
-        why = (
-            "a showroom's space must be reconstructed with mode 'scene' (an inside-out capture "
-            "of the room)"
+        role, why = (
+            ("the showroom's space", "a space must be reconstructed with mode 'scene' (an "
+             "inside-out capture or a walk through the room)")
             if mode == "scene"
-            else "products must be single objects (mode 'object'), not spaces"
-        )
+            else ("a product", "products must be single objects (mode 'object'), not spaces")
+        )  # fmt: skip
         raise ApiError(
             422, "unusable_model",
             f"model {model.id} is {'a scene' if actual == 'scene' else 'an object'} model, not "
             f"{role}: {why}",
         )  # fmt: skip
-    if "model.glb" not in (model.files or {}):
-        raise ApiError(422, "unusable_model", f"model {model.id} has no model.glb")
-    return model
+    return model, files
 
 
-def _mode(model: Model) -> str:
-    """'scene' or 'object': the model's summary, else its report (models made before the
-    summary had it), else object (the only mode there was)."""
-    mode = (model.summary or {}).get("mode")
-    if mode is None and "report.json" in (model.files or {}):
-        mode = _report(model).get("mode")
-    return mode or "object"
+def _model_error(model: Model, error: InputError) -> ApiError:
+    why = str(error).replace(str(storage().model_dir(model.id)), f"model {model.id}")
+    return ApiError(422, "unusable_model", why)
 
 
-def _report(model: Model) -> dict:
-    path = storage().model_dir(model.id) / "report.json"
+def _scene_mesh(scene: Model, files: layouts.Reconstruction) -> trimesh.Trimesh:
     try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return report if isinstance(report, dict) else {}
+        return files.mesh()
+    except InputError as error:
+        raise _model_error(scene, error) from None
 
 
-def _mesh(model: Model, name: str) -> trimesh.Trimesh:
-    path = Path(storage().model_dir(model.id) / name)
-    try:
-        mesh = trimesh.load(path, file_type="glb", force="mesh", process=False)
-    except Exception as error:  # a damaged file is the model's fault, not the request's
-        raise ApiError(
-            422, "unusable_model", f"model {model.id}'s {name} could not be read ({error})"
-        ) from None
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise ApiError(422, "unusable_model", f"model {model.id}'s {name} holds no triangles")
-    return mesh
-
-
-def _surfaces(scene: Model, mesh: trimesh.Trimesh) -> list[Surface]:
+def _surfaces(scene: Model, files: layouts.Reconstruction, mesh: trimesh.Trimesh) -> list:
     """The scene's surfaces from its report; found afresh for a report without them."""
-    found = _report(scene).get("surfaces")
     try:
-        if isinstance(found, list) and found:
-            return [Surface.from_json(surface) for surface in found]
-        return detect_surfaces(mesh)
+        return files.surfaces(mesh)
     except InputError as error:
         raise ApiError(
-            422, "unusable_model", f"scene model {scene.id} has no usable surfaces: {error}"
-        ) from None
+            422, "unusable_model",
+            f"scene model {scene.id} has no surfaces to stand products on: "
+            f"{_model_error(scene, error).message}",
+        ) from None  # fmt: skip
 
 
-def _product(product_id: str, model: Model) -> layouts.Product:
+def _product(product_id: str, model: Model, files: layouts.Reconstruction) -> layouts.Product:
     """One product for place_products: its size (metres) and the public URLs the page loads."""
-    if (model.summary or {}).get("units") != "metre" and _report(model).get("units") != "metre":
+    if files.units != "metre":
         raise ApiError(
             422, "unusable_model",
             f"model {model.id}'s real size is unknown (units 'unknown'), so it cannot stand in "
             "a showroom at its true size: reconstruct it with a known height, width or depth "
             "(height_m, ...)",
         )  # fmt: skip
-    bbox = (model.summary or {}).get("bbox")
-    if isinstance(bbox, list) and len(bbox) == 3 and all(_is_number(v) and v > 0 for v in bbox):
-        extents = bbox  # the report's mesh.bbox_m: no need to read the GLB
-    else:
-        extents = _mesh(model, "model.glb").extents
+    try:
+        bbox_m = files.bbox_m
+    except InputError as error:
+        raise _model_error(model, error) from None
     file = next(name for name in PRODUCT_FILES if name in (model.files or {}))
     return layouts.Product(
         id=product_id,
         model=f"{API}/public/models/{model.id}/{file}",
         name=model.name or model.sku or "Product",
-        bbox_m=tuple(float(v) for v in extents),
+        bbox_m=bbox_m,
         model_id=model.id,
         viewer_url=f"/v/{model.id}",
     )
@@ -331,8 +319,3 @@ def _product(product_id: str, model: Model) -> layouts.Product:
 
 def _public_glb(model: Model) -> str:
     return f"{API}/public/models/{model.id}/model.glb"
-
-
-def _units(scene: Model) -> str:
-    units = (scene.summary or {}).get("units") or _report(scene).get("units")
-    return "metre" if units == "metre" else "unknown"

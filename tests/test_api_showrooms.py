@@ -294,6 +294,19 @@ def test_bad_showrooms_are_refused_with_the_reason(
     assert client.get(f"{API}/showrooms", headers=alice.headers).get_json()["total"] == 0
 
 
+def test_a_model_with_missing_files_is_refused_without_server_paths(
+    client, app, alice, shop
+) -> None:
+    storage = app.extensions["recon"]["storage"]
+    (storage.model_dir(shop["products"][2]) / "report.json").unlink()
+    body = {"scene_model_id": shop["scene"], "product_model_ids": shop["products"]}
+    response = create(client, alice, body)
+    assert response.status_code == 422
+    message = error_of(response)["message"]
+    assert f"model {shop['products'][2]} lacks its model.glb or report.json" in message
+    assert str(storage.root) not in message
+
+
 def test_showrooms_need_a_key_and_stay_the_merchants_own(client, alice, bob, shop) -> None:
     body = {"scene_model_id": shop["scene"], "product_model_ids": shop["products"]}
     showroom = create(client, alice, body).get_json()
@@ -361,10 +374,13 @@ def test_a_product_goes_to_another_surface_by_its_id(client, alice, showroom) ->
 
 
 def test_a_place_that_is_not_free_is_refused_with_the_reason(client, alice, showroom) -> None:
-    products = showroom["layout"]["products"]
     floor = next(s for s in showroom["layout"]["scene"]["surfaces"] if s["kind"] == "floor")
+    open_floor = [1.2, floor["height_m"], 0.9]
+    response = move(client, alice, showroom, "p1", {"position": open_floor, "rotation_y_deg": 0})
+    assert response.status_code == 200, response.get_json()
+    before = response.get_json()["layout"]
     cases = [
-        ({"position": products[1]["position"]}, "touch product p1"),  # onto another product
+        ({"position": open_floor, "rotation_y_deg": 0}, "touch product p1"),  # onto the box
         ({"position": [0.55, floor["height_m"], 0.25]}, "intersect the scene"),  # a table leg
         ({"position": [9.0, floor["height_m"], 9.0]}, "over no floor"),  # outside the room
     ]
@@ -375,7 +391,7 @@ def test_a_place_that_is_not_free_is_refused_with_the_reason(client, alice, show
         assert error["code"] == "not_free"
         assert words in error["message"], error
     unchanged = client.get(f"{API}/showrooms/{showroom['id']}", headers=alice.headers)
-    assert unchanged.get_json()["layout"] == showroom["layout"]
+    assert unchanged.get_json()["layout"] == before
 
 
 @pytest.mark.parametrize(
