@@ -564,11 +564,12 @@ def spec() -> dict:
             "/public/showrooms/{showroom_id}": {
                 "get": {
                     "summary": "A showroom's layout for the walk-through page /showroom/ID (no "
-                    "key; CORS; products no longer published left out)",
+                    "key; CORS; revalidated by ETag; products no longer published left out)",
                     "security": [],
                     "parameters": [_path("showroom_id")],
                     "responses": {
-                        "200": _json(_ref("PublicShowroom"), "the showroom"),
+                        "200": _json(_ref("PublicShowroom"), "the showroom (ETag)"),
+                        "304": {"description": "not modified since the ETag sent"},
                         **_ERROR,
                     },
                 }

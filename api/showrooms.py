@@ -177,8 +177,10 @@ def get_public_showroom(showroom_id: str) -> Response:
         page_url=f"/showroom/{showroom.id}",
         layout=layout,
     )
-    response.headers["Cache-Control"] = f"public, max-age={settings().public_max_age_s}"
-    return response
+    # Revalidated every time (ETag): a product the merchant just moved shows at once.
+    response.headers["Cache-Control"] = "public, no-cache"
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @public.after_request

@@ -214,7 +214,9 @@ def test_a_showroom_places_the_products_and_serves_its_layout(client, alice, sho
     public = client.get(showroom["public_url"], headers={"Origin": "https://shop.example"})
     assert public.status_code == 200
     assert public.headers["Access-Control-Allow-Origin"] == "*"
-    assert public.headers["Cache-Control"].startswith("public")
+    assert public.headers["Cache-Control"] == "public, no-cache"
+    again = client.get(showroom["public_url"], headers={"If-None-Match": public.headers["ETag"]})
+    assert again.status_code == 304
     assert public.get_json()["layout"] == layout
     assert public.get_json()["name"] == "Spring"
     # The files the page loads are public.
@@ -344,6 +346,7 @@ def move(client, alice, showroom, product_id, body):
 
 
 def test_a_product_moves_to_a_free_spot(client, alice, showroom) -> None:
+    etag = client.get(showroom["public_url"]).headers["ETag"]
     floor = next(s for s in showroom["layout"]["scene"]["surfaces"] if s["kind"] == "floor")
     spot = [1.2, floor["height_m"], 0.9]  # on the floor, clear of the table and the cabinet
     response = move(client, alice, showroom, "p1", {"position": spot, "rotation_y_deg": 30})
@@ -355,8 +358,10 @@ def test_a_product_moves_to_a_free_spot(client, alice, showroom) -> None:
     again = client.get(f"{API}/showrooms/{showroom['id']}", headers=alice.headers).get_json()
     assert again["layout"] == response.get_json()["layout"]
     assert again["updated_at"] >= showroom["updated_at"]
-    public = client.get(showroom["public_url"]).get_json()["layout"]
-    assert next(p for p in public["products"] if p["id"] == "p1")["position"] == moved["position"]
+    public = client.get(showroom["public_url"], headers={"If-None-Match": etag})
+    assert public.status_code == 200  # a new ETag: caches fetch the new layout
+    layout = public.get_json()["layout"]
+    assert next(p for p in layout["products"] if p["id"] == "p1")["position"] == moved["position"]
     others = [p for p in again["layout"]["products"] if p["id"] != "p1"]
     assert others == [p for p in showroom["layout"]["products"] if p["id"] != "p1"]
 
