@@ -361,6 +361,27 @@ def test_walking_forward_changes_the_view(tab, screenshots) -> None:
     assert changed.mean() > 0.05, f"only {changed.mean():.1%} of the view changed"
 
 
+def test_the_walk_stops_at_the_table(tab, screenshots) -> None:
+    """Tables, counters and shelves (the layout's surfaces below eye height) are not walked
+    through; the table's top spans z = -0.4 .. 0.4 in the test room."""
+    page = tab.page
+    page.evaluate("""() => {
+        const view = window.reconShowroom;
+        view.camera.position.set(0, view.eye, 1.8);
+        view.yaw = 0;  // looking along -Z, at the table
+        view.pitch = 0;
+        view.camera.rotation.set(0, 0, 0);
+        view.dirty = true;
+    }""")
+    page.keyboard.down("w")
+    page.wait_for_timeout(2500)  # about 3.5 m at walking speed
+    page.keyboard.up("w")
+    x, _, z = page.evaluate("window.reconShowroom.camera.position.toArray()")
+    shoot(page.locator("#showroom canvas"), screenshots, "at-the-table.png")
+    assert x == pytest.approx(0.0, abs=0.01)
+    assert 0.45 < z < 1.0, f"walked to z = {z:.2f}"
+
+
 def test_orbit_view_turns_around_the_room(tab, screenshots) -> None:
     page = tab.page
     canvas = page.locator("#showroom canvas")

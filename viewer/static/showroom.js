@@ -343,10 +343,45 @@ export class ShowroomView {
   #walk(forward, right) {
     const sin = Math.sin(this.yaw);
     const cos = Math.cos(this.yaw);
-    this.camera.position.x += -sin * forward + cos * right;
-    this.camera.position.z += -cos * forward - sin * right;
+    const dx = -sin * forward + cos * right;
+    const dz = -cos * forward - sin * right;
+    const p = this.camera.position;
+    // Blocked straight ahead: slide along the wall or the counter instead of stopping dead.
+    for (const [x, z] of [[dx, dz], [dx, 0], [0, dz]]) {
+      if (this.#mayStand(p.x + x, p.z + z) || !this.#mayStand(p.x, p.z)) {
+        p.x += x;
+        p.z += z;
+        break;
+      }
+    }
     this.#clampToRoom();
     this.dirty = true;
+  }
+
+  /** Whether the visitor may stand at x, z: clear of the walls, of tables, counters and
+   * shelves below eye height (the layout's surfaces; the room's box bounds the rest) and of
+   * the products. */
+  #mayStand(x, z) {
+    const radius = this.eye * 0.15;
+    for (const surface of this.layout.scene.surfaces || []) {
+      const outline = surface.polygon_xz || [];
+      if (surface.kind === "wall" && outline.length === 2) {
+        if (distanceToSegment(x, z, outline[0], outline[1]) < radius) return false;
+      } else if (surface.kind !== "floor" && surface.kind !== "wall" && outline.length >= 3) {
+        if (!(surface.height_m < this.eye)) continue; // overhead: walk under it
+        if (insidePolygon(x, z, outline)) return false;
+        for (let i = 0; i < outline.length; i++) {
+          const next = outline[(i + 1) % outline.length];
+          if (distanceToSegment(x, z, outline[i], next) < radius) return false;
+        }
+      }
+    }
+    for (const product of this.layout.products || []) {
+      const [px, py, pz] = product.position || [];
+      const [w, , d] = (product.bbox_m || [0, 0, 0]).map((v) => v * (product.scale ?? 1));
+      if (py < this.eye && Math.hypot(x - px, z - pz) < radius + Math.hypot(w, d) / 2) return false;
+    }
+    return true;
   }
 
   #clampToRoom() {
@@ -600,6 +635,25 @@ export class ShowroomView {
     this.ui.notice.textContent = text;
     this.ui.notice.hidden = false;
   }
+}
+
+/** Distance from point x, z to the segment a-b ([x, z] pairs). */
+function distanceToSegment(x, z, a, b) {
+  const ex = b[0] - a[0];
+  const ez = b[1] - a[1];
+  const t = THREE.MathUtils.clamp(((x - a[0]) * ex + (z - a[1]) * ez) / (ex * ex + ez * ez || 1), 0, 1);
+  return Math.hypot(x - a[0] - t * ex, z - a[1] - t * ez);
+}
+
+/** Whether point x, z is inside `polygon` ([[x, z], ...], even-odd rule). */
+function insidePolygon(x, z, polygon) {
+  let inside = false;
+  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
+    const [xi, zi] = polygon[i];
+    const [xj, zj] = polygon[j];
+    if (zi > z !== zj > z && x < ((xj - xi) * (z - zi)) / (zj - zi) + xi) inside = !inside;
+  }
+  return inside;
 }
 
 /** Normalised device coordinates (-1..1, y up) of a point `x`, `y` CSS px into `rect`. */
