@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import shutil
+from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
@@ -15,8 +16,10 @@ from api.context import db, owned, page_of, settings, storage
 from api.db import FINISHED_STATES, Job, JobState, new_id, utcnow
 from api.errors import ApiError
 from api.serialize import job_json
-from api.uploads import accept_upload
+from api.uploads import Upload, accept_upload
 from api.webhooks import check_callback_url, queue_job_webhook
+from recon import capture_qa
+from recon.errors import ReconError
 
 logger = logging.getLogger(__name__)
 blueprint = Blueprint("jobs", __name__)
@@ -39,11 +42,14 @@ def create_job() -> Response:
         if why is not None:
             raise ApiError(400, "bad_callback_url", why)
     upload = accept_upload(request.files.getlist("files"), settings(), storage())
+    checked = _check_before_queueing(upload)
     job = Job(
         id=new_id("job"),
         merchant_id=merchant.id,
         options=options,
-        input={**upload.to_json(), "name": upload.input_name},
+        # The capture check rides in the input's JSON: no new column, so databases made
+        # before it need no migration (create_all adds tables, never columns).
+        input={**upload.to_json(), "name": upload.input_name, "check": checked},
         callback_url=callback_url,
     )
     target = storage().upload_dir(job.id)
@@ -60,6 +66,46 @@ def create_job() -> Response:
     response.status_code = 202
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return response
+
+
+@blueprint.post("/checks")
+def check_capture() -> Response:
+    """Check an upload as a job would be checked, without keeping it or starting a job: the
+    photos' problems, advice, and whether to reshoot (videos too)."""
+    current_merchant(db())
+    upload = accept_upload(request.files.getlist("files"), settings(), storage())
+    try:
+        result = capture_qa.check(_upload_input(upload))
+    except ReconError as error:
+        raise ApiError(422, "unusable_capture", str(error)) from None
+    finally:
+        shutil.rmtree(upload.folder, ignore_errors=True)
+    return jsonify(result.summary_json())
+
+
+def _check_before_queueing(upload: Upload) -> dict | None:
+    """The quick capture check of a job's upload (recon.capture_qa), kept with the job. Refuses
+    (422, upload removed) only a capture that cannot make a model; anything else is accepted
+    with the advice. Videos are checked when the job runs: choosing their frames decodes the
+    whole video, too long to hold the upload's request."""
+    if upload.kind == "video":
+        return None
+    try:
+        result = capture_qa.check(_upload_input(upload))
+    except ReconError as error:
+        shutil.rmtree(upload.folder, ignore_errors=True)
+        raise ApiError(422, "unusable_capture", str(error)) from None
+    except Exception:  # the check advises; a fault in it must not turn uploads away
+        logger.exception("capture check failed; the job is accepted unchecked")
+        return None
+    if result.cannot_work:
+        shutil.rmtree(upload.folder, ignore_errors=True)
+        raise ApiError(422, "unusable_capture", "; ".join(result.reshoot + result.advice[:3]))
+    return result.summary_json()
+
+
+def _upload_input(upload: Upload) -> Path:
+    return upload.folder / upload.input_name if upload.input_name else upload.folder
 
 
 @blueprint.get("/jobs")

@@ -11,6 +11,7 @@ from api.context import MAX_PAGE, MAX_PER_PAGE
 from api.jobs import DIMENSIONS, MAX_MB_RANGE, MODES, PRESETS
 from api.showrooms import MAX_NAME, MAX_PRODUCTS
 from api.storage import MODEL_FILES
+from recon.capture_qa import Check
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -89,6 +90,12 @@ SCHEMAS: dict[str, Any] = {
                     "bytes": {"type": "integer"},
                 },
             },
+            "capture_check": {
+                "allOf": [_ref("CaptureCheck")],
+                "nullable": True,
+                "description": "the quick check of the upload before it was queued (null: "
+                "not checked; videos are checked when the job runs)",
+            },
             "callback_url": _NULLABLE_STRING,
             "attempts": {"type": "integer"},
             "model_id": _NULLABLE_STRING,
@@ -96,6 +103,58 @@ SCHEMAS: dict[str, Any] = {
             "started_at": _TIME,
             "finished_at": _TIME,
             "links": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "CaptureCheck": {
+        "type": "object",
+        "required": ["verdict", "reshoot", "cannot_work", "advice", "photos", "usable", "images"],
+        "properties": {
+            "version": {"type": "integer"},
+            "verdict": {"enum": ["ok", "reshoot"]},
+            "reshoot": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "why the capture should be taken again; empty when it is fine",
+            },
+            "cannot_work": {
+                "type": "boolean",
+                "description": "too few usable photos for any model (a job is refused)",
+            },
+            "advice": {"type": "array", "items": {"type": "string"}},
+            "photos": {"type": "integer"},
+            "usable": {"type": "integer", "description": "photos without any problem"},
+            "problems": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "poses": {"enum": ["estimated", "solved", "none"]},
+            "coverage": {
+                "type": "object",
+                "nullable": True,
+                "description": "gaps around the product (degrees from the first photo), "
+                "largest_gap_deg, elevation_deg {min, max}, views_from_above",
+            },
+            "images": {
+                "type": "array",
+                "description": "the photos with problems",
+                "items": {
+                    "type": "object",
+                    "required": ["image", "problems"],
+                    "properties": {
+                        "image": {"type": "string"},
+                        "problems": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["check", "reason"],
+                                "properties": {
+                                    "check": {"enum": [str(check) for check in Check]},
+                                    "reason": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "notes": {"type": "array", "items": {"type": "string"}},
+            "timings_s": {"type": "object"},
         },
     },
     "JobList": {
@@ -418,7 +477,8 @@ def spec() -> dict:
             },
             "/jobs": {
                 "post": {
-                    "summary": "Start a reconstruction from photos, a zip or a video",
+                    "summary": "Start a reconstruction from photos, a zip or a video (photos "
+                    "are checked first: 422 unusable_capture when they cannot make a model)",
                     "requestBody": {
                         "required": True,
                         "content": {"multipart/form-data": {"schema": _JOB_FORM}},
@@ -445,6 +505,28 @@ def spec() -> dict:
                     ],
                     "responses": {"200": _json(_ref("JobList"), "one page of jobs"), **_ERROR},
                 },
+            },
+            "/checks": {
+                "post": {
+                    "summary": "Check photos, a zip or a video in seconds without starting a job "
+                    "(nothing is kept)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["files"],
+                                    "properties": {"files": _JOB_FORM["properties"]["files"]},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("CaptureCheck"), "the capture's problems and advice"),
+                        **_ERROR,
+                    },
+                }
             },
             "/jobs/{job_id}": {
                 "get": {

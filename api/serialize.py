@@ -29,7 +29,9 @@ def job_json(job: Job) -> dict:
             {"code": job.error_code, "message": job.error_message} if job.error_code else None
         ),
         "options": dict(job.options or {}),
-        "input": {k: v for k, v in (job.input or {}).items() if k != "name"},
+        "input": {k: v for k, v in (job.input or {}).items() if k not in ("name", "check")},
+        # recon.capture_qa's quick check of the upload (None: not checked, e.g. a video)
+        "capture_check": (job.input or {}).get("check"),
         "callback_url": job.callback_url,
         "attempts": job.attempts,
         "model_id": job.model_id,

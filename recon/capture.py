@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from recon import video
+from recon import capture_qa, video
 from recon.errors import CaptureError, InputError
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, atomic_path, write_json_atomic
@@ -219,6 +219,7 @@ def run(
                     "images": images,
                     "rejected": rejected,
                     "warnings": warnings,
+                    "qa": photo_checks(workspace, images),
                 },
             )
         except BaseException:
@@ -316,6 +317,7 @@ def take_video(
                 "images": images,
                 "rejected": rejected,
                 "warnings": warnings,
+                "qa": photo_checks(workspace, images),
                 "video": {
                     "frames": total,
                     "fps": round(measures.info.fps, 3),
@@ -831,6 +833,13 @@ def _exif_text(value: object) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return str(value).replace("\x00", "").strip() if value is not None else ""
+
+
+def photo_checks(workspace: Workspace, images: list[dict]) -> dict:
+    """capture.json's "qa": recon.capture_qa's checks of every working copy (blur, exposure,
+    copies; about 10 ms a photo), which report.json and `recon check` build on."""
+    paths = [workspace.image_path(entry["name"]) for entry in images]
+    return {"images": capture_qa.check_photos(paths)}
 
 
 # -- summaries ------------------------------------------------------------------------------------

@@ -106,6 +106,20 @@ def _build_parser(
     )
     reconstruct.set_defaults(handler=_reconstruct)
 
+    check = verbs.add_parser(
+        "check",
+        help="check a capture in seconds before reconstructing it",
+        description="Check photos (a folder or .zip) or a video before reconstructing them: "
+        "blurry, near-duplicate, badly exposed and unconnected photos, gaps around the "
+        "product, too few photos. Exit status 0: the capture is fine (advice may follow); "
+        "1: it should be reshot; 2: it could not be read.",
+    )
+    check.add_argument(
+        "input", type=Path, help="folder of JPEG/PNG/HEIC photos, a .zip, or an MP4/MOV/WebM video"
+    )
+    check.add_argument("--json", type=Path, default=None, help="also write the result here")
+    check.set_defaults(handler=_check)
+
     synth = verbs.add_parser(
         "synth",
         help="render a synthetic capture with exact ground truth",
@@ -261,6 +275,39 @@ def _commerce_line(commerce: dict) -> str:
     if commerce["passed"]:
         return f"all {len(commerce['rules'])} rules pass"
     return "fails " + ", ".join(commerce["failed"])
+
+
+def _check(args: argparse.Namespace) -> int:
+    from recon import capture_qa
+    from recon.workspace import write_json_atomic
+
+    result = capture_qa.check(args.input)
+    if args.json:
+        write_json_atomic(args.json, result.to_json())
+    out = Console(soft_wrap=True)
+    out.print(_check_table(result))
+    for line in result.advice:
+        out.print(f"- {line}", highlight=False)
+    timing = f"({result.timings_s.get('total', 0.0):.1f} s)"
+    if result.reshoot:
+        out.print(f"[bold red]reshoot:[/] {'; '.join(result.reshoot)} {timing}", highlight=False)
+        return 1
+    out.print(f"[bold green]fine:[/] {result.usable} usable photos {timing}", highlight=False)
+    return 0
+
+
+def _check_table(result) -> Table:
+    flagged = [photo for photo in result.photos if photo["problems"]]
+    table = Table(
+        title=f"{len(flagged)} of {len(result.photos)} photos with problems", title_justify="left"
+    )
+    table.add_column("photo")
+    table.add_column("problem")
+    table.add_column("why")
+    for photo in flagged:
+        for index, item in enumerate(photo["problems"]):
+            table.add_row(photo["image"] if index == 0 else "", item["check"], item["reason"])
+    return table
 
 
 def _synth(args: argparse.Namespace) -> int:

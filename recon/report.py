@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from recon import fidelity
+from recon import capture_qa, fidelity
 from recon.textured_mesh import load_textured_mesh
 from recon.workspace import Workspace
 
@@ -52,6 +52,13 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
     memory = {
         stage: info["peak_memory_mb"] for stage, info in state.items() if "peak_memory_mb" in info
     }
+    qa = capture_qa.after_reconstruction(
+        capture_info,
+        cameras,
+        center=bounds.mean(axis=0),
+        up=np.array([0.0, 1.0, 0.0]),  # the model frame's up (orient)
+        unregistered=sfm_info.get("unregistered", []),
+    )
     return {
         "version": REPORT_VERSION,
         "status": "succeeded",
@@ -86,7 +93,57 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
         "timings_s": timings,
         "peak_memory_mb": memory,
         "warnings": warnings,
+        "capture_qa": qa.to_json(),
+        "quality": quality_figures(workspace, capture_info, sfm_info, cameras, model, qa),
     }
+
+
+def quality_figures(
+    workspace: Workspace, capture_info: dict, sfm_info: dict, cameras: list, model: Any,
+    qa: capture_qa.QaResult,
+) -> dict:  # fmt: skip
+    """How far to trust the model: the share of photos placed, their reprojection error,
+    how well the model's silhouettes match the product masks, and the coverage around it."""
+    taken = len(capture_info["images"])
+    vertices = [p.vertices for p in model.primitives]
+    offsets = np.cumsum([0] + [len(v) for v in vertices])[:-1]
+    faces = [p.faces + offset for p, offset in zip(model.primitives, offsets, strict=True)]
+    masked = [c for c in cameras if workspace.mask_path(c.name).exists()]
+    agreement = None
+    if masked and vertices:
+        ious = capture_qa.mask_agreement(
+            masked,
+            np.concatenate(vertices),
+            np.concatenate(faces),
+            [_read_mask(workspace.mask_path(c.name)) for c in masked],
+        )
+        worst = int(np.argmin(ious))
+        agreement = {
+            "mean_iou": round(float(np.mean(ious)), 4),
+            "min_iou": round(ious[worst], 4),
+            "worst_image": masked[worst].name,
+            "photos": len(ious),
+        }
+    coverage = qa.coverage or {}
+    return {
+        "registered_share": round(len(cameras) / taken, 4) if taken else 0.0,
+        "mean_reprojection_error_px": sfm_info.get("mean_reprojection_error_px"),
+        "mask_agreement": agreement,
+        "coverage": {
+            key: coverage.get(key)
+            for key in ("largest_gap_deg", "elevation_deg", "views_from_above", "gaps")
+        },
+        "capture_verdict": qa.verdict,
+    }
+
+
+def _read_mask(path: Any) -> np.ndarray:
+    import cv2
+
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise OSError(f"{path} cannot be read")
+    return mask
 
 
 def fidelity_warnings(section: dict) -> list[str]:

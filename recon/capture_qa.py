@@ -1,0 +1,954 @@
+"""Capture QA: what is wrong with each photo and what to reshoot, before and after reconstruction.
+
+Per photo: blurry, near-duplicate, under- or over-exposed, not overlapping. For the whole
+capture: gaps in coverage around the product, no views from above, too few photos, too many
+with problems. Three uses share the same checks and wording:
+
+* the capture stage measures every working photo (cheap: blur, exposure, exact copies) and
+  keeps the result in capture.json (`check_photos`);
+* `recon check` and the API add a quick pose estimate (SIFT on small thumbnails, essential
+  matrices of every pair, rotations chained along the strongest pairs) for overlap, near
+  duplicates and coverage, in seconds (`check`);
+* report.json repeats the analysis on the solved cameras (`after_reconstruction`).
+
+Blur and exposure are judged against the capture's own median photo, so a soft-looking
+product, a dark backdrop or a white one is not flagged; a photo is flagged when it is much
+worse than its siblings, or beyond any use (nothing brighter than dark grey).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import combinations
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from recon.cameras import Camera
+from recon.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+QA_VERSION = 1
+_SCREEN_FEATURES = 200  # keypoints a pair is screened with before it is matched in full
+
+
+class Check(StrEnum):
+    """What can be wrong with one photo."""
+
+    UNREADABLE = "unreadable"  # capture could not take the file in
+    BLURRY = "blurry"
+    DUPLICATE = "near-duplicate"
+    UNDEREXPOSED = "under-exposed"
+    OVEREXPOSED = "over-exposed"
+    NOT_OVERLAPPING = "not overlapping"
+
+
+# Problems that make a photo useless whatever the others show; "not overlapping" depends on the
+# rest of the capture and is judged on its own.
+_PHOTO_DEFECTS = (Check.UNREADABLE, Check.BLURRY, Check.DUPLICATE, Check.UNDEREXPOSED,
+                  Check.OVEREXPOSED)  # fmt: skip
+
+_ADVICE = {
+    Check.UNREADABLE: "copy them from the camera again ({names})",
+    Check.BLURRY: "hold the camera still, add light, and tap the product to focus ({names})",
+    Check.DUPLICATE: "they add nothing: step 10–15° around the product between photos ({names})",
+    Check.UNDEREXPOSED: "add light or lock the exposure on the product ({names})",
+    Check.OVEREXPOSED: "lower the exposure or move the lights back ({names})",
+    Check.NOT_OVERLAPPING: "each photo should share most of its view with the photos beside it; "
+    "take photos every 10–15° around the product ({names})",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class QaOptions:
+    """Thresholds of the checks. Sizes are long sides in pixels; brightness is 0–255 luma."""
+
+    analysis_px: int = 800  # photos are measured this long (blur, exposure)
+    blur_ratio: float = 0.25  # sharper than this share of the capture's median photo, or
+    # blurry. Content-normalised sharpness (see `edge_sharpness`) of the sharp photos of the
+    # sample captures and Middlebury rings stays within 0.33–1.8 of their median; a 1 px
+    # Gaussian blur drops textured products to 0.08–0.17, a 5 px smear to 0.08–0.22
+    min_highlight: float = 48.0  # the brightest 1 % of a photo darker than this: under-exposed
+    dark_ratio: float = 0.5  # mean brightness below this share of the median photo's (a
+    # stop darker): under-exposed (a dark product on black keeps its siblings' brightness, a
+    # slip of exposure does not)
+    bright_clipped_share: float = 0.6  # a photo with more of its pixels blown out (≥ 250)
+    # than this and than twice the median photo's share (+ 0.1): over-exposed; a white
+    # backdrop blown out in every photo is the capture's style, not a fault
+    duplicate_difference: float = 0.03  # mean difference of normalised 32 px thumbnails
+    # below this: a copy of another photo (neighbours on a 15° ring differ by 0.13–0.3)
+    duplicate_motion: float = 0.01  # matched features moved less than this × the long side
+    # between two photos (the same view twice; video frames are kept this far apart too)
+    estimate_poses: bool = True  # `check`: estimate rotations for overlap and coverage
+    pose_px: int = 480  # long side of the thumbnails features are found on
+    max_features: int = 800  # SIFT keypoints per thumbnail
+    max_exhaustive_photos: int = 30  # more photos: neighbours in order plus a spread subset
+    min_pair_inliers: int = 20  # a pair overlaps with this many essential-matrix inliers
+    max_gap_deg: float = 50.0  # no photos over a wider sector around the product: reshoot
+    min_top_elevation_deg: float = 35.0  # no photo higher than this above the product's
+    # middle: "no views from above" (the sample captures' upper rings sit at 45–52°)
+    min_photos: int = 3  # fewer photos without defects cannot make a model
+    min_good_photos: int = 12  # fewer usable photos: reshoot
+    recommended_photos: int = 20  # fewer usable photos: advise more
+    max_problem_share: float = 0.25  # more of the photos with problems: reshoot
+
+    def __post_init__(self) -> None:
+        if self.analysis_px < 64 or self.pose_px < 64:
+            raise InputError("analysis_px and pose_px must be 64 px or more")
+        if not 0 < self.blur_ratio < 1 or not 0 < self.dark_ratio < 1:
+            raise InputError("blur_ratio and dark_ratio must lie between 0 and 1")
+        if not 0 < self.max_gap_deg < 360:
+            raise InputError(f"max_gap_deg {self.max_gap_deg}: choose 0–360")
+        if self.min_photos < 1 or self.min_pair_inliers < 5:
+            raise InputError("min_photos must be 1 or more and min_pair_inliers 5 or more")
+
+
+# -- one photo ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhotoMeasures:
+    name: str
+    sharpness: float  # content-normalised (edge_sharpness); NaN on a photo without edges
+    brightness: float  # mean luma, 0–255
+    highlight: float  # 99th percentile of luma
+    clipped_share: float  # share of pixels with luma ≥ 250
+    thumbnail: np.ndarray = field(repr=False)  # (32, 32) float32, zero mean, unit spread
+
+    def to_json(self) -> dict:
+        return {
+            "sharpness": None if math.isnan(self.sharpness) else round(self.sharpness, 4),
+            "brightness": round(self.brightness, 1),
+            "highlight": round(self.highlight, 1),
+            "clipped_share": round(self.clipped_share, 4),
+        }
+
+
+def read_grey(path: Path, max_px: int) -> np.ndarray:
+    """(h, w) uint8 luma of a photo, at most `max_px` long. JPEGs decode straight at 1/2, 1/4
+    or 1/8 of their size when that is still at least `max_px` long (much faster)."""
+    flags = cv2.IMREAD_GRAYSCALE
+    header = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    if header is None:
+        raise InputError(f"{path} cannot be read as an image")
+    long_full = max(header.shape) * 8  # within 8 px of the real size: enough to choose
+    for factor, reduced in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+                            (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+                            (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):  # fmt: skip
+        if long_full / factor >= max_px:
+            flags = reduced
+            break
+    grey = header if flags == cv2.IMREAD_REDUCED_GRAYSCALE_8 else cv2.imread(str(path), flags)
+    return shrink(grey, max_px)
+
+
+def shrink(image: np.ndarray, max_px: int) -> np.ndarray:
+    """`image` area-averaged down to at most `max_px` on its long side."""
+    scale = max_px / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def measure_photo(name: str, grey: np.ndarray) -> PhotoMeasures:
+    """Sharpness, exposure and a thumbnail of one (h, w) uint8 grey photo."""
+    values = grey.ravel()
+    thumbnail = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    thumbnail = (thumbnail - thumbnail.mean()) / max(float(thumbnail.std()), 1.0)
+    return PhotoMeasures(
+        name=name,
+        sharpness=edge_sharpness(grey),
+        brightness=float(values.mean()),
+        highlight=float(np.percentile(values, 99)),
+        clipped_share=float((values >= 250).mean()),
+        thumbnail=thumbnail,
+    )
+
+
+def edge_sharpness(grey: np.ndarray, *, block: int = 4, edge_percentile: float = 97.0) -> float:
+    """How sharp the strongest edges of a (h, w) uint8 photo are, whatever their contrast.
+
+    Per direction (x, y): the fine-scale second-derivative energy over the coarse-scale
+    (1/`block`) gradient energy, on the blocks whose coarse gradient is among the strongest
+    3 %. Blur removes the fine energy much faster than the coarse one, so the ratio falls with
+    blur, while the amount and contrast of print a side shows cancels out (the plain narrow
+    side of a box scores like its printed front). Only strong edges count, so sensor noise on
+    plain backgrounds does not pass for detail. The smaller of the two directions is returned:
+    a camera shake blurs one direction. NaN when the photo has no edges.
+    """
+    image = grey.astype(np.float32)
+    height, width = (image.shape[0] // block) * block, (image.shape[1] // block) * block
+    if height < 4 * block or width < 4 * block:
+        return math.nan
+    image = image[:height, :width]
+    coarse = cv2.resize(image, (width // block, height // block), interpolation=cv2.INTER_AREA)
+    ratios = []
+    for dx, dy in ((1, 0), (0, 1)):
+        fine = cv2.Sobel(image, cv2.CV_32F, 2 * dx, 2 * dy, ksize=3) ** 2
+        fine_blocks = fine.reshape(height // block, block, width // block, block).mean(axis=(1, 3))
+        gradient = cv2.Sobel(coarse, cv2.CV_32F, dx, dy, ksize=3) ** 2 / 64.0
+        # at least 2 grey levels per coarse pixel: flat photos have no edges to judge
+        strong = gradient >= max(float(np.percentile(gradient, edge_percentile)), 4.0)
+        if strong.sum() >= 8:
+            ratios.append(float(fine_blocks[strong].mean() / gradient[strong].mean()))
+    return min(ratios) if ratios else math.nan
+
+
+# -- the checks of single photos -----------------------------------------------------------------
+
+
+def photo_problems(measures: Sequence[PhotoMeasures], options: QaOptions) -> dict[str, list[dict]]:
+    """name -> [{"check", "reason"}] from blur, exposure and exact copies, each photo judged
+    against the capture's median photo."""
+    problems: dict[str, list[dict]] = {m.name: [] for m in measures}
+    if not measures:
+        return problems
+    sharp = np.array([m.sharpness for m in measures])
+    median_sharpness = float(np.nanmedian(sharp)) if np.isfinite(sharp).any() else math.nan
+    median_brightness = float(np.median([m.brightness for m in measures]))
+    median_clipped = float(np.median([m.clipped_share for m in measures]))
+    for m in measures:
+        exposure = _exposure_problem(m, median_brightness, median_clipped, options)
+        if exposure is not None:
+            problems[m.name].append(exposure)
+        elif math.isfinite(m.sharpness) and m.sharpness < options.blur_ratio * median_sharpness:
+            # (a photo too dark or blown out has lost its edges to that, not to blur)
+            problems[m.name].append(
+                problem(
+                    Check.BLURRY,
+                    f"{m.sharpness / median_sharpness:.0%} as sharp as the capture's typical "
+                    f"photo (needs {options.blur_ratio:.0%})",
+                )
+            )
+    thumbnails = np.stack([m.thumbnail.ravel() for m in measures])
+    for i, j in combinations(range(len(measures)), 2):
+        difference = float(np.abs(thumbnails[i] - thumbnails[j]).mean())
+        if difference < options.duplicate_difference:
+            add_duplicate(problems, measures[j].name, measures[i].name, "a copy of")
+    return problems
+
+
+def _exposure_problem(
+    m: PhotoMeasures, median_brightness: float, median_clipped: float, options: QaOptions
+) -> dict | None:
+    if m.highlight < options.min_highlight:
+        return problem(
+            Check.UNDEREXPOSED,
+            f"too dark: even its brightest parts are at {m.highlight:.0f} of 255",
+        )
+    if m.brightness < options.dark_ratio * median_brightness:
+        return problem(
+            Check.UNDEREXPOSED,
+            f"much darker than the other photos (mean brightness {m.brightness:.0f} against "
+            f"{median_brightness:.0f})",
+        )
+    blown = m.clipped_share > max(options.bright_clipped_share, 2 * median_clipped + 0.1)
+    # Half-way from the median photo's brightness to white, with more blown out than it has.
+    brighter = m.brightness > median_brightness + 0.5 * (255 - median_brightness)
+    if blown or (brighter and m.clipped_share > 2 * median_clipped + 0.05):
+        return problem(
+            Check.OVEREXPOSED,
+            f"{m.clipped_share:.0%} of it is blown out to white (the other photos: "
+            f"{median_clipped:.0%}; mean brightness {m.brightness:.0f} against "
+            f"{median_brightness:.0f})",
+        )
+    return None
+
+
+def problem(check: Check, reason: str) -> dict:
+    return {"check": str(check), "reason": reason}
+
+
+def add_duplicate(problems: dict[str, list[dict]], name: str, original: str, how: str) -> None:
+    """Flag `name` (the later photo) as a near-duplicate of `original`, once."""
+    if not any(p["check"] == Check.DUPLICATE for p in problems[name]) and not any(
+        p["check"] == Check.DUPLICATE for p in problems[original]
+    ):
+        problems[name].append(problem(Check.DUPLICATE, f"{how} {original}"))
+
+
+def check_photos(image_paths: Sequence[Path], options: QaOptions | None = None) -> dict[str, dict]:
+    """The capture stage's checks of its working photos: name -> {"measures", "problems"}."""
+    options = options or QaOptions()
+    measures = [measure_photo(p.name, read_grey(p, options.analysis_px)) for p in image_paths]
+    problems = photo_problems(measures, options)
+    return {m.name: {"measures": m.to_json(), "problems": problems[m.name]} for m in measures}
+
+
+# -- overlap and rotations from thumbnails -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairMatch:
+    i: int
+    j: int
+    inliers: int  # matches consistent with one essential matrix
+    rotation: np.ndarray  # (3, 3) camera j from camera i: R_j = rotation @ R_i
+    motion: float  # median image motion of the inliers, × the long side
+    same_view: bool  # most keypoints matched and barely moved: a near-duplicate
+
+
+def match_photos(
+    greys: Sequence[np.ndarray], focals_px: Sequence[float | None], options: QaOptions
+) -> list[PairMatch]:
+    """Pairs of (h, w) uint8 thumbnails that overlap, with their relative rotations.
+
+    SIFT features, Lowe's ratio test, then an essential matrix (RANSAC) with the EXIF focal
+    length when known, else 1.2 × the long side (sfm's prior too): rotations need only be
+    good to a few degrees to find gaps of 50°.
+    """
+    # OpenCV's SIFT runs on one core and lets go of the GIL: two threads halve the wait.
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        found = list(pool.map(lambda grey: _sift(options).detectAndCompute(grey, None), greys))
+    features, strongest = [], []
+    for keypoints, descriptors in found:
+        points = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
+        features.append((points, descriptors))
+        order = np.argsort([-k.response for k in keypoints])[:_SCREEN_FEATURES]
+        strongest.append(None if descriptors is None else descriptors[order])
+    count = len(greys)
+    if count <= options.max_exhaustive_photos:
+        pairs = list(combinations(range(count), 2))
+    else:
+        from recon.sfm import sequential_pairs  # pycolmap is only worth loading here
+
+        pairs = sequential_pairs(count, 8, 20)
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    matches = []
+    for i, j in pairs:
+        (points_i, desc_i), (points_j, desc_j) = features[i], features[j]
+        if desc_i is None or desc_j is None or len(points_i) < 8 or len(points_j) < 8:
+            continue
+        # Most pairs of a ring share nothing: their strongest keypoints tell at 1/16 of the
+        # cost of matching them all.
+        screen = matcher.knnMatch(strongest[i], strongest[j], k=2)
+        if sum(len(m) == 2 and m[0].distance < 0.8 * m[1].distance for m in screen) < 6:
+            continue
+        found = matcher.knnMatch(desc_i, desc_j, k=2)
+        good = [m[0] for m in found if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
+        # One match per keypoint of j too: a plain backdrop's few keypoints otherwise collect
+        # dozens of matches, and RANSAC spends its full budget on pairs that share nothing.
+        good = list({m.trainIdx: m for m in sorted(good, key=lambda m: -m.distance)}.values())
+        if len(good) < options.min_pair_inliers * 1.25:
+            continue
+        # A repeated view matches most of its keypoints; a few static-looking matches of
+        # two different views (on repeating print, say) do not make a duplicate.
+        repeated = len(good) >= 0.3 * min(len(points_i), len(points_j))
+        # The best 256 decide a rotation as well as all of them, at a fraction of the time.
+        good = sorted(good, key=lambda m: m.distance)[:256]
+        a = points_i[[m.queryIdx for m in good]]
+        b = points_j[[m.trainIdx for m in good]]
+        pair = _relative_pose(a, b, greys[i].shape, focals_px[i], options, repeated=repeated)
+        if pair is not None:
+            inliers, rotation, motion = pair
+            same_view = repeated and motion < options.duplicate_motion
+            matches.append(PairMatch(i, j, inliers, rotation, motion, same_view))
+    return matches
+
+
+def _sift(options: QaOptions) -> cv2.Feature2D:
+    # One detector per thread; a low contrast threshold finds the print of plain products.
+    return cv2.SIFT_create(nfeatures=options.max_features, contrastThreshold=0.02)
+
+
+def _relative_pose(
+    a: np.ndarray, b: np.ndarray, shape: tuple[int, ...], focal_px: float | None,
+    options: QaOptions, *, repeated: bool,
+) -> tuple[int, np.ndarray, float] | None:  # fmt: skip
+    """(inliers, rotation of b's camera from a's, median motion × the long side) of matched
+    (n, 2) pixel positions, or None when no essential matrix holds enough of them."""
+    height, width = shape[:2]
+    long_side = max(height, width)
+    motion = np.linalg.norm(a - b, axis=1) / long_side
+    if repeated and float(np.median(motion)) < options.duplicate_motion:
+        # The same view twice: no baseline for an essential matrix, and none needed.
+        return len(a), np.eye(3), float(np.median(motion))
+    focal = focal_px or 1.2 * long_side
+    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
+    try:
+        # 500 iterations find a pair with 40 % inliers 19 times in 20; pairs with fewer
+        # are not worth the time (RANSAC's default 1000 doubled the check's run time).
+        E, mask = cv2.findEssentialMat(
+            a, b, K, method=cv2.RANSAC, prob=0.99, threshold=1.5, maxIters=500
+        )
+        if E is None or mask is None or E.shape[0] < 3:
+            return None
+        # Several solutions come stacked; the first is RANSAC's best.
+        inliers, R, _, mask = cv2.recoverPose(E[:3], a, b, K, mask=mask.copy())
+    except cv2.error:  # degenerate point sets (all on a line, repeated) make the solver throw
+        return None
+    if inliers < options.min_pair_inliers:
+        return None
+    kept = mask.ravel() > 0
+    return int(inliers), R, float(np.median(motion[kept]))
+
+
+def chain_rotations(
+    count: int, matches: Sequence[PairMatch], *, trials: int = 64, max_error_deg: float = 5.0,
+    seed: int = 0,
+) -> dict[int, np.ndarray]:  # fmt: skip
+    """World-to-camera rotations (3, 3) of the largest group of overlapping photos.
+
+    Rotations chained along a spanning tree of the pairs place every photo; which tree is
+    decided like RANSAC: maximum spanning trees over randomly weakened inlier counts, keeping
+    the one that the most pairs (by inliers) agree with within `max_error_deg`. A box side
+    filling both photos of a pair is nearly a plane, which leaves that pair's essential matrix
+    ambiguous (35° off on the sample cereal box, with hundreds of inliers): the strongest
+    pairs alone cannot be trusted, the agreement of the rest can. The agreeing pairs are then
+    averaged. Photos outside the group are absent.
+    """
+    edges: dict[int, list[tuple[int, np.ndarray, int]]] = {k: [] for k in range(count)}
+    for m in matches:
+        edges[m.i].append((m.j, m.rotation, m.inliers))  # R_j = rotation @ R_i
+        edges[m.j].append((m.i, m.rotation.T, m.inliers))
+    groups = _components(count, edges)
+    if not groups:
+        return {}
+    group = max(groups, key=len)
+    root = max(group, key=lambda k: sum(w for _, _, w in edges[k]))
+    rng = np.random.default_rng(seed)
+    best: tuple[float, dict[int, np.ndarray]] = (-1.0, {})
+    for trial in range(trials):
+        weakened = {
+            (m.i, m.j): m.inliers * (1.0 if trial == 0 else rng.uniform(0.1, 1.0)) for m in matches
+        }
+        rotations = _spanning_tree_rotations(root, edges, weakened)
+        score = sum(
+            m.inliers
+            for m in matches
+            if m.i in rotations
+            and rotation_angle_deg(m.rotation @ rotations[m.i] @ rotations[m.j].T) <= max_error_deg
+        )
+        if score > best[0]:
+            best = (score, rotations)
+    rotations = best[1]
+    for _ in range(10):
+        for node in rotations:
+            if node == root:
+                continue
+            total = np.zeros((3, 3))
+            for other, relative, weight in edges[node]:
+                estimate = relative.T @ rotations[other]
+                if rotation_angle_deg(estimate @ rotations[node].T) <= 3 * max_error_deg:
+                    total += weight * estimate
+            if total.any():
+                rotations[node] = nearest_rotation(total)
+    return rotations
+
+
+def _spanning_tree_rotations(
+    root: int, edges: dict[int, list[tuple[int, np.ndarray, int]]],
+    weights: dict[tuple[int, int], float],
+) -> dict[int, np.ndarray]:  # fmt: skip
+    """Rotations chained from `root` along the maximum spanning tree of `weights` (Prim)."""
+    rotations = {root: np.eye(3)}
+    frontier = [(weights[min(root, j), max(root, j)], root, j, R) for j, R, _ in edges[root]]
+    while frontier:
+        frontier.sort(key=lambda item: item[0])
+        _, source, target, relative = frontier.pop()
+        if target in rotations:
+            continue
+        rotations[target] = relative @ rotations[source]
+        frontier += [
+            (weights[min(target, j), max(target, j)], target, j, R)
+            for j, R, _ in edges[target]
+            if j not in rotations
+        ]
+    return rotations
+
+
+def _components(count: int, edges: dict[int, list]) -> list[list[int]]:
+    seen: set[int] = set()
+    groups = []
+    for start in range(count):
+        if start in seen or not edges[start]:
+            continue
+        group, stack = [], [start]
+        seen.add(start)
+        while stack:
+            node = stack.pop()
+            group.append(node)
+            for other, _, _ in edges[node]:
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        groups.append(group)
+    return groups
+
+
+def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
+    """The rotation (3, 3) closest to a (3, 3) matrix (Frobenius norm)."""
+    u, _, vt = np.linalg.svd(matrix)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def rotation_angle_deg(rotation: np.ndarray) -> float:
+    """The angle (degrees) of a (3, 3) rotation."""
+    return math.degrees(math.acos(np.clip((np.trace(rotation) - 1) / 2, -1.0, 1.0)))
+
+
+# -- coverage --------------------------------------------------------------------------------
+
+
+def orbit_angles(directions: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Azimuth and elevation (degrees) of (n, 3) directions from the product to the cameras.
+
+    Azimuth is 0° at the first camera and grows in the direction the photos were taken (the
+    way most steps between consecutive photos turn), within [0, 360); elevation is the angle
+    above the plane through the product's middle, normal to the (3,) `up`.
+    """
+    up = up / np.linalg.norm(up)
+    directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    elevation = np.degrees(np.arcsin(np.clip(directions @ up, -1.0, 1.0)))
+    flat = directions - np.outer(directions @ up, up)
+    first = flat[0] if np.linalg.norm(flat[0]) > 1e-6 else np.cross(up, [1.0, 0.0, 0.0])
+    e1 = first / np.linalg.norm(first)
+    e2 = np.cross(up, e1)
+    azimuth = np.degrees(np.arctan2(flat @ e2, flat @ e1))
+    steps = (np.diff(azimuth) + 180.0) % 360.0 - 180.0
+    if len(steps) and np.median(steps) < 0:
+        azimuth = -azimuth
+    return azimuth % 360.0, elevation
+
+
+def directions_from_rotations(rotations: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) directions from the product to the cameras, and the (3,) up direction, of
+    world-to-camera rotations of cameras that look at the product. Up is the mean of the
+    cameras' up axes: people hold the camera upright, and around a ring the tilt cancels."""
+    stacked = np.stack(rotations)
+    view = stacked[:, 2, :]  # optical axes in the world
+    up = -stacked[:, 1, :].sum(axis=0)
+    return -view, up / max(float(np.linalg.norm(up)), 1e-12)
+
+
+def coverage(
+    names: Sequence[str],
+    azimuth_deg: np.ndarray,
+    elevation_deg: np.ndarray,
+    options: QaOptions,
+    *,
+    links: Sequence[tuple[int, int]] | None = None,
+) -> dict:
+    """Gaps around the product and the height range of the photos; `names` in capture order.
+
+    `links` (index pairs of photos that share features), when given, veto gaps: a gap that two
+    overlapping photos span is an error of the estimated angles, not missing photos (two-view
+    rotations of a small product seen from afar are uncertain by tens of degrees, while
+    photos on either side of a real 50° gap share no features).
+
+    Returns {"photos", "gaps": [{"from_deg", "to_deg", "width_deg", "after", "before"}],
+    "largest_gap_deg", "elevation_deg": {"min", "max"}, "views_from_above", "angles":
+    [{"image", "azimuth_deg", "elevation_deg"}]}.
+    """
+    angles = [
+        {"image": name, "azimuth_deg": round(float(a), 1), "elevation_deg": round(float(e), 1)}
+        for name, a, e in zip(names, azimuth_deg, elevation_deg, strict=True)
+    ]
+    result: dict = {"photos": len(names), "angles": angles, "gaps": []}
+    if len(names) < 2:
+        result.update(largest_gap_deg=None, elevation_deg=None, views_from_above=None)
+        return result
+    order = np.argsort(azimuth_deg)
+    sorted_az = azimuth_deg[order]
+    widths = np.diff(np.append(sorted_az, sorted_az[0] + 360.0))
+    for k in np.flatnonzero(widths > options.max_gap_deg):
+        start, end = float(sorted_az[k]), float(sorted_az[k] + widths[k]) % 360.0
+        if links is not None and any(
+            _spans(azimuth_deg[a], azimuth_deg[b], start, float(widths[k])) for a, b in links
+        ):
+            continue
+        result["gaps"].append(
+            {
+                "from_deg": round(start, 1),
+                "to_deg": round(end, 1),
+                "width_deg": round(float(widths[k]), 1),
+                "after": names[int(order[k])],
+                "before": names[int(order[(k + 1) % len(order)])],
+            }
+        )
+    result["gaps"].sort(key=lambda gap: -gap["width_deg"])
+    result["largest_gap_deg"] = round(float(widths.max()), 1)
+    result["elevation_deg"] = {
+        "min": round(float(elevation_deg.min()), 1),
+        "max": round(float(elevation_deg.max()), 1),
+    }
+    result["views_from_above"] = bool(elevation_deg.max() >= options.min_top_elevation_deg)
+    return result
+
+
+def _spans(a_deg: float, b_deg: float, start_deg: float, width_deg: float) -> bool:
+    """Whether the shorter arc between azimuths a and b covers the arc [start, start + width)."""
+    step = (b_deg - a_deg + 180.0) % 360.0 - 180.0
+    low = a_deg if step >= 0 else b_deg
+    offset = (start_deg - low) % 360.0
+    return offset + width_deg <= abs(step) + 1e-6
+
+
+# -- the verdict --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QaResult:
+    """The checks of one capture: per photo, advice for the whole, and whether to reshoot."""
+
+    photos: list[dict]  # {"image", "problems": [{"check", "reason"}], "measures": {...}}
+    advice: list[str]  # what to do, most important first
+    reshoot: list[str]  # why the capture should be taken again; empty: it is fine
+    usable: int  # photos without any problem
+    cannot_work: bool  # fewer than min_photos photos without defects: no model possible
+    coverage: dict | None  # see `coverage`; None without poses
+    poses: str  # "estimated" (thumbnails), "solved" (reconstruction) or "none"
+    notes: list[str] = field(default_factory=list)  # capture's own remarks (EXIF, video)
+    timings_s: dict = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return "reshoot" if self.reshoot else "ok"
+
+    def summary_json(self) -> dict:
+        """The result without per-photo measures and angles: what a job keeps and an API
+        client reads (the photos listed are those with problems)."""
+        body = self.to_json()
+        body["images"] = [
+            {"image": p["image"], "problems": p["problems"]} for p in self.photos if p["problems"]
+        ]
+        if self.coverage is not None:
+            body["coverage"] = {k: v for k, v in self.coverage.items() if k != "angles"}
+        return body
+
+    def to_json(self) -> dict:
+        return {
+            "version": QA_VERSION,
+            "verdict": self.verdict,
+            "reshoot": list(self.reshoot),
+            "cannot_work": self.cannot_work,
+            "advice": list(self.advice),
+            "photos": len(self.photos),
+            "usable": self.usable,
+            "problems": _problem_counts(self.photos),
+            "poses": self.poses,
+            "coverage": self.coverage,
+            "images": self.photos,
+            "notes": list(self.notes),
+            "timings_s": dict(self.timings_s),
+        }
+
+
+def assess(
+    photos: list[dict],
+    coverage_info: dict | None,
+    options: QaOptions,
+    *,
+    poses: str,
+    notes: Sequence[str] = (),
+    timings_s: dict | None = None,
+) -> QaResult:
+    """Advice and the reshoot verdict from the photos' problems and the coverage."""
+    total = len(photos)
+    flawless = [p for p in photos if not p["problems"]]
+    without_defects = [
+        p for p in photos if not any(q["check"] in _PHOTO_DEFECTS for q in p["problems"])
+    ]
+    advice: list[str] = []
+    reshoot: list[str] = []
+    cannot_work = len(without_defects) < options.min_photos
+    if cannot_work:
+        reshoot.append(
+            f"only {len(without_defects)} of {total} photos can be used; at least "
+            f"{options.min_photos} are needed, 20–40 all around the product are best"
+        )
+    elif len(flawless) < options.min_good_photos:
+        reshoot.append(
+            f"only {len(flawless)} of {total} photos are usable: take 20–40 photos all around "
+            "the product, every 10–15°"
+        )
+    elif len(flawless) < options.recommended_photos:
+        advice.append(
+            f"{len(flawless)} usable photos: 20–40 all around the product give a more "
+            "complete model"
+        )
+    flagged = total - len(flawless)
+    if total and flagged / total > options.max_problem_share and not cannot_work:
+        reshoot.append(
+            f"{flagged} of {total} photos have problems ({_counts_text(photos)}): more than "
+            f"{options.max_problem_share:.0%}"
+        )
+    for check in Check:
+        names = [p["image"] for p in photos if any(q["check"] == check for q in p["problems"])]
+        if names:
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            advice.append(
+                f"{len(names)} {_plural(check, len(names))}: " + _ADVICE[check].format(names=shown)
+            )
+    placed = coverage_info["photos"] if coverage_info else 0
+    if (
+        poses != "none"
+        and len(without_defects) >= options.min_photos
+        and placed < max(options.min_photos, 0.5 * len(without_defects))
+    ):
+        reshoot.append(
+            f"only {placed} of {len(without_defects)} photos overlap enough to be placed around "
+            "the product"
+        )
+    if coverage_info and coverage_info.get("gaps"):
+        for gap in coverage_info["gaps"]:
+            text = (
+                f"no photos between {_round5(gap['from_deg'])}° and {_round5(gap['to_deg'])}° "
+                f"around the product (between {gap['after']} and {gap['before']}; 0° is the "
+                "first photo, counted the way the photos go round): take a photo every 10–15° "
+                "there"
+            )
+            advice.insert(0, text)
+        reshoot.append(
+            f"a {coverage_info['gaps'][0]['width_deg']:.0f}° stretch around the product has no "
+            "photos: that side of the model would be missing or wrong"
+        )
+    if coverage_info and coverage_info.get("views_from_above") is False:
+        advice.append(
+            f"no views from above (the highest photo is "
+            f"{coverage_info['elevation_deg']['max']:.0f}° above the product's middle): add a "
+            "ring of photos from higher up (45–60°) so the top is covered"
+        )
+    return QaResult(
+        photos=photos,
+        advice=advice,
+        reshoot=reshoot,
+        usable=len(flawless),
+        cannot_work=cannot_work,
+        coverage=coverage_info,
+        poses=poses,
+        notes=list(notes),
+        timings_s=dict(timings_s or {}),
+    )
+
+
+def _plural(check: Check, count: int) -> str:
+    nouns = {
+        Check.UNREADABLE: "unreadable file",
+        Check.BLURRY: "blurry photo",
+        Check.DUPLICATE: "near-duplicate photo",
+        Check.UNDEREXPOSED: "under-exposed photo",
+        Check.OVEREXPOSED: "over-exposed photo",
+        Check.NOT_OVERLAPPING: "photo not overlapping the others",
+    }
+    noun = nouns[check]
+    if count == 1:
+        return noun
+    if check == Check.NOT_OVERLAPPING:
+        return "photos not overlapping the others"
+    return noun + "s"
+
+
+def _problem_counts(photos: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for photo in photos:
+        for check in {q["check"] for q in photo["problems"]}:
+            counts[check] = counts.get(check, 0) + 1
+    return counts
+
+
+def _counts_text(photos: list[dict]) -> str:
+    return ", ".join(f"{count} {check}" for check, count in _problem_counts(photos).items())
+
+
+def _round5(degrees: float) -> int:
+    return int(5 * round(degrees / 5)) % 360
+
+
+# -- before reconstruction: `recon check` --------------------------------------------------------
+
+
+def check(input_path: Path | str, options: QaOptions | None = None) -> QaResult:
+    """Check a capture (a folder, a .zip or a video) in seconds, before reconstructing it.
+
+    The input is read exactly as a reconstruction reads it (recon.capture: the same photos
+    taken, the same video frames chosen), into small working copies in a temporary folder,
+    then measured, matched and placed. Raises InputError when the input cannot be read at all.
+    """
+    from recon.capture import CaptureOptions, run  # capture hooks this module's photo checks
+    from recon.workspace import Workspace
+
+    options = options or QaOptions()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="recon-check-") as folder:
+        workspace = Workspace(Path(folder))
+        run(
+            Path(input_path),
+            workspace,
+            CaptureOptions(max_image_px=options.analysis_px, min_images=1, jpeg_quality=90),
+        )
+        info = workspace.read_capture()
+        timings = {"read": round(time.perf_counter() - start, 3)}
+        names = [entry["name"] for entry in info["images"]]
+        photos = photos_from_capture(info)
+        coverage_info, poses = None, "none"
+        if options.estimate_poses and len(names) >= 2:
+            pose_start = time.perf_counter()
+            greys = [read_grey(workspace.image_path(n), options.pose_px) for n in names]
+            focals = [
+                entry["focal_px"] * max(grey.shape) / max(entry["width"], entry["height"])
+                if entry.get("focal_px")
+                else None
+                for entry, grey in zip(info["images"], greys, strict=True)
+            ]
+            coverage_info = estimated_coverage(names, greys, focals, photos, options)
+            poses = "estimated"
+            timings["poses"] = round(time.perf_counter() - pose_start, 3)
+    timings["total"] = round(time.perf_counter() - start, 3)
+    notes = [w for w in info.get("warnings", []) if "skipped (" not in w]
+    return assess(photos, coverage_info, options, poses=poses, notes=notes, timings_s=timings)
+
+
+def photos_from_capture(info: dict) -> list[dict]:
+    """Per-photo entries from capture.json: its checks of each photo taken, and the files it
+    could not take (photos only: frames a video leaves out were chosen against, not faulty)."""
+    checked = info.get("qa", {}).get("images", {})
+    photos = [
+        {
+            "image": entry["name"],
+            "problems": list(checked.get(entry["name"], {}).get("problems", [])),
+            "measures": checked.get(entry["name"], {}).get("measures", {}),
+        }
+        for entry in info["images"]
+    ]
+    for rejected in info.get("rejected", []):
+        if not rejected["image"].startswith("frame_"):
+            photos.append(
+                {
+                    "image": rejected["image"],
+                    "problems": [problem(Check.UNREADABLE, rejected["reason"])],
+                    "measures": {},
+                }
+            )
+    return photos
+
+
+def estimated_coverage(
+    names: Sequence[str],
+    greys: Sequence[np.ndarray],
+    focals_px: Sequence[float | None],
+    photos: list[dict],
+    options: QaOptions,
+) -> dict:
+    """Match the thumbnails, flag photos that overlap nothing or repeat a view (in `photos`,
+    in place), and measure the coverage of the photos placed by their chained rotations."""
+    matches = match_photos(greys, focals_px, options)
+    by_name = {p["image"]: p for p in photos}
+    problems = {p["image"]: p["problems"] for p in photos}
+    for m in sorted(matches, key=lambda m: (m.j, m.i)):
+        if m.same_view:
+            add_duplicate(
+                problems,
+                names[m.j],
+                names[m.i],
+                f"the same view as (its features moved {m.motion:.1%} of the frame from)",
+            )
+    rotations = chain_rotations(len(names), matches)
+    linked = {m.i for m in matches} | {m.j for m in matches}
+    for index, name in enumerate(names):
+        if index in rotations:
+            continue
+        if index in linked:
+            reason = "overlaps only photos that do not overlap the rest (a separate group)"
+        else:
+            reason = (
+                f"shares fewer than {options.min_pair_inliers} consistent features with any "
+                "other photo"
+            )
+        by_name[name]["problems"].append(problem(Check.NOT_OVERLAPPING, reason))
+    placed = sorted(rotations)
+    if not placed:
+        return coverage([], np.zeros(0), np.zeros(0), options)
+    directions, up = directions_from_rotations([rotations[k] for k in placed])
+    azimuth, elevation = orbit_angles(directions, up)
+    position = {k: n for n, k in enumerate(placed)}
+    links = [(position[m.i], position[m.j]) for m in matches if m.i in position]
+    return coverage([names[k] for k in placed], azimuth, elevation, options, links=links)
+
+
+# -- after reconstruction: report.json ------------------------------------------------------------
+
+
+def after_reconstruction(
+    capture_info: dict,
+    cameras: Sequence[Camera],
+    center: np.ndarray,
+    up: np.ndarray,
+    unregistered: Sequence[dict],
+    options: QaOptions | None = None,
+) -> QaResult:
+    """The capture's checks redone with the solved cameras: photos the reconstruction could
+    not place are "not overlapping" (with its reason), photos solved at the same pose as an
+    earlier one are near-duplicates, and the coverage is measured from the camera centres
+    around the (3,) product `center`, with the (3,) `up` of the cameras' frame."""
+    options = options or QaOptions()
+    photos = photos_from_capture(capture_info)
+    by_name = {p["image"]: p for p in photos}
+    problems = {p["image"]: p["problems"] for p in photos}
+    for item in unregistered:
+        if item["image"] in by_name:
+            by_name[item["image"]]["problems"].append(
+                problem(
+                    Check.NOT_OVERLAPPING, f"not placed by the reconstruction: {item['reason']}"
+                )
+            )
+    order = {p["image"]: k for k, p in enumerate(photos)}
+    placed = sorted((c for c in cameras if c.name in order), key=lambda c: order[c.name])
+    if not placed:
+        return assess(photos, None, options, poses="solved")
+    centers = np.stack([c.center for c in placed])
+    radius = float(np.median(np.linalg.norm(centers - center, axis=1)))
+    for (a, cam_a), (b, cam_b) in combinations(enumerate(placed), 2):
+        moved = float(np.linalg.norm(centers[a] - centers[b]))
+        turned = rotation_angle_deg(cam_a.R @ cam_b.R.T)
+        if moved < options.duplicate_motion * radius and turned < 1.0:
+            add_duplicate(
+                problems, cam_b.name, cam_a.name, "taken from the same place as (solved poses)"
+            )
+    azimuth, elevation = orbit_angles(centers - center, np.asarray(up, dtype=np.float64))
+    coverage_info = coverage([c.name for c in placed], azimuth, elevation, options)
+    return assess(photos, coverage_info, options, poses="solved")
+
+
+def mask_agreement(
+    cameras: Sequence[Camera],
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    masks: Sequence[np.ndarray],
+    *,
+    max_px: int = 320,
+) -> list[float]:
+    """Per camera, the IoU of the model's silhouette with the product mask of its photo.
+
+    `vertices` (n, 3) and `faces` (m, 3) are the model in the cameras' frame; `masks` are
+    (h, w) arrays (non-zero: product) at the cameras' sizes. Silhouettes are drawn at most
+    `max_px` long: agreement is about shape, not pixels. Where the model and the masks
+    disagree, one of them is wrong: a missing part, a part of the table, a misplaced camera.
+    """
+    ious = []
+    for camera, mask in zip(cameras, masks, strict=True):
+        factor = min(1.0, max_px / max(camera.width, camera.height))
+        small = camera.scaled(factor)
+        size = (small.width, small.height)
+        want = cv2.resize((mask > 0).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        uv, depth = small.project(vertices)
+        front = np.all(depth[faces] > 1e-9, axis=1)
+        triangles = np.round(uv[faces[front]] * 16).astype(np.int32)  # 4 bits of subpixel
+        drawn = np.zeros((size[1], size[0]), np.uint8)
+        if len(triangles):
+            cv2.fillPoly(drawn, list(triangles), 1, lineType=cv2.LINE_8, shift=4)
+        union = np.count_nonzero(drawn | want)
+        ious.append(float(np.count_nonzero(drawn & want) / union) if union else 1.0)
+    return ious

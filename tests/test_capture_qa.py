@@ -1,0 +1,350 @@
+"""Capture QA: blurred, duplicated, dark and missing-sector captures each get their reason and
+advice; good captures get none; `recon check` exit codes; the API's check before queueing."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import trimesh
+
+from api import create_app
+from api.auth import create_merchant
+from recon import capture_qa
+from recon.cameras import read_cameras_json
+from recon.capture_qa import QaOptions
+from recon.cli import main
+from tests.conftest import SAMPLE_CAPTURES_DIR
+
+PHOTOS_ONLY = QaOptions(estimate_poses=False)  # the per-photo checks: a fraction of a second
+UP = np.array([0.0, 1.0, 0.0])  # recon synth's truth frame
+
+
+def sample(name: str) -> Path:
+    return SAMPLE_CAPTURES_DIR / name / "images"
+
+
+def copy_capture(name: str, target: Path, keep=lambda name: True) -> Path:
+    target.mkdir(parents=True)
+    for path in sorted(sample(name).iterdir()):
+        if keep(path.name):
+            shutil.copy(path, target / path.name)
+    return target
+
+
+def edit(path: Path, change) -> None:
+    image = cv2.imread(str(path))
+    cv2.imwrite(str(path), change(image), [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+
+def truth_azimuths(name: str) -> dict[str, float]:
+    cameras = read_cameras_json(SAMPLE_CAPTURES_DIR / name / "truth" / "cameras.json")
+    azimuth, _ = capture_qa.orbit_angles(np.stack([c.center for c in cameras]), UP)
+    return {c.name: float(a) for c, a in zip(cameras, azimuth, strict=True)}
+
+
+def problems_of(result: capture_qa.QaResult) -> dict[str, set[str]]:
+    return {p["image"]: {q["check"] for q in p["problems"]} for p in result.photos if p["problems"]}
+
+
+# -- per-photo checks -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cereal_box", "mug", "bottle_table"])
+def test_good_photos_raise_no_alarm(name) -> None:
+    result = capture_qa.check(sample(name), PHOTOS_ONLY)
+    assert problems_of(result) == {}
+    assert result.verdict == "ok"
+    assert result.advice == []
+    assert result.usable == 24
+
+
+def test_blurred_photos_are_named_with_advice(tmp_path) -> None:
+    capture = copy_capture("cereal_box", tmp_path / "photos")
+    edit(capture / "img_004.jpg", lambda im: cv2.GaussianBlur(im, (0, 0), 1.5))
+    motion = np.zeros((9, 9), np.float32)
+    motion[4, :] = 1 / 9  # a sideways shake
+    edit(capture / "img_017.jpg", lambda im: cv2.filter2D(im, -1, motion))
+    result = capture_qa.check(capture, PHOTOS_ONLY)
+    assert problems_of(result) == {"img_004.jpg": {"blurry"}, "img_017.jpg": {"blurry"}}
+    reason = next(p for p in result.photos if p["image"] == "img_004.jpg")["problems"][0]
+    assert "as sharp as the capture's typical photo" in reason["reason"]
+    assert any(a.startswith("2 blurry photos: hold the camera still") for a in result.advice)
+    assert result.usable == 22
+    assert result.verdict == "ok"
+
+
+def test_a_soft_product_is_not_blurry_but_a_softer_photo_is(tmp_path) -> None:
+    # Every photo equally soft: the capture's own median is the reference, no alarm.
+    capture = copy_capture("mug", tmp_path / "photos")
+    for path in capture.iterdir():
+        edit(path, lambda im: cv2.GaussianBlur(im, (0, 0), 1.0))
+    assert problems_of(capture_qa.check(capture, PHOTOS_ONLY)) == {}
+    edit(capture / "img_010.jpg", lambda im: cv2.GaussianBlur(im, (0, 0), 2.5))
+    assert problems_of(capture_qa.check(capture, PHOTOS_ONLY)) == {"img_010.jpg": {"blurry"}}
+
+
+def test_dark_and_blown_out_photos_are_named(tmp_path) -> None:
+    capture = copy_capture("bottle_table", tmp_path / "photos")
+    edit(capture / "img_003.jpg", lambda im: (im * 0.15).astype(np.uint8))  # nearly black
+    edit(capture / "img_008.jpg", lambda im: (im * 0.4).astype(np.uint8))  # exposure slipped
+    edit(capture / "img_020.jpg", lambda im: np.clip(im.astype(int) * 3, 0, 255).astype(np.uint8))
+    result = capture_qa.check(capture, PHOTOS_ONLY)
+    assert problems_of(result) == {
+        "img_003.jpg": {"under-exposed"},
+        "img_008.jpg": {"under-exposed"},
+        "img_020.jpg": {"over-exposed"},
+    }
+    reasons = {p["image"]: p["problems"][0]["reason"] for p in result.photos if p["problems"]}
+    assert reasons["img_003.jpg"].startswith("too dark")
+    assert reasons["img_008.jpg"].startswith("much darker than the other photos")
+    assert "blown out" in reasons["img_020.jpg"]
+    assert any(a.startswith("2 under-exposed photos: add light") for a in result.advice)
+    assert any(a.startswith("1 over-exposed photo: lower the exposure") for a in result.advice)
+
+
+def test_a_dark_backdrop_is_not_under_exposure(tmp_path) -> None:
+    # A whole capture on black (like Middlebury's dino): judged against itself, no alarm.
+    capture = copy_capture("mug", tmp_path / "photos")
+    for path in capture.iterdir():
+        edit(path, lambda im: (im * 0.35).astype(np.uint8))
+    assert problems_of(capture_qa.check(capture, PHOTOS_ONLY)) == {}
+
+
+def test_duplicated_photos_are_named_with_the_original(tmp_path) -> None:
+    capture = copy_capture("mug", tmp_path / "photos")
+    edit(capture / "img_005.jpg", lambda im: im)  # re-encoded: not byte-identical
+    shutil.copy(capture / "img_005.jpg", capture / "img_005b.jpg")
+    edit(capture / "img_005b.jpg", lambda im: cv2.convertScaleAbs(im, alpha=1.05))
+    result = capture_qa.check(capture, PHOTOS_ONLY)
+    assert problems_of(result) == {"img_005b.jpg": {"near-duplicate"}}
+    reason = next(p for p in result.photos if p["image"] == "img_005b.jpg")["problems"][0]
+    assert reason["reason"] == "a copy of img_005.jpg"
+    assert any(a.startswith("1 near-duplicate photo: they add nothing") for a in result.advice)
+
+
+def test_too_many_bad_photos_mean_reshoot(tmp_path) -> None:
+    capture = copy_capture("cereal_box", tmp_path / "photos")
+    for index in range(0, 24, 3):
+        edit(capture / f"img_{index:03d}.jpg", lambda im: cv2.GaussianBlur(im, (0, 0), 3))
+    result = capture_qa.check(capture, PHOTOS_ONLY)
+    assert len(problems_of(result)) == 8
+    assert result.verdict == "reshoot"
+    assert any("8 of 24 photos have problems (8 blurry)" in r for r in result.reshoot)
+
+
+# -- coverage from estimated poses ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_check() -> capture_qa.QaResult:
+    return capture_qa.check(sample("cereal_box"))
+
+
+def test_a_good_capture_is_placed_all_round_without_alarms(full_check) -> None:
+    assert problems_of(full_check) == {}
+    assert full_check.verdict == "ok", full_check.reshoot
+    assert full_check.poses == "estimated"
+    coverage = full_check.coverage
+    assert coverage["photos"] == 24
+    assert coverage["gaps"] == []
+    assert coverage["largest_gap_deg"] < 50
+    assert coverage["views_from_above"]
+    # Estimated azimuths follow the truth's (rings 30° apart, 15° between the rings).
+    truth = truth_azimuths("cereal_box")
+    first = full_check.coverage["angles"][0]["image"]
+    errors = [
+        (angle["azimuth_deg"] - (truth[angle["image"]] - truth[first]) + 180) % 360 - 180
+        for angle in coverage["angles"]
+    ]
+    assert np.median(np.abs(errors)) < 20
+
+
+def test_a_missing_sector_is_found_and_named(tmp_path) -> None:
+    truth = truth_azimuths("cereal_box")
+    capture = copy_capture(
+        "cereal_box", tmp_path / "photos", keep=lambda name: not 90 <= truth[name] <= 150
+    )
+    result = capture_qa.check(capture)
+    assert result.verdict == "reshoot"
+    gaps = result.coverage["gaps"]
+    assert len(gaps) == 1
+    assert gaps[0]["width_deg"] > 50
+    # Angles count from the first photo (truth azimuth 0) the way the photos go round.
+    assert gaps[0]["from_deg"] <= 110
+    assert gaps[0]["to_deg"] >= 140
+    assert result.advice[0].startswith("no photos between ")
+    assert "around the product" in result.advice[0]
+    assert any("stretch around the product has no photos" in r for r in result.reshoot)
+
+
+def test_photos_that_share_nothing_are_not_overlapping(tmp_path) -> None:
+    capture = copy_capture("mug", tmp_path / "photos", keep=lambda name: name < "img_006.jpg")
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(capture / "img_100.jpg"), rng.integers(0, 255, (480, 640, 3), np.uint8))
+    result = capture_qa.check(capture)
+    assert problems_of(result)["img_100.jpg"] == {"not overlapping"}
+    assert any("photo not overlapping the others" in a for a in result.advice)
+    assert result.verdict == "reshoot"  # 6 photos are too few anyway
+    assert any("only 6 of 7 photos are usable" in r for r in result.reshoot)
+
+
+# -- after reconstruction -------------------------------------------------------------------------
+
+
+def test_solved_cameras_give_the_same_coverage_analysis(tmp_path) -> None:
+    """report.json's analysis, fed the truth cameras as if solved: a removed sector is a gap,
+    a photo the reconstruction left out is not overlapping, one camera twice is a duplicate."""
+    truth_dir = SAMPLE_CAPTURES_DIR / "mug" / "truth"
+    cameras = read_cameras_json(truth_dir / "cameras.json")
+    azimuth = truth_azimuths("mug")
+    capture_info = {
+        "images": [{"name": c.name} for c in cameras],
+        "qa": {"images": capture_qa.check_photos(sorted(sample("mug").iterdir()))},
+    }
+    solved = [c for c in cameras if not 200 <= azimuth[c.name] <= 280]
+    solved += [type(cameras[0])(**{**vars(cameras[3]), "name": "img_003_again.jpg"})]
+    capture_info["images"].append({"name": "img_003_again.jpg"})
+    capture_info["qa"]["images"]["img_003_again.jpg"] = {"measures": {}, "problems": []}
+    unregistered = [{"image": "img_011.jpg", "reason": "shares no features with the other photos"}]
+    solved = [c for c in solved if c.name != "img_011.jpg"]
+    result = capture_qa.after_reconstruction(
+        capture_info, solved, center=np.array([0.0, 0.05, 0.0]), up=UP, unregistered=unregistered
+    )
+    assert result.poses == "solved"
+    assert problems_of(result)["img_003_again.jpg"] == {"near-duplicate"}
+    assert problems_of(result)["img_011.jpg"] == {"not overlapping"}
+    gap = result.coverage["gaps"][0]
+    start = (gap["from_deg"] + azimuth[cameras[0].name]) % 360
+    assert 180 <= start <= 200
+    assert gap["width_deg"] > 80
+    assert result.coverage["views_from_above"]
+    assert result.verdict == "reshoot"
+
+
+def test_mask_agreement_of_the_truth_is_near_one_and_drops_for_a_wrong_camera() -> None:
+    truth_dir = SAMPLE_CAPTURES_DIR / "mug" / "truth"
+    cameras = read_cameras_json(truth_dir / "cameras.json")[:4]
+    mesh = trimesh.load(truth_dir / "mesh.ply", process=False)
+    masks = [cv2.imread(str(truth_dir / "masks" / f"{Path(c.name).stem}.png"), 0) for c in cameras]
+    ious = capture_qa.mask_agreement(cameras, mesh.vertices, mesh.faces, masks)
+    assert min(ious) > 0.95
+    wrong = capture_qa.mask_agreement(cameras[1:] + cameras[:1], mesh.vertices, mesh.faces, masks)
+    assert max(wrong) < 0.9
+
+
+# -- recon check -------------------------------------------------------------------------------
+
+
+def test_recon_check_exit_codes_and_json(tmp_path, capsys) -> None:
+    assert main(["check", str(sample("mug")), "--json", str(tmp_path / "qa.json")]) == 0
+    written = json.loads((tmp_path / "qa.json").read_text())
+    assert written["verdict"] == "ok"
+    assert written["usable"] == 24
+    assert len(written["images"]) == 24
+    assert written["coverage"]["gaps"] == []
+    assert "fine: 24 usable photos" in capsys.readouterr().out
+
+    few = copy_capture("mug", tmp_path / "few", keep=lambda name: name < "img_002.jpg")
+    assert main(["check", str(few)]) == 1
+    out = capsys.readouterr().out
+    assert "reshoot: only 2 of 2 photos can be used; at least 3 are needed" in out
+
+    assert main(["check", str(tmp_path / "nowhere")]) == 2  # unreadable input: not a verdict
+
+
+def test_recon_check_reads_a_zip(tmp_path) -> None:
+    archive = shutil.make_archive(str(tmp_path / "photos"), "zip", sample("bottle_table"))
+    result = capture_qa.check(archive, PHOTOS_ONLY)
+    assert result.usable == 24
+    assert problems_of(result) == {}
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(tmp_path):
+    return create_app(
+        {"TESTING": True, "STORAGE_DIR": str(tmp_path / "storage"), "RATE_LIMIT_ENABLED": False}
+    )
+
+
+@pytest.fixture
+def headers(app) -> dict:
+    with app.extensions["recon"]["sessions"]() as session:
+        _, key = create_merchant(session, "alice")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def files_of(names: list[str], change=lambda name, data: data) -> list[tuple[io.BytesIO, str]]:
+    return [(io.BytesIO(change(name, (sample("mug") / name).read_bytes())), name) for name in names]
+
+
+def black(name: str, data: bytes) -> bytes:
+    if name == "img_000.jpg":
+        return data
+    return cv2.imencode(".jpg", np.zeros((480, 640, 3), np.uint8))[1].tobytes()
+
+
+def stored(app) -> list[Path]:
+    root = Path(app.config["STORAGE_DIR"])
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith("recon.db")]
+
+
+def test_a_job_keeps_its_check_and_advice(app, headers) -> None:
+    client = app.test_client()
+    names = [f"img_{i:03d}.jpg" for i in range(0, 12, 2)]  # 6 photos, 60° apart
+    response = client.post(
+        "/api/v1/jobs", headers=headers, data={"files": files_of(names)},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    assert response.status_code == 202, response.get_json()
+    job = response.get_json()
+    check = job["capture_check"]
+    assert check["verdict"] == "reshoot"
+    assert not check["cannot_work"]
+    assert check["photos"] == 6
+    assert any("20–40" in r for r in check["reshoot"])
+    assert "check" not in job["input"]
+    assert client.get(f"/api/v1/jobs/{job['id']}", headers=headers).get_json() == job
+
+
+def test_a_job_that_cannot_work_is_refused_and_nothing_kept(app, headers) -> None:
+    client = app.test_client()
+    names = ["img_000.jpg", "img_001.jpg", "img_002.jpg", "img_003.jpg"]
+    response = client.post(
+        "/api/v1/jobs", headers=headers, data={"files": files_of(names, black)},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "unusable_capture"
+    assert "only 1 of 4 photos can be used" in error["message"]
+    assert "under-exposed" in error["message"]
+    assert stored(app) == []
+    assert client.get("/api/v1/jobs", headers=headers).get_json()["total"] == 0
+
+
+def test_checks_endpoint_answers_without_a_job(app, headers) -> None:
+    client = app.test_client()
+    names = ["img_000.jpg", "img_001.jpg", "img_002.jpg", "img_003.jpg"]
+    response = client.post(
+        "/api/v1/checks", headers=headers, data={"files": files_of(names, black)},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["cannot_work"]
+    assert body["verdict"] == "reshoot"
+    problems = {p["image"]: {q["check"] for q in p["problems"]} for p in body["images"]}
+    assert problems["img_000.jpg"] == {"not overlapping"}  # its partners are black
+    assert all("under-exposed" in problems[f"img_00{i}.jpg"] for i in (1, 2, 3))
+    assert stored(app) == []
+    assert client.get("/api/v1/jobs", headers=headers).get_json()["total"] == 0
+    assert client.post("/api/v1/checks", data={"files": files_of(names)}).status_code == 401
