@@ -490,9 +490,10 @@ def detect_mat(
     options = options or MatOptions()
     detections = []
     for camera, path in zip(cameras, image_paths, strict=True):
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise InputError(f"cannot read {path}")
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if Path(path).exists() else None
+        if image is None:  # the mat is optional: a photo that can't be read just shows none
+            logger.warning("cannot read %s: not searched for the mat", path)
+            continue
         if (detection := detect_in_image(image, camera.name)) is not None:
             detections.append(detection)
     return locate_mat(cameras, detections, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ class MeshOptions:
     max_hole_bend: float = 0.2  # ... and whose rim is roughly flat: at most this far from its
     # plane, × its radius (0.03-0.16 on the can's label; a mug's rim-to-inside gap is 0.29,
     # and a fan across it put 2 % of the mug's surface where no surface is)
+    # Fusion leaves out depths just above the table (0.4 % of the product box's diagonal), so
+    # the surface stops short of the ground the product stands on: the band this far above the
+    # ground (× the box's diagonal) is stretched down to meet it. 0: leave the surface as fused.
+    ground_band_rel: float = 0.008
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,13 @@ def run(
         mesh = simplify(mesh, options.max_faces)
     if len(mesh.faces) == 0:
         raise StageError("mesh", "nothing of the product survived cleaning the fused surface")
+    if options.ground_band_rel > 0 and workspace.region_path.exists():
+        region = json.loads(workspace.region_path.read_text())
+        if region.get("ground") is not None:
+            diagonal = float(np.linalg.norm(np.ptp(np.asarray(region["box_corners"]), axis=0)))
+            mesh.vertices = rest_on_ground(
+                mesh.vertices, np.asarray(region["ground"]), options.ground_band_rel * diagonal
+            )
     with atomic_path(workspace.mesh_path) as tmp:
         mesh.export(tmp)
     if progress:
@@ -117,6 +129,19 @@ def keep_product_components(
         if grown:
             tree = cKDTree(mesh.vertices[np.concatenate([vertices_of[label] for label in kept])])
     return mesh.submesh([np.concatenate([faces_of[label] for label in sorted(kept)])], append=True)
+
+
+def rest_on_ground(vertices: np.ndarray, ground: np.ndarray, band: float) -> np.ndarray:
+    """(n, 3) `vertices` with their bottom stretched down onto the `ground` plane [n, d]
+    (n·x + d = 0, n up), when the lowest lies within `band` of it: heights from the lowest up
+    to `band` are mapped linearly onto 0 .. `band`, so the surface keeps its order and no face
+    collapses; everything higher stays put."""
+    height = vertices @ ground[:3] + ground[3]
+    lowest = float(height.min())
+    if not -band < lowest < band:
+        return vertices  # floating above the ground or sunk into it: not a fusion gap
+    stretched = np.where(height < band, band * (height - lowest) / (band - lowest), height)
+    return vertices + np.outer(stretched - height, ground[:3])
 
 
 def simplify(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import trimesh
 
 from recon.cameras import Camera
 from recon.masks import ObjectRegion
+from recon.mat import MatFinding, MatFit, MatOptions, detect_mat
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, write_json_atomic
+
+if TYPE_CHECKING:
+    from recon.scene import SceneOptions
 
 
 @dataclass(frozen=True, kw_only=True)
 class OrientOptions:
-    """Where the asset's front is, and its real size when the merchant knows one dimension."""
+    """Where the asset's front is, and its real size: from the printed scale mat in the photos,
+    else from one dimension the merchant knows."""
 
     front_photo: int = 0  # the product's front faces this photo (index in capture order)
     # Known outer dimensions in metres (height along +Y, width along X, depth along the front
@@ -25,6 +32,15 @@ class OrientOptions:
     height_m: float | None = None
     width_m: float | None = None
     depth_m: float | None = None
+    find_mat: bool = True  # look for the printed scale mat (`recon mat`) under a product
+    mat: MatOptions = field(default_factory=MatOptions)
+    # The mat wins over a known dimension; beyond this relative difference the report warns.
+    max_scale_disagreement: float = 0.02
+    # A mat tilted further than this from the photos' up (propped against something) gives
+    # the scale but not the ground.
+    max_mat_tilt_deg: float = 30.0
+    # A scene (recon.scene): the floor on y = 0, walls along X and Z, centred; None: a product.
+    scene: SceneOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -32,8 +48,10 @@ class OrientResult:
     matrix: np.ndarray  # (4, 4) SfM frame -> asset frame
     up_source: str
     bbox: np.ndarray  # (3,) extent of the oriented mesh
-    scale_source: str  # "unknown", or the dimension that gave metres ("height_m", ...)
+    scale_source: str  # "unknown", "mat", or the dimension that gave metres ("height_m", ...)
     seconds: float
+    mat_found: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 def run(
@@ -49,20 +67,82 @@ def run(
     cameras = workspace.read_sfm_cameras()
     mesh = trimesh.load(workspace.mesh_path, process=False)
     front_camera = cameras[min(options.front_photo, len(cameras) - 1)]
-    matrix = asset_transform(np.asarray(mesh.vertices), region, front_camera)
-    up_source = "table plane" if region.ground is not None else "camera ring"
+    finding = MatFinding()
+    if options.find_mat and options.scene is None:
+        paths = [workspace.sfm_image_path(camera.name) for camera in cameras]
+        finding = detect_mat(cameras, paths, options.mat)
+    region, mat_ground, warnings = stand_on_mat(region, finding, options)
+    if options.scene is not None:
+        from recon.scene import scene_transform  # scene imports masks, which this imports
+
+        matrix, up_source = scene_transform(
+            np.asarray(mesh.vertices), np.asarray(mesh.faces), region, options.scene
+        )
+    else:
+        matrix = asset_transform(np.asarray(mesh.vertices), region, front_camera)
+        up_source = "table plane" if region.ground is not None else "camera ring"
+        up_source = "printed mat" if mat_ground else up_source
     oriented = mesh.vertices @ matrix[:3, :3].T + matrix[:3, 3]
-    scale, scale_source = known_scale(np.ptp(oriented, axis=0), options)
+    extent = np.ptp(oriented, axis=0)
+    scale, scale_source = known_scale(extent, options)
+    if finding.fit is not None:  # the mat first: it measures, where a typed size may be a guess
+        warnings += scale_disagreement(extent, finding.fit, options)
+        scale, scale_source = finding.fit.metres_per_unit, "mat"
     matrix[:3] *= scale  # about the origin, the product's bottom centre, which stays put
-    bbox = np.ptp(oriented, axis=0) * scale
+    bbox = extent * scale
     write_json_atomic(
         workspace.orient_path,
         {"matrix": matrix.tolist(), "up_source": up_source, "front": front_camera.name,
-         "scale": scale_source},
+         "scale": scale_source, "mat": finding.to_json(), "warnings": warnings},
     )  # fmt: skip
     if progress:
         progress("orient", 1.0, up_source)
-    return OrientResult(matrix, up_source, bbox, scale_source, time.perf_counter() - start)
+    return OrientResult(
+        matrix, up_source, bbox, scale_source, time.perf_counter() - start,
+        mat_found=finding.fit is not None, warnings=warnings,
+    )  # fmt: skip
+
+
+def stand_on_mat(
+    region: ObjectRegion, finding: MatFinding, options: OrientOptions
+) -> tuple[ObjectRegion, bool, list[str]]:
+    """The region with the mat's plane as its ground and the mat's normal as up, when the
+    mat was found lying flat enough; whether it was; warnings about the mat."""
+    warnings = [finding.problem] if finding.problem else []
+    if finding.fit is None:
+        return region, False, warnings
+    tilt = _angle_deg(finding.fit.up, region.up)
+    if tilt > options.max_mat_tilt_deg:
+        warnings.append(
+            f"the printed mat is tilted {tilt:.0f}° from the photos' up: it gave the size but "
+            "not the ground; lay it flat under the product"
+        )
+        return region, False, warnings
+    ground = dataclasses.replace(region, up=finding.fit.up, ground=finding.fit.plane)
+    return ground, True, warnings
+
+
+def scale_disagreement(extent: np.ndarray, fit: MatFit, options: OrientOptions) -> list[str]:
+    """A warning for each known dimension that the mat's scale contradicts by more than
+    `options.max_scale_disagreement` (`extent`: (3,) the oriented model's, in SfM units)."""
+    warnings = []
+    for field_name, axis in (("height_m", 1), ("width_m", 0), ("depth_m", 2)):
+        known = getattr(options, field_name)
+        if known is None or extent[axis] <= 0:
+            continue
+        measured = extent[axis] * fit.metres_per_unit
+        if abs(measured / known - 1) > options.max_scale_disagreement:
+            warnings.append(
+                f"the printed mat makes the product {measured:.3f} m in {field_name[:-2]} but "
+                f"{known:g} m was given: the mat's scale was kept; if the given size is right, "
+                "the mat was not printed at 100 % (its ruler must measure 10 cm)"
+            )
+    return warnings
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
 
 
 def known_scale(extent: np.ndarray, options: OrientOptions) -> tuple[float, str]:

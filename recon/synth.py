@@ -10,7 +10,12 @@ Layout written to OUT (read by `recon evaluate` and the tests)::
     truth/masks/img_000.png ...   the product's silhouette in each photo (or frame)
     truth/novel/view_00.png ...   held-out views (RGBA: alpha is the product mask)
     truth/novel/cameras.json      their cameras
-    truth/scene.json              how the truth frame was made from the model file
+    truth/scene.json              how the truth frame was made from the model file (with
+                                  `mat`: its paper and where its board lies, board_to_truth)
+
+With `scene`, the "model" is the procedural shop room (recon.room), filmed inside-out along a walk
+round its middle; truth/mesh.ply is the whole room (floor on y = 0) and the masks cover each
+whole photo.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -30,6 +35,7 @@ from PIL import Image
 
 from recon.cameras import Camera, look_at, write_cameras_json
 from recon.errors import InputError
+from recon.mat import Paper, mat_primitive
 from recon.progress import ProgressCallback
 from recon.render import Lighting, OffscreenRenderer
 from recon.textured_mesh import Primitive, TexturedMesh, from_trimesh, load_textured_mesh
@@ -66,6 +72,11 @@ class SynthOptions:
     video: bool = False  # film one continuous orbit into video.mp4 instead of taking photos
     video_frames: int = 240  # frames of the video: one turn per photo ring, so 120 a turn
     video_fps: float = 24.0
+    scene: bool = False  # film the procedural shop room (recon.room) inside-out along a walk:
+    # `views` (or `video_frames`) frames; a TABLE background puts a wooden table in the room
+    # The printed scale mat (`recon mat`) lying flat under the product, at its true size: on the
+    # table (which then sits a sheet's thickness lower) or alone on the plain background.
+    mat: Paper | None = None
     overwrite: bool = False
 
 
@@ -80,43 +91,66 @@ class SynthResult:
 PLAIN_BACKGROUND_RGB = (214, 216, 220)
 VIDEO_NAME = "video.mp4"
 _TABLE_SIZE_FACTOR = 8.0  # tabletop side, in multiples of the product's bounding radius
+_PAPER_M = 0.0002  # the mat's thickness: its top is y = 0, where the product stands
+_MAT_YAW_DEG = 10.0  # laid down by hand, not quite square to the product's front
 
 
 def run(
-    model: str | Path,
+    model: str | Path | None,
     out_dir: Path,
     options: SynthOptions | None = None,
     *,
     progress: ProgressCallback | None = None,
 ) -> SynthResult:
-    """Render a synthetic capture of `model` (see `load_product`) into `out_dir`."""
+    """Render a synthetic capture of `model` (see `load_product`; None with `scene`) into
+    `out_dir`."""
     options = options or SynthOptions()
     _validate(options)
     out_dir = Path(out_dir)
     if (out_dir / "truth" / "cameras.json").exists() and not options.overwrite:
         raise InputError(f"{out_dir} already holds a capture; pass overwrite to replace it")
-    product, scene_info = load_product(model, up_axis=options.up_axis, size_m=options.size_m)
-    bounds = product.bounds
-    center = bounds.mean(axis=0)
-    radius = float(np.linalg.norm(bounds[1] - bounds[0]) / 2)
-    rng = np.random.default_rng(options.seed)
-    if options.video:
-        cameras = orbit_cameras(center, radius, options.video_frames, options, rng)
+    if options.scene:
+        product, scene_info, cameras, novel = _scene_setup(options)
+        bounds = product.bounds
+        radius = float(np.linalg.norm(bounds[1] - bounds[0]) / 2)
     else:
-        cameras = ring_cameras(center, radius, options.views, options, rng)
-    novel = novel_cameras(center, radius, options.novel_views, options)
+        if model is None:
+            raise InputError("give a model file or a procedural product name (or ask for a scene)")
+        product, scene_info = load_product(model, up_axis=options.up_axis, size_m=options.size_m)
+        bounds = product.bounds
+        center = bounds.mean(axis=0)
+        radius = float(np.linalg.norm(bounds[1] - bounds[0]) / 2)
+        rng = np.random.default_rng(options.seed)
+        if options.video:
+            cameras = orbit_cameras(center, radius, options.video_frames, options, rng)
+        else:
+            cameras = ring_cameras(center, radius, options.views, options, rng)
+        novel = novel_cameras(center, radius, options.novel_views, options)
 
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     for sub in ("truth/masks", "truth/novel", *(() if options.video else ("images",))):
         (staging / sub).mkdir(parents=True)
     full_scene = product
-    if options.background == Background.TABLE:
-        full_scene = TexturedMesh((*product.primitives, make_tabletop(radius * _TABLE_SIZE_FACTOR)))
+    if options.background == Background.TABLE and not options.scene:
+        tabletop = make_tabletop(
+            radius * _TABLE_SIZE_FACTOR, top_m=-_PAPER_M if options.mat is not None else 0.0
+        )
+        full_scene = TexturedMesh((*product.primitives, tabletop))
+    if options.mat is not None:
+        mat_page, board_to_truth = mat_primitive(options.mat, yaw_deg=_MAT_YAW_DEG)
+        full_scene = TexturedMesh((*full_scene.primitives, mat_page))
+        scene_info["mat"] = {
+            "paper": str(options.mat),
+            "board_to_truth": board_to_truth.round(12).tolist(),  # board metres -> truth frame
+        }
     total = len(cameras) + len(novel)
     with (
         OffscreenRenderer(full_scene, lighting=options.lighting) as photographer,
-        OffscreenRenderer(product, lighting=options.lighting) as product_only,
+        # A room surrounds every camera: its photos need no second render for their masks.
+        contextlib.nullcontext()
+        if options.scene
+        else OffscreenRenderer(product, lighting=options.lighting) as product_only,
         H264Writer(staging / VIDEO_NAME, options.size_px, options.size_px, options.video_fps)
         if options.video
         else contextlib.nullcontext() as film,
@@ -125,7 +159,11 @@ def run(
             photo = photographer.render(
                 camera, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
             )
-            silhouette = product_only.render(camera, supersample=options.supersample).mask
+            silhouette = (
+                photo.mask
+                if product_only is None
+                else product_only.render(camera, supersample=options.supersample).mask
+            )
             if film is not None:
                 film.write(photo.rgb)
             else:
@@ -136,7 +174,7 @@ def run(
             if progress:
                 progress("synth", (index + 1) / total, camera.name)
         for index, camera in enumerate(novel):
-            view = product_only.render(camera, supersample=options.supersample)
+            view = (product_only or photographer).render(camera, supersample=options.supersample)
             rgba = np.dstack([view.rgb, view.mask.astype(np.uint8) * 255])
             Image.fromarray(rgba).save(staging / "truth" / "novel" / camera.name)
             if progress:
@@ -197,6 +235,36 @@ def load_product(
     to_truth = place @ to_truth
     info = {"model": source, "to_truth": to_truth.round(12).tolist(), "scale_note": unit_note}
     return mesh.transformed(to_truth), info
+
+
+def _scene_setup(
+    options: SynthOptions,
+) -> tuple[TexturedMesh, dict, list[Camera], list[Camera]]:
+    """The shop room (truth frame), its truth notes, the walk's cameras and held-out views."""
+    from recon import room
+
+    room_options = room.RoomOptions(table=options.background == Background.TABLE)
+    mesh = room.make_room(room_options)
+    count = options.video_frames if options.video else options.views
+    names = [frame_name(i) if options.video else f"img_{i:03d}.jpg" for i in range(count)]
+    walk = room.WalkOptions(
+        frames=count, size_px=options.size_px, hfov_deg=options.hfov_deg, seed=options.seed
+    )
+    cameras = room.walk_cameras(room_options, walk, names)
+    # Held-out views: half-way between frames of the walk, the gaze swinging the other way.
+    novel = room.walk_cameras(
+        room_options,
+        replace(walk, sway_deg=-walk.sway_deg),
+        [f"view_{i:02d}.png" for i in range(options.novel_views)],
+        phase=0.5 / count,
+    )
+    info = {
+        "model": "procedural:shop_room",
+        "to_truth": np.eye(4).tolist(),
+        "scale_note": "the room is built in metres",
+        "room": asdict(room_options),
+    }
+    return mesh, info, cameras, novel
 
 
 def find_model_file(folder: Path) -> Path:
@@ -339,8 +407,9 @@ def _orbit_camera(
     return Camera(name=name, width=size, height=size, K=K, R=R, t=-R @ eye)
 
 
-def make_tabletop(side_m: float, *, seed: int = 7) -> Primitive:
-    """A square wooden tabletop at y = 0, centred on the origin, its texture drawn by code."""
+def make_tabletop(side_m: float, *, seed: int = 7, top_m: float = 0.0) -> Primitive:
+    """A square wooden tabletop at y = `top_m`, centred on the origin, its texture drawn by
+    code."""
     rng = np.random.default_rng(seed)
     size = 2048
     x = np.tile(np.arange(size) / size, (size, 1))
@@ -352,7 +421,9 @@ def make_tabletop(side_m: float, *, seed: int = 7) -> Primitive:
     wood = np.array([0.62, 0.42, 0.25])
     texture = np.clip(tone[..., None] * wood * 1.25, 0, 1)
     half = side_m / 2
-    vertices = np.array([[-half, 0, -half], [half, 0, -half], [half, 0, half], [-half, 0, half]])
+    vertices = np.array(
+        [[-half, top_m, -half], [half, top_m, -half], [half, top_m, half], [-half, top_m, half]]
+    )
     repeats = max(1.0, side_m / 0.6)  # one texture tile per 60 cm keeps the grain life-size
     return Primitive(
         vertices=vertices,
@@ -396,3 +467,5 @@ def _validate(options: SynthOptions) -> None:
         raise InputError(f"field of view {options.hfov_deg}° is outside 10–120°")
     if options.size_m is not None and options.size_m <= 0:
         raise InputError(f"--size-m {options.size_m}: the product's size must be positive")
+    if options.mat is not None and options.scene:
+        raise InputError("--mat lies under a product; a room scene has a floor of its own")
