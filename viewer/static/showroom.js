@@ -107,7 +107,8 @@ export class ShowroomView {
     const fractions = new Array(products.length + 1).fill(0);
     const track = (index) => (event) => {
       if (event.lengthComputable && event.total > 0) {
-        fractions[index] = Math.min(event.loaded / event.total, 1);
+        // The last stretch is parsing (and Draco decoding) after the download.
+        fractions[index] = 0.95 * Math.min(event.loaded / event.total, 1);
         this.#showProgress(fractions.reduce((a, b) => a + b, 0) / fractions.length);
       }
     };
@@ -120,7 +121,9 @@ export class ShowroomView {
     this.#showProgress(0);
     const sceneLoad = fetchModel(this.layout.scene.model, 0);
     // Settled from the start: a product that fails while the room loads is no stray rejection.
-    const productLoads = Promise.allSettled(products.map((product, i) => fetchModel(product.model, i + 1)));
+    const productLoads = Promise.allSettled(
+      products.map((product, i) => fetchModel(product.model, i + 1)),
+    );
     let room;
     try {
       room = await sceneLoad;
@@ -141,7 +144,8 @@ export class ShowroomView {
       this.#showNotice(`${which} could not be shown: ${missing.join(", ")}.`);
     }
     this.#fillList();
-    draco.dispose();
+    draco.dispose(); // their decoding workers are done
+    ktx2.dispose();
     this.#spawn();
     this.#showProgress(1);
     this.dirty = true;
