@@ -12,6 +12,7 @@ import trimesh
 from PIL import Image
 
 from recon import assets, commerce, pipeline, texturing
+from recon import capture as recon_capture
 from recon.commerce import MB, check, evaluate_rules, inspect_glb
 from recon.compress import compress_glb
 from recon.errors import InputError
@@ -193,7 +194,7 @@ def test_the_report_checks_the_published_model(tmp_path) -> None:
         export=dataclasses.replace(options.export, poster=False, tiers=()),
     )
     names = [camera.name for camera in capture.cameras]
-    workspace.capture_path.write_text(json.dumps({"images": names, "rejected": []}))
+    recon_capture.run(photos, workspace, options.capture)  # seconds: capture.json as it is
     workspace.write_sfm_points(xyz=np.zeros((0, 3)))
     orientation = {"matrix": np.eye(4).tolist(), "up_source": "table plane", "front": names[0],
                    "scale": "height_m"}  # fmt: skip
