@@ -285,7 +285,10 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, result.to_json())
     out = Console(soft_wrap=True)
-    out.print(_check_table(result))
+    if any(photo["problems"] for photo in result.photos):
+        out.print(_check_table(result))
+    else:
+        out.print(f"no problems found in {len(result.photos)} photos")
     for line in result.advice:
         out.print(f"- {line}", highlight=False)
     timing = f"({result.timings_s.get('total', 0.0):.1f} s)"

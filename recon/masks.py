@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +24,9 @@ from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import StageError
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, write_json_atomic
+
+if TYPE_CHECKING:
+    from recon.scene import SceneOptions
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,9 @@ class MaskOptions:
     box_growth: float = 0.35  # each growth adds this × the box's size on every side but the base
     box_growths: int = 3  # at most this many growths
     box_growth_min_gain: float = 0.03  # a growth that widened the masks by more is tried again
+    # A scene (a space filmed inside-out, recon.scene) has no product: its region is the whole
+    # space, its ground the floor, and no photo gets a mask. None: a product capture.
+    scene: SceneOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,15 @@ def run(
     start = time.perf_counter()
     cameras = workspace.read_sfm_cameras()
     points = workspace.read_sfm_points()
+    if options.scene is not None:
+        from recon.scene import scene_region  # scene imports this module
+
+        region = scene_region(cameras, points, options.scene)
+        write_json_atomic(workspace.region_path, region.to_json())
+        shutil.rmtree(workspace.masks_dir, ignore_errors=True)  # every pixel counts
+        if progress:
+            progress("masks", 1.0, "scene: no masks")
+        return MaskResult(region, len(points["xyz"]), 1.0, time.perf_counter() - start)
     region, object_mask = find_object_region(cameras, points, options)
     object_xyz = points["xyz"][object_mask]
     images = []

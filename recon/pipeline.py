@@ -15,8 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from recon import (
-    assets, capture, commerce, depth, fusion, masks, meshing, orient, scene, sfm, texturing,
-)  # fmt: skip
+    assets,
+    capture,
+    commerce,
+    depth,
+    fusion,
+    masks,
+    meshing,
+    orient,
+    scene,
+    sfm,
+    texturing,
+)
 from recon.errors import InputError, ReconError
 from recon.progress import ProgressCallback
 from recon.report import build_report
@@ -84,9 +94,9 @@ class ReconOptions:
         and depth sizes and the fusion voxel keep a 100-frame walk within minutes on 2 cores."""
         preset = Preset(preset)
         image_px, depth_px, faces, texture_px, fusion_voxel = {
-            Preset.PREVIEW: (640, 320, 100_000, 2048, 0.005),
-            Preset.STANDARD: (960, 400, 300_000, 4096, 0.0035),
-            Preset.HIGH: (1600, 640, 300_000, 4096, 0.0025),
+            Preset.PREVIEW: (640, 256, 100_000, 1024, 0.005),
+            Preset.STANDARD: (960, 320, 300_000, 2048, 0.0035),
+            Preset.HIGH: (1600, 480, 300_000, 4096, 0.0025),
         }[preset]
         scene_options = scene.SceneOptions()
         return cls(
@@ -102,8 +112,13 @@ class ReconOptions:
                 upsample_below_features=500,
             ),
             masks=masks.MaskOptions(scene=scene_options),
+            # No second, geometric pass: it doubles the time, and a walk's many overlapping
+            # frames cross-check each other anyway.
             depth=dataclasses.replace(
-                depth.DepthOptions(), max_image_px=depth_px, min_image_px=depth_px
+                depth.DepthOptions(),
+                max_image_px=depth_px,
+                min_image_px=depth_px,
+                geometric_iterations=0,
             ),
             fusion=fusion.FusionOptions(
                 voxel_rel=fusion_voxel,
@@ -113,9 +128,10 @@ class ReconOptions:
             ),
             mesh=meshing.MeshOptions(
                 max_faces=faces,
-                max_gap_rel=0.05,  # furniture beside the walls, across stereo's gaps
+                max_gap_rel=10.0,  # every piece of the room counts, however far apart
                 min_component_faces=200,  # smaller pieces floating in a room are stereo noise
                 max_hole_perimeter_rel=0.3,  # patch holes up to ~2 m round, not whole walls
+                ground_band_rel=0.0,  # the floor is kept as fused (no product stands on it)
             ),
             orient=orient.OrientOptions(scene=scene_options),
             texture=dataclasses.replace(texturing.TextureOptions(), texture_size=texture_px),
@@ -265,7 +281,9 @@ def reconstruct(
     )
     report["mode"] = str(options.mode)
     if options.mode == Mode.SCENE:
-        report["surfaces"] = scene.surfaces_json(workspace.staged_path(MODEL_FILE))
+        surfaces, warnings = scene.scene_report(workspace.staged_path(MODEL_FILE), report)
+        report["surfaces"] = surfaces
+        report["warnings"] += warnings
     publish(workspace, report)
     return Result(out_dir, workspace.model_path, workspace.report_path, report)
 
