@@ -308,53 +308,74 @@ def match_photos(
     length when known, else 1.2 × the long side (sfm's prior too): rotations need only be
     good to a few degrees to find gaps of 50°.
     """
-    # OpenCV's SIFT runs on one core and lets go of the GIL: two threads halve the wait.
+    # OpenCV's SIFT, matcher and RANSAC run on one core each and let go of the GIL: threads
+    # share the work out over the cores.
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         found = list(pool.map(lambda grey: _sift(options).detectAndCompute(grey, None), greys))
-    features, strongest = [], []
-    for keypoints, descriptors in found:
-        points = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
-        features.append((points, descriptors))
-        order = np.argsort([-k.response for k in keypoints])[:_SCREEN_FEATURES]
-        strongest.append(None if descriptors is None else descriptors[order])
-    count = len(greys)
-    if count <= options.max_exhaustive_photos:
-        pairs = list(combinations(range(count), 2))
-    else:
-        from recon.sfm import sequential_pairs  # pycolmap is only worth loading here
+        features = []
+        for keypoints, descriptors in found:
+            points = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
+            order = np.argsort([-k.response for k in keypoints])[:_SCREEN_FEATURES]
+            strongest = None if descriptors is None else descriptors[order]
+            features.append(_Features(points, descriptors, strongest))
+        count = len(greys)
+        if count <= options.max_exhaustive_photos:
+            pairs = list(combinations(range(count), 2))
+        else:
+            from recon.sfm import sequential_pairs  # pycolmap is only worth loading here
 
-        pairs = sequential_pairs(count, 8, 20)
+            pairs = sequential_pairs(count, 8, 20)
+        matched = pool.map(
+            lambda pair: _match_pair(
+                *pair, features, greys[pair[0]].shape, focals_px[pair[0]], options
+            ),
+            pairs,
+        )
+        return [m for m in matched if m is not None]
+
+
+@dataclass(frozen=True)
+class _Features:
+    points: np.ndarray  # (n, 2) keypoint positions, px
+    descriptors: np.ndarray | None  # (n, 128) SIFT
+    strongest: np.ndarray | None  # descriptors of the _SCREEN_FEATURES strongest keypoints
+
+
+def _match_pair(
+    i: int, j: int, features: Sequence[_Features], shape: tuple[int, ...],
+    focal_px: float | None, options: QaOptions,
+) -> PairMatch | None:  # fmt: skip
+    a_features, b_features = features[i], features[j]
+    if a_features.descriptors is None or b_features.descriptors is None:
+        return None
+    if min(len(a_features.points), len(b_features.points)) < 8:
+        return None
     matcher = cv2.BFMatcher(cv2.NORM_L2)
-    matches = []
-    for i, j in pairs:
-        (points_i, desc_i), (points_j, desc_j) = features[i], features[j]
-        if desc_i is None or desc_j is None or len(points_i) < 8 or len(points_j) < 8:
-            continue
-        # Most pairs of a ring share nothing: their strongest keypoints tell at 1/16 of the
-        # cost of matching them all.
-        screen = matcher.knnMatch(strongest[i], strongest[j], k=2)
-        if sum(len(m) == 2 and m[0].distance < 0.8 * m[1].distance for m in screen) < 6:
-            continue
-        found = matcher.knnMatch(desc_i, desc_j, k=2)
-        good = [m[0] for m in found if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
-        # One match per keypoint of j too: a plain backdrop's few keypoints otherwise collect
-        # dozens of matches, and RANSAC spends its full budget on pairs that share nothing.
-        good = list({m.trainIdx: m for m in sorted(good, key=lambda m: -m.distance)}.values())
-        if len(good) < options.min_pair_inliers * 1.25:
-            continue
-        # A repeated view matches most of its keypoints; a few static-looking matches of
-        # two different views (on repeating print, say) do not make a duplicate.
-        repeated = len(good) >= 0.3 * min(len(points_i), len(points_j))
-        # The best 256 decide a rotation as well as all of them, at a fraction of the time.
-        good = sorted(good, key=lambda m: m.distance)[:256]
-        a = points_i[[m.queryIdx for m in good]]
-        b = points_j[[m.trainIdx for m in good]]
-        pair = _relative_pose(a, b, greys[i].shape, focals_px[i], options, repeated=repeated)
-        if pair is not None:
-            inliers, rotation, motion = pair
-            same_view = repeated and motion < options.duplicate_motion
-            matches.append(PairMatch(i, j, inliers, rotation, motion, same_view))
-    return matches
+    # Most pairs of a ring share nothing: their strongest keypoints tell at 1/16 of the cost
+    # of matching them all.
+    screen = matcher.knnMatch(a_features.strongest, b_features.strongest, k=2)
+    if sum(len(m) == 2 and m[0].distance < 0.8 * m[1].distance for m in screen) < 6:
+        return None
+    found = matcher.knnMatch(a_features.descriptors, b_features.descriptors, k=2)
+    good = [m[0] for m in found if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
+    # One match per keypoint of j too: a plain backdrop's few keypoints otherwise collect
+    # dozens of matches, and RANSAC spends its full budget on pairs that share nothing.
+    good = list({m.trainIdx: m for m in sorted(good, key=lambda m: -m.distance)}.values())
+    if len(good) < options.min_pair_inliers * 1.25:
+        return None
+    # A repeated view matches most of its keypoints; a few static-looking matches of two
+    # different views (on repeating print, say) do not make a duplicate.
+    repeated = len(good) >= 0.3 * min(len(a_features.points), len(b_features.points))
+    # The best 256 decide a rotation as well as all of them, at a fraction of the time.
+    good = sorted(good, key=lambda m: m.distance)[:256]
+    a = a_features.points[[m.queryIdx for m in good]]
+    b = b_features.points[[m.trainIdx for m in good]]
+    pair = _relative_pose(a, b, shape, focal_px, options, repeated=repeated)
+    if pair is None:
+        return None
+    inliers, rotation, motion = pair
+    same_view = repeated and motion < options.duplicate_motion
+    return PairMatch(i, j, inliers, rotation, motion, same_view)
 
 
 def _sift(options: QaOptions) -> cv2.Feature2D:
