@@ -21,6 +21,7 @@ from recon.geometry import fit_similarity_robust
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import TexturedMesh, load_textured_mesh
 from recon.workspace import Workspace
+from tests.conftest import SAMPLE_CAPTURES_DIR
 
 PT_PER_MM = 72 / 25.4
 
@@ -73,6 +74,8 @@ def test_mat_verb_writes_the_pdf_and_bad_requests_are_refused(tmp_path, capsys) 
         mat.write_mat_pdf(tmp_path / "missing" / "mat.pdf")
     with pytest.raises(InputError, match="a4, letter"):
         mat.layout_for("a3")
+    with pytest.raises(InputError, match="under a product"):
+        synth.run(None, tmp_path / "room", synth.SynthOptions(scene=True, mat=mat.Paper.A4))
 
 
 def test_point_positions_match_opencv_board() -> None:
@@ -309,10 +312,8 @@ def test_a_known_height_scales_without_the_mat_and_is_checked_against_it(
 
 @pytest.mark.slow
 def test_height_m_without_a_mat_gives_the_true_size(tmp_path) -> None:
-    """The whole pipeline on the bundled mug (no mat), told its true height."""
-    from tests.conftest import SAMPLE_CAPTURES_DIR
-
-    capture = SAMPLE_CAPTURES_DIR / "mug"
+    """The whole pipeline on the bundled cereal box (no mat, no table), told its true height."""
+    capture = SAMPLE_CAPTURES_DIR / "cereal_box"
     height = json.loads((capture / "truth/scene.json").read_text())["bbox_m"][1]
     options = pipeline.ReconOptions.for_preset("preview").with_known_dimensions({"height": height})
     result = pipeline.reconstruct(capture / "images", tmp_path / "out", options)
