@@ -254,6 +254,7 @@ class PlacementOptions:
     contact_m: float = 0.01  # the most a product's base may float above (or sink into) its
     # surface; the scene may touch it only in this bottom layer (reconstruction noise)
     min_support: float = 0.6  # of the footprint's sample points must have the surface under them
+    max_roughness_m: float = 0.03  # bumps of a reconstructed surface up to this high are noise
     step_m: float = 0.04  # grid of candidate spots
     eye_height_m: float = 1.6  # the visitor's eyes above the floor
     view_distance_m: float = 2.5  # the visitor starts about this far from the products
@@ -321,17 +322,19 @@ class SceneGeometry:
         hit = np.isfinite(y[np.arange(len(y)), first])
         return hit & (up[first] > 0)
 
-    def support(self, points_xz: np.ndarray, height: float, tolerance: float) -> np.ndarray:
-        """(n,) bool: which (n, 2) points have scene surface within ±tolerance of `height`
-        straight below or above them."""
-        low = np.array([points_xz[:, 0].min(), height - tolerance, points_xz[:, 1].min()])
-        high = np.array([points_xz[:, 0].max(), height + tolerance, points_xz[:, 1].max()])
+    def surface_offsets(self, points_xz: np.ndarray, height: float, band: float) -> np.ndarray:
+        """(n,) height of the scene surface straight above or below each (n, 2) point relative
+        to `height` (the nearest within ±band), nan where there is none."""
+        low = np.array([points_xz[:, 0].min(), height - band, points_xz[:, 1].min()])
+        high = np.array([points_xz[:, 0].max(), height + band, points_xz[:, 1].max()])
         candidates = self.near(low, high)
         if len(candidates) == 0:
-            return np.zeros(len(points_xz), dtype=bool)
-        y = _heights_under(points_xz, candidates)  # (n, k), nan where the point misses
-        with np.errstate(invalid="ignore"):
-            return (np.abs(y - height) <= tolerance).any(axis=1)
+            return np.full(len(points_xz), np.nan)
+        offsets = _heights_under(points_xz, candidates) - height  # (n, k), nan: missed
+        distance = np.where(np.abs(offsets) <= band, np.abs(offsets), np.inf)
+        nearest = np.argmin(distance, axis=1)
+        found = np.isfinite(distance[np.arange(len(points_xz)), nearest])
+        return np.where(found, offsets[np.arange(len(points_xz)), nearest], np.nan)
 
 
 def place_products(
@@ -498,22 +501,27 @@ def placement_problem(
             f"{surface.id} ({surface.kind.value}) or comes within {margin:.3f} of its edge"
         )
     contact = options.contact_m * unit
-    half = np.array([w / 2.0, (h - contact) / 2.0, d / 2.0])
-    if half[1] > 0 and geometry.box_hits(
-        np.array([x, y + contact + half[1], z]), half, product.rotation_y_deg
-    ):
-        return "it would intersect the scene (something stands there or hangs above)"
     samples = _footprint_samples(product)
-    # Above its middle: the box test found nothing between its base layer and its top, so
-    # the first surface above is over the product (noise in the base layer can't count).
-    if geometry.covered(samples, y + max(h / 2.0, contact)).any():
-        return "it would be inside a solid part of the scene"
-    supported = geometry.support(samples, y, contact)
+    offsets = geometry.surface_offsets(samples, y, options.max_roughness_m * unit)
+    supported = np.abs(np.nan_to_num(offsets, nan=np.inf)) <= contact
     if supported.mean() < options.min_support:
         return (
             f"only {100 * supported.mean():.0f} % of its base has surface under it within "
             f"{contact:.3f} (a hole in the scene mesh, or off the edge)"
         )
+    # A rough (reconstructed) surface rises a little above its plane here and there: the
+    # scene may touch the product only in that bottom layer, at least `contact_m` thick.
+    rise = np.nanmax(offsets) if np.isfinite(offsets).any() else 0.0
+    layer = float(np.clip(rise + 0.2 * contact, contact, options.max_roughness_m * unit))
+    half = np.array([w / 2.0, (h - layer) / 2.0, d / 2.0])
+    if half[1] > 0 and geometry.box_hits(
+        np.array([x, y + layer + half[1], z]), half, product.rotation_y_deg
+    ):
+        return "it would intersect the scene (something stands there or hangs above)"
+    # Above its middle: the box test found nothing between its base layer and its top, so
+    # the first surface above is over the product (noise in the base layer can't count).
+    if geometry.covered(samples, y + max(h / 2.0, layer)).any():
+        return "it would be inside a solid part of the scene"
     spacing = options.spacing_m * unit
     for other in others:
         if other.position is not None and products_overlap(product, other, spacing):
@@ -719,7 +727,7 @@ def _convex_overlap(a: np.ndarray, b: np.ndarray, spacing: float) -> bool:
     return True
 
 
-def _footprint_samples(product: Product, per_side: int = 5) -> np.ndarray:
+def _footprint_samples(product: Product, per_side: int = 7) -> np.ndarray:
     """(per_side², 2) points spread over a placed product's footprint (inset from its edges)."""
     corners = footprint_xz(product)
     t = (np.arange(per_side) + 0.5) / per_side

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -149,7 +149,14 @@ def detect_surfaces(mesh: trimesh.Trimesh, options: SurfaceOptions | None = None
     unit = _units_per_metre(triangles, normals, options)
     scale = _Scale(options, unit)
 
-    level = normals[:, 1] >= np.cos(np.radians(options.max_tilt_deg))
+    # A reconstructed mesh's small faces tilt every which way around the true plane: a face
+    # counts as level (or upright) when its own normal or the mean over its corners' faces is.
+    smooth = _smoothed_normals(faces[keep], len(vertices), normals, areas)
+    cos_tilt, sin_tilt = (
+        np.cos(np.radians(options.max_tilt_deg)),
+        np.sin(np.radians(options.max_tilt_deg)),
+    )
+    level = (normals[:, 1] >= cos_tilt) | (smooth[:, 1] >= cos_tilt)
     horizontal = _horizontal_regions(triangles[level], areas[level], scale)
     if not horizontal:
         raise InputError(
@@ -157,8 +164,8 @@ def detect_surfaces(mesh: trimesh.Trimesh, options: SurfaceOptions | None = None
             "(give SurfaceOptions.model_units_per_metre for a scene not in metres)"
         )
     surfaces = _classify(horizontal, scale)
-    upright = np.abs(normals[:, 1]) <= np.sin(np.radians(options.max_tilt_deg))
-    walls = _walls(triangles[upright], normals[upright], areas[upright], scale)
+    upright = (np.abs(normals[:, 1]) <= sin_tilt) | (np.abs(smooth[:, 1]) <= sin_tilt)
+    walls = _walls(triangles[upright], smooth[upright], areas[upright], scale)
     surfaces += _facing_the_floor(walls, surfaces, scale)
     return [_with_id(s, i) for i, s in enumerate(surfaces)]
 
@@ -210,6 +217,19 @@ def offset_polygon(polygon: np.ndarray, distance: float) -> np.ndarray:
 # -- internals --------------------------------------------------------------------------------
 
 
+def _smoothed_normals(
+    faces: np.ndarray, vertex_count: int, normals: np.ndarray, areas: np.ndarray
+) -> np.ndarray:
+    """(n, 3) unit normals of (n, 3) faces averaged, by area, over the faces sharing a corner."""
+    weighted = normals * areas[:, None]
+    corner_sums = np.zeros((vertex_count, 3))
+    for k in range(3):
+        np.add.at(corner_sums, faces[:, k], weighted)
+    smooth = corner_sums[faces].sum(axis=1)
+    length = np.linalg.norm(smooth, axis=1, keepdims=True)
+    return np.where(length > 0, smooth / np.maximum(length, 1e-300), normals)
+
+
 @dataclass(frozen=True)
 class _Scale:
     """Options converted to model units."""
@@ -258,10 +278,10 @@ def _cluster_1d(values: np.ndarray, weights: np.ndarray, tolerance: float, min_m
     order = np.argsort(values)
     values, weights = values[order], weights[order]
     free = np.ones(len(values), dtype=bool)
+    lo = np.searchsorted(values, values - tolerance, side="left")
+    hi = np.searchsorted(values, values + tolerance, side="right")
     while free.any():
         cumulative = np.concatenate([[0.0], np.cumsum(np.where(free, weights, 0.0))])
-        lo = np.searchsorted(values, values - tolerance, side="left")
-        hi = np.searchsorted(values, values + tolerance, side="right")
         mass = np.where(free, cumulative[hi] - cumulative[lo], -1.0)
         best = int(np.argmax(mass))
         if mass[best] < min_mass:
@@ -428,6 +448,7 @@ def _horizontal_regions(triangles: np.ndarray, areas: np.ndarray, scale: _Scale)
 
 def _classify(regions: list[_Region], scale: _Scale) -> list[Surface]:
     options = scale.options
+    regions = _without_fragments(regions, scale)
     lowest = min(r.height for r in regions)
     band = scale.length(options.floor_band_m)
     tolerance = scale.length(options.height_tolerance_m)
@@ -464,6 +485,32 @@ def _classify(regions: list[_Region], scale: _Scale) -> list[Surface]:
     order = {SurfaceKind.FLOOR: 0, SurfaceKind.TABLE: 1, SurfaceKind.SHELF: 2}
     surfaces.sort(key=lambda s: (order[s.kind], s.height_m, -s.area_m2))
     return surfaces
+
+
+def _without_fragments(regions: list[_Region], scale: _Scale) -> list[_Region]:
+    """Drops pieces of a larger plane that fell into a neighbouring height cluster (a floor
+    a fraction of a degree off level, heavy noise): regions lying mostly within a larger
+    region's outline box, at most two tolerances above or below it."""
+    tolerance = 2.0 * scale.length(scale.options.height_tolerance_m)
+    kept: list[_Region] = []
+    for region in sorted(regions, key=lambda r: -r.area):
+        low, high = region.bounds[0, [0, 2]], region.bounds[1, [0, 2]]
+        own = max(float(np.prod(high - low)), 1e-300)
+        fragment = False
+        for big in kept:
+            if abs(big.height - region.height) > tolerance:
+                continue
+            overlap = np.clip(
+                np.minimum(high, big.bounds[1, [0, 2]]) - np.maximum(low, big.bounds[0, [0, 2]]),
+                0.0,
+                None,
+            )
+            if np.prod(overlap) >= 0.5 * own:
+                fragment = True
+                break
+        if not fragment:
+            kept.append(region)
+    return kept
 
 
 def _board_above(region: _Region, regions: list[_Region], scale: _Scale) -> bool:
@@ -561,8 +608,54 @@ def _walls(
                         ),
                     )
                 )
-    walls.sort(key=lambda s: -s.area_m2)
-    return walls
+    return _merged_walls(walls, scale)
+
+
+def _merged_walls(walls: list[Surface], scale: _Scale) -> list[Surface]:
+    """One wall per plane: pieces of a wall split by holes or furniture in front of it (same
+    direction within the tilt, same offset within the height tolerance) become one, spanning
+    them all, with their areas summed; the largest first."""
+    cos_window = np.cos(np.radians(scale.options.max_tilt_deg))
+    tolerance = 2.0 * scale.length(scale.options.height_tolerance_m)
+    merged: list[Surface] = []
+    for wall in sorted(walls, key=lambda s: -s.area_m2):
+        normal = np.array(wall.normal)
+        for index, big in enumerate(merged):
+            big_normal = np.array(big.normal)
+            offset = np.dot(np.array(wall.polygon_xz) - big.polygon_xz[0], big_normal[[0, 2]])
+            if normal @ big_normal < cos_window or np.abs(offset).max() > tolerance:
+                continue
+            # Extend the larger piece's trace along itself to cover both.
+            start = np.array(big.polygon_xz[0])
+            along = np.array(big.polygon_xz[1]) - start
+            length = float(np.linalg.norm(along))
+            along = along / max(length, 1e-300)
+            spans = np.array([*big.polygon_xz, *wall.polygon_xz]) - start
+            u = spans @ along
+            low, high = (
+                np.minimum(big.bounds_min, wall.bounds_min),
+                np.maximum(big.bounds_max, wall.bounds_max),
+            )
+            new_start, new_end = start + u.min() * along, start + u.max() * along
+            merged[index] = replace(
+                big,
+                polygon_xz=(tuple(map(float, new_start)), tuple(map(float, new_end))),
+                area_m2=big.area_m2 + wall.area_m2,
+                bounds_min=(
+                    float(min(new_start[0], new_end[0])),
+                    float(low[1]),
+                    float(min(new_start[1], new_end[1])),
+                ),
+                bounds_max=(
+                    float(max(new_start[0], new_end[0])),
+                    float(high[1]),
+                    float(max(new_start[1], new_end[1])),
+                ),
+            )
+            break
+        else:
+            merged.append(wall)
+    return merged
 
 
 def _facing_the_floor(

@@ -114,6 +114,25 @@ def test_detects_floor_shelves_counter_and_walls(noise_m: float) -> None:
     assert [s.id for s in surfaces] == list(range(len(surfaces)))
 
 
+def test_a_wall_split_by_a_doorway_is_one_wall() -> None:
+    mesh = make_test_room(noise_m=0.003)
+    centres = mesh.triangles_center
+    # A 0.8 m wide doorway through the back wall (z = -2.5), floor to ceiling.
+    doorway = (np.abs(centres[:, 2] + 2.5) < 0.01) & (np.abs(centres[:, 0] - 1.0) < 0.4)
+    mesh.update_faces(~doorway)
+    walls = [s for s in detect_surfaces(mesh) if s.kind is SurfaceKind.WALL]
+    back = [w for w in walls if w.normal[2] > 0.9]
+    assert len(walls) == 4
+    assert len(back) == 1
+    (x0, z0), (x1, z1) = back[0].polygon_xz
+    assert sorted([x0, x1]) == pytest.approx([-3.0, 3.0], abs=0.05)
+    assert [z0, z1] == pytest.approx([-2.5, -2.5], abs=0.01)
+    # Going start → end the room (the wall's normal, +z) is on the left in (x, z), as for the
+    # counter-clockwise outlines of horizontal surfaces.
+    assert x0 < x1
+    assert back[0].area_m2 == pytest.approx((6.0 - 0.8) * 2.6, rel=0.06)
+
+
 def test_units_unknown_are_estimated_from_the_room_height() -> None:
     mesh = make_test_room()
     mesh.apply_scale(3.0)  # arbitrary units: 3 per metre
