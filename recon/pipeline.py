@@ -85,6 +85,7 @@ class ReconOptions:
             fusion=fusion.FusionOptions(voxel_rel=fusion_voxel),
             mesh=meshing.MeshOptions(max_faces=faces),
             texture=dataclasses.replace(texturing.TextureOptions(), texture_size=texture_px),
+            export=assets.AssetOptions(max_mb=PRESET_MAX_MB[preset]),
         )
 
     @classmethod
@@ -151,10 +152,12 @@ class ReconOptions:
         self, *, compress: bool = False, max_mb: float | None = None
     ) -> ReconOptions:
         """These options with Draco-compressed GLBs (`compress`) and model.glb fitted under
-        `max_mb` MB (None: no budget); the export stage alone re-runs for a change."""
+        `max_mb` MB (None: the preset's budget); the export stage alone re-runs for a change."""
         if max_mb is not None and not max_mb > 0:
             raise InputError(f"the size budget must be above 0 MB, got {max_mb}")
-        export = dataclasses.replace(self.export, compress=compress, max_mb=max_mb)
+        export = dataclasses.replace(
+            self.export, compress=compress, max_mb=self.export.max_mb if max_mb is None else max_mb
+        )
         return dataclasses.replace(self, export=export)
 
 
@@ -165,6 +168,11 @@ class Result:
     report_path: Path
     report: dict
 
+
+# model.glb size budget per preset, MB (assets.fit_budget): the Khronos 3D Commerce target for
+# web and mobile AR ("ideally less than 5MB") for shop assets; Google's and Shopify's 15 MB limit
+# for hero products (recon/commerce.py cites them).
+PRESET_MAX_MB: dict[Preset, float] = {Preset.PREVIEW: 5.0, Preset.STANDARD: 5.0, Preset.HIGH: 15.0}
 
 # Order matters: each stage reads what the ones before it wrote.
 STAGES: tuple[str, ...] = (

@@ -175,6 +175,9 @@ def test_budget_options_flow_from_the_command_line_and_are_checked(tmp_path, cap
     options = ReconOptions.for_preset("preview").with_asset_budget(compress=True, max_mb=2.5)
     assert options.export.compress is True
     assert options.export.max_mb == 2.5
+    # Without --max-mb the preset's budget holds: standard assets stay under Khronos' 5 MB
+    assert ReconOptions.for_preset("standard").with_asset_budget().export.max_mb == 5.0
+    assert ReconOptions.for_preset("high").export.max_mb == 15.0
     from recon import cli
 
     code = cli.main(["reconstruct", str(tmp_path), "-o", str(tmp_path / "o"), "--max-mb", "0"])
