@@ -35,6 +35,7 @@ import numpy as np
 
 from recon.cameras import Camera
 from recon.errors import InputError
+from recon.textured_mesh import TexturedMesh
 
 logger = logging.getLogger(__name__)
 
@@ -945,31 +946,38 @@ def after_reconstruction(
 
 def mask_agreement(
     cameras: Sequence[Camera],
-    vertices: np.ndarray,
-    faces: np.ndarray,
+    mesh: TexturedMesh,
     masks: Sequence[np.ndarray],
     *,
+    grow_rel: float = 0.0,
     max_px: int = 320,
 ) -> list[float]:
     """Per camera, the IoU of the model's silhouette with the product mask of its photo.
 
-    `vertices` (n, 3) and `faces` (m, 3) are the model in the cameras' frame; `masks` are
-    (h, w) arrays (non-zero: product) at the cameras' sizes. Silhouettes are drawn at most
-    `max_px` long: agreement is about shape, not pixels. Where the model and the masks
-    disagree, one of them is wrong: a missing part, a part of the table, a misplaced camera.
+    The silhouette is first grown by `grow_rel` × the long side, as the masks stage grows
+    its masks on purpose (masks.MaskOptions.mask_dilate_rel), so a model that fits its masks
+    scores near 1.
+
+    `mesh` is the model in the cameras' frame; `masks` are (h, w) arrays (non-zero: product)
+    at the cameras' sizes. Silhouettes are rendered (recon.render) at most `max_px` long:
+    agreement is about shape, not pixels. Where the model and the masks disagree, one of them
+    is wrong: a missing part, a part of the table, a misplaced camera. Raises ReconError when
+    no OpenGL context can be opened.
     """
+    from recon.render import OffscreenRenderer  # OpenGL only when asked for
+
     ious = []
-    for camera, mask in zip(cameras, masks, strict=True):
-        factor = min(1.0, max_px / max(camera.width, camera.height))
-        small = camera.scaled(factor)
-        size = (small.width, small.height)
-        want = cv2.resize((mask > 0).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        uv, depth = small.project(vertices)
-        front = np.all(depth[faces] > 1e-9, axis=1)
-        triangles = np.round(uv[faces[front]] * 16).astype(np.int32)  # 4 bits of subpixel
-        drawn = np.zeros((size[1], size[0]), np.uint8)
-        if len(triangles):
-            cv2.fillPoly(drawn, list(triangles), 1, lineType=cv2.LINE_8, shift=4)
-        union = np.count_nonzero(drawn | want)
-        ious.append(float(np.count_nonzero(drawn & want) / union) if union else 1.0)
+    with OffscreenRenderer(mesh) as renderer:
+        for camera, mask in zip(cameras, masks, strict=True):
+            small = camera.scaled(min(1.0, max_px / max(camera.width, camera.height)))
+            drawn = renderer.render(small).mask
+            grow = round(grow_rel * max(drawn.shape))
+            if grow > 0:
+                kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)
+                drawn = cv2.dilate(drawn.astype(np.uint8), kernel).astype(bool)
+            want = cv2.resize(
+                (mask > 0).astype(np.uint8), drawn.shape[::-1], interpolation=cv2.INTER_NEAREST
+            ).astype(bool)
+            union = np.count_nonzero(drawn | want)
+            ious.append(float(np.count_nonzero(drawn & want) / union) if union else 1.0)
     return ious

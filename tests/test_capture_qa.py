@@ -19,6 +19,7 @@ from recon import capture_qa
 from recon.cameras import read_cameras_json
 from recon.capture_qa import QaOptions
 from recon.cli import main
+from recon.textured_mesh import from_trimesh
 from tests.conftest import SAMPLE_CAPTURES_DIR
 
 PHOTOS_ONLY = QaOptions(estimate_poses=False)  # the per-photo checks: a fraction of a second
@@ -230,11 +231,11 @@ def test_solved_cameras_give_the_same_coverage_analysis(tmp_path) -> None:
 def test_mask_agreement_of_the_truth_is_near_one_and_drops_for_a_wrong_camera() -> None:
     truth_dir = SAMPLE_CAPTURES_DIR / "mug" / "truth"
     cameras = read_cameras_json(truth_dir / "cameras.json")[:4]
-    mesh = trimesh.load(truth_dir / "mesh.ply", process=False)
+    mesh = from_trimesh(trimesh.load(truth_dir / "mesh.ply", process=False))
     masks = [cv2.imread(str(truth_dir / "masks" / f"{Path(c.name).stem}.png"), 0) for c in cameras]
-    ious = capture_qa.mask_agreement(cameras, mesh.vertices, mesh.faces, masks)
+    ious = capture_qa.mask_agreement(cameras, mesh, masks)
     assert min(ious) > 0.95
-    wrong = capture_qa.mask_agreement(cameras[1:] + cameras[:1], mesh.vertices, mesh.faces, masks)
+    wrong = capture_qa.mask_agreement(cameras[1:] + cameras[:1], mesh, masks)
     assert max(wrong) < 0.9
 
 
