@@ -36,12 +36,13 @@ class SceneOptions:
     box_margin: float = 0.05  # the region grows by this fraction of its size on every side
     plane_distance_rel: float = 0.004  # plane fit: inlier distance
     max_tilt_deg: float = 30.0  # a floor's normal lies within this of the cameras' up
-    floor_min_share: float = 0.3  # the floor holds at least this share of the points of the
-    # biggest horizontal plane (a lower plane with fewer points is noise under the floor)
+    floor_min_share: float = 0.01  # the floor's height band (the lowest that is not noise)
+    # holds at least this share of the points under the cameras: a floor seen at a glance
+    # from eye height holds few (3 % in the shop room's walk) and walls fill every band
     min_floor_points: int = 30
-    max_planes: int = 6  # horizontal planes looked at (floor, tables, shelves, counter)
     ransac_iterations: int = 600
-    below_floor_rel: float = 0.01  # depths this far below the floor are dropped by fusion
+    below_floor_rel: float = 0.03  # depths this far below the floor are dropped by fusion (the
+    # sparse floor may be a few degrees off: the dense one is found after fusion)
     eye_height_m: float = 1.5  # without a known size, the cameras are taken to have been held
     # this high above the floor: the model comes out in roughly metres (units stay "unknown")
     seed: int = 0
@@ -98,39 +99,51 @@ def find_floor(
 ) -> Floor | None:
     """The lowest large horizontal plane under the cameras, or None when there is none.
 
-    xyz: (n, 3) points; up_hint: (3,) unit vector, roughly up. Planes are found one after the
-    other (RANSAC among normals within `max_tilt_deg` of the hint, then a least-squares
-    refit), their points removed each time; the floor is the lowest of those holding at least
-    `floor_min_share` of the biggest one's points.
+    xyz: (n, 3) points; up_hint: (3,) unit vector, roughly up. The points' heights along the
+    hint are binned coarsely (so a hint a few degrees off still stacks a floor's points into one
+    or two bins); the floor's band is the lowest holding at least `floor_min_share` of the
+    points under the cameras (stray points under the floor gather nowhere). A plane is fitted to the
+    band (RANSAC among normals within `max_tilt_deg` of the hint, least-squares refit) and
+    refit to every point near it.
     """
     extent = _robust_extent(xyz)
     distance = options.plane_distance_rel * extent
     rng = np.random.default_rng(options.seed)
-    camera_heights = np.array([camera.center for camera in cameras]) @ up_hint
-    remaining = np.arange(len(xyz))
-    planes: list[tuple[np.ndarray, int]] = []
-    for _ in range(options.max_planes):
-        if len(remaining) < options.min_floor_points:
-            break
-        found = fit_horizontal_plane(
-            xyz[remaining], up_hint, distance, options.max_tilt_deg, options.ransac_iterations,
-            rng,
-        )  # fmt: skip
-        if found is None:
-            break
-        plane, inliers = found
-        if len(inliers) < options.min_floor_points:
-            break
-        planes.append((plane, len(inliers)))
-        remaining = np.delete(remaining, inliers)
-    # A floor lies under the cameras (a ceiling plane lies over them).
-    planes = [(p, n) for p, n in planes if -p[3] < np.median(camera_heights) - distance]
-    if not planes:
-        logger.warning("scene: no horizontal plane under the cameras; up from the cameras alone")
+    heights = xyz @ up_hint
+    camera_height = float(np.median(np.array([camera.center for camera in cameras]) @ up_hint))
+    below = heights < camera_height - 5 * distance
+    if below.sum() < options.min_floor_points:
+        logger.warning("scene: no points under the cameras; up from the cameras alone")
         return None
-    biggest = max(count for _, count in planes)
-    candidates = [(p, n) for p, n in planes if n >= options.floor_min_share * biggest]
-    plane, count = min(candidates, key=lambda item: -item[0][3])
+    bin_size = 0.02 * extent  # coarse: a hint 5° off still gathers a 4 m floor in ~2 bins
+    low = float(heights[below].min())
+    bins = np.floor((heights[below] - low) / bin_size).astype(int)
+    counts = np.bincount(bins)
+    # Two neighbouring bins together: a level floor may straddle a bin edge.
+    pairs = counts[:-1] + counts[1:] if len(counts) > 1 else counts
+    needed = max(options.min_floor_points, options.floor_min_share * below.sum())
+    enough = np.flatnonzero(pairs >= needed)
+    if len(enough) == 0:
+        return None
+    first = int(enough[0])
+    band_low = low + first * bin_size - bin_size
+    band = np.flatnonzero((heights > band_low) & (heights < band_low + 4 * bin_size))
+    found = fit_horizontal_plane(
+        xyz[band], up_hint, distance, options.max_tilt_deg, options.ransac_iterations, rng
+    )
+    if found is None or len(found[1]) < options.min_floor_points:
+        logger.warning("scene: no floor plane in the lowest band; up from the cameras alone")
+        return None
+    plane = found[0]
+    # Again among the points near that plane, more tightly: the bottoms of walls and furniture
+    # touch the floor's band, and a plane tilted through them must lose to the level one.
+    near = np.flatnonzero(np.abs(xyz @ plane[:3] + plane[3]) < 3 * distance)
+    refound = fit_horizontal_plane(
+        xyz[near], plane[:3], distance / 2, 10.0, options.ransac_iterations, rng
+    )
+    if refound is not None and len(refound[1]) >= options.min_floor_points:
+        plane = refound[0]
+    count = int((np.abs(xyz @ plane[:3] + plane[3]) < distance).sum())
     tilt = math.degrees(math.acos(min(1.0, abs(float(plane[:3] @ up_hint)))))
     logger.info("scene: floor with %d points, %.1f° from the cameras' up", count, tilt)
     return Floor(plane=plane, inliers=count, source="floor plane")
@@ -188,20 +201,33 @@ def fit_plane(xyz: np.ndarray, up_hint: np.ndarray) -> np.ndarray:
 
 
 def refine_floor(
-    vertices: np.ndarray, region: ObjectRegion, options: SceneOptions
+    vertices: np.ndarray, faces: np.ndarray, region: ObjectRegion, options: SceneOptions
 ) -> np.ndarray | None:
-    """The region's floor refit to the dense surface's (n, 3) vertices near it (many more and
-    better spread than the sparse points), or None when the region has no floor."""
+    """The region's floor refit to the dense surface (vertices (n, 3), faces (m, 3)): the
+    area-weighted plane through the centres of its level faces near the floor, which are many
+    more than the sparse points and, chosen by their normals, free of walls' bottoms. None when
+    the region has no floor."""
     if region.ground is None:
         return None
-    extent = _robust_extent(vertices)
-    distance = options.plane_distance_rel * extent
+    triangles = vertices[faces]
+    centres = triangles.mean(axis=1)
+    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    areas = np.linalg.norm(normals, axis=1)
+    valid = areas > 0
+    normals[valid] /= areas[valid, None]
+    distance = options.plane_distance_rel * _robust_extent(vertices)
     plane = region.ground
-    for _ in range(3):
-        near = np.abs(vertices @ plane[:3] + plane[3]) < distance
-        if near.sum() < 3:
-            return region.ground
-        plane = fit_plane(vertices[near], region.ground[:3])
+    for reach in (8.0, 4.0, 2.0, 2.0):  # a sparse floor a few degrees off: start wide
+        level = np.abs(normals @ plane[:3]) > math.cos(math.radians(15.0))
+        near = valid & level & (np.abs(centres @ plane[:3] + plane[3]) < reach * distance)
+        if areas[near].sum() <= 0 or near.sum() < 3:
+            return plane
+        weights = areas[near] / areas[near].sum()
+        centroid = weights @ centres[near]
+        spread = (centres[near] - centroid) * np.sqrt(weights)[:, None]
+        normal = np.linalg.svd(spread, full_matrices=False)[2][2]
+        normal = normal if normal @ region.ground[:3] > 0 else -normal
+        plane = np.append(normal, -normal @ centroid)
     return plane
 
 
@@ -211,7 +237,7 @@ def scene_transform(
     """(4, 4) rigid transform from the SfM frame to the scene's model frame — floor on y = 0,
     +Y up, the walls along X and Z (the longer extent along X), centred on x = z = 0 — and
     where up came from. vertices (n, 3), faces (m, 3) of the scene's mesh in the SfM frame."""
-    floor = refine_floor(vertices, region, options)
+    floor = refine_floor(vertices, faces, region, options)
     up = floor[:3] if floor is not None else region.up / np.linalg.norm(region.up)
     axes = up_aligned_axes(up)
     mesh = trimesh.Trimesh(vertices @ axes.T, faces, process=False)
