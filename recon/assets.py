@@ -202,10 +202,14 @@ def fit_budget(
     if not options.max_mb > 0:
         raise InputError(f"max_mb must be above 0 MB, got {options.max_mb}")
     target = int(options.max_mb * MB)
+    quality = texture_options.export.jpeg_quality
+    if len(data) <= target:  # the usual case: nothing to do
+        return data, quality, {"target_bytes": target, "bytes": len(data), "fits": True,
+                               "reduced": []}  # fmt: skip
     primitive = _single_textured(mesh)
     geometry = (primitive.vertices, primitive.faces, primitive.uv, primitive.normals)
     texture = primitive.texture
-    size, quality = texture.shape[0], texture_options.export.jpeg_quality
+    size = texture.shape[0]
     faces = len(primitive.faces)
     reduced: list[dict] = []
     while len(data) > target:
