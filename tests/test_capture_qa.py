@@ -15,11 +15,13 @@ import trimesh
 
 from api import create_app
 from api.auth import create_merchant
-from recon import capture_qa
+from recon import capture, capture_qa
 from recon.cameras import read_cameras_json
 from recon.capture_qa import QaOptions
 from recon.cli import main
+from recon.report import build_report
 from recon.textured_mesh import from_trimesh
+from recon.workspace import Workspace, write_json_atomic
 from tests.conftest import SAMPLE_CAPTURES_DIR
 
 PHOTOS_ONLY = QaOptions(estimate_poses=False)  # the per-photo checks: a fraction of a second
@@ -237,6 +239,45 @@ def test_mask_agreement_of_the_truth_is_near_one_and_drops_for_a_wrong_camera() 
     assert min(ious) > 0.95
     wrong = capture_qa.mask_agreement(cameras[1:] + cameras[:1], mesh, masks)
     assert max(wrong) < 0.9
+
+
+def test_report_json_carries_capture_qa_and_quality(tmp_path) -> None:
+    """build_report on a job folder made from the mug's truth (one photo left unplaced)."""
+    truth_dir = SAMPLE_CAPTURES_DIR / "mug" / "truth"
+    workspace = Workspace(tmp_path / "job")
+    capture.run(sample("mug"), workspace)
+    cameras = [c for c in read_cameras_json(truth_dir / "cameras.json") if c.name != "img_007.jpg"]
+    unplaced = {"image": "img_007.jpg", "reason": "shares no features with the other photos"}
+    workspace.write_sfm_cameras(cameras, unregistered=[unplaced], mean_reprojection_error_px=0.3)
+    workspace.write_sfm_points(xyz=np.zeros((1, 3)))
+    write_json_atomic(
+        workspace.orient_path,
+        {"matrix": np.eye(4).tolist(), "up_source": "truth", "front": [0, 0, 1]},
+    )
+    workspace.texture_dir.mkdir(parents=True)
+    trimesh.load(truth_dir / "mesh.ply", process=False).export(workspace.textured_model_path)
+    workspace.masks_dir.mkdir(parents=True)
+    for camera in cameras:
+        shutil.copy(truth_dir / "masks" / f"{Path(camera.name).stem}.png",
+                    workspace.mask_path(camera.name))  # fmt: skip
+    workspace.mark_done("capture", {}, seconds=1.0)
+
+    report = build_report(workspace, None, total_seconds=1.0)
+    qa = report["capture_qa"]
+    assert qa["poses"] == "solved"
+    assert qa["verdict"] == "ok", qa["reshoot"]
+    flagged = {p["image"]: p["problems"] for p in qa["images"] if p["problems"]}
+    assert list(flagged) == ["img_007.jpg"]
+    assert flagged["img_007.jpg"][0]["check"] == "not overlapping"
+    assert "shares no features" in flagged["img_007.jpg"][0]["reason"]
+    quality = report["quality"]
+    assert quality["registered_share"] == round(23 / 24, 4)
+    assert quality["mean_reprojection_error_px"] == 0.3
+    # The truth's masks are not grown like the masks stage's: IoU a little under 1.
+    assert quality["mask_agreement"]["mean_iou"] > 0.85
+    assert quality["coverage"]["gaps"] == []
+    assert quality["coverage"]["largest_gap_deg"] < 40
+    assert quality["coverage"]["views_from_above"]
 
 
 # -- recon check -------------------------------------------------------------------------------
