@@ -68,9 +68,9 @@ def run(
         block_resolution=8,
         block_count=100_000,
     )
-    masks = [
-        cv2.imread(str(workspace.mask_path(camera.name)), cv2.IMREAD_GRAYSCALE)
-        for camera in cameras
+    masks = [  # a scene's photos have none: every pixel counts
+        cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.exists() else None
+        for path in (workspace.mask_path(camera.name) for camera in cameras)
     ]
     field = None
     if options.hull_resolution > 0 and all(mask is not None for mask in masks):

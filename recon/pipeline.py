@@ -120,6 +120,9 @@ class ReconOptions:
                 max_image_px=depth_px,
                 min_image_px=depth_px,
                 geometric_iterations=0,
+                # Walking past things, a frame's neighbours each see only part of its view: one
+                # agreeing neighbour keeps the rest (fusion still asks two depth maps a voxel).
+                min_consistent_views=1,
             ),
             fusion=fusion.FusionOptions(
                 voxel_rel=fusion_voxel,

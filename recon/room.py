@@ -73,6 +73,7 @@ class WalkOptions:
     eye_height_m: float = 1.5
     path_margin_m: float = 1.7  # the loop keeps this far from the walls at its widest
     pitch_deg: float = -18.0  # looking a little down: floor, shelves and counter in view
+    nod_deg: float = 10.0  # ... and now and then more or less so (the floor, the top shelves)
     sway_deg: float = 15.0  # the gaze swings this far left and right of straight outward
     seed: int = 0
 
@@ -168,7 +169,7 @@ def walk_cameras(
             ]
         )
         yaw = angle + math.radians(walk.sway_deg) * math.sin(2 * angle + wobble[1])
-        pitch = math.radians(walk.pitch_deg + 6.0 * math.sin(5 * angle + wobble[2]))
+        pitch = math.radians(walk.pitch_deg + walk.nod_deg * math.sin(3 * angle + wobble[2]))
         forward = np.array(
             [math.cos(yaw) * math.cos(pitch), math.sin(pitch), math.sin(yaw) * math.cos(pitch)]
         )

@@ -197,13 +197,13 @@ def test_a_region_without_a_floor_keeps_the_cameras_up() -> None:
 @pytest.mark.slow
 def test_room_walk_reconstructs_in_scene_mode(tmp_path) -> None:
     capture = tmp_path / "room"
-    synth.run(None, capture, synth.SynthOptions(scene=True, views=40, size_px=480))
+    synth.run(None, capture, synth.SynthOptions(scene=True, views=60, size_px=480))
     out = tmp_path / "out"
     options = pipeline.ReconOptions.for_preset("standard", "scene")
     result = pipeline.reconstruct(capture / "images", out, options)
     report = result.report
     assert report["mode"] == "scene"
-    assert report["images"]["registered"] == 40
+    assert report["images"]["registered"] == 60
     assert report["mesh"]["faces"] <= 300_000
     assert any(surface["kind"] == "floor" for surface in report["surfaces"])
     scores = evaluate(capture, out)
