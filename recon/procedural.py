@@ -10,7 +10,9 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw, ImageFont
 
-PRODUCT_NAMES: tuple[str, ...] = ("cereal_box", "bottle", "mug")
+# twin_box: the cereal box printed alike front and back, and left and right — the look-alike
+# sides that fold structure-from-motion.
+PRODUCT_NAMES: tuple[str, ...] = ("cereal_box", "bottle", "mug", "twin_box")
 
 _TEX = 2048  # texture edge in pixels (power of two for mipmapping)
 _SYLLABLES = (
@@ -34,6 +36,8 @@ def make_product(name: str) -> trimesh.Trimesh:
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     if name == "cereal_box":
         return _cereal_box(rng)
+    if name == "twin_box":
+        return _cereal_box(rng, twin_sides=True)
     if name == "bottle":
         return _bottle(rng)
     if name == "mug":
@@ -538,7 +542,9 @@ def _finish(
 _BOX_W, _BOX_H, _BOX_D = 0.19, 0.28, 0.07
 
 
-def _cereal_box(rng: np.random.Generator) -> trimesh.Trimesh:
+def _cereal_box(rng: np.random.Generator, *, twin_sides: bool = False) -> trimesh.Trimesh:
+    """The cereal box; `twin_sides` prints the back like the front and the right like the left
+    (the same pixels, as seen from outside)."""
     w, h, dp = _BOX_W, _BOX_H, _BOX_D
     # face: (origin, u axis = texture right, v axis = texture up); u x v points outward.
     faces_spec: dict[str, tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]] = {
@@ -550,6 +556,8 @@ def _cereal_box(rng: np.random.Generator) -> trimesh.Trimesh:
         "bottom": ((-w / 2, 0, -dp / 2), (w, 0, 0), (0, 0, dp)),
     }
     atlas, rects = _box_atlas(rng)
+    if twin_sides:
+        rects = {**rects, "back": rects["front"], "right": rects["left"]}
     parts = []
     for name, (origin, u_axis, v_axis) in faces_spec.items():
         nu = math.ceil(np.linalg.norm(u_axis) / 0.01 - 1e-9)  # ~1 cm cells

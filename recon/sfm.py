@@ -125,6 +125,12 @@ class SfmOptions:
     max_reprojection_error_px: float = 4.0  # points worse than this after adjustment are dropped
     min_visibility_consistency: float = 0.45  # below this (see visibility_consistency) the
     # model is folded: look-alike sides put photos on the wrong side, and sfm fails
+    order_check: bool = True  # with exhaustive matching, place the photos a second time from
+    # pairs near in capture order only, and compare (see check_capture_order)
+    order_window: int = 3  # ... pairs at most this far apart in capture order (wrapping)
+    order_min_photos: int = 8  # ... only for captures of at least this many photos
+    order_max_disagreement: float = 0.1  # the models disagree when more than this share of
+    order_disagreement_deg: float = 10.0  # photo pairs differ by more than this in relative turn
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
     num_threads: int = -1  # -1: every core
@@ -179,6 +185,16 @@ def run(
         report("map", 0.0, "placing photos")
         best, models, stats = _place_photos(database_path, workspace, names, options, report)
         timings["map"] = time.perf_counter() - start
+        order_check = {}
+        if (
+            options.order_check
+            and _matches_exhaustively(len(names), options)
+            and len(names) >= options.order_min_photos
+        ):
+            start = time.perf_counter()
+            report("map", 0.85, "checking the placement against the capture order")
+            best, order_check = check_capture_order(database_path, workspace, names, best, options)
+            timings["order_check"] = time.perf_counter() - start
         start = time.perf_counter()
         report("map", 0.9, "refining cameras")
         best = refine(best, options)
@@ -226,6 +242,7 @@ def run(
         unregistered=unregistered,
         mean_reprojection_error_px=round(error, 4),
         visibility_consistency=round(consistency, 4),
+        order_check=order_check,
         intrinsics=[_intrinsics_json(camera) for camera in best.cameras.values()],
         timings_s={step: round(seconds, 2) for step, seconds in timings.items()},
     )
@@ -474,10 +491,7 @@ def _match(database_path: Path, names: list[str], options: SfmOptions) -> None:
     verification.min_num_inliers = options.min_pair_inliers
     verification.ransac.max_error = options.ransac_max_error_px
     verification.ransac.random_seed = options.seed
-    exhaustive = options.matcher == Matcher.EXHAUSTIVE or (
-        options.matcher == Matcher.AUTO and len(names) <= options.max_exhaustive_photos
-    )
-    if exhaustive:
+    if _matches_exhaustively(len(names), options):
         pycolmap.match_exhaustive(
             database_path,
             matching_options=matching,
@@ -498,6 +512,105 @@ def _match(database_path: Path, names: list[str], options: SfmOptions) -> None:
             verification_options=verification,
             device=pycolmap.Device.cpu,
         )
+
+
+def _matches_exhaustively(count: int, options: SfmOptions) -> bool:
+    return options.matcher == Matcher.EXHAUSTIVE or (
+        options.matcher == Matcher.AUTO and count <= options.max_exhaustive_photos
+    )
+
+
+def check_capture_order(
+    database_path: Path,
+    workspace: Workspace,
+    names: list[str],
+    best: pycolmap.Reconstruction,
+    options: SfmOptions,
+) -> tuple[pycolmap.Reconstruction, dict]:
+    """The model to keep, after placing the photos again from the pairs near each other in
+    capture order only (`order_window`), and what the comparison found.
+
+    Sides printed alike (a box with the same front and back) match each other as well as true
+    neighbours do, and a model from all pairs can fold them onto one another with no sign of
+    trouble: every match agrees with it. Neighbours in capture order rarely show look-alike
+    sides, so a model from them alone cannot fold that way. When the two models agree the
+    first is kept (more pairs, better poses); when they disagree the ordered model is kept if
+    it places nearly as many photos, else the capture fails with advice.
+    """
+    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        ordered_path = Path(folder) / "ordered.db"
+        shutil.copyfile(database_path, ordered_path)
+        keep_pairs_near_in_order(ordered_path, names, options.order_window)
+        quiet = _Progress(None)
+        models = _map(ordered_path, workspace, len(names), options, quiet, relaxed=False)
+        ordered = models[0] if models else None
+        if options.relaxed_pass and (ordered is None or ordered.num_reg_images() < len(names)):
+            ordered = _extend(ordered_path, workspace, len(names), options, quiet, ordered)
+    if ordered is None:
+        return best, {"compared": False, "reason": "no model from neighbouring photos"}
+    disagreeing, compared = rotation_disagreement(best, ordered, options.order_disagreement_deg)
+    finding = {
+        "compared": True,
+        "photos_placed_in_order": ordered.num_reg_images(),
+        "pairs_compared": compared,
+        "pairs_disagreeing": round(disagreeing, 4),
+    }
+    if disagreeing <= options.order_max_disagreement:
+        return best, {**finding, "kept": "all pairs"}
+    logger.warning(
+        "sfm: %.0f %% of photo pairs turn differently when only neighbours in capture order are "
+        "matched: look-alike sides were taken for one another",
+        100 * disagreeing,
+    )
+    if ordered.num_reg_images() >= 0.9 * best.num_reg_images():
+        return ordered, {**finding, "kept": "neighbours in capture order"}
+    raise CaptureError(
+        f"the photos could not be placed consistently: sides that look alike (the same print "
+        f"on two faces) were taken for one another ({100 * disagreeing:.0f} % of photo pairs "
+        f"disagree with the capture order), and the photos in capture order alone place only "
+        f"{ordered.num_reg_images()} of {len(names)}. Take the photos in order around the "
+        "product, each overlapping the last, and put a patterned mat or newspaper under it so "
+        "every side has a distinct background"
+    )
+
+
+def keep_pairs_near_in_order(database_path: Path, names: list[str], window: int) -> None:
+    """Delete the verified pairs of photos more than `window` apart in the capture order
+    `names` (wrapping around: the last photos of a ring meet its first)."""
+    order = {name: index for index, name in enumerate(names)}
+    database = pycolmap.Database.open(database_path)
+    try:
+        ids = {image.image_id: order[image.name] for image in database.read_all_images()}
+        pair_ids, _ = database.read_two_view_geometries()
+        for pair_id in pair_ids:
+            first, second = pycolmap.pair_id_to_image_pair(pair_id)
+            gap = abs(ids[first] - ids[second])
+            if min(gap, len(names) - gap) > window:
+                database.delete_two_view_geometry(first, second)
+    finally:
+        database.close()
+
+
+def rotation_disagreement(
+    a: pycolmap.Reconstruction, b: pycolmap.Reconstruction, tolerance_deg: float
+) -> tuple[float, int]:
+    """(share of the photo pairs placed in both models whose relative rotation differs by more
+    than `tolerance_deg` between them, number of pairs compared). Relative rotations do not
+    depend on each model's own frame, so no alignment is needed."""
+    rotations_a = {image.name: image.cam_from_world().rotation.matrix() for image in _posed(a)}
+    rotations_b = {image.name: image.cam_from_world().rotation.matrix() for image in _posed(b)}
+    common = sorted(rotations_a.keys() & rotations_b.keys())
+    if len(common) < 2:
+        return 0.0, 0
+    ra = np.array([rotations_a[name] for name in common])
+    rb = np.array([rotations_b[name] for name in common])
+    relative_a = np.einsum("iab,jcb->ijac", ra, ra)  # R_i R_j^T
+    relative_b = np.einsum("iab,jcb->ijac", rb, rb)
+    # angle of relative_a (relative_b)^T from its trace
+    trace = np.einsum("ijab,ijab->ij", relative_a, relative_b)
+    angles = np.degrees(np.arccos(np.clip((trace - 1) / 2, -1.0, 1.0)))
+    upper = np.triu_indices(len(common), k=1)
+    return float((angles[upper] > tolerance_deg).mean()), len(upper[0])
 
 
 def sequential_pairs(count: int, overlap: int, loop_photos: int) -> list[tuple[int, int]]:

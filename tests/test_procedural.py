@@ -17,11 +17,12 @@ from recon.procedural import PRODUCT_NAMES, make_product
 # Nominal bounding-box extents (x, y, z) in metres; the mug's x includes its handle.
 EXPECTED_EXTENTS = {
     "cereal_box": (0.19, 0.28, 0.07),
+    "twin_box": (0.19, 0.28, 0.07),
     "bottle": (0.07, 0.24, 0.07),
     "mug": (0.1165, 0.10, 0.084),
 }
 # Mean |Laplacian| of the grey texture; measured 35 / 23 / 24, thresholds leave ~40 % margin.
-MIN_LAPLACIAN = {"cereal_box": 21.0, "bottle": 14.0, "mug": 14.0}
+MIN_LAPLACIAN = {"cereal_box": 21.0, "twin_box": 21.0, "bottle": 14.0, "mug": 14.0}
 # SIFT keypoints on the texture downsampled to 1024 px; measured 7.3k / 5.5k / 10.8k.
 MIN_SIFT_KEYPOINTS = 3000
 
@@ -188,3 +189,18 @@ def test_box_front_is_upright_in_atlas() -> None:
     u, v = mesh.visual.uv[corner]
     assert u < 0.02
     assert v > 0.98
+
+
+def _uv_box(mesh: trimesh.Trimesh, normal: tuple[float, float, float]) -> np.ndarray:
+    """(2, 2) min and max texture coordinates of the faces facing `normal`."""
+    facing = mesh.face_normals @ np.asarray(normal) > 0.99
+    uv = mesh.visual.uv[mesh.faces[facing]].reshape(-1, 2)
+    return np.stack([uv.min(axis=0), uv.max(axis=0)])
+
+
+@pytest.mark.parametrize(("name", "alike"), [("twin_box", True), ("cereal_box", False)])
+def test_twin_box_prints_front_like_back_and_left_like_right(name: str, alike: bool) -> None:
+    mesh = _product(name)
+    for side, opposite in (((0, 0, 1), (0, 0, -1)), ((1, 0, 0), (-1, 0, 0))):
+        same = np.allclose(_uv_box(mesh, side), _uv_box(mesh, opposite), atol=1e-6)
+        assert same == alike

@@ -1,0 +1,58 @@
+"""A box printed alike front and back, left and right: placed right when the table tells the
+sides apart, a clear failure when nothing does — never a folded model passed on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recon import sfm, synth
+from recon.cameras import read_cameras_json
+from recon.errors import CaptureError
+from tests.test_sfm import make_workspace
+
+
+def relative_rotation_errors_deg(truth: dict, placed: list) -> np.ndarray:
+    """Per pair of placed photos, how far their relative rotation is from the truth's (no
+    alignment needed)."""
+    ra = np.array([camera.R for camera in placed])
+    rb = np.array([truth[camera.name].R for camera in placed])
+    relative_a = np.einsum("iab,jcb->ijac", ra, ra)
+    relative_b = np.einsum("iab,jcb->ijac", rb, rb)
+    trace = np.einsum("ijab,ijab->ij", relative_a, relative_b)
+    angles = np.degrees(np.arccos(np.clip((trace - 1) / 2, -1.0, 1.0)))
+    return angles[np.triu_indices(len(placed), k=1)]
+
+
+def twin_box_capture(tmp_path, background: str):
+    options = synth.SynthOptions(
+        views=24, size_px=480, novel_views=0, background=synth.Background(background)
+    )
+    capture = synth.run("twin_box", tmp_path / "capture", options)
+    photos = sorted((capture.out_dir / "images").glob("*.jpg"))
+    return capture, make_workspace(tmp_path / "job", photos)
+
+
+def test_a_table_under_the_twin_box_gives_the_right_poses(tmp_path) -> None:
+    capture, workspace = twin_box_capture(tmp_path, "table")
+    result = sfm.run(workspace)
+    assert result.registered == 24
+    order_check = json.loads(workspace.sfm_cameras_path.read_text())["order_check"]
+    # All pairs folded the look-alike sides onto each other; the capture order put them right.
+    assert order_check["pairs_disagreeing"] > 0.2
+    assert order_check["kept"] == "neighbours in capture order"
+    truth_path = capture.out_dir / "truth" / "cameras.json"
+    truth = {camera.name: camera for camera in read_cameras_json(truth_path)}
+    errors = relative_rotation_errors_deg(truth, result.cameras)
+    assert np.median(errors) < 0.5
+    assert errors.max() < 2.0
+
+
+def test_a_plain_twin_box_fails_with_advice(tmp_path) -> None:
+    _, workspace = twin_box_capture(tmp_path, "plain")
+    with pytest.raises(CaptureError, match="sides that look alike") as failure:
+        sfm.run(workspace)
+    assert "patterned mat" in str(failure.value)
+    assert not workspace.sfm_cameras_path.exists()  # nothing for the later stages to use
