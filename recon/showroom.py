@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import trimesh
 
@@ -22,6 +23,7 @@ from recon.surfaces import (
     detect_surfaces,
     distance_to_polygon_edges,
     points_in_polygon,
+    polygon_area,
 )
 from recon.workspace import MODEL_FILE
 
@@ -548,29 +550,33 @@ def choose_spawn(
             position=_rounded((middle[0], low[1] + options.eye_height_m * unit, high[2])),
             look_at=_rounded(_products_middle(products, middle)),
         )
-    floor = max(floors, key=lambda s: s.area_m2)
-    polygon = np.asarray(floor.polygon_xz)
-    centre = _polygon_centre(polygon)
-    look_at = _products_middle(products, np.array([centre[0], floor.height_m + unit, centre[1]]))
-    candidates = _grid_in_polygon(polygon, 0.25 * unit, 0.4 * unit)
+    # The floor as the convex hull of its pieces: a reconstruction often misses the floor
+    # under the walk path, the very place to start from.
+    height = max(floors, key=lambda s: s.area_m2).height_m
+    points = np.concatenate([np.asarray(s.polygon_xz) for s in floors]).astype(np.float32)
+    hull = cv2.convexHull(points)[:, 0, :].astype(np.float64)
+    if polygon_area(hull) < 0:
+        hull = hull[::-1]
+    middle = _polygon_centre(hull)
+    look_at = _products_middle(products, np.array([middle[0], height + unit, middle[1]]))
+    candidates = _grid_in_polygon(hull, 0.25 * unit, 0.4 * unit)
     radius = 0.4 * unit  # room to turn around
     eye = options.eye_height_m * unit
     contact = options.contact_m * unit
+    visitor = Product(id="_visitor", model="", name="visitor", bbox_m=(0.8, 1.6, 0.8))
     distance = np.linalg.norm(candidates - look_at[[0, 2]], axis=1)
-    for index in np.argsort(np.abs(distance - options.view_distance_m * unit)):
+    for index in np.argsort(np.abs(distance - options.view_distance_m * unit), kind="stable"):
         x, z = candidates[index]
         half = np.array([radius, (eye - contact) / 2.0, radius])
-        centre = np.array([x, floor.height_m + contact + half[1], z])
-        if geometry.box_hits(centre, half, 0.0):
+        if geometry.box_hits(np.array([x, height + contact + half[1], z]), half, 0.0):
             continue
-        visitor = Product(id="_visitor", model="", name="visitor", bbox_m=(0.8, 1.6, 0.8))
-        visitor = replace(visitor, scale=unit, position=(x, floor.height_m, z))
-        if any(products_overlap(visitor, p, 0.0) for p in products):
+        if geometry.covered(np.array([[x, z]]), height + eye)[0]:
             continue
-        return Spawn(position=_rounded((x, floor.height_m + eye, z)), look_at=_rounded(look_at))
-    return Spawn(
-        position=_rounded((centre[0], floor.height_m + eye, centre[1])), look_at=_rounded(look_at)
-    )
+        standing = replace(visitor, scale=unit, position=(x, height, z))
+        if any(products_overlap(standing, p, 0.0) for p in products):
+            continue
+        return Spawn(position=_rounded((x, height + eye, z)), look_at=_rounded(look_at))
+    return Spawn(position=_rounded((middle[0], height + eye, middle[1])), look_at=_rounded(look_at))
 
 
 def _products_middle(products: Sequence[Product], default: np.ndarray) -> np.ndarray:

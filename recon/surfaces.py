@@ -662,16 +662,20 @@ def _facing_the_floor(
     walls: list[Surface], horizontal: list[Surface], scale: _Scale
 ) -> list[Surface]:
     """The walls whose free side looks over the floor: drops the outer faces of a modelled
-    room's walls, the floor's own edges and other planes that face away from the space."""
+    room's walls, the floor's own edges and other planes that face away from the space. The
+    floor is taken as the convex hull of its pieces (a reconstruction often misses the floor
+    under the walk path, leaving several pieces along the walls)."""
     floors = [np.array(s.polygon_xz) for s in horizontal if s.kind is SurfaceKind.FLOOR]
     if not floors:
         return walls
+    points = np.concatenate(floors).astype(np.float32)
+    hull = cv2.convexHull(points)[:, 0, :].astype(np.float64)
     step = scale.length(scale.options.floor_probe_m)
     kept = []
     for wall in walls:
         middle = np.mean(wall.polygon_xz, axis=0)
         probe = middle + step * np.array([wall.normal[0], wall.normal[2]])
-        if any(points_in_polygon(probe[None], floor)[0] for floor in floors):
+        if points_in_polygon(probe[None], hull)[0]:
             kept.append(wall)
     return kept
 
