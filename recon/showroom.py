@@ -1059,7 +1059,11 @@ def build_showroom(
     if not products:
         raise InputError("give at least one product folder (--products A B C)")
     mesh = scene.mesh()
-    surfaces = scene.surfaces(mesh)
+    surface_options = None
+    if scene.units != "metre" and options.model_units_per_metre != 1.0:
+        # The caller knows the scene's scale: find surfaces with it rather than guessing it.
+        surface_options = SurfaceOptions(model_units_per_metre=options.model_units_per_metre)
+    surfaces = scene.surfaces(mesh, surface_options)
     specs = [
         Product(id=f"p{i}", model=f"products/p{i}.glb", name=p.name, bbox_m=p.bbox_m)
         for i, p in enumerate(products)

@@ -350,3 +350,25 @@ def test_cli_showroom(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code = main(["showroom", str(scene), "--products", str(tmp_path / "empty"), "-o", str(out)])
     assert code == 2
     assert "has no model.glb" in capsys.readouterr().err
+
+
+def test_cli_showroom_in_a_scene_of_unknown_units(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    room = make_test_room()
+    room.apply_scale(10.0)  # a reconstruction without a scale mat: decimetres, say
+    scene = _write_reconstruction(tmp_path / "scene", room, mode="scene", units="unknown")
+    box = trimesh.creation.box(extents=(0.1, 0.12, 0.1))
+    box.apply_translation((0, 0.06, 0))
+    product = _write_reconstruction(tmp_path / "mug", box)
+    out = tmp_path / "showroom"
+    args = ["showroom", str(scene), "--products", str(product), "-o", str(out)]
+    assert main([*args, "--units-per-metre", "10"]) == 0
+    assert "units are unknown: products are scaled by 10" in capsys.readouterr().err
+    layout = Layout.read(out / "showroom.json")
+    assert layout.scene.units == "unknown"
+    (mug,) = layout.products
+    assert mug.scale == 10.0
+    assert layout.scene.surface(mug.surface).kind in (SurfaceKind.SHELF, SurfaceKind.TABLE)
+    assert main([*args, "--units-per-metre", "0"]) == 2
+    assert "--units-per-metre must be above 0" in capsys.readouterr().err
