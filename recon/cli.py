@@ -291,6 +291,8 @@ def _check(args: argparse.Namespace) -> int:
         out.print(f"no problems found in {len(result.photos)} photos")
     for line in result.advice:
         out.print(f"- {line}", highlight=False)
+    for note in result.notes:
+        out.print(f"[dim]note: {note}[/]", highlight=False)
     timing = f"({result.timings_s.get('total', 0.0):.1f} s)"
     if result.reshoot:
         out.print(f"[bold red]reshoot:[/] {'; '.join(result.reshoot)} {timing}", highlight=False)
