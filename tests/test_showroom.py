@@ -21,6 +21,8 @@ from recon.showroom import (
     load_reconstruction,
     move_product,
     place_products,
+    rectangle_inside_polygon,
+    triangles_hit_box,
 )
 from recon.surfaces import Surface, SurfaceKind, SurfaceOptions, detect_surfaces
 
@@ -153,6 +155,31 @@ def test_surface_json_round_trip_and_errors() -> None:
         Surface.from_json({**data, "kind": "ceiling"})
     with pytest.raises(InputError, match="height_m"):
         Surface.from_json({**data, "height_m": None})
+
+
+def test_geometry_predicates() -> None:
+    # An L-shaped top: its inner corner pokes into a rectangle whose corners are all inside.
+    l_shape = np.array([[0, 0], [2, 0], [2, 1], [1, 1], [1, 2], [0, 2]], dtype=float)
+    square = np.array([[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]])
+    assert rectangle_inside_polygon(square, l_shape, 0.1)
+    assert not rectangle_inside_polygon(square, l_shape, 0.3)  # the margin reaches the edge
+    across = np.array([[0.8, 0.8], [1.6, 0.8], [1.6, 1.6], [0.8, 1.6]]) - [0.0, 0.0]
+    assert not rectangle_inside_polygon(across, l_shape, 0.0)
+    # Triangles against the box [-1, 1]³: through it, beside it, across a face, one inside.
+    triangles = np.array(
+        [
+            [[-3, 0, -3], [3, 0, -3], [0, 0, 3]],  # a plane through the middle
+            [[2, 0, 0], [3, 0, 0], [2, 1, 0]],  # beside
+            [[0.5, 0.5, 0.5], [0.6, 0.5, 0.5], [0.5, 0.6, 0.5]],  # inside
+            [[-3, 1.5, 0], [3, 1.5, 0], [0, 3, 0]],  # above
+            [[1.5, -3, 0], [1.5, 3, 0], [-3, 0, 3]],  # through (0, 0, 1) on the box
+            [[3.2, 0, 0], [0, 3.2, 0], [0, 0, 3.2]],  # bounds overlap, plane misses (1, 1, 1)
+            [[2.9, 0, 0], [0, 2.9, 0], [0, 0, 2.9]],  # the same a little nearer: cuts the corner
+        ],
+        dtype=float,
+    )
+    hits = triangles_hit_box(triangles, np.ones(3)).tolist()
+    assert hits == [True, False, True, False, True, False, True]
 
 
 def _check_placed(mesh: trimesh.Trimesh, layout: Layout) -> None:
