@@ -230,6 +230,20 @@ def test_solved_cameras_give_the_same_coverage_analysis(tmp_path) -> None:
     assert result.verdict == "reshoot"
 
 
+def test_one_low_ring_gets_no_views_from_above_advice() -> None:
+    cameras = read_cameras_json(SAMPLE_CAPTURES_DIR / "mug" / "truth" / "cameras.json")
+    low = [c for c in cameras if c.name < "img_012.jpg"]  # the ring at 22–27° of 24 photos
+    capture_info = {"images": [{"name": c.name} for c in low]}
+    result = capture_qa.after_reconstruction(
+        capture_info, low, center=np.array([0.0, 0.05, 0.0]), up=UP, unregistered=[]
+    )
+    assert result.coverage["views_from_above"] is False
+    assert result.coverage["gaps"] == []
+    advice = [a for a in result.advice if a.startswith("no views from above")]
+    assert len(advice) == 1
+    assert "add a ring of photos from higher up" in advice[0]
+
+
 def test_mask_agreement_of_the_truth_is_near_one_and_drops_for_a_wrong_camera() -> None:
     truth_dir = SAMPLE_CAPTURES_DIR / "mug" / "truth"
     cameras = read_cameras_json(truth_dir / "cameras.json")[:4]
