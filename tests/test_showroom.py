@@ -399,3 +399,24 @@ def test_cli_showroom_in_a_scene_of_unknown_units(
     assert layout.scene.surface(mug.surface).kind in (SurfaceKind.SHELF, SurfaceKind.TABLE)
     assert main([*args, "--units-per-metre", "0"]) == 2
     assert "--units-per-metre must be above 0" in capsys.readouterr().err
+
+
+def test_products_stand_on_the_procedural_shop_rooms_shelves() -> None:
+    """The scene helper's shop room (recon/room.py), as its truth mesh."""
+    from recon.room import RoomOptions, make_room
+
+    mesh = make_room(RoomOptions(texels_per_m=20)).to_trimesh()
+    surfaces = detect_surfaces(mesh)
+    heights = sorted({round(s.height_m, 4) for s in surfaces if s.kind is SurfaceKind.SHELF})
+    # The boards of the two shelf unit sizes (2 m and 1.8 m tall, five boards each).
+    for board in (0.08, 0.554, 1.501, 1.975, 0.504, 0.9275, 1.351, 1.775):
+        assert min(abs(h - board) for h in heights) <= 0.01, f"no shelf at {board} m"
+    counters = [s for s in surfaces if s.kind is SurfaceKind.TABLE]
+    assert [round(s.height_m, 3) for s in counters] == [0.95]
+    assert counters[0].area_m2 == pytest.approx(0.6 * 1.6, rel=0.03)
+    assert sum(s.kind is SurfaceKind.WALL for s in surfaces) == 4
+    layout = place_products(mesh, surfaces, _products())
+    kinds = [layout.scene.surface(p.surface).kind for p in layout.products]
+    assert all(k in (SurfaceKind.SHELF, SurfaceKind.TABLE) for k in kinds)
+    assert SurfaceKind.SHELF in kinds
+    _check_placed(mesh, layout)
