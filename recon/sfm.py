@@ -131,6 +131,8 @@ class SfmOptions:
     order_min_photos: int = 8  # ... only for captures of at least this many photos
     order_max_disagreement: float = 0.1  # the models disagree when more than this share of
     order_disagreement_deg: float = 10.0  # photo pairs differ by more than this in relative turn
+    order_max_step_ratio: float = 3.0  # the ordered model is trusted only if no two successive
+    order_max_step_deg: float = 100.0  # photos turn more than this × the median turn, nor this
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
     num_threads: int = -1  # -1: every core
@@ -562,16 +564,40 @@ def check_capture_order(
         "matched: look-alike sides were taken for one another",
         100 * disagreeing,
     )
-    if ordered.num_reg_images() >= 0.9 * best.num_reg_images():
+    steps_deg = order_steps_deg(ordered, names)
+    finding["largest_step_deg"] = round(float(steps_deg.max()), 1) if len(steps_deg) else None
+    smooth = len(steps_deg) > 0 and steps_deg.max() <= min(
+        options.order_max_step_ratio * float(np.median(steps_deg)), options.order_max_step_deg
+    )
+    if ordered.num_reg_images() >= 0.9 * best.num_reg_images() and smooth:
         return ordered, {**finding, "kept": "neighbours in capture order"}
+    placed_in_order = (
+        f"place only {ordered.num_reg_images()} of {len(names)}"
+        if ordered.num_reg_images() < 0.9 * best.num_reg_images()
+        else f"jump {finding['largest_step_deg']:.0f}° between two successive photos"
+    )
     raise CaptureError(
         f"the photos could not be placed consistently: sides that look alike (the same print "
         f"on two faces) were taken for one another ({100 * disagreeing:.0f} % of photo pairs "
-        f"disagree with the capture order), and the photos in capture order alone place only "
-        f"{ordered.num_reg_images()} of {len(names)}. Take the photos in order around the "
+        f"disagree with the capture order), and the photos in capture order alone "
+        f"{placed_in_order}. Take the photos in order around the "
         "product, each overlapping the last, and put a patterned mat or newspaper under it so "
         "every side has a distinct background"
     )
+
+
+def order_steps_deg(model: pycolmap.Reconstruction, names: list[str]) -> np.ndarray:
+    """Angles between the viewing directions of successive placed photos in capture order: a
+    walk around the product turns a little each time; a photo put on the wrong look-alike side
+    turns half-way round from its neighbours."""
+    posed = {image.name: image for image in _posed(model)}
+    axes = np.array(
+        [posed[name].cam_from_world().rotation.matrix()[2] for name in names if name in posed]
+    )
+    if len(axes) < 2:
+        return np.zeros(0)
+    cosines = np.clip(np.einsum("ij,ij->i", axes[:-1], axes[1:]), -1.0, 1.0)
+    return np.degrees(np.arccos(cosines))
 
 
 def keep_pairs_near_in_order(database_path: Path, names: list[str], window: int) -> None:
