@@ -550,13 +550,10 @@ def choose_spawn(
             position=_rounded((middle[0], low[1] + options.eye_height_m * unit, high[2])),
             look_at=_rounded(_products_middle(products, middle)),
         )
-    # The floor as the convex hull of its pieces: a reconstruction often misses the floor
-    # under the walk path, the very place to start from.
+    # Within the hull of the floor's pieces: the floor under the walk path, often missing
+    # from a reconstruction, is the very place to start from.
     height = max(floors, key=lambda s: s.area_m2).height_m
-    points = np.concatenate([np.asarray(s.polygon_xz) for s in floors]).astype(np.float32)
-    hull = cv2.convexHull(points)[:, 0, :].astype(np.float64)
-    if polygon_area(hull) < 0:
-        hull = hull[::-1]
+    hull = _floor_hull(floors)
     middle = _polygon_centre(hull)
     look_at = _products_middle(products, np.array([middle[0], height + unit, middle[1]]))
     candidates = _grid_in_polygon(hull, 0.25 * unit, 0.4 * unit)
@@ -888,12 +885,21 @@ def _around(
     )
 
 
-def _room_centre(surfaces: Sequence[Surface]) -> np.ndarray | None:
+def _floor_hull(surfaces: Sequence[Surface]) -> np.ndarray | None:
+    """(n, 2) counter-clockwise convex hull of the floor's pieces in x-z, or None without a
+    floor: a reconstruction often misses the floor under the walk path, leaving pieces along
+    the walls, and the room is what they surround."""
     floors = [s for s in surfaces if s.kind is SurfaceKind.FLOOR]
     if not floors:
         return None
-    floor = max(floors, key=lambda s: s.area_m2)
-    return _polygon_centre(np.asarray(floor.polygon_xz))
+    points = np.concatenate([np.asarray(s.polygon_xz) for s in floors]).astype(np.float32)
+    hull = cv2.convexHull(points)[:, 0, :].astype(np.float64)
+    return hull[::-1] if polygon_area(hull) < 0 else hull
+
+
+def _room_centre(surfaces: Sequence[Surface]) -> np.ndarray | None:
+    hull = _floor_hull(surfaces)
+    return None if hull is None else _polygon_centre(hull)
 
 
 def _facing(surface: Surface, centre: np.ndarray | None) -> float:
