@@ -26,7 +26,8 @@ from api.storage import file_etag
 from recon.compress import compress_glb, is_draco_glb
 from recon.procedural import make_product
 from recon.surfaces import detect_surfaces
-from tests.test_viewer_browser import CHROMIUM, RENDER_TIMEOUT_MS, Page
+from tests.conftest import CHROMIUM
+from tests.test_viewer_browser import RENDER_TIMEOUT_MS, Page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
 
@@ -195,17 +196,6 @@ def showroom(tmp_path_factory) -> dict:
         }
     finally:
         service.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

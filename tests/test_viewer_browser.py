@@ -11,7 +11,6 @@ import http.server
 import io
 import json
 import re
-import shutil
 import socket
 import threading
 from pathlib import Path
@@ -23,11 +22,10 @@ import requests
 from PIL import Image
 
 from api.process import ServiceProcess
-from tests.conftest import SAMPLE_CAPTURES_DIR
+from tests.conftest import CHROMIUM, SAMPLE_CAPTURES_DIR
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CAPTURE = SAMPLE_CAPTURES_DIR / "cereal_box" / "images"
 HEIGHT_CM = 28  # the sample box's real height, given on the merchant page
 MERCHANT = "Corner Shop"  # a space: the storefront URL is quoted
@@ -56,18 +54,6 @@ def service(tmp_path_factory):
     service.start()
     yield service, key
     service.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            # WebGL through SwiftShader (no GPU here); newer Chromium wants it asked for.
-            args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-        )
-        yield browser
-        browser.close()
 
 
 class Page:
