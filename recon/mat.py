@@ -260,6 +260,8 @@ class MatFit:
     residual_m: float  # RMS distance between the triangulated points and the fitted layout
     reprojection_px: float  # mean distance between sightings and triangulated points
     photos: list[str]  # photos whose sightings were used
+    # Photos that see the mat far from where the fit puts it: their SfM poses are suspect.
+    disagreeing: list[str] = field(default_factory=list)
 
     @property
     def up(self) -> np.ndarray:
@@ -291,6 +293,7 @@ class MatFinding:
                 photos=fit.photos,
                 residual_mm=round(fit.residual_m * 1000.0, 4),
                 reprojection_px=round(fit.reprojection_px, 4),
+                photos_disagreeing=fit.disagreeing,
                 plane=fit.plane.tolist(),
             )
         return info
@@ -474,12 +477,39 @@ def locate_mat(
         residual_m=residual_m,
         reprojection_px=float(np.mean([triangulated[int(i)][2] for i in ids])),
         photos=photos,
+        disagreeing=disagreeing_photos(layout, similarity, by_name, usable, options),
     )
     logger.info(
         "mat (%s) found: %d points from %d photos, %.3f mm RMS, %.4g m per unit",
         paper, len(ids), len(photos), residual_m * 1000, fit.metres_per_unit,
     )  # fmt: skip
     return MatFinding(seen_in, fit, "")
+
+
+def disagreeing_photos(
+    layout: MatLayout,
+    board_to_world: Similarity,
+    cameras: Mapping[str, Camera],
+    detections: Iterable[MatDetection],
+    options: MatOptions,
+    *,
+    min_points: int = 4,
+) -> list[str]:
+    """Photos whose sightings of the mat lie, at the median, over 5× the reprojection limit
+    from the fitted board: the mat is flat and rigid, so their cameras must be misplaced (SfM
+    can fold a ring of photos where sides look alike)."""
+    disagreeing = []
+    for detection in detections:
+        if len(detection.point_ids) < min_points:
+            continue
+        camera = cameras[detection.image]
+        world = board_to_world.apply(layout.point_positions_m(detection.point_ids))
+        uv, depth = camera.project(world)
+        errors = np.where(depth > 0, np.linalg.norm(uv - detection.points_px, axis=1), np.inf)
+        limit = options.max_reprojection_px * max(1.0, max(camera.width, camera.height) / 1000)
+        if np.median(errors) > 5 * limit:
+            disagreeing.append(detection.image)
+    return disagreeing
 
 
 def detect_mat(

@@ -111,6 +111,13 @@ def stand_on_mat(
     warnings = [finding.problem] if finding.problem else []
     if finding.fit is None:
         return region, False, warnings
+    if disagreeing := finding.fit.disagreeing:
+        names = ", ".join(disagreeing[:4]) + (", ..." if len(disagreeing) > 4 else "")
+        warnings.append(
+            f"{len(disagreeing)} photo(s) ({names}) see the printed mat far from where the "
+            "others place it: their cameras are misplaced (sides that look alike can fold the "
+            "ring of photos), so the model is likely wrong; retake with the mat in every photo"
+        )
     tilt = _angle_deg(finding.fit.up, region.up)
     if tilt > options.max_mat_tilt_deg:
         warnings.append(
