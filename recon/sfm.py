@@ -561,20 +561,24 @@ def check_capture_order(
         return best, {**finding, "kept": "all pairs"}
     logger.warning(
         "sfm: %.0f %% of photo pairs turn differently when only neighbours in capture order are "
-        "matched: look-alike sides were taken for one another",
+        "matched: look-alike sides may have been taken for one another",
         100 * disagreeing,
     )
-    steps_deg = order_steps_deg(ordered, names)
-    finding["largest_step_deg"] = round(float(steps_deg.max()), 1) if len(steps_deg) else None
-    smooth = len(steps_deg) > 0 and steps_deg.max() <= min(
-        options.order_max_step_ratio * float(np.median(steps_deg)), options.order_max_step_deg
-    )
-    if ordered.num_reg_images() >= 0.9 * best.num_reg_images() and smooth:
+    # Which model to believe: successive photos of a walk around the product turn a little each
+    # time; a model that puts photos on the wrong look-alike side turns half-way round between
+    # neighbours (the ordered model can be wrong too: less tied together, it can turn a run of
+    # photos by 90° on a box).
+    largest_all, all_smooth = smooth_in_order(best, names, options)
+    largest_ordered, ordered_smooth = smooth_in_order(ordered, names, options)
+    finding["largest_step_deg"] = {"all pairs": largest_all, "in order": largest_ordered}
+    if all_smooth:
+        return best, {**finding, "kept": "all pairs"}
+    if ordered.num_reg_images() >= 0.9 * best.num_reg_images() and ordered_smooth:
         return ordered, {**finding, "kept": "neighbours in capture order"}
     placed_in_order = (
         f"place only {ordered.num_reg_images()} of {len(names)}"
         if ordered.num_reg_images() < 0.9 * best.num_reg_images()
-        else f"jump {finding['largest_step_deg']:.0f}° between two successive photos"
+        else f"turn {largest_ordered:.0f}° between two successive photos"
     )
     raise CaptureError(
         f"the photos could not be placed consistently: sides that look alike (the same print "
@@ -584,6 +588,18 @@ def check_capture_order(
         "product, each overlapping the last, and put a patterned mat or newspaper under it so "
         "every side has a distinct background"
     )
+
+
+def smooth_in_order(
+    model: pycolmap.Reconstruction, names: list[str], options: SfmOptions
+) -> tuple[float | None, bool]:
+    """(largest turn between successive placed photos in degrees, whether every turn is within
+    `order_max_step_ratio` × the median turn and `order_max_step_deg`)."""
+    steps = order_steps_deg(model, names)
+    if len(steps) == 0:
+        return None, False
+    limit = min(options.order_max_step_ratio * float(np.median(steps)), options.order_max_step_deg)
+    return round(float(steps.max()), 1), bool(steps.max() <= limit)
 
 
 def order_steps_deg(model: pycolmap.Reconstruction, names: list[str]) -> np.ndarray:

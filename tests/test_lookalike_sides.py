@@ -43,7 +43,9 @@ def test_a_table_under_the_twin_box_gives_the_right_poses(tmp_path) -> None:
     # All pairs folded the look-alike sides onto each other; the capture order put them right.
     assert order_check["pairs_disagreeing"] > 0.2
     assert order_check["kept"] == "neighbours in capture order"
-    assert order_check["largest_step_deg"] < 60  # a walk around the box, no side skipped
+    # A walk around the box; the folded model turned half-way round between neighbours.
+    assert order_check["largest_step_deg"]["in order"] < 60
+    assert order_check["largest_step_deg"]["all pairs"] > 100
     truth_path = capture.out_dir / "truth" / "cameras.json"
     truth = {camera.name: camera for camera in read_cameras_json(truth_path)}
     errors = relative_rotation_errors_deg(truth, result.cameras)
