@@ -108,8 +108,9 @@ def run(
             min_confidence=options.min_confidence,
             clearance=options.ground_clearance_rel * diagonal,
         )  # fmt: skip
-        integrate(grid, depth, K, camera, options.truncation_voxels)
-        views += 1
+        if (depth > 0).any():  # open3d aborts on a map that touches no voxel
+            integrate(grid, depth, K, camera, options.truncation_voxels)
+            views += 1
         if progress:
             progress("fusion", (index + 1) / len(cameras), camera.name)
     if views == 0:
