@@ -26,6 +26,7 @@ MODEL_FILES: dict[str, str] = {
     "model_25k.glb": "model/gltf-binary",
     "model.usdz": "model/vnd.usdz+zip",
     "poster.webp": "image/webp",
+    "thumbnail.webp": "image/webp",
     "report.json": "application/json",
 }
 

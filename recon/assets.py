@@ -24,6 +24,7 @@ from recon.usdz import UsdzOptions, arkit_compliance, write_usdz
 from recon.workspace import (
     MODEL_FILE,
     POSTER_FILE,
+    THUMBNAIL_FILE,
     USDZ_FILE,
     Workspace,
     atomic_path,
@@ -48,7 +49,7 @@ class AssetOptions:
     """Which files besides the GLB a job publishes, and how they are made."""
 
     usdz: bool = True  # model.usdz for iOS AR Quick Look
-    poster: bool = True  # poster.webp, a 3/4 view still
+    poster: bool = True  # poster.webp, a 3/4 view still, and thumbnail.webp
     usdz_options: UsdzOptions = field(default_factory=UsdzOptions)
     poster_options: PosterOptions = field(default_factory=PosterOptions)
     # Phone-sized variants (the issue's "≤ 25k and ≤ 50k triangles with 1024² textures"): the
@@ -135,7 +136,12 @@ def run(
         if progress:
             progress(STAGE, 0.5, "poster")
         try:
-            write_poster(workspace.staged_path(POSTER_FILE), mesh, options.poster_options)
+            write_poster(
+                workspace.staged_path(POSTER_FILE),
+                mesh,
+                options.poster_options,
+                thumbnail_path=workspace.staged_path(THUMBNAIL_FILE),
+            )
         except ReconError as error:  # no OpenGL on this machine: the model is still good
             warnings.append(f"no poster.webp: {error}")
             logger.warning(warnings[-1])

@@ -31,6 +31,7 @@ class PosterOptions:
     lighting: Lighting = Lighting.UNLIT  # photogrammetry textures already hold the light
     supersample: int = 3  # anti-aliasing: rendered this many times larger, then averaged
     webp_quality: int = 88  # lossy WebP quality (1–100)
+    thumbnail_px: int = 256  # side of the small copy for listings and catalogues
 
 
 def poster_camera(vertices: np.ndarray, options: PosterOptions | None = None) -> Camera:
@@ -89,8 +90,15 @@ def render_poster(mesh: TexturedMesh, options: PosterOptions | None = None) -> n
     return rgba
 
 
-def write_poster(path: Path, mesh: TexturedMesh, options: PosterOptions | None = None) -> None:
-    """Render the poster and write it as WebP (lossy, with alpha when transparent)."""
+def write_poster(
+    path: Path,
+    mesh: TexturedMesh,
+    options: PosterOptions | None = None,
+    *,
+    thumbnail_path: Path | None = None,
+) -> None:
+    """Render the poster and write it as WebP (lossy, with alpha when transparent), and a
+    `thumbnail_px` copy at `thumbnail_path` when given."""
     options = options or PosterOptions()
     if not 1 <= options.webp_quality <= 100:
         raise ValueError(f"webp_quality {options.webp_quality} is outside 1–100")
@@ -98,8 +106,16 @@ def write_poster(path: Path, mesh: TexturedMesh, options: PosterOptions | None =
     image = Image.fromarray(rgba, "RGBA")
     if options.background is not None:
         image = image.convert("RGB")
+    _write_webp(Path(path), image, options.webp_quality)
+    if thumbnail_path is not None:
+        side = options.thumbnail_px
+        _write_webp(Path(thumbnail_path), image.resize((side, side), Image.LANCZOS),
+                    options.webp_quality)  # fmt: skip
+
+
+def _write_webp(path: Path, image: Image.Image, quality: int) -> None:
     buffer = io.BytesIO()
-    image.save(buffer, format="WEBP", quality=options.webp_quality, method=6)
-    with atomic_path(Path(path)) as tmp:
+    image.save(buffer, format="WEBP", quality=quality, method=6)
+    with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
     logger.info("wrote %s (%d kB)", path, len(buffer.getvalue()) // 1000)

@@ -40,7 +40,8 @@ from recon.cameras import Camera, read_cameras_json, write_cameras_json
 # What a finished job publishes besides report.json, in OUT and staged in OUT/work/export (the
 # contract in DESIGN.md: the API serves these names).
 MODEL_FILE, USDZ_FILE, POSTER_FILE = "model.glb", "model.usdz", "poster.webp"
-PUBLISHED_FILES: tuple[str, ...] = (MODEL_FILE, USDZ_FILE, POSTER_FILE)
+THUMBNAIL_FILE = "thumbnail.webp"  # the poster, small, for listings
+PUBLISHED_FILES: tuple[str, ...] = (MODEL_FILE, USDZ_FILE, POSTER_FILE, THUMBNAIL_FILE)
 # Smaller GLBs for phones (size tiers), published beside the model: model_50k.glb, model_25k.glb
 TIER_FILE_PATTERN = "model_*k.glb"
 

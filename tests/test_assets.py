@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import trimesh
+from PIL import Image
 from pxr import Usd, UsdGeom
 
 from recon import assets, pipeline, texturing
@@ -47,6 +48,8 @@ def test_export_stages_glb_usdz_and_poster_of_the_same_model(tmp_path) -> None:
     usd_mesh = next(UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh))
     np.testing.assert_allclose(np.asarray(usd_mesh.GetPointsAttr().Get()), mesh.vertices, atol=1e-6)
     assert result.files["poster.webp"] == workspace.staged_path("poster.webp").stat().st_size > 0
+    with Image.open(workspace.staged_path("thumbnail.webp")) as thumbnail:
+        assert thumbnail.size == (256, 256)
 
 
 def test_export_can_leave_out_usdz_and_poster(tmp_path) -> None:

@@ -39,8 +39,14 @@ def test_camera_looks_from_front_right_above_and_frames_the_model() -> None:
 
 
 def test_poster_is_a_framed_picture_of_the_model_on_white(tmp_path) -> None:
-    path = tmp_path / "poster.webp"
-    write_poster(path, red_box(), PosterOptions(size_px=256))
+    path, thumbnail = tmp_path / "poster.webp", tmp_path / "thumbnail.webp"
+    write_poster(
+        path, red_box(), PosterOptions(size_px=256, thumbnail_px=64), thumbnail_path=thumbnail
+    )
+    small = np.asarray(Image.open(thumbnail).convert("RGB")).astype(int)
+    assert small.shape == (64, 64, 3)
+    shrunk = np.asarray(Image.open(path).convert("RGB").resize((64, 64), Image.LANCZOS)).astype(int)
+    assert np.abs(small - shrunk).mean() < 4  # the same picture, small
     image = Image.open(path)
     assert image.format == "WEBP"
     assert image.size == (256, 256)
