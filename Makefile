@@ -49,6 +49,10 @@ bench: setup
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/reconstruction.py --out $(OUT)/bench/recon
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/depth_quality.py --out $(OUT)/bench/depth.json
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/synth_and_evaluate.py --out $(OUT)/bench/synth
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/commerce.py --out $(OUT)/bench/commerce
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/scale.py --out $(OUT)/bench/scale
+	$(PY) benchmarks/hard_captures.py --out $(OUT)/bench/hard
+	$(PY) benchmarks/scene.py --out $(OUT)/bench/scene
 	$(PY) benchmarks/api_load.py --out $(OUT)/bench/api.json
 	$(PY) benchmarks/throughput.py --out $(OUT)/bench/throughput.json
 
