@@ -15,6 +15,7 @@ from recon.fidelity import (
     tolerant_iou,
 )
 from recon.render import Lighting, OffscreenRenderer
+from recon.report import fidelity_warnings
 from recon.textured_mesh import from_trimesh
 from tests.test_render import orbit_camera
 
@@ -76,3 +77,16 @@ def test_tolerant_iou_forgives_thin_margins_only() -> None:
     half[:, 50:] = False  # half the product missing
     assert tolerant_iou(a, half, 4.0) < 0.6
     assert tolerant_iou(a, np.zeros_like(a), 4.0) == 0.0
+
+
+def test_report_warns_only_on_clear_disagreement() -> None:
+    def section(iou: float | None, psnr: float) -> dict:
+        return summarise([{"image": "img_007.jpg", "silhouette_iou": iou, "psnr_db": psnr}])
+
+    assert fidelity_warnings(section(0.99, 22.0)) == []
+    assert fidelity_warnings(section(0.81, 22.0)) == []  # a mask holding a bit of the mat
+    (outline,) = fidelity_warnings(section(0.6, 22.0))
+    assert "img_007.jpg" in outline
+    assert "60%" in outline
+    (colours,) = fidelity_warnings(section(None, 9.0))
+    assert "img_007.jpg" in colours
