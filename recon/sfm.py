@@ -18,7 +18,9 @@ Steps, each reported as progress of the "sfm" stage:
 4. *undistort*: the photos are resampled to the pinhole camera with the same K and size
    (``workspace.sfm_image_path``); cameras.json and points.npz describe them. A model whose
    photos miss points it puts in plain view of them is folded (look-alike sides taken for one
-   another) and fails the stage (`visibility_consistency`) instead of reaching the asset.
+   another) and fails the stage (`visibility_consistency`) instead of reaching the asset. A fold
+   that every match agrees with (a box printed alike front and back) is caught by placing the
+   photos again from neighbours in capture order only (`check_capture_order`).
 
 Why the robust loss, scaled to the measured noise: a plain least-squares adjustment lets the
 long tail of SIFT's localisation errors and the few mismatches that survive verification pull
@@ -535,9 +537,11 @@ def check_capture_order(
     Sides printed alike (a box with the same front and back) match each other as well as true
     neighbours do, and a model from all pairs can fold them onto one another with no sign of
     trouble: every match agrees with it. Neighbours in capture order rarely show look-alike
-    sides, so a model from them alone cannot fold that way. When the two models agree the
-    first is kept (more pairs, better poses); when they disagree the ordered model is kept if
-    it places nearly as many photos, else the capture fails with advice.
+    sides, so a model from them alone does not fold that way (though, less tied together, it
+    can go wrong in other ways). When the two models agree the first is kept (more pairs,
+    better poses). When they disagree, the one whose successive photos turn smoothly is kept,
+    the all-pairs model first, the ordered one only if it places nearly as many photos; else
+    the capture fails with advice.
     """
     with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
         ordered_path = Path(folder) / "ordered.db"
