@@ -149,6 +149,25 @@ def test_fused_mesh_is_the_product_without_the_table(table_workspace, tmp_path) 
     assert geometry["f_score"]["1"] > 0.99
 
 
+def test_fusion_skips_a_depth_map_with_nothing_in_it(tmp_path) -> None:
+    """A photo left with no depth (none found, no product in its mask for the visual hull to
+    fill) adds nothing; open3d would abort on it."""
+    capture = SAMPLE_CAPTURES_DIR / "bottle_table"
+    workspace = truth_workspace(capture, tmp_path)
+    masks.run(workspace)
+    write_truth_depth(workspace, capture)
+    cameras = workspace.read_sfm_cameras()
+    with np.load(workspace.depth_path(cameras[0].name)) as saved:
+        arrays = dict(saved)
+    arrays["depth"] = np.zeros_like(arrays["depth"])
+    np.savez(workspace.depth_path(cameras[0].name), **arrays)
+    mask_path = workspace.mask_path(cameras[0].name)
+    Image.fromarray(np.zeros_like(np.asarray(Image.open(mask_path)))).save(mask_path)
+    result = fusion.run(workspace)
+    assert result.views == len(cameras) - 1
+    assert result.faces > 0
+
+
 def test_orientation_puts_the_product_upright_on_the_origin(table_workspace) -> None:
     workspace, _ = table_workspace
     # Pretend SfM chose a rotated, shifted frame: orientation must undo it.
