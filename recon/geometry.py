@@ -66,6 +66,16 @@ def rotation_angle_deg(rotation: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
+def relative_rotation_differences_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, n) angles by which each pair's relative rotation R_i R_jᵀ differs between two sets
+    of (n, 3, 3) world-to-camera rotations of the same photos; no alignment is needed, as
+    relative rotations do not depend on either set's world frame."""
+    relative_a = np.einsum("iab,jcb->ijac", a, a)
+    relative_b = np.einsum("iab,jcb->ijac", b, b)
+    trace = np.einsum("ijab,ijab->ij", relative_a, relative_b)  # of relative_a relative_bᵀ
+    return np.degrees(np.arccos(np.clip((trace - 1) / 2, -1.0, 1.0)))
+
+
 def sample_surface(mesh: trimesh.Trimesh, count: int, *, seed: int = 0) -> np.ndarray:
     """(count, 3) points spread uniformly by area over the mesh surface."""
     points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)

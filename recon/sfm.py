@@ -47,6 +47,7 @@ import pycolmap
 
 from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import CaptureError, InputError, StageError
+from recon.geometry import relative_rotation_differences_deg
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace
 
@@ -642,19 +643,16 @@ def rotation_disagreement(
 ) -> tuple[float, int]:
     """(share of the photo pairs placed in both models whose relative rotation differs by more
     than `tolerance_deg` between them, number of pairs compared). Relative rotations do not
-    depend on each model's own frame, so no alignment is needed."""
+    depend on each model's own frame."""
     rotations_a = {image.name: image.cam_from_world().rotation.matrix() for image in _posed(a)}
     rotations_b = {image.name: image.cam_from_world().rotation.matrix() for image in _posed(b)}
     common = sorted(rotations_a.keys() & rotations_b.keys())
     if len(common) < 2:
         return 0.0, 0
-    ra = np.array([rotations_a[name] for name in common])
-    rb = np.array([rotations_b[name] for name in common])
-    relative_a = np.einsum("iab,jcb->ijac", ra, ra)  # R_i R_j^T
-    relative_b = np.einsum("iab,jcb->ijac", rb, rb)
-    # angle of relative_a (relative_b)^T from its trace
-    trace = np.einsum("ijab,ijab->ij", relative_a, relative_b)
-    angles = np.degrees(np.arccos(np.clip((trace - 1) / 2, -1.0, 1.0)))
+    angles = relative_rotation_differences_deg(
+        np.array([rotations_a[name] for name in common]),
+        np.array([rotations_b[name] for name in common]),
+    )
     upper = np.triu_indices(len(common), k=1)
     return float((angles[upper] > tolerance_deg).mean()), len(upper[0])
 

@@ -14,7 +14,13 @@ from recon.cameras import (
     write_cameras_json,
 )
 from recon.errors import InputError
-from recon.geometry import Similarity, fit_similarity, fit_similarity_robust, rotation_angle_deg
+from recon.geometry import (
+    Similarity,
+    fit_similarity,
+    fit_similarity_robust,
+    relative_rotation_differences_deg,
+    rotation_angle_deg,
+)
 
 
 def make_camera(eye=(0.3, 0.2, 0.5), target=(0, 0.05, 0), name="img_000.jpg") -> Camera:
@@ -120,3 +126,16 @@ def test_rotation_angle() -> None:
     for angle in (0.05, 30.0, 179.0):
         matrix = Rotation.from_rotvec(np.radians(angle) * np.array([0.6, 0.0, 0.8])).as_matrix()
         assert rotation_angle_deg(matrix) == pytest.approx(angle, abs=1e-6)
+
+
+def test_relative_rotations_ignore_the_world_frame_and_show_a_turned_photo() -> None:
+    rotations = Rotation.random(5, random_state=3).as_matrix()
+    world = Rotation.random(random_state=4).as_matrix()
+    np.testing.assert_allclose(
+        relative_rotation_differences_deg(rotations, rotations @ world.T), 0, atol=1e-5
+    )
+    turned = rotations.copy()
+    turned[2] = Rotation.from_euler("y", 180, degrees=True).as_matrix() @ turned[2]
+    differences = relative_rotation_differences_deg(rotations, turned)
+    np.testing.assert_allclose(differences[2, [0, 1, 3, 4]], 180, atol=1e-4)
+    np.testing.assert_allclose(np.delete(np.delete(differences, 2, 0), 2, 1), 0, atol=1e-5)

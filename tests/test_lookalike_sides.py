@@ -11,18 +11,16 @@ import pytest
 from recon import sfm, synth
 from recon.cameras import read_cameras_json
 from recon.errors import CaptureError
+from recon.geometry import relative_rotation_differences_deg
 from tests.test_sfm import make_workspace
 
 
 def relative_rotation_errors_deg(truth: dict, placed: list) -> np.ndarray:
-    """Per pair of placed photos, how far their relative rotation is from the truth's (no
-    alignment needed)."""
-    ra = np.array([camera.R for camera in placed])
-    rb = np.array([truth[camera.name].R for camera in placed])
-    relative_a = np.einsum("iab,jcb->ijac", ra, ra)
-    relative_b = np.einsum("iab,jcb->ijac", rb, rb)
-    trace = np.einsum("ijab,ijab->ij", relative_a, relative_b)
-    angles = np.degrees(np.arccos(np.clip((trace - 1) / 2, -1.0, 1.0)))
+    """Per pair of placed photos, how far their relative rotation is from the truth's."""
+    angles = relative_rotation_differences_deg(
+        np.array([camera.R for camera in placed]),
+        np.array([truth[camera.name].R for camera in placed]),
+    )
     return angles[np.triu_indices(len(placed), k=1)]
 
 
