@@ -20,6 +20,7 @@ from PIL import Image
 
 from recon.cameras import Camera, read_cameras_json, read_middlebury_par
 from recon.errors import InputError
+from recon.fidelity import masked_psnr_db
 from recon.geometry import (
     Similarity,
     fit_similarity_robust,
@@ -253,8 +254,7 @@ def score_texture(recon_mesh, novel_dir: Path, render_dir: Path | None = None) -
             rendering = renderer.render(camera, supersample=2)
             truth_rgb = truth_rgba[..., :3].astype(np.float64)
             rendered = rendering.rgb.astype(np.float64)
-            mse = float(((rendered - truth_rgb)[mask] ** 2).mean())
-            psnrs.append(100.0 if mse == 0 else 10 * np.log10(255.0**2 / mse))
+            psnrs.append(masked_psnr_db(rendered, truth_rgb, mask))
             ssims.append(masked_ssim(rendered, truth_rgb, mask))
             coverages.append(float(rendering.mask[mask].mean()))
             if render_dir is not None:

@@ -57,15 +57,21 @@ def check_fidelity(
             compared = drawn & mask if mask is not None else drawn
             psnr = None
             if compared.any():
-                difference = rendering.rgb.astype(np.float64) - image.astype(np.float64)
-                mse = float((difference[compared] ** 2).mean())
-                psnr = 100.0 if mse == 0 else round(float(10 * np.log10(255.0**2 / mse)), 2)
+                psnr = round(masked_psnr_db(rendering.rgb, image, compared), 2)
             iou = None
             if mask is not None and (mask | drawn).any():
                 tolerance_px = SILHOUETTE_TOLERANCE_REL * max(camera.width, camera.height)
                 iou = round(tolerant_iou(mask, drawn, tolerance_px), 4)
             results.append({"image": camera.name, "psnr_db": psnr, "silhouette_iou": iou})
     return results
+
+
+def masked_psnr_db(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB, 8-bit scale) of two (h, w, 3) images over the (h, w) bool `mask`; 100 when
+    they are equal there."""
+    difference = a.astype(np.float64) - b.astype(np.float64)
+    mse = float((difference[mask] ** 2).mean())
+    return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def tolerant_iou(a: np.ndarray, b: np.ndarray, tolerance_px: float) -> float:
