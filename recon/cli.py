@@ -124,8 +124,9 @@ def _build_parser(
         "synth",
         help="render a synthetic capture with exact ground truth",
         description="Photograph a textured model (GLB, glTF, OBJ, or a procedural product name: "
-        "cereal_box, bottle, mug) from rings of cameras, and write the truth beside the photos. "
-        "With --scene (and no model), film the procedural shop room inside-out along a walk.",
+        "cereal_box, bottle, mug, twin_box, white_mug) from rings of cameras, and write the truth "
+        "beside the photos. With --scene (and no model), film the procedural shop room inside-out "
+        "along a walk.",
     )
     synth.add_argument("model", nargs="?", help="model file, or a procedural product name")
     synth.add_argument("out", type=Path, help="capture folder to create")

@@ -1,4 +1,4 @@
-"""Procedural textured product models (cereal box, bottle, mug) for synthetic test captures."""
+"""Procedural products (cereal box, bottle, mug, plain white mug) for synthetic test captures."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import trimesh
 from PIL import Image, ImageDraw, ImageFont
 
 # twin_box: the cereal box printed alike front and back, and left and right — the look-alike
-# sides that fold structure-from-motion.
-PRODUCT_NAMES: tuple[str, ...] = ("cereal_box", "bottle", "mug", "twin_box")
+# sides that fold structure-from-motion. white_mug: the mug's shape glazed plain white, no print
+# — a low-texture product that stereo cannot see, only silhouettes.
+PRODUCT_NAMES: tuple[str, ...] = ("cereal_box", "bottle", "mug", "twin_box", "white_mug")
 
 _TEX = 2048  # texture edge in pixels (power of two for mipmapping)
 _SYLLABLES = (
@@ -42,6 +43,8 @@ def make_product(name: str) -> trimesh.Trimesh:
         return _bottle(rng)
     if name == "mug":
         return _mug(rng)
+    if name == "white_mug":
+        return _white_mug()
     raise ValueError(
         f"unknown procedural product {name!r}; choose one of: {', '.join(PRODUCT_NAMES)}"
     )
@@ -1417,6 +1420,17 @@ def _mug(rng: np.random.Generator) -> trimesh.Trimesh:
     )
     verts, faces, uv = _join([body, handle])
     return _finish(verts, faces, uv, texture, roughness=0.55)
+
+
+_WHITE_GLAZE = (238, 238, 233)  # a glossy white glaze, slightly warm
+
+
+def _white_mug() -> trimesh.Trimesh:
+    """The mug's shape (body and handle) glazed one plain white all over: no print, no speckle,
+    no grain, so nothing but shading and outline tells one point of it from another."""
+    textured = _mug(np.random.default_rng(0))
+    texture = Image.new("RGB", (_TEX, _TEX), _WHITE_GLAZE)
+    return _finish(textured.vertices, textured.faces, textured.visual.uv, texture, roughness=0.5)
 
 
 def _handle_centreline(n: int) -> tuple[np.ndarray, np.ndarray, float]:

@@ -20,7 +20,10 @@ EXPECTED_EXTENTS = {
     "twin_box": (0.19, 0.28, 0.07),
     "bottle": (0.07, 0.24, 0.07),
     "mug": (0.1165, 0.10, 0.084),
+    "white_mug": (0.1165, 0.10, 0.084),
 }
+# The white mug is deliberately plain (the low-texture case); the others carry print.
+TEXTURED = tuple(name for name in PRODUCT_NAMES if name != "white_mug")
 # Mean |Laplacian| of the grey texture; measured 35 / 23 / 24, thresholds leave ~40 % margin.
 MIN_LAPLACIAN = {"cereal_box": 21.0, "twin_box": 21.0, "bottle": 14.0, "mug": 14.0}
 # SIFT keypoints on the texture downsampled to 1024 px; measured 7.3k / 5.5k / 10.8k.
@@ -105,6 +108,17 @@ def test_mug_body_and_handle_are_closed() -> None:
     assert handle.bounds[1][0] > body.bounds[1][0] + 0.02  # sticks out on +x
 
 
+def test_white_mug_is_the_mug_glazed_plain_white() -> None:
+    white, mug = _product("white_mug"), _product("mug")
+    np.testing.assert_array_equal(white.vertices, mug.vertices)
+    np.testing.assert_array_equal(white.faces, mug.faces)
+    rgb = np.asarray(_texture(white))
+    assert rgb.min() >= 200  # white everywhere
+    assert rgb.reshape(-1, 3).std(axis=0).max() == 0.0  # no print, speckle or grain
+    small = cv2.resize(rgb, (1024, 1024), interpolation=cv2.INTER_AREA)
+    assert len(cv2.SIFT_create().detect(small, None)) == 0
+
+
 def test_box_faces_use_separate_atlas_regions() -> None:
     mesh = _product("cereal_box")
     normals = np.round(mesh.face_normals).astype(int)
@@ -121,7 +135,7 @@ def test_box_faces_use_separate_atlas_regions() -> None:
             assert not overlap, f"box faces {i} and {j} share texture area"
 
 
-@pytest.mark.parametrize("name", PRODUCT_NAMES)
+@pytest.mark.parametrize("name", TEXTURED)
 def test_texture_is_detailed(name: str) -> None:
     rgb = np.asarray(_texture(_product(name)))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
