@@ -25,7 +25,7 @@ from api.db import Job, JobState, Model, make_engine, make_sessions, utcnow
 from api.settings import Settings
 from api.storage import MODEL_FILES, Storage
 from api.webhooks import queue_job_webhook
-from recon.errors import CaptureError, InputError, ReconError, StageError
+from recon.errors import CaptureError, InputError, QualityError, ReconError, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,12 @@ def model_summary(report: dict) -> dict:
 
 
 def _error_of(error: ReconError) -> tuple[str, str]:
-    code = {InputError: "bad_input", CaptureError: "capture_unusable", StageError: "stage_failed"}
+    code = {
+        InputError: "bad_input",
+        CaptureError: "capture_unusable",
+        QualityError: "model_untrustworthy",  # made, but its own figures say it is wrong
+        StageError: "stage_failed",
+    }
     return code.get(type(error), "reconstruction_failed"), str(error)
 
 

@@ -15,6 +15,11 @@ class CaptureError(ReconError):
     """The photos themselves cannot make a model (too few, no overlap, ...)."""
 
 
+class QualityError(ReconError):
+    """The model was made, but the report's quality figures say it is wrong: it is not
+    published, and OUT/report.json says status "failed" with the reasons."""
+
+
 class StageError(ReconError):
     """A pipeline stage failed; `stage` names it."""
 

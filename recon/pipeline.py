@@ -27,9 +27,9 @@ from recon import (
     sfm,
     texturing,
 )
-from recon.errors import InputError, ReconError
+from recon.errors import InputError, QualityError, ReconError
 from recon.progress import ProgressCallback
-from recon.report import build_report
+from recon.report import TrustOptions, build_report, trust_failures
 from recon.workspace import MODEL_FILE, USDZ_FILE, Workspace, atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class ReconOptions:
     orient: orient.OrientOptions = field(default_factory=orient.OrientOptions)
     texture: texturing.TextureOptions = field(default_factory=texturing.TextureOptions)
     export: assets.AssetOptions = field(default_factory=assets.AssetOptions)
+    trust: TrustOptions = field(default_factory=TrustOptions)
 
     @classmethod
     def for_preset(
@@ -297,6 +298,16 @@ def reconstruct(
         surfaces, warnings = scene.scene_report(workspace.staged_path(MODEL_FILE), report)
         report["surfaces"] = surfaces
         report["warnings"] += warnings
+    failures = trust_failures(report, options.trust)
+    if failures:
+        report["status"] = "failed"
+        report["failure"] = {"stage": "quality", "reasons": failures}
+        publish_failure(workspace, report)
+        raise QualityError(
+            "the model is not published, as its quality figures say it is wrong: "
+            + "; ".join(failures)
+            + f" (figures in {workspace.report_path})"
+        )
     publish(workspace, report)
     return Result(out_dir, workspace.model_path, workspace.report_path, report)
 
@@ -342,6 +353,13 @@ def publish(workspace: Workspace, report: dict) -> None:
     for name in staged:
         with atomic_path(workspace.published_path(name)) as tmp:
             shutil.copyfile(workspace.staged_path(name), tmp)
+    write_json_atomic(workspace.report_path, report)
+
+
+def publish_failure(workspace: Workspace, report: dict) -> None:
+    """Publish only the report of a model judged wrong (status "failed", its reasons): the
+    merchant learns why, and no asset is there for a shop to show."""
+    unpublish(workspace)
     write_json_atomic(workspace.report_path, report)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,63 @@ UNKNOWN_SCALE_WARNING = (
     "scale unknown: the model's units are arbitrary; give a known dimension or put the printed "
     "scale mat in the photos for real-world size"
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrustOptions:
+    """When the report's quality figures say the model is wrong. Such a model is not published:
+    report.json says status "failed" with the reasons (`trust_failures`). Good captures sit far
+    from these bars (all photos placed, 0.3-0.8 px, mask agreement and held-out outlines
+    0.95-1.0); a model that misses them is partial, misplaced or not the product."""
+
+    # fewer photos placed: the sides only the others show are guessed or missing
+    min_registered_share: float = 0.5
+    # the photos disagree about where the cameras were: the geometry cannot be right
+    max_reprojection_error_px: float = 2.0
+    # the model's outline against the product masks (mean over a dozen placed photos)
+    min_mask_iou: float = 0.6
+    # the model's outline against photos held out of texturing (the worst one)
+    min_fidelity_iou: float = 0.5
+
+
+def trust_failures(report: dict, options: TrustOptions | None = None) -> list[str]:
+    """Why the report's own figures say its model is wrong, each with what to do; [] if none."""
+    options = options or TrustOptions()
+    quality = report.get("quality") or {}
+    failures = []
+    share = quality.get("registered_share")
+    if share is not None and share < options.min_registered_share:
+        images = report.get("images", {})
+        failures.append(
+            f"only {images.get('registered')} of {images.get('total')} photos could be placed "
+            f"({share:.0%}, under {options.min_registered_share:.0%}): the model would miss or "
+            "guess the sides the others show. Retake the photos with more overlap (a step of "
+            "about 15° around the product) and the product filling the frame"
+        )
+    error = quality.get("mean_reprojection_error_px")
+    if error is not None and error > options.max_reprojection_error_px:
+        failures.append(
+            f"the photos disagree about where they were taken from (reprojection error "
+            f"{error:.2f} px, over {options.max_reprojection_error_px} px): the shape cannot be "
+            "trusted. Keep the product still, avoid zoom changes and moving backgrounds"
+        )
+    agreement = quality.get("mask_agreement") or {}
+    mean_iou = agreement.get("mean_iou")
+    if mean_iou is not None and mean_iou < options.min_mask_iou:
+        failures.append(
+            f"the model's outline matches the product in the photos only {mean_iou:.0%} on "
+            f"average (under {options.min_mask_iou:.0%}; worst {agreement.get('worst_image')}): "
+            "the model is not the product's shape. Photograph the product against a plain, "
+            "contrasting background, filling the frame"
+        )
+    held_out = (report.get("fidelity") or {}).get("silhouette_iou_min")
+    if held_out is not None and held_out < options.min_fidelity_iou:
+        failures.append(
+            f"seen from a photo kept out of the texture to check it, the model's outline matches "
+            f"the product only {held_out:.0%} (under {options.min_fidelity_iou:.0%}): parts are "
+            "missing, extra or misplaced. Add photos of every side with more overlap"
+        )
+    return failures
 
 
 def build_report(workspace: Workspace, options: Any, *, total_seconds: float) -> dict:

@@ -3,6 +3,7 @@ and bad input refused clearly with nothing left behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,8 +18,9 @@ import pytest
 from PIL import Image
 
 from recon import cli, pipeline
-from recon.errors import CaptureError, InputError
+from recon.errors import CaptureError, InputError, QualityError
 from recon.evaluation import evaluate
+from recon.report import TrustOptions, trust_failures
 from tests.conftest import REPO_ROOT, SAMPLE_CAPTURES_DIR
 from tests.gltf_validator import validate_glb
 
@@ -106,6 +108,47 @@ def test_resume_after_kill_gives_the_same_result(reconstruction, tmp_path: Path)
     assert resumed["images"]["registered"] == first["images"]["registered"]
     np.testing.assert_allclose(resumed["mesh"]["bbox_m"], first["mesh"]["bbox_m"], rtol=0.02)
     assert abs(resumed["mesh"]["faces"] - first["mesh"]["faces"]) <= 0.02 * first["mesh"]["faces"]
+
+
+def test_a_model_its_figures_call_wrong_is_not_published(reconstruction, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reconstruction.out_dir, out)
+    photos = reconstruction.out_dir.parent / "photos"
+    # The same finished stages, judged by a bar no model meets: only the report is rebuilt.
+    strict = dataclasses.replace(
+        pipeline.ReconOptions.for_preset("preview"), trust=TrustOptions(min_mask_iou=1.01)
+    )
+    with pytest.raises(QualityError, match="outline matches the product") as error:
+        pipeline.reconstruct(photos, out, strict)
+    assert "not published" in str(error.value)
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed"
+    assert report["failure"]["stage"] == "quality"
+    assert "outline" in report["failure"]["reasons"][0]
+    assert report["quality"]["mask_agreement"]["mean_iou"] > 0.9  # the figures stay readable
+    assert not any((out / name).exists() for name in ("model.glb", "model.usdz", "poster.webp"))
+    # Judged again by the default bars, the same stages publish the model.
+    again = pipeline.reconstruct(photos, out, pipeline.ReconOptions.for_preset("preview"))
+    assert again.report["status"] == "succeeded"
+    assert again.model_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("quality", "fidelity", "expected"),
+    [
+        ({"registered_share": 0.4}, {}, "only 10 of 25 photos could be placed"),
+        ({"mean_reprojection_error_px": 3.5}, {}, "reprojection error 3.50 px"),
+        ({"mask_agreement": {"mean_iou": 0.41, "worst_image": "a.jpg"}}, {}, "only 41%"),
+        ({}, {"silhouette_iou_min": 0.3}, "kept out of the texture"),
+    ],
+)
+def test_trust_failures_name_the_figure_and_the_fix(quality, fidelity, expected) -> None:
+    report = {"images": {"registered": 10, "total": 25}, "quality": quality, "fidelity": fidelity}
+    (reason,) = trust_failures(report)
+    assert expected in reason
+    good = {"registered_share": 1.0, "mean_reprojection_error_px": 0.4,
+            "mask_agreement": {"mean_iou": 0.98}}  # fmt: skip
+    assert trust_failures({"quality": good, "fidelity": {"silhouette_iou_min": 0.97}}) == []
 
 
 def copy_photos(count: int, folder: Path) -> Path:
