@@ -144,9 +144,10 @@ def _build_parser(
     synth.add_argument("--size", type=int, default=960, dest="size_px", help="photo size, px (960)")
     synth.add_argument(
         "--background",
-        choices=["plain", "table"],
+        choices=["plain", "table", "turntable"],
         default="plain",
-        help="plain studio paper, or a wooden tabletop under the product",
+        help="plain studio paper, a wooden tabletop under the product, or a turntable: a "
+        "tripod camera before a patterned wall, the product turning on a disc",
     )
     synth.add_argument(
         "--lighting",
@@ -161,6 +162,13 @@ def _build_parser(
     )
     synth.add_argument(
         "--frames", type=int, default=240, dest="video_frames", help="frames of --video (240)"
+    )
+    synth.add_argument(
+        "--blur-frames",
+        type=_frame_range,
+        default=None,
+        metavar="A-B",
+        help="motion-blur frames (or photos) A to B, 0-based and inclusive: a blurred stretch",
     )
     synth.add_argument("--seed", type=int, default=0, help="random seed for the camera jitter")
     synth.add_argument("--novel-views", type=int, default=6, help="held-out views for scoring (6)")
@@ -178,6 +186,12 @@ def _build_parser(
         default=None,
         choices=["a4", "letter"],
         help="lay the printed scale mat (`recon mat`, A4 unless named) under the product",
+    )
+    synth.add_argument(
+        "--flip",
+        action="store_true",
+        help="two passes of --views photos: upright (images/upright), then on its side "
+        "(images/flipped) to show the base",
     )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing capture")
     synth.set_defaults(handler=_synth)
@@ -316,6 +330,17 @@ def _check_table(result) -> Table:
     return table
 
 
+def _frame_range(text: str) -> tuple[int, int]:
+    """`A-B` (or one frame `A`) as (first, last)."""
+    first, _, last = text.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give frames as A-B, e.g. 100-130 (0-based, inclusive)"
+        ) from None
+
+
 def _synth(args: argparse.Namespace) -> int:
     from recon import synth
 
@@ -333,7 +358,9 @@ def _synth(args: argparse.Namespace) -> int:
         size_m=args.size_m,
         video=args.video,
         video_frames=args.video_frames,
+        blur_frames=args.blur_frames,
         mat=None if args.mat is None else synth.Paper(args.mat),
+        flip=args.flip,
         overwrite=args.overwrite,
     )
     with progress_bar() as progress:
@@ -418,6 +445,12 @@ def _scores_table(scores: dict) -> Table:
     if pose := scores.get("pose"):
         table.add_row("rotation error (median)", f"{pose['rotation_error_deg']['median']:.4f}°")
         table.add_row("centre error (median)", f"{pose['center_error_pct']['median']:.4f} %")
+    if alignment := scores.get("alignment"):
+        table.add_row(
+            "surface ICP correction",
+            f"{alignment['icp_rotation_deg']:.3f}°, {alignment['icp_shift_pct']:.3f} % "
+            "(after the camera alignment)",
+        )
     if geometry := scores.get("geometry"):
         for tau, f_score in geometry["f_score"].items():
             table.add_row(

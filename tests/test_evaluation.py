@@ -87,14 +87,22 @@ def test_truth_scores_perfect(sphere_capture, tmp_path) -> None:
     geometry = scores["geometry"]
     assert geometry["seen_fraction"] == 1.0
     assert geometry["f_score"] == {"0.5": 1.0, "1": 1.0}
-    assert geometry["accuracy_median_pct"] < 1e-4
+    # The surface ICP finds nothing to correct but the noise of sampling a sphere.
+    assert geometry["accuracy_median_pct"] < 1e-3
+    assert scores["alignment"]["icp_shift_pct"] < 1e-3
+
+
+# The metric itself, on surfaces placed off on purpose: without the surface ICP, which would
+# pull a shifted sphere back.
+METRIC_ONLY = EvaluateOptions(refine_alignment=False)
 
 
 def test_surface_offset_between_the_two_thresholds(sphere_capture, tmp_path) -> None:
     capture, cameras = sphere_capture
     # Every point 0.75 % of the diagonal off: outside τ = 0.5 %, inside τ = 1 %.
     radius = 1 + 0.0075 * SPHERE_DIAGONAL
-    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, sphere(radius)))
+    out = write_reconstruction(tmp_path / "out", cameras, sphere(radius))
+    scores = evaluate(capture, out, METRIC_ONLY)
     assert scores["geometry"]["f_score"] == {"0.5": 0.0, "1": 1.0}
     assert scores["geometry"]["accuracy_median_pct"] == pytest.approx(0.75, abs=0.01)
 
@@ -104,13 +112,27 @@ def test_mesh_moved_by_two_percent_of_the_diagonal(sphere_capture, tmp_path) -> 
     shift = 0.02 * SPHERE_DIAGONAL
     direction = np.array([1.0, 2.0, -2.0]) / 3.0
     moved = sphere(center=shift * direction)
-    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, moved))
+    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, moved), METRIC_ONLY)
     for key, tau_pct in (("0.5", 0.5), ("1", 1.0)):
         expected = expected_shifted_sphere_score(shift, tau_pct / 100 * SPHERE_DIAGONAL)
         assert scores["geometry"]["accuracy"][key] == pytest.approx(expected, abs=0.01)
         assert scores["geometry"]["completeness"][key] == pytest.approx(expected, abs=0.01)
         assert scores["geometry"]["f_score"][key] == pytest.approx(expected, abs=0.01)
     assert scores["geometry"]["f_score"]["1"] < 0.55  # about 0.50: clearly worse than 1
+
+
+def test_surface_icp_puts_back_a_model_slightly_off_its_cameras_and_says_how_far(
+    sphere_capture, tmp_path
+) -> None:
+    capture, cameras = sphere_capture
+    shift = 0.008 * SPHERE_DIAGONAL  # camera centres a few millimetres off: a model this far
+    moved = sphere(center=shift * np.array([1.0, 2.0, -2.0]) / 3.0)
+    out = write_reconstruction(tmp_path / "out", cameras, moved)
+    assert evaluate(capture, out, METRIC_ONLY)["geometry"]["f_score"]["0.5"] < 0.9
+    scores = evaluate(capture, out)
+    assert scores["alignment"]["icp_shift_pct"] == pytest.approx(0.8, abs=0.05)
+    assert scores["geometry"]["f_score"]["0.5"] > 0.99
+    assert scores["pose"]["center_error_pct"]["max"] < 1e-7  # poses keep the camera alignment
 
 
 def test_pose_errors_of_perturbed_cameras(sphere_capture, tmp_path) -> None:
