@@ -138,6 +138,9 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
             # share of expected sightings that the photos show (sfm.visibility_consistency)
             "visibility_consistency": sfm_info.get("visibility_consistency"),
         },
+        # What kind of capture SfM saw: a turntable's still room is left out of placing the
+        # photos (recon.turntable); its "message" says so to the merchant.
+        "capture": {"turntable": sfm_info.get("turntable", {"detected": False, "checked": False})},
         "mesh": {
             "vertices": vertices,
             "faces": faces,

@@ -49,6 +49,7 @@ from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import CaptureError, InputError, StageError
 from recon.geometry import relative_rotation_differences_deg
 from recon.progress import ProgressCallback
+from recon.turntable import TurntableOptions, mask_still_background
 from recon.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ class SfmOptions:
     order_max_step_deg: float = 100.0  # photos turn more than this × the median turn, nor this
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
+    # A turntable capture's still background is masked out first (recon.turntable)
+    turntable: TurntableOptions = field(default_factory=TurntableOptions)
     num_threads: int = -1  # -1: every core
     seed: int = 0  # RANSAC and mapper randomness (same input, same result)
 
@@ -174,6 +177,7 @@ def run(
     with _quiet_colmap():
         start = time.perf_counter()
         report("extract", 0.0, f"finding features in {len(names)} photos")
+        turntable = mask_still_background(workspace, names, options.turntable)
         masks_dir = _masks_dir(workspace, names) if options.use_masks else None
         _create_database(database_path, workspace.images_dir, photos, options)
         upsampled = _extract_features(database_path, workspace, photos, masks_dir, options)
@@ -248,6 +252,7 @@ def run(
         mean_reprojection_error_px=round(error, 4),
         visibility_consistency=round(consistency, 4),
         order_check=order_check,
+        turntable=turntable,
         intrinsics=[_intrinsics_json(camera) for camera in best.cameras.values()],
         timings_s={step: round(seconds, 2) for step, seconds in timings.items()},
     )

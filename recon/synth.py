@@ -3,6 +3,10 @@
 Layout written to OUT (read by `recon evaluate` and the tests)::
 
     images/img_000.jpg ...        the "photos" (JPEG, EXIF 35 mm focal length)
+    images/upright/img_000.jpg    instead, with `flip`: two passes (recon.passes), the product
+    images/flipped/img_000.jpg    upright, then laid on its side on the same table; their truth
+                                  cameras (product frame) are named upright__img_000.jpg ...,
+                                  as capture names them
     video.mp4                     instead of images/ with `video`: one continuous orbit (H.264)
     truth/cameras.json            their cameras, in the report.json camera format (a video's
                                   frames are named frame_000000.jpg ..., as capture names them)
@@ -47,6 +51,9 @@ logger = logging.getLogger(__name__)
 class Background(StrEnum):
     PLAIN = "plain"  # seamless studio paper: one even colour
     TABLE = "table"  # a wooden tabletop under the product, like a real turntable shot
+    # a tripod camera before a patterned wall, the product turning on a disc on a table
+    # (recon.synth_turntable): only the product and the disc move between photos
+    TURNTABLE = "turntable"
 
 
 class UpAxis(StrEnum):
@@ -77,6 +84,12 @@ class SynthOptions:
     # The printed scale mat (`recon mat`) lying flat under the product, at its true size: on the
     # table (which then sits a sheet's thickness lower) or alone on the plain background.
     mat: Paper | None = None
+    # Frames (or photos) first to last, 0-based and inclusive, smeared by motion blur as when the
+    # camera swings faster than its shutter: a video's blurred stretch. None: all sharp.
+    blur_frames: tuple[int, int] | None = None
+    # Two passes of `views` photos each: upright, then laid on its side (turned 90° about the
+    # X axis, base towards the cameras' -Z side) to show the base (recon.passes).
+    flip: bool = False
     overwrite: bool = False
 
 
@@ -93,6 +106,9 @@ VIDEO_NAME = "video.mp4"
 _TABLE_SIZE_FACTOR = 8.0  # tabletop side, in multiples of the product's bounding radius
 _PAPER_M = 0.0002  # the mat's thickness: its top is y = 0, where the product stands
 _MAT_YAW_DEG = 10.0  # laid down by hand, not quite square to the product's front
+# Length of `blur_frames`' smear, × the frame size: 2 % (19 px at 960) is a phone swung about
+# four times faster than a 1/30 s shutter allows along the orbit.
+_BLUR_LENGTH_REL = 0.02
 
 
 def run(
@@ -109,6 +125,7 @@ def run(
     out_dir = Path(out_dir)
     if (out_dir / "truth" / "cameras.json").exists() and not options.overwrite:
         raise InputError(f"{out_dir} already holds a capture; pass overwrite to replace it")
+    turntable_photos = None  # a turntable capture's photos, rendered as they are taken
     if options.scene:
         product, scene_info, cameras, novel = _scene_setup(options)
         bounds = product.bounds
@@ -123,6 +140,12 @@ def run(
         rng = np.random.default_rng(options.seed)
         if options.video:
             cameras = orbit_cameras(center, radius, options.video_frames, options, rng)
+        elif options.background == Background.TURNTABLE:
+            from recon import synth_turntable
+
+            cameras, turntable_photos, scene_info["turntable"] = synth_turntable.setup(
+                product, center, radius, options, rng, PLAIN_BACKGROUND_RGB
+            )
         else:
             cameras = ring_cameras(center, radius, options.views, options, rng)
         novel = novel_cameras(center, radius, options.novel_views, options)
@@ -131,6 +154,8 @@ def run(
     shutil.rmtree(staging, ignore_errors=True)
     for sub in ("truth/masks", "truth/novel", *(() if options.video else ("images",))):
         (staging / sub).mkdir(parents=True)
+    if options.flip:  # two passes, each with its own scene: photographed here
+        cameras = take_flipped_passes(product, radius, staging, options, rng, progress=progress)
     full_scene = product
     if options.background == Background.TABLE and not options.scene:
         tabletop = make_tabletop(
@@ -155,15 +180,23 @@ def run(
         if options.video
         else contextlib.nullcontext() as film,
     ):
-        for index, camera in enumerate(cameras):
-            photo = photographer.render(
-                camera, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
+        for index, camera in enumerate([] if options.flip else cameras):
+            photo = (
+                next(turntable_photos)
+                if turntable_photos is not None
+                else photographer.render(
+                    camera, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
+                )
             )
             silhouette = (
                 photo.mask
                 if product_only is None
                 else product_only.render(camera, supersample=options.supersample).mask
             )
+            if options.blur_frames and options.blur_frames[0] <= index <= options.blur_frames[1]:
+                # The camera moves sideways along the orbit, so the smear runs along the rows.
+                blurred = motion_blur(photo.rgb, _BLUR_LENGTH_REL * options.size_px)
+                photo = replace(photo, rgb=blurred)
             if film is not None:
                 film.write(photo.rgb)
             else:
@@ -195,6 +228,72 @@ def run(
     kind = "video frames" if options.video else "photos"
     logger.info("wrote %d %s and %d novel views to %s", len(cameras), kind, len(novel), out_dir)
     return SynthResult(out_dir, cameras, novel, bounds[1] - bounds[0])
+
+
+# The pose of the product in the flipped pass: on its side, turned +90° about X (its top
+# towards +Z, its base towards -Z), resting on y = 0 (see `flipped_pose`).
+_FLIP_ROTATION = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+
+
+def flipped_pose(bounds: np.ndarray) -> np.ndarray:
+    """(4, 4) truth frame -> the flipped pass's world: the product (truth-frame `bounds`,
+    (2, 3)) turned onto its side and standing on y = 0, centred over the origin."""
+    corners = np.array(
+        [[x, y, z] for x in bounds[:, 0] for y in bounds[:, 1] for z in bounds[:, 2]]
+    )
+    turned = corners @ _FLIP_ROTATION.T
+    low, high = turned.min(axis=0), turned.max(axis=0)
+    pose = np.eye(4)
+    pose[:3, :3] = _FLIP_ROTATION
+    pose[:3, 3] = -np.array([(low[0] + high[0]) / 2, low[1], (low[2] + high[2]) / 2])
+    return pose
+
+
+def take_flipped_passes(
+    product: TexturedMesh,
+    radius: float,
+    staging: Path,
+    options: SynthOptions,
+    rng: np.random.Generator,
+    *,
+    progress: ProgressCallback | None = None,
+) -> list[Camera]:
+    """Photograph both passes of a flipped-object capture into `staging`/images/PASS/ and their
+    silhouettes into truth/masks; the cameras of all photos in the product's (truth) frame, named
+    as capture names them (PASS__img_000.jpg)."""
+    from recon.capture import FLIPPED_PASS, UPRIGHT_PASS
+
+    cameras = []
+    poses = {UPRIGHT_PASS: np.eye(4), FLIPPED_PASS: flipped_pose(product.bounds)}
+    for number, (pass_name, pose) in enumerate(poses.items()):
+        posed = product.transformed(pose)
+        scene = posed
+        if options.background == Background.TABLE:
+            scene = TexturedMesh((*posed.primitives, make_tabletop(radius * _TABLE_SIZE_FACTOR)))
+        (staging / "images" / pass_name).mkdir(parents=True)
+        shots = ring_cameras(posed.bounds.mean(axis=0), radius, options.views, options, rng)
+        with (
+            OffscreenRenderer(scene, lighting=options.lighting) as photographer,
+            OffscreenRenderer(posed, lighting=options.lighting) as product_only,
+        ):
+            for index, shot in enumerate(shots):
+                photo = photographer.render(
+                    shot, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
+                )
+                silhouette = product_only.render(shot, supersample=options.supersample).mask
+                _write_jpeg(staging / "images" / pass_name / shot.name, photo.rgb, shot, options)
+                name = f"{pass_name}__{shot.name}"
+                Image.fromarray(silhouette).save(
+                    staging / "truth" / "masks" / Path(name).with_suffix(".png")
+                )
+                # x_truth = pose⁻¹ x_world: the camera as seen from the product
+                cameras.append(replace(shot.transformed(np.linalg.inv(pose)), name=name))
+                if progress:
+                    done = (number * len(shots) + index + 1) / (
+                        2 * len(shots) + options.novel_views
+                    )
+                    progress("synth", done, name)
+    return cameras
 
 
 def load_product(
@@ -407,6 +506,17 @@ def _orbit_camera(
     return Camera(name=name, width=size, height=size, K=K, R=R, t=-R @ eye)
 
 
+def motion_blur(rgb: np.ndarray, length_px: float, angle_deg: float = 0.0) -> np.ndarray:
+    """(h, w, 3) uint8 image smeared over `length_px` along `angle_deg` (0: along the rows), as
+    by a camera moving while its shutter is open."""
+    size = max(1, round(length_px)) | 1  # odd, so the smear is centred on each pixel
+    kernel = np.zeros((size, size), np.float32)
+    kernel[size // 2, :] = 1.0
+    turn = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), angle_deg, 1.0)
+    kernel = cv2.warpAffine(kernel, turn, (size, size))
+    return cv2.filter2D(rgb, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REPLICATE)
+
+
 def make_tabletop(side_m: float, *, seed: int = 7, top_m: float = 0.0) -> Primitive:
     """A square wooden tabletop at y = `top_m`, centred on the origin, its texture drawn by
     code."""
@@ -467,5 +577,24 @@ def _validate(options: SynthOptions) -> None:
         raise InputError(f"field of view {options.hfov_deg}° is outside 10–120°")
     if options.size_m is not None and options.size_m <= 0:
         raise InputError(f"--size-m {options.size_m}: the product's size must be positive")
+    if options.background == Background.TURNTABLE and (
+        options.video or options.scene or options.mat is not None
+    ):
+        raise InputError(
+            "--background turntable takes photos of a product from a tripod: drop "
+            "--video, --scene and --mat"
+        )
     if options.mat is not None and options.scene:
         raise InputError("--mat lies under a product; a room scene has a floor of its own")
+    if options.blur_frames is not None:
+        first, last = options.blur_frames
+        count = options.video_frames if options.video else options.views
+        if not 0 <= first <= last < count:
+            raise InputError(
+                f"--blur-frames {first}-{last}: give a first and last frame (0-based) within the "
+                f"capture's {count} frames, first ≤ last"
+            )
+    if options.flip and (options.video or options.scene or options.mat is not None):
+        raise InputError(
+            "--flip takes two passes of photos of a product: drop --video, --scene and --mat"
+        )

@@ -1,0 +1,249 @@
+"""Turntable captures: find the still background of photos taken from a tripod while the product
+turns, and mask it out of structure from motion.
+
+On a turntable the room behind the product is the same in every photo taken from one tripod
+position. Its features match perfectly between those photos and say that the camera never
+moved, against the product's features, which say it circled the product: SfM then pins the
+cameras together or builds the room instead of the product (FIELD_NOTES: colmap#2576,
+Meshroom#283). So, before features are found:
+
+1. Photos are compared small (`analysis_px`). Two photos come from the same tripod position when
+   a good share of their *textured* pixels is identical (plain pixels, such as studio paper,
+   are identical in any capture and prove nothing). Such pairs join into groups, one a tripod
+   height; a hand-held capture forms none.
+2. Where every photo of a group agrees (within `still_tolerance`), the picture is still; a
+   group whose still pixels hold enough texture (`min_still_textured_share` of the frame) is a
+   turntable ring.
+3. A pixel of a ring photo is background when several other photos of the ring show the same
+   colour there (the room repeats; the turning product does not). Each photo keeps, for
+   features, only the rest: the product and the turning disc (`feature_masks`), written where
+   SfM reads feature masks (``workspace.mask_path``; 0 drops keypoints).
+
+The disc turns with the product, so it places cameras like a table under a hand-held capture
+does, and the masks stage cuts it away like one (a ground plane under the product).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from recon.errors import InputError, StageError
+from recon.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurntableOptions:
+    """How a turntable capture is recognised and its still background masked."""
+
+    detect: bool = True  # look for a still background before SfM; False: never mask
+    analysis_px: int = 256  # photos are compared at this long side (averaging out noise)
+    still_tolerance: float = 8.0  # a pixel is still within this many levels (0-255, any channel)
+    texture_min_gradient: float = 12.0  # a pixel is textured with this grey gradient (Sobel)
+    same_tripod_share: float = 0.25  # two photos share a tripod position when this share of
+    # the pixels textured in both is identical (a ring's neighbours: 0.5-0.7; hand-held: < 0.02)
+    background_repeats: int = 2  # a pixel of a ring photo is background when this many of
+    # the ring's other photos show the same colour there (one more could be chance)
+    min_group_photos: int = 3  # a ring has at least this many photos
+    min_still_textured_share: float = 0.05  # a ring's still, textured pixels cover this share
+    # of the frame (a wall and a table: 0.3-0.5) or the background is plain and harmless
+    close_rel: float = 0.03  # holes in a photo's moving part up to this × the long side close
+    # (product print that matched the background's colour by chance)
+    margin_rel: float = 0.005  # the moving part grows by this × the long side, so features on
+    # the product's outline keep their whole neighbourhood
+
+    def __post_init__(self) -> None:
+        if self.analysis_px < 32:
+            raise InputError(f"analysis_px {self.analysis_px}: choose 32 px or more")
+        if self.min_group_photos < 2:
+            raise InputError("min_group_photos: a ring has at least 2 photos")
+        if not 0 < self.same_tripod_share <= 1 or not 0 < self.min_still_textured_share <= 1:
+            raise InputError("same_tripod_share and min_still_textured_share lie in (0, 1]")
+
+
+@dataclass(frozen=True)
+class TurntableFinding:
+    """What the photos showed: the rings found, each photo's moving part (analysis size)."""
+
+    rings: list[list[int]]  # photo indices of each turntable ring (a tripod position)
+    still_share: list[float]  # per ring: share of the frame still in all its photos
+    still_textured_share: list[float]  # per ring: ... and textured
+    moving: dict[int, np.ndarray] = field(default_factory=dict)  # photo index -> (h, w) bool
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.rings)
+
+
+def find_turntable(
+    images: Sequence[np.ndarray], options: TurntableOptions | None = None
+) -> TurntableFinding:
+    """Turntable rings among `images` ((h, w, 3) uint8 each, at about `analysis_px`; photos of
+    another size than their ring's are never in it)."""
+    options = options or TurntableOptions()
+    textured = [texture_mask(image, options.texture_min_gradient) for image in images]
+    pairs = [
+        (i, j)
+        for i in range(len(images))
+        for j in range(i + 1, len(images))
+        if images[i].shape == images[j].shape
+        and same_tripod(images[i], images[j], textured[i] & textured[j], options)
+    ]
+    rings, still_shares, textured_shares, moving = [], [], [], {}
+    for group in connected_groups(len(images), pairs):
+        if len(group) < options.min_group_photos:
+            continue
+        stack = np.stack([images[i] for i in group])
+        agreeing = agreement_counts(stack, options.still_tolerance)  # (n, h, w)
+        still = agreeing.min(axis=0) == len(group) - 1
+        still_textured = still & textured[group[0]]
+        if still_textured.mean() < options.min_still_textured_share:
+            continue
+        rings.append(group)
+        still_shares.append(float(still.mean()))
+        textured_shares.append(float(still_textured.mean()))
+        # A pixel shows the background when enough other photos of the ring show the same:
+        # the product, turning, rarely repeats itself at one place, the room always does
+        # (a median background would take the product's colours where it stands most often).
+        repeats = min(options.background_repeats, len(group) - 1)
+        for index, count in zip(group, agreeing, strict=True):
+            moving[index] = moving_part(count < repeats, options)
+    return TurntableFinding(rings, still_shares, textured_shares, moving)
+
+
+def agreement_counts(stack: np.ndarray, tolerance: float) -> np.ndarray:
+    """(n, h, w) int: for each photo of the (n, h, w, 3) uint8 `stack` and pixel, how many of
+    the other photos hold the same colour there (every channel within `tolerance`)."""
+    values = stack.astype(np.int16)
+    counts = np.zeros(stack.shape[:3], np.int32)
+    for i in range(len(stack)):
+        for j in range(i + 1, len(stack)):
+            same = np.abs(values[i] - values[j]).max(axis=2) <= tolerance
+            counts[i] += same
+            counts[j] += same
+    return counts
+
+
+def texture_mask(image: np.ndarray, min_gradient: float) -> np.ndarray:
+    """(h, w) bool: where the (h, w, 3) uint8 image has texture (grey Sobel gradient)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3) / 4
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3) / 4
+    return np.hypot(gx, gy) >= min_gradient
+
+
+def same_tripod(
+    a: np.ndarray, b: np.ndarray, textured: np.ndarray, options: TurntableOptions
+) -> bool:
+    """Whether (h, w, 3) images `a` and `b` were taken from one place: they agree on a share
+    of the pixels `textured` ((h, w) bool) in both, and on enough of the frame (the edges of
+    a plain product on plain paper agree too, but are a sliver of the frame)."""
+    if not textured.any():
+        return False
+    same = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2) <= options.still_tolerance
+    agreeing = float((same & textured).sum())
+    return bool(
+        agreeing >= options.same_tripod_share * textured.sum()
+        and agreeing >= options.min_still_textured_share * textured.size
+    )
+
+
+def connected_groups(count: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """The connected components of `count` nodes joined by `pairs`, each sorted, in order of
+    their first node."""
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(count):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda group: group[0])
+
+
+def moving_part(differs: np.ndarray, options: TurntableOptions) -> np.ndarray:
+    """(h, w) bool: a photo's moving part from its pixels that differ from the background:
+    specks (JPEG noise at edges) removed, chance holes closed, the outline given a margin."""
+    size = max(differs.shape)
+    mask = differs.astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    close = max(1, round(options.close_rel * size))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * close + 1, 2 * close + 1))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+    return mask.astype(bool)
+
+
+def feature_masks(
+    finding: TurntableFinding, sizes: Sequence[tuple[int, int]], options: TurntableOptions
+) -> list[np.ndarray]:
+    """(h, w) uint8 masks, 255 where features count, for photos of (width, height) `sizes`:
+    a turntable photo's moving part (at full size, with its margin); everything elsewhere."""
+    masks = []
+    for index, (width, height) in enumerate(sizes):
+        if index not in finding.moving:
+            masks.append(np.full((height, width), 255, np.uint8))
+            continue
+        small = finding.moving[index].astype(np.uint8) * 255
+        full = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
+        grow = max(1, round(options.margin_rel * max(width, height)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        masks.append(cv2.dilate(full.astype(np.uint8) * 255, kernel))
+    return masks
+
+
+def mask_still_background(
+    workspace: Workspace, names: Sequence[str], options: TurntableOptions | None = None
+) -> dict:
+    """Look for turntable rings among the working photos `names`; when found, write a feature
+    mask for every photo (workspace.mask_path: the moving part of ring photos, all of any
+    other) and say so. Returns the "turntable" record for cameras.json and report.json."""
+    options = options or TurntableOptions()
+    if not options.detect:
+        return {"detected": False, "checked": False}
+    images, sizes = [], []
+    for name in names:
+        image = cv2.imread(str(workspace.image_path(name)), cv2.IMREAD_COLOR)
+        if image is None:
+            raise StageError("sfm", f"cannot read {workspace.image_path(name)}")
+        height, width = image.shape[:2]
+        sizes.append((width, height))
+        scale = options.analysis_px / max(width, height)
+        small = (max(1, round(width * scale)), max(1, round(height * scale)))
+        images.append(
+            cv2.cvtColor(cv2.resize(image, small, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        )
+    finding = find_turntable(images, options)
+    if not finding.detected:
+        return {"detected": False, "checked": True}
+    workspace.masks_dir.mkdir(parents=True, exist_ok=True)
+    for name, mask in zip(names, feature_masks(finding, sizes, options), strict=True):
+        cv2.imwrite(str(workspace.mask_path(name)), mask)
+    in_rings = sum(len(ring) for ring in finding.rings)
+    still = float(np.average(finding.still_share, weights=[len(r) for r in finding.rings]))
+    message = (
+        f"turntable capture: the background stays still in {in_rings} of {len(names)} photos "
+        f"({len(finding.rings)} tripod position{'s' if len(finding.rings) > 1 else ''}, "
+        f"{still:.0%} of each photo); it was left out when placing the photos, so only the "
+        "product and the turntable decide where the camera was"
+    )
+    logger.info(message)
+    return {
+        "detected": True,
+        "checked": True,
+        "rings": [[names[i] for i in ring] for ring in finding.rings],
+        "still_share": [round(share, 4) for share in finding.still_share],
+        "still_textured_share": [round(share, 4) for share in finding.still_textured_share],
+        "message": message,
+    }

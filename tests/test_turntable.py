@@ -1,0 +1,188 @@
+"""Turntable captures: the synthetic set keeps the room still, detection finds the tripod rings
+and masks the room out of SfM, and a turntable capture reconstructs like a hand-held one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from recon import synth, turntable
+from recon.cameras import Camera, read_cameras_json
+from recon.errors import InputError
+from recon.workspace import Workspace
+from tests.test_synth import check_capture
+
+SMALL = synth.SynthOptions(
+    views=8, size_px=192, novel_views=1, background=synth.Background.TURNTABLE
+)
+
+
+@pytest.fixture(scope="module")
+def turntable_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synth.run("cereal_box", tmp_path_factory.mktemp("turntable") / "capture", SMALL).out_dir
+
+
+def read_small(folder: Path, names: list[str], size_px: int = 256) -> list[np.ndarray]:
+    """The photos at `size_px` long side, RGB, as recon.turntable compares them."""
+    images = []
+    for name in names:
+        image = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+        scale = size_px / max(image.shape[:2])
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        images.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+    return images
+
+
+def test_synthetic_turntable_keeps_the_room_still(turntable_capture: Path) -> None:
+    check_capture(turntable_capture, SMALL)  # truth cameras (product frame) match the photos
+    cameras = read_cameras_json(turntable_capture / "truth" / "cameras.json")
+    scene = json.loads((turntable_capture / "truth" / "scene.json").read_text())
+    rings = (cameras[:4], cameras[4:])  # two tripod heights of 4 photos
+    for ring in rings:
+        # In the product's frame the camera circles the product at one height and distance.
+        centres = np.stack([camera.center for camera in ring])
+        assert np.ptp(centres[:, 1]) < 1e-9
+        assert np.ptp(np.linalg.norm(centres[:, [0, 2]], axis=1)) < 1e-9
+        # ... while in the room's frame it never moves.
+        room = [camera for camera in scene["turntable"]["room_cameras"]
+                if camera["image"] in {c.name for c in ring}]  # fmt: skip
+        assert len(room) == 4
+        assert all(camera["t"] == room[0]["t"] for camera in room)
+        photos = [cv2.imread(str(turntable_capture / "images" / c.name)) for c in ring]
+        product = [
+            cv2.imread(str(turntable_capture / "truth" / "masks" / c.name.replace(".jpg", ".png")))
+            for c in ring
+        ]
+        turning = np.max(product, axis=0)[..., 0] | disc_silhouette(ring[0], scene["turntable"])
+        # JPEG codes 16 px blocks: a block the turning part touches changes as a whole
+        blocks = turning.reshape(12, 16, 12, 16).max(axis=(1, 3))
+        blocks = cv2.dilate(blocks, np.ones((3, 3), np.uint8))
+        near_turning = np.kron(blocks, np.ones((16, 16), np.uint8))
+        for photo in photos[1:]:  # away from the product and its disc, the pixels repeat
+            same = (np.abs(photo.astype(int) - photos[0]).max(axis=2) <= 2)[near_turning == 0]
+            assert same.mean() > 0.97
+            assert (near_turning == 0).mean() > 0.15
+    top_left = [cv2.imread(str(turntable_capture / "images" / c.name)) for c in cameras[::4]]
+    assert np.abs(top_left[0].astype(int) - top_left[1]).max(axis=2).mean() > 10  # 2 heights
+
+
+def disc_silhouette(camera: Camera, notes: dict) -> np.ndarray:
+    """(h, w) uint8, 255 where the turntable disc (truth/scene.json notes) covers the photo."""
+    angles = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+    rim = np.stack([np.cos(angles), np.zeros(90), np.sin(angles)], axis=1) * notes["disc_radius_m"]
+    below = rim - [0, notes["disc_thickness_m"], 0]
+    uv, _ = camera.project(np.concatenate([rim, below]))
+    mask = np.zeros((camera.height, camera.width), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(uv).astype(np.int32)), 255)
+    return mask
+
+
+def test_detects_both_tripod_rings_and_keeps_the_product(turntable_capture: Path) -> None:
+    names = sorted(p.name for p in (turntable_capture / "images").iterdir())
+    options = turntable.TurntableOptions()
+    finding = turntable.find_turntable(read_small(turntable_capture / "images", names), options)
+    assert finding.rings == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert all(share > 0.4 for share in finding.still_share)
+    masks = turntable.feature_masks(finding, [(192, 192)] * len(names), options)
+    for name, mask in zip(names, masks, strict=True):
+        product = cv2.imread(
+            str(turntable_capture / "truth" / "masks" / name.replace(".jpg", ".png")), 0
+        )
+        assert (mask[product > 0] > 0).mean() > 0.99, name  # the product keeps its features
+        assert (mask > 0).mean() < 0.5, name  # most of the room does not
+
+
+@pytest.mark.parametrize("background", ["plain", "table"])
+def test_a_handheld_capture_is_not_a_turntable(background: str, tmp_path: Path) -> None:
+    options = synth.SynthOptions(
+        views=8, size_px=192, novel_views=1, background=synth.Background(background)
+    )
+    capture = synth.run("cereal_box", tmp_path / "capture", options).out_dir
+    names = sorted(p.name for p in (capture / "images").iterdir())
+    finding = turntable.find_turntable(read_small(capture / "images", names))
+    assert not finding.detected
+
+
+def textured_room(rng: np.random.Generator, size: int = 128) -> np.ndarray:
+    noise = rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
+    return cv2.resize(noise, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def test_rings_from_arrays() -> None:
+    """A still room with a turning patch is a ring; the same patch before a room that moves
+    (hand-held) or a plain backdrop that stays put is not."""
+    rng = np.random.default_rng(3)
+    room = textured_room(rng)
+    turning = [room.copy() for _ in range(6)]
+    for image in turning:
+        image[40:90, 50:80] = rng.integers(0, 256, (50, 30, 3), dtype=np.uint8)
+    finding = turntable.find_turntable(turning)
+    assert finding.rings == [list(range(6))]
+    moving = finding.moving[2]
+    assert moving[45:85, 55:75].all()
+    assert not moving[:30].any()
+    assert not moving[100:].any()
+
+    walking = [np.roll(image, 7 * k, axis=1) for k, image in enumerate(turning)]
+    assert not turntable.find_turntable(walking).detected
+    plain = [np.where(image == room, 200, image).astype(np.uint8) for image in turning]
+    assert not turntable.find_turntable(plain).detected
+    # Two tripod heights: two rooms, two rings; a photo of another size joins neither.
+    other = textured_room(rng)
+    second = [other.copy() for _ in range(4)]
+    for image in second:
+        image[30:70, 40:90] = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    odd = cv2.resize(turning[0], (100, 128))
+    finding = turntable.find_turntable([*turning[:4], *second, odd])
+    assert finding.rings == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert 8 not in finding.moving
+
+
+def test_writes_sfm_feature_masks_and_says_so(turntable_capture: Path, tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path / "job")
+    shutil.copytree(turntable_capture / "images", workspace.images_dir)
+    names = sorted(p.name for p in workspace.images_dir.iterdir())
+    record = turntable.mask_still_background(workspace, names)
+    assert record["detected"]
+    assert len(record["rings"]) == 2
+    assert "turntable" in record["message"]
+    assert "8 of 8 photos" in record["message"]
+    for name in names:
+        mask = cv2.imread(str(workspace.mask_path(name)), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (192, 192)
+        assert set(np.unique(mask)) == {0, 255}
+    off = turntable.mask_still_background(
+        Workspace(tmp_path / "off"), names, turntable.TurntableOptions(detect=False)
+    )
+    assert off == {"detected": False, "checked": False}
+
+
+def test_turntable_synth_refuses_what_it_cannot_film(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="turntable"):
+        synth.run("cereal_box", tmp_path / "x", synth.SynthOptions(
+            background=synth.Background.TURNTABLE, video=True))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_turntable_capture_reconstructs(tmp_path: Path) -> None:
+    """Masked, the product alone places the photos: all of them, right, and the asset holds no
+    disc or room (the truth is the product alone)."""
+    from recon.evaluation import EvaluateOptions, evaluate
+    from recon.pipeline import ReconOptions, reconstruct
+
+    options = synth.SynthOptions(views=16, size_px=480, novel_views=2,
+                                 background=synth.Background.TURNTABLE)  # fmt: skip
+    capture = synth.run("cereal_box", tmp_path / "capture", options).out_dir
+    result = reconstruct(capture / "images", tmp_path / "out", ReconOptions.for_preset("preview"))
+    assert result.report["status"] == "succeeded"
+    assert result.report["capture"]["turntable"]["detected"]
+    scores = evaluate(capture, tmp_path / "out", EvaluateOptions(score_texture=False))
+    assert scores["images"]["registered_fraction"] == 1.0
+    assert scores["pose"]["rotation_error_deg"]["median"] < 0.5
+    assert scores["geometry"]["accuracy"]["1"] > 0.99  # nothing but the product
+    assert scores["geometry"]["f_score"]["1"] > 0.95
