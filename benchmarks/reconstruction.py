@@ -139,7 +139,8 @@ def recon(arguments: list[str]) -> dict:
 
 
 def reconstruct_and_score(capture: Path, out: Path, preset: str) -> dict:
-    images = capture / "images" if (capture / "images").is_dir() else capture
+    # a synthetic capture's photos or its video (`recon synth --video`), else the folder itself
+    images = next((p for p in (capture / "images", capture / "video.mp4") if p.exists()), capture)
     run = recon(["reconstruct", str(images), "-o", str(out), "--preset", preset, "--overwrite"])
     entry: dict = {"run": run}
     if run["returncode"] != 0:

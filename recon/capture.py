@@ -267,6 +267,7 @@ def take_video(
         measures.damaged,
         video.orbit_path(measures.motion),
         options.video_sharpness_window,
+        blur_ratio=options.video_blur_ratio,
     )
     choice = video.choose_frames(
         relative,

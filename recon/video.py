@@ -307,31 +307,51 @@ def orbit_path(motion: np.ndarray) -> np.ndarray:
 
 
 def relative_sharpness(
-    sharpness: np.ndarray, damaged: np.ndarray, path: np.ndarray, window: float
+    sharpness: np.ndarray,
+    damaged: np.ndarray,
+    path: np.ndarray,
+    window: float,
+    blur_ratio: float = 0.25,
 ) -> np.ndarray:
     """(n,) each frame's sharpness over that of the sharp frames that show nearly the same view.
 
     The reference is the 90th percentile of the undamaged frames within `window` along the
     `path` (and at least the two frames either side), and never below 60 % of the video's
-    median frame, so a long blurred stretch is still measured against sharp frames. Relative,
-    because the Laplacian also counts how much print the product shows from that side (a box's
-    narrow side had a third of its front's), and because a video that is soft all through
-    should keep its best frames, not lose them all to a fixed threshold.
+    median frame. Relative, because the Laplacian also counts how much print the product shows
+    from that side (a box's narrow side had a third of its front's, a mustard bottle's side 0.4
+    of its label's, changing gradually along the orbit), and because a video that is soft all
+    through should keep its best frames, not lose them all to a fixed threshold.
+
+    A blurred stretch longer than the window has only blurred frames around its middle, and the
+    median let one through (a second of blur over the product's busiest side: a fifth of the
+    median's Laplacian, so 0.33 against the floor). Blur starts and ends abruptly, where the
+    window still holds sharp frames, so the frames there fall under `blur_ratio`; their
+    reference is carried on into the stretch, frame by frame from both ends, for as long as the
+    frames stay under `blur_ratio` of it. A plainer side is reached gradually and keeps its
+    own reference.
     """
     count = len(sharpness)
     undamaged = sharpness[~damaged]
     floor = _GLOBAL_SHARE * float(np.median(undamaged)) if len(undamaged) else 0.0
     low = np.minimum(np.searchsorted(path, path - window, side="left"), np.arange(count) - 2)
     high = np.maximum(np.searchsorted(path, path + window, side="right"), np.arange(count) + 3)
-    relative = np.ones(count)
+    reference = np.zeros(count)
     for index in range(count):
         start, stop = max(0, int(low[index])), min(count, int(high[index]))
         around = sharpness[start:stop][~damaged[start:stop]]
         local = float(np.percentile(around, _SHARP_PERCENTILE)) if len(around) else 0.0
-        reference = max(local, floor)
-        if reference > 0:
-            relative[index] = sharpness[index] / reference
-    return relative
+        reference[index] = max(local, floor)
+    carried = reference.copy()
+    for order in (range(1, count), range(count - 2, -1, -1)):
+        inherited = reference.copy()
+        step = 1 if order.step > 0 else -1
+        for index in order:
+            before = index - step
+            bar = blur_ratio * inherited[before]
+            if not damaged[before] and sharpness[before] < bar and sharpness[index] < bar:
+                inherited[index] = max(inherited[index], inherited[before])
+        carried = np.maximum(carried, inherited)
+    return np.divide(sharpness, carried, out=np.ones(count), where=carried > 0)
 
 
 # -- choosing frames --------------------------------------------------------------------------
