@@ -47,7 +47,7 @@ import pycolmap
 
 from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import CaptureError, InputError, StageError
-from recon.geometry import relative_rotation_differences_deg
+from recon.geometry import Similarity, relative_rotation_differences_deg
 from recon.progress import ProgressCallback
 from recon.turntable import TurntableOptions, mask_still_background
 from recon.workspace import Workspace
@@ -111,6 +111,9 @@ class SfmOptions:
     guided_matching: bool = False  # re-match verified pairs along their epipolar geometry:
     # it placed every photo of the 640 px cereal box, but was 10× slower on textured tables
     # and let a repeating wood texture join two half rings into a model with two bottles.
+    guided_matching_when_plain: bool = True  # ... but do it when most photos needed the
+    # low-contrast search (a plain product on a plain backdrop, no wood to repeat): on the
+    # Middlebury dino it lifted the weakest neighbour pairs from 17–28 to 59–85 matches
     min_pair_inliers: int = 15  # a pair counts as overlapping with this many verified matches
     ransac_max_error_px: float = 4.0  # verification: epipolar distance of an inlier
     relaxed_pass: bool = True  # photos the strict pass (COLMAP's thresholds) leaves out get
@@ -119,6 +122,14 @@ class SfmOptions:
     max_pose_error_px: float = 4.0  # ... each within this reprojection error
     min_support_inliers: int = 30  # relaxed pass: a pair ties two photos with this many
     min_pair_agreement: float = 0.8  # ... verified matches, this share of them explained
+    two_view_points: bool = True  # relaxed pass: triangulate points seen by two photos only
+    # (COLMAP skips them): in a sparse ring of a plain product most points are, and a photo
+    # past a weak link finds no other points to be placed by
+    merge_models: bool = True  # relaxed pass: join models that share placed photos (the two
+    # halves of a ring that meet only through weak links) through the shared photos' poses
+    refine_distortion_while_mapping: bool = False  # the final adjustment refines it anyway;
+    # while mapping, a narrow lens (the Middlebury dino: 11° field of view) cannot tell
+    # distortion from pose, and COLMAP drops photos whose camera gets |k| > 1
     shared_intrinsics: bool = True  # one camera for photos of one device (size, EXIF camera)
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP model; see _OPENCV_DISTORTION for the choices
     principal_point: PrincipalPoint = PrincipalPoint.AUTO
@@ -180,14 +191,17 @@ def run(
         turntable = mask_still_background(workspace, names, options.turntable)
         masks_dir = _masks_dir(workspace, names) if options.use_masks else None
         _create_database(database_path, workspace.images_dir, photos, options)
-        upsampled = _extract_features(database_path, workspace, photos, masks_dir, options)
+        upsampled, plain = _extract_features(database_path, workspace, photos, masks_dir, options)
         if upsampled:
             logger.info("sfm: %d photos searched for features at twice the size", upsampled)
+        guided = options.guided_matching or (
+            options.guided_matching_when_plain and 2 * plain > len(names)
+        )
         timings["extract"] = time.perf_counter() - start
 
         start = time.perf_counter()
         report("match", 0.0, "matching photos")
-        _match(database_path, names, options)
+        _match(database_path, names, options, guided=guided)
         timings["match"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -371,8 +385,9 @@ def _extract_features(
     photos: list[dict],
     masks_dir: Path | None,
     options: SfmOptions,
-) -> int:
-    """Keypoints of every photo into the database; returns how many photos were upsampled.
+) -> tuple[int, int]:
+    """Keypoints of every photo into the database; returns how many photos were upsampled,
+    and how many of those were plain (searched with the low contrast threshold).
 
     A first pass at the working size (cheap) probes each photo; photos with fewer than
     `upsample_below_features` keypoints are searched again at twice the size, where SIFT finds
@@ -400,7 +415,7 @@ def _extract_features(
     plain = [name for name in poor if counts[name] < options.low_contrast_below_features]
     if plain:
         _search_plain_photos(database_path, workspace, photos, plain, masks_dir, options)
-    return len(poor)
+    return len(poor), len(plain)
 
 
 def _search_plain_photos(
@@ -493,10 +508,10 @@ def _threads(options: SfmOptions) -> int:
     return options.num_threads if options.num_threads > 0 else (os.cpu_count() or 1)
 
 
-def _match(database_path: Path, names: list[str], options: SfmOptions) -> None:
+def _match(database_path: Path, names: list[str], options: SfmOptions, *, guided: bool) -> None:
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = _threads(options)
-    matching.guided_matching = options.guided_matching
+    matching.guided_matching = guided
     verification = pycolmap.TwoViewGeometryOptions()
     verification.min_num_inliers = options.min_pair_inliers
     verification.ransac.max_error = options.ransac_max_error_px
@@ -722,23 +737,7 @@ def _map(
     (continuing `start_from`) takes `min_pose_inliers` within `max_pose_error_px`, which places
     the edge-on views of thin or plain products.
     """
-    pipeline = pycolmap.IncrementalPipelineOptions()
-    pipeline.num_threads = _threads(options)
-    pipeline.random_seed = options.seed
-    pipeline.min_num_matches = options.min_pair_inliers
-    if relaxed:
-        pipeline.mapper.abs_pose_min_num_inliers = options.min_pose_inliers
-        # A tight error keeps a mirror-like side from placing a photo the wrong way round.
-        pipeline.mapper.abs_pose_max_error = options.max_pose_error_px
-    # Speed: fewer, shorter intermediate adjustments (the final one in `refine` polishes); on
-    # the synthetic captures this halves mapping time at the same final accuracy.
-    pipeline.ba_global_frames_ratio = 1.4
-    pipeline.ba_global_points_ratio = 1.4
-    pipeline.ba_global_max_refinements = 2
-    pipeline.ba_local_max_refinements = 1
-    pipeline.mapper.ba_global_ignore_redundant_points3D = True
-    # Keep small separate groups too: they tell the merchant which photos went astray.
-    pipeline.min_model_size = 3
+    pipeline = _pipeline_options(options, relaxed=relaxed)
     pycolmap.set_random_seed(options.seed)
     placed = [0 if start_from is None else start_from.num_reg_images()]
 
@@ -765,6 +764,30 @@ def _map(
     return sorted(models.values(), key=lambda model: -model.num_reg_images())
 
 
+def _pipeline_options(options: SfmOptions, *, relaxed: bool) -> pycolmap.IncrementalPipelineOptions:
+    """COLMAP's incremental mapping options for the strict or the relaxed pass (see `_map`)."""
+    pipeline = pycolmap.IncrementalPipelineOptions()
+    pipeline.num_threads = _threads(options)
+    pipeline.random_seed = options.seed
+    pipeline.min_num_matches = options.min_pair_inliers
+    pipeline.ba_refine_extra_params = options.refine_distortion_while_mapping
+    if relaxed:
+        pipeline.mapper.abs_pose_min_num_inliers = options.min_pose_inliers
+        # A tight error keeps a mirror-like side from placing a photo the wrong way round.
+        pipeline.mapper.abs_pose_max_error = options.max_pose_error_px
+        pipeline.triangulation.ignore_two_view_tracks = not options.two_view_points
+    # Speed: fewer, shorter intermediate adjustments (the final one in `refine` polishes); on
+    # the synthetic captures this halves mapping time at the same final accuracy.
+    pipeline.ba_global_frames_ratio = 1.4
+    pipeline.ba_global_points_ratio = 1.4
+    pipeline.ba_global_max_refinements = 2
+    pipeline.ba_local_max_refinements = 1
+    pipeline.mapper.ba_global_ignore_redundant_points3D = True
+    # Keep small separate groups too: they tell the merchant which photos went astray.
+    pipeline.min_model_size = 3
+    return pipeline
+
+
 def _extend(
     database_path: Path,
     workspace: Workspace,
@@ -783,16 +806,29 @@ def _extend(
     """
     models = _map(database_path, workspace, count, options, report, relaxed=True, start_from=core)
     core_names = set() if core is None else {image.name for image in _posed(core)}
-    candidate = max(
-        models,
-        key=lambda model: (
-            len(core_names & {i.name for i in _posed(model)}),
-            model.num_reg_images(),
-        ),
-        default=None,
-    )
+
+    def pick(models: list[pycolmap.Reconstruction]) -> pycolmap.Reconstruction | None:
+        return max(
+            models,
+            key=lambda model: (
+                len(core_names & {i.name for i in _posed(model)}),
+                model.num_reg_images(),
+            ),
+            default=None,
+        )
+
+    candidate = pick(models)
     if candidate is None:
         return core
+    if options.merge_models:
+        merged = merge_models(
+            candidate, [m for m in models if m is not candidate], database_path, workspace, options
+        )
+        if merged is not candidate:  # adjust the joined model and place what it now reaches
+            models = _map(
+                database_path, workspace, count, options, report, relaxed=True, start_from=merged
+            )
+            candidate = pick(models) or candidate
     agreement = pair_agreement(candidate, database_path, options.max_pose_error_px)
     keep = supported_component(
         agreement, core_names, options.min_support_inliers, options.min_pair_agreement
@@ -808,6 +844,124 @@ def _extend(
     if core is not None and candidate.num_reg_images() <= core.num_reg_images():
         return core
     return candidate
+
+
+def merge_models(
+    target: pycolmap.Reconstruction,
+    others: list[pycolmap.Reconstruction],
+    database_path: Path,
+    workspace: Workspace,
+    options: SfmOptions,
+) -> pycolmap.Reconstruction:
+    """`target` joined with the other models that share placed photos with it, their points
+    triangulated again from the database; `target` itself when none adds a photo.
+
+    Each model is moved into the target's frame through the poses of the shared photos (see
+    `similarity_from_shared_photos`). This is how a sparse ring whose neighbours meet through
+    weak, two-photo links comes together: the mapper grows two halves that each hold the photo
+    at a weak link, but cannot carry scale across it by points seen three times. The joined
+    model still has to earn its photos (`_extend` keeps only those verified pairs tie to it).
+    """
+    merged = pycolmap.Reconstruction(target)
+    grew = False
+    for other in others:
+        placed = {image.name: image for image in _posed(merged)}
+        theirs = {image.name: image for image in _posed(other)}
+        shared = sorted(placed.keys() & theirs.keys())
+        new = [name for name in theirs if name not in placed]
+        if not shared or not new:
+            continue
+        similarity = similarity_from_shared_photos(
+            np.array([placed[name].cam_from_world().matrix() for name in shared]),
+            np.array([theirs[name].cam_from_world().matrix() for name in shared]),
+            np.array([_median_depth(merged, placed[name]) for name in shared]),
+            np.array([_median_depth(other, theirs[name]) for name in shared]),
+        )
+        logger.info(
+            "sfm: joining a model of %d photos through %d shared (scale %.3f)",
+            len(theirs),
+            len(shared),
+            similarity.scale,
+        )
+        for name in new:
+            image = theirs[name]
+            if not merged.exists_camera(image.camera_id):
+                merged.add_camera_with_trivial_rig(other.camera(image.camera_id))
+            pose = moved_pose(image.cam_from_world().matrix(), similarity)
+            keypoints = np.array([point.xy for point in image.points2D]).reshape(-1, 2)
+            merged.add_image_with_trivial_frame(
+                pycolmap.Image(
+                    name=name,
+                    keypoints=keypoints,
+                    camera_id=image.camera_id,
+                    image_id=image.image_id,
+                ),
+                pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:, :3]), pose[:, 3]),
+            )
+        grew = True
+    if not grew:
+        return target
+    # The halves drifted apart a little by the time they meet again at the other end of the
+    # ring: adjust the whole (robustly: the first points cross that seam), then triangulate
+    # again with poses that now agree along the seam.
+    for _ in range(2):
+        with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+            merged = pycolmap.triangulate_points(
+                merged,
+                database_path,
+                workspace.images_dir,
+                folder,
+                clear_points=True,
+                options=_pipeline_options(options, relaxed=True),
+                refine_intrinsics=False,
+            )
+        errors = list(observation_errors(merged).values())
+        loss_px = float(np.clip(options.robust_loss_factor * np.median(errors), 0.1, 4.0))
+        _adjust(merged, options, loss_px=loss_px, refine_principal_point=False)
+    return merged
+
+
+def similarity_from_shared_photos(
+    poses_target: np.ndarray,
+    poses_source: np.ndarray,
+    depths_target: np.ndarray,
+    depths_source: np.ndarray,
+) -> Similarity:
+    """The similarity taking a source model's frame onto a target model's, from photos placed
+    in both: (k, 3, 4) world-to-camera poses in each, and (k,) typical depths of the points
+    each photo sees in each model (the scale: the same product at the same distance).
+
+    One shared photo fixes rotation and translation up to scale; the depths fix the scale.
+    With several, the rotations are averaged (chordal mean) and the median taken.
+    """
+    scale = float(np.median(depths_target / depths_source))
+    rotations = np.einsum("kji,kjl->kil", poses_target[:, :, :3], poses_source[:, :, :3])
+    u, _, vt = np.linalg.svd(rotations.sum(axis=0))
+    rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    # camera i: R_t x_t + t_t = s (R_s x_s + t_s) with x_t = s R x_s + t
+    translations = np.einsum(
+        "kji,kj->ki", poses_target[:, :, :3], scale * poses_source[:, :, 3] - poses_target[:, :, 3]
+    )
+    return Similarity(scale=scale, rotation=rotation, translation=np.median(translations, axis=0))
+
+
+def moved_pose(pose: np.ndarray, similarity: Similarity) -> np.ndarray:
+    """(3, 4) world-to-camera pose in the similarity's source frame -> the same camera in its
+    target frame (x_target = s R x_source + t)."""
+    rotation = pose[:, :3] @ similarity.rotation.T
+    translation = similarity.scale * pose[:, 3] - rotation @ similarity.translation
+    return np.column_stack([rotation, translation])
+
+
+def _median_depth(reconstruction: pycolmap.Reconstruction, image: pycolmap.Image) -> float:
+    """Median depth of the points `image` sees in `reconstruction` (1 when it sees none)."""
+    observations = image.get_observation_points2D()
+    if len(observations) == 0:
+        return 1.0
+    xyz = np.array([reconstruction.point3D(point.point3D_id).xyz for point in observations])
+    pose = image.cam_from_world().matrix()
+    depths = xyz @ pose[2, :3] + pose[2, 3]
+    return float(np.median(depths[depths > 0])) if (depths > 0).any() else 1.0
 
 
 def pair_agreement(
