@@ -51,10 +51,10 @@ def silhouette_field(
     low, high = local.min(axis=0), local.max(axis=0)
     voxel = float((high - low).max()) / resolution
     shape = np.maximum(np.ceil((high - low) / voxel).astype(int), 2)
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
-    xyz = (grid.reshape(-1, 3) * voxel + low) @ axes
-    values = np.full(len(xyz), np.inf, dtype=np.float32)
-    judged = np.zeros(len(xyz), dtype=np.int16)
+    values = np.full(tuple(shape), np.inf, dtype=np.float32)
+    judged = np.zeros(tuple(shape), dtype=np.int16)
+    # Grid index (i, j, k) sits at corner + i·steps[0] + j·steps[1] + k·steps[2] in the world.
+    corner, steps = low @ axes, voxel * axes
     for index, (camera, mask) in enumerate(zip(cameras, masks, strict=True)):
         inside = (mask > 0).astype(np.uint8)
         signed = cv2.distanceTransform(inside, cv2.DIST_L2, 5) - cv2.distanceTransform(
@@ -62,15 +62,46 @@ def silhouette_field(
         )
         if erode_px is not None:
             signed -= erode_px[index]
-        uv, depth = camera.project(xyz)
-        cols, rows = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
-        seen = (depth > 0) & (cols >= 0) & (rows >= 0)
-        seen &= (cols < mask.shape[1]) & (rows < mask.shape[0])
-        distance = signed[rows[seen], cols[seen]] * depth[seen] / camera.K[0, 0]
-        values[seen] = np.minimum(values[seen], distance)
-        judged += seen
+        # K·(R·x + t): the third row is the depth, as K's is (0, 0, 1).
+        KR, Kt = camera.K @ camera.R, camera.K @ camera.t
+        _carve(values, judged, KR @ corner + Kt, steps @ KR.T, signed, 1.0 / camera.K[0, 0])
     values[judged < MIN_JUDGING_VIEWS] = -voxel
-    return HullField(low, axes, voxel, values.reshape(tuple(shape)))
+    return HullField(low, axes, voxel, values)
+
+
+@numba.njit(cache=True, nogil=True)
+def _carve(
+    values: np.ndarray,
+    judged: np.ndarray,
+    start: np.ndarray,
+    steps: np.ndarray,
+    signed: np.ndarray,
+    per_focal: float,
+) -> None:
+    """Lower `values` (nx, ny, nz) to one photo's signed silhouette distance (world units) at
+    every grid point it sees, and count the photo in `judged`. start: (3,) K·(R·x + t) of
+    grid point (0, 0, 0); steps: (3, 3) its change per index along each grid axis (rows);
+    signed: (h, w) float32 distance to the outline in pixels, > 0 inside. One pass, no
+    temporaries: the (n, 3) projections of the numpy version took 0.6 s a photo."""
+    nx, ny, nz = values.shape
+    h, w = signed.shape
+    for i in range(nx):
+        for j in range(ny):
+            row_start = start + i * steps[0] + j * steps[1]
+            for k in range(nz):
+                px = row_start[0] + k * steps[2, 0]
+                py = row_start[1] + k * steps[2, 1]
+                depth = row_start[2] + k * steps[2, 2]
+                if depth <= 0:
+                    continue
+                col = int(np.floor(px / depth + 0.5))
+                row = int(np.floor(py / depth + 0.5))
+                if col < 0 or row < 0 or col >= w or row >= h:
+                    continue
+                distance = signed[row, col] * depth * per_focal
+                if distance < values[i, j, k]:
+                    values[i, j, k] = distance
+                judged[i, j, k] += 1
 
 
 def hull_depth(field: HullField, camera: Camera, K: np.ndarray, wanted: np.ndarray) -> np.ndarray:
