@@ -5,7 +5,7 @@
   ≤ 0.5° and F@1 % ≥ 0.90, or a clear failure naming the look-alike sides — never a wrong model
   reported as succeeded.
 - Every successful run records the report's fidelity self-check (photos held out of texturing)
-  beside the truth's novel-view PSNR, so the two can be compared.
+  beside the truth's novel-view PSNR (reconstruct_and_score), so the two can be compared.
 
 Writes ``OUT/hard_captures.json``.
 
@@ -43,10 +43,6 @@ def main() -> int:
         entry = reconstruct_and_score(capture, args.out / "runs" / capture.name, args.preset)
         entry.update(product="twin_box", background=background, views=args.views)
         entry["outcome"], entry["acceptable"] = lookalike_outcome(entry)
-        report_path = args.out / "runs" / capture.name / "report.json"
-        if entry["run"]["returncode"] == 0 and report_path.exists():
-            report = json.loads(report_path.read_text())
-            entry["fidelity"] = {k: v for k, v in report["fidelity"].items() if k != "per_photo"}
         results.append(entry)
         print(json.dumps({k: entry.get(k) for k in ("background", "outcome", "acceptable")}))
     (args.out / "hard_captures.json").write_text(json.dumps(results, indent=1) + "\n")

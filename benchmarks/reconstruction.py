@@ -157,6 +157,14 @@ def reconstruct_and_score(capture: Path, out: Path, preset: str) -> dict:
         entry["scores"] = json.loads(scores_path.read_text())
     else:
         entry["evaluate_error"] = scored.get("error")
+    # The self-check on photos held out of texturing, beside the truth's novel-view PSNR: how
+    # far a merchant can trust the figure on a capture without ground truth (issue 4: ≤ 2 dB).
+    entry["fidelity"] = {k: v for k, v in report.get("fidelity", {}).items() if k != "per_photo"}
+    truth_psnr = entry.get("scores", {}).get("texture", {}).get("psnr_db")
+    if truth_psnr is not None and entry["fidelity"].get("psnr_db") is not None:
+        entry["fidelity"]["minus_truth_psnr_db"] = round(
+            entry["fidelity"]["psnr_db"] - truth_psnr, 2
+        )
     return entry
 
 
@@ -172,6 +180,8 @@ def acceptance_checks(entry: dict) -> dict:
         f"F@1% >= {TARGETS['f_score_1']}": geometry["f_score"]["1"] >= TARGETS["f_score_1"],
         f"F@0.5% >= {TARGETS['f_score_0.5']}": geometry["f_score"]["0.5"] >= TARGETS["f_score_0.5"],
         f"PSNR >= {TARGETS['psnr_db']} dB": texture.get("psnr_db", 0) >= TARGETS["psnr_db"],
+        "fidelity self-check within 2 dB of the truth's PSNR":
+            abs(entry.get("fidelity", {}).get("minus_truth_psnr_db", 99)) <= 2.0,
         "no table or background (accuracy@1% >= 0.99)": geometry["accuracy"]["1"] >= 0.99,
         f"time <= {TARGETS['seconds']} s": entry["run"]["seconds"] <= TARGETS["seconds"],
         f"memory <= {TARGETS['peak_memory_mb']} MB":
