@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import combinations
 from pathlib import Path
@@ -111,9 +111,10 @@ class SfmOptions:
     guided_matching: bool = False  # re-match verified pairs along their epipolar geometry:
     # it placed every photo of the 640 px cereal box, but was 10× slower on textured tables
     # and let a repeating wood texture join two half rings into a model with two bottles.
-    guided_matching_when_plain: bool = True  # ... but do it when most photos needed the
-    # low-contrast search (a plain product on a plain backdrop, no wood to repeat): on the
-    # Middlebury dino it lifted the weakest neighbour pairs from 17–28 to 59–85 matches
+    plain_capture_share: float = 0.5  # when more than this share of the photos needed the
+    # low-contrast search (a plain product on a plain backdrop: no wood texture to repeat),
+    # guided_matching and two_view_points are turned on: on the Middlebury dino's sparse ring
+    # the weakest neighbour pairs rose from 17–28 to 47–85 matches, and 5 → 16 of 16 placed
     min_pair_inliers: int = 15  # a pair counts as overlapping with this many verified matches
     ransac_max_error_px: float = 4.0  # verification: epipolar distance of an inlier
     relaxed_pass: bool = True  # photos the strict pass (COLMAP's thresholds) leaves out get
@@ -122,9 +123,10 @@ class SfmOptions:
     max_pose_error_px: float = 4.0  # ... each within this reprojection error
     min_support_inliers: int = 30  # relaxed pass: a pair ties two photos with this many
     min_pair_agreement: float = 0.8  # ... verified matches, this share of them explained
-    two_view_points: bool = True  # relaxed pass: triangulate points seen by two photos only
+    two_view_points: bool = False  # relaxed pass: triangulate points seen by two photos only
     # (COLMAP skips them): in a sparse ring of a plain product most points are, and a photo
-    # past a weak link finds no other points to be placed by
+    # past a weak link finds no other points to be placed by; on the textured temple's ring
+    # they cost accuracy (0.21° → 1.6° rotation error: the principal point went astray)
     merge_models: bool = True  # relaxed pass: join models that share placed photos (the two
     # halves of a ring that meet only through weak links) through the shared photos' poses
     refine_distortion_while_mapping: bool = False  # the final adjustment refines it anyway;
@@ -194,14 +196,14 @@ def run(
         upsampled, plain = _extract_features(database_path, workspace, photos, masks_dir, options)
         if upsampled:
             logger.info("sfm: %d photos searched for features at twice the size", upsampled)
-        guided = options.guided_matching or (
-            options.guided_matching_when_plain and 2 * plain > len(names)
-        )
+        if plain > options.plain_capture_share * len(names):
+            logger.info("sfm: a plain capture: guided matching and two-photo points")
+            options = replace(options, guided_matching=True, two_view_points=True)
         timings["extract"] = time.perf_counter() - start
 
         start = time.perf_counter()
         report("match", 0.0, "matching photos")
-        _match(database_path, names, options, guided=guided)
+        _match(database_path, names, options)
         timings["match"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -508,10 +510,10 @@ def _threads(options: SfmOptions) -> int:
     return options.num_threads if options.num_threads > 0 else (os.cpu_count() or 1)
 
 
-def _match(database_path: Path, names: list[str], options: SfmOptions, *, guided: bool) -> None:
+def _match(database_path: Path, names: list[str], options: SfmOptions) -> None:
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = _threads(options)
-    matching.guided_matching = guided
+    matching.guided_matching = options.guided_matching
     verification = pycolmap.TwoViewGeometryOptions()
     verification.min_num_inliers = options.min_pair_inliers
     verification.ransac.max_error = options.ransac_max_error_px
