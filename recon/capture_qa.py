@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from recon import turntable
 from recon.cameras import Camera
 from recon.errors import InputError
 from recon.textured_mesh import TexturedMesh
@@ -301,18 +302,27 @@ class PairMatch:
 
 
 def match_photos(
-    greys: Sequence[np.ndarray], focals_px: Sequence[float | None], options: QaOptions
+    greys: Sequence[np.ndarray],
+    focals_px: Sequence[float | None],
+    options: QaOptions,
+    masks: Sequence[np.ndarray] | None = None,
 ) -> list[PairMatch]:
     """Pairs of (h, w) uint8 thumbnails that overlap, with their relative rotations.
 
     SIFT features, Lowe's ratio test, then an essential matrix (RANSAC) with the EXIF focal
     length when known, else 1.2 × the long side (sfm's prior too): rotations need only be
-    good to a few degrees to find gaps of 50°.
+    good to a few degrees to find gaps of 50°. A turntable capture comes with (h, w) uint8
+    `masks` of each photo's turning part (recon.turntable): features only there, and matches
+    that do not move are left out (no photo of a turntable repeats a view).
     """
+    turning = masks is not None
+    masks = masks if masks is not None else [None] * len(greys)
     # OpenCV's SIFT, matcher and RANSAC run on one core each and let go of the GIL: threads
     # share the work out over the cores.
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        found = list(pool.map(lambda grey: _sift(options).detectAndCompute(grey, None), greys))
+        found = list(
+            pool.map(lambda grey, mask: _sift(options).detectAndCompute(grey, mask), greys, masks)
+        )
         features = []
         for keypoints, descriptors in found:
             points = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
@@ -328,7 +338,12 @@ def match_photos(
             pairs = sequential_pairs(count, 8, 20)
         matched = pool.map(
             lambda pair: _match_pair(
-                *pair, features, greys[pair[0]].shape, focals_px[pair[0]], options
+                *pair,
+                features,
+                greys[pair[0]].shape,
+                focals_px[pair[0]],
+                options,
+                turning=turning,
             ),
             pairs,
         )
@@ -344,7 +359,7 @@ class _Features:
 
 def _match_pair(
     i: int, j: int, features: Sequence[_Features], shape: tuple[int, ...],
-    focal_px: float | None, options: QaOptions,
+    focal_px: float | None, options: QaOptions, *, turning: bool = False,
 ) -> PairMatch | None:  # fmt: skip
     a_features, b_features = features[i], features[j]
     if a_features.descriptors is None or b_features.descriptors is None:
@@ -371,6 +386,13 @@ def _match_pair(
     good = sorted(good, key=lambda m: m.distance)[:256]
     a = a_features.points[[m.queryIdx for m in good]]
     b = b_features.points[[m.trainIdx for m in good]]
+    if turning:
+        # On a turntable the product always turns between photos: what stays put is the
+        # background the masks left, or the disc's scale, repeating every few degrees.
+        moved = np.linalg.norm(a - b, axis=1) >= options.duplicate_motion * max(shape[:2])
+        a, b, repeated = a[moved], b[moved], False
+        if len(a) < options.min_pair_inliers * 1.25:
+            return None
     pair = _relative_pose(a, b, shape, focal_px, options, repeated=repeated)
     if pair is None:
         return None
@@ -840,7 +862,14 @@ def check(input_path: Path | str, options: QaOptions | None = None) -> QaResult:
                 else None
                 for entry, grey in zip(info["images"], greys, strict=True)
             ]
-            coverage_info = estimated_coverage(names, greys, focals, photos, options)
+            # A turntable's still room would match as the same view in every photo of a ring
+            finding, _ = turntable.find_in_photos([workspace.image_path(n) for n in names])
+            masks = None
+            if finding.detected:
+                notes.append(turntable.message(finding, len(names)))
+                sizes = [grey.shape[::-1] for grey in greys]
+                masks = turntable.feature_masks(finding, sizes, turntable.TurntableOptions())
+            coverage_info = estimated_coverage(names, greys, focals, photos, options, masks)
             poses = "estimated"
             if not coverage_info.get("judged", True):
                 notes.append(
@@ -884,10 +913,12 @@ def estimated_coverage(
     focals_px: Sequence[float | None],
     photos: list[dict],
     options: QaOptions,
+    masks: Sequence[np.ndarray] | None = None,
 ) -> dict:
-    """Match the thumbnails, flag photos that overlap nothing or repeat a view (in `photos`,
-    in place), and measure the coverage of the photos placed by their chained rotations."""
-    matches = match_photos(greys, focals_px, options)
+    """Match the thumbnails (features only inside `masks`, if given), flag photos that
+    overlap nothing or repeat a view (in `photos`, in place), and measure the coverage of the
+    photos placed by their chained rotations."""
+    matches = match_photos(greys, focals_px, options, masks)
     by_name = {p["image"]: p for p in photos}
     problems = {p["image"]: p["problems"] for p in photos}
     for m in sorted(matches, key=lambda m: (m.j, m.i)):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -44,7 +45,7 @@ class TurntableOptions:
 
     detect: bool = True  # look for a still background before SfM; False: never mask
     analysis_px: int = 256  # photos are compared at this long side (averaging out noise)
-    still_tolerance: float = 8.0  # a pixel is still within this many levels (0-255, any channel)
+    still_tolerance: float = 4.0  # a pixel is still within this many levels (0-255, any channel)
     texture_min_gradient: float = 12.0  # a pixel is textured with this grey gradient (Sobel)
     same_tripod_share: float = 0.25  # two photos share a tripod position when this share of
     # the pixels textured in both is identical (a ring's neighbours: 0.5-0.7; hand-held: < 0.02)
@@ -203,6 +204,39 @@ def feature_masks(
     return masks
 
 
+def find_in_photos(
+    paths: Sequence[Path], options: TurntableOptions | None = None
+) -> tuple[TurntableFinding, list[tuple[int, int]]]:
+    """Turntable rings among the photos at `paths`, and each photo's (width, height)."""
+    options = options or TurntableOptions()
+    images, sizes = [], []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"cannot read {path}: is it a photo?")
+        height, width = image.shape[:2]
+        sizes.append((width, height))
+        scale = options.analysis_px / max(width, height)
+        small = (max(1, round(width * scale)), max(1, round(height * scale)))
+        images.append(
+            cv2.cvtColor(cv2.resize(image, small, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        )
+    return find_turntable(images, options), sizes
+
+
+def message(finding: TurntableFinding, photos: int) -> str:
+    """What a merchant is told about a turntable capture."""
+    in_rings = sum(len(ring) for ring in finding.rings)
+    still = float(np.average(finding.still_share, weights=[len(r) for r in finding.rings]))
+    positions = len(finding.rings)
+    return (
+        f"turntable capture: the background stays still in {in_rings} of {photos} photos "
+        f"({positions} tripod position{'s' if positions > 1 else ''}, {still:.0%} of each "
+        "photo); it was left out when placing the photos, so only the product and the "
+        "turntable decide where the camera was"
+    )
+
+
 def mask_still_background(
     workspace: Workspace, names: Sequence[str], options: TurntableOptions | None = None
 ) -> dict:
@@ -212,38 +246,22 @@ def mask_still_background(
     options = options or TurntableOptions()
     if not options.detect:
         return {"detected": False, "checked": False}
-    images, sizes = [], []
-    for name in names:
-        image = cv2.imread(str(workspace.image_path(name)), cv2.IMREAD_COLOR)
-        if image is None:
-            raise StageError("sfm", f"cannot read {workspace.image_path(name)}")
-        height, width = image.shape[:2]
-        sizes.append((width, height))
-        scale = options.analysis_px / max(width, height)
-        small = (max(1, round(width * scale)), max(1, round(height * scale)))
-        images.append(
-            cv2.cvtColor(cv2.resize(image, small, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-        )
-    finding = find_turntable(images, options)
+    try:
+        finding, sizes = find_in_photos([workspace.image_path(name) for name in names], options)
+    except InputError as error:
+        raise StageError("sfm", str(error)) from error
     if not finding.detected:
         return {"detected": False, "checked": True}
     workspace.masks_dir.mkdir(parents=True, exist_ok=True)
     for name, mask in zip(names, feature_masks(finding, sizes, options), strict=True):
         cv2.imwrite(str(workspace.mask_path(name)), mask)
-    in_rings = sum(len(ring) for ring in finding.rings)
-    still = float(np.average(finding.still_share, weights=[len(r) for r in finding.rings]))
-    message = (
-        f"turntable capture: the background stays still in {in_rings} of {len(names)} photos "
-        f"({len(finding.rings)} tripod position{'s' if len(finding.rings) > 1 else ''}, "
-        f"{still:.0%} of each photo); it was left out when placing the photos, so only the "
-        "product and the turntable decide where the camera was"
-    )
-    logger.info(message)
+    text = message(finding, len(names))
+    logger.info(text)
     return {
         "detected": True,
         "checked": True,
         "rings": [[names[i] for i in ring] for ring in finding.rings],
         "still_share": [round(share, 4) for share in finding.still_share],
         "still_textured_share": [round(share, 4) for share in finding.still_textured_share],
-        "message": message,
+        "message": text,
     }
