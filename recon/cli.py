@@ -144,10 +144,11 @@ def _build_parser(
     synth.add_argument("--size", type=int, default=960, dest="size_px", help="photo size, px (960)")
     synth.add_argument(
         "--background",
-        choices=["plain", "table", "turntable"],
+        choices=["plain", "table", "turntable", "black", "white"],
         default="plain",
-        help="plain studio paper, a wooden tabletop under the product, or a turntable: a "
-        "tripod camera before a patterned wall, the product turning on a disc",
+        help="plain grey studio paper, a wooden tabletop under the product, a turntable (a "
+        "tripod camera before a patterned wall, the product turning on a disc), or a black or "
+        "white backdrop",
     )
     synth.add_argument(
         "--lighting",

@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 class Background(StrEnum):
     PLAIN = "plain"  # seamless studio paper: one even colour
     TABLE = "table"  # a wooden tabletop under the product, like a real turntable shot
+    BLACK = "black"  # black velvet or card, as jewellery and Middlebury's dino are shot
+    WHITE = "white"  # a white light box: white products and labels meet a white backdrop
     # a tripod camera before a patterned wall, the product turning on a disc on a table
     # (recon.synth_turntable): only the product and the disc move between photos
     TURNTABLE = "turntable"
@@ -102,6 +104,8 @@ class SynthResult:
 
 
 PLAIN_BACKGROUND_RGB = (214, 216, 220)
+# The even colour behind the product (beyond the table or turntable too).
+BACKDROP_RGB = {Background.BLACK: (14, 14, 16), Background.WHITE: (247, 247, 247)}
 VIDEO_NAME = "video.mp4"
 _TABLE_SIZE_FACTOR = 8.0  # tabletop side, in multiples of the product's bounding radius
 _PAPER_M = 0.0002  # the mat's thickness: its top is y = 0, where the product stands
@@ -144,7 +148,7 @@ def run(
             from recon import synth_turntable
 
             cameras, turntable_photos, scene_info["turntable"] = synth_turntable.setup(
-                product, center, radius, options, rng, PLAIN_BACKGROUND_RGB
+                product, center, radius, options, rng, backdrop_rgb(options.background)
             )
         else:
             cameras = ring_cameras(center, radius, options.views, options, rng)
@@ -185,7 +189,9 @@ def run(
                 next(turntable_photos)
                 if turntable_photos is not None
                 else photographer.render(
-                    camera, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
+                    camera,
+                    background=backdrop_rgb(options.background),
+                    supersample=options.supersample,
                 )
             )
             silhouette = (
@@ -278,7 +284,9 @@ def take_flipped_passes(
         ):
             for index, shot in enumerate(shots):
                 photo = photographer.render(
-                    shot, background=PLAIN_BACKGROUND_RGB, supersample=options.supersample
+                    shot,
+                    background=backdrop_rgb(options.background),
+                    supersample=options.supersample,
                 )
                 silhouette = product_only.render(shot, supersample=options.supersample).mask
                 _write_jpeg(staging / "images" / pass_name / shot.name, photo.rgb, shot, options)
@@ -294,6 +302,11 @@ def take_flipped_passes(
                     )
                     progress("synth", done, name)
     return cameras
+
+
+def backdrop_rgb(background: Background) -> tuple[int, int, int]:
+    """The colour of the backdrop behind the product (and behind a table or turntable)."""
+    return BACKDROP_RGB.get(background, PLAIN_BACKGROUND_RGB)
 
 
 def load_product(

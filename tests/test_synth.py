@@ -83,6 +83,18 @@ def test_table_background_is_in_the_photos_but_not_the_truth(tmp_path: Path) -> 
     assert truth.extents.max() < 0.3  # the table (≈ 1 m) is not part of the truth
 
 
+@pytest.mark.parametrize("background", [synth.Background.BLACK, synth.Background.WHITE])
+def test_black_and_white_backdrops_surround_the_product(tmp_path: Path, background) -> None:
+    options = synth.SynthOptions(views=3, size_px=128, novel_views=1, background=background)
+    result = synth.run("bottle", tmp_path / "capture", options)
+    photo = np.asarray(Image.open(result.out_dir / "images" / "img_000.jpg")).astype(int)
+    mask = np.asarray(Image.open(result.out_dir / "truth" / "masks" / "img_000.png")).astype(bool)
+    around = photo[~mask]
+    # JPEG blurs the product's edge into a few of them; the rest is the backdrop's colour.
+    assert np.median(np.abs(around - synth.backdrop_rgb(background)).sum(axis=1)) < 6
+    assert np.abs(photo[mask] - synth.backdrop_rgb(background)).sum(axis=1).mean() > 60
+
+
 def test_cameras_ring_the_product_and_look_at_it() -> None:
     options = synth.SynthOptions(views=24)
     cameras = synth.ring_cameras(np.array([0, 0.1, 0]), 0.15, 24, options, np.random.default_rng(0))
