@@ -162,6 +162,16 @@ def test_writes_sfm_feature_masks_and_says_so(turntable_capture: Path, tmp_path:
     assert off == {"detected": False, "checked": False}
 
 
+def test_recon_check_knows_a_turntable(turntable_capture: Path) -> None:
+    """Before reconstruction too: the still room is no reason to call photos near-duplicates."""
+    from recon import capture_qa
+
+    result = capture_qa.check(turntable_capture / "images")
+    assert any(note.startswith("turntable capture") for note in result.notes)
+    problems = [p["check"] for photo in result.photos for p in photo["problems"]]
+    assert capture_qa.Check.DUPLICATE not in problems
+
+
 def test_turntable_synth_refuses_what_it_cannot_film(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="turntable"):
         synth.run("cereal_box", tmp_path / "x", synth.SynthOptions(
