@@ -29,6 +29,17 @@ logger = logging.getLogger(__name__)
 
 STAGE = "capture"
 
+# A flipped-object capture (recon.passes) comes as two sub-folders, one per pass: the product
+# upright, then laid on its side or upside down to show its base. Folder names (any case, "-"
+# or " " for "_") that mark each pass; both must be present.
+UPRIGHT_PASS, FLIPPED_PASS = "upright", "flipped"
+PASS_FOLDERS: dict[str, frozenset[str]] = {
+    UPRIGHT_PASS: frozenset({"upright", "up", "standing"}),
+    FLIPPED_PASS: frozenset(
+        {"flipped", "flip", "side", "on_side", "base", "bottom", "upside_down", "turned"}
+    ),
+}
+
 # EXIF tags (Pillow's Image.Exif is keyed by number).
 _TAG_MAKE = 0x010F
 _TAG_MODEL = 0x0110
@@ -168,6 +179,7 @@ def run(
             rejected.append({"image": file.source, "reason": reason})
 
         names = _working_names(photos)
+        passes = photo_passes(photos)
         by_name: dict[str, _InputFile] = {}
         for file in photos:
             name = names[file.source]
@@ -181,7 +193,12 @@ def run(
                 )
             else:
                 by_name[name] = file
-        order = sorted(by_name, key=natural_key)
+        # The upright pass first: its table gives the model's up and ground (recon.passes).
+        rank = {UPRIGHT_PASS: 0, FLIPPED_PASS: 1}
+        order = sorted(
+            by_name,
+            key=lambda n: (rank[passes[by_name[n].source]] if passes else 0, natural_key(n)),
+        )
 
         # Old working copies belong to another input: remove them (and the capture.json that
         # lists them) before writing, so a failure never leaves a mix of old and new photos.
@@ -196,6 +213,8 @@ def run(
                     if kinds[file.source] == "HEIF" and not heif_available:
                         raise _RejectedError("HEIC photos need the pillow-heif package; install it")
                     entry = _take_photo(file, kinds[file.source], name, workspace, options)
+                    if passes:
+                        entry["pass"] = passes[file.source]
                     images.append(entry)
                 except _RejectedError as why:
                     rejected.append({"image": file.source, "reason": str(why)})
@@ -220,6 +239,7 @@ def run(
                     "rejected": rejected,
                     "warnings": warnings,
                     "qa": photo_checks(workspace, images),
+                    **({"passes": [UPRIGHT_PASS, FLIPPED_PASS]} if passes else {}),
                 },
             )
         except BaseException:
@@ -562,9 +582,28 @@ def _is_junk(part: str) -> bool:
     return part.startswith(".") or part.lower() in _OS_JUNK
 
 
-def _working_names(photos: list[_InputFile]) -> dict[str, str]:
-    """source -> working name: the folder prefix common to all photos dropped, the rest joined
-    by "__", characters that break file names replaced."""
+def photo_passes(photos: list[_InputFile]) -> dict[str, str] | None:
+    """source -> pass (UPRIGHT_PASS or FLIPPED_PASS) when the photos, below the folders they
+    all share, lie in exactly two sub-folders named for the two passes (PASS_FOLDERS); else
+    None: a capture in one pass."""
+    common = _common_folders(photos)
+    if any(len(photo.parts) < common + 2 for photo in photos):
+        return None  # some photo is not in a pass folder
+    folders = {photo.source: photo.parts[common] for photo in photos}
+    by_folder = {}
+    for folder in set(folders.values()):
+        key = re.sub(r"[- ]+", "_", folder.strip().lower())
+        matches = [name for name, aliases in PASS_FOLDERS.items() if key in aliases]
+        if len(matches) != 1:
+            return None
+        by_folder[folder] = matches[0]
+    if sorted(by_folder.values()) != sorted(PASS_FOLDERS):
+        return None
+    return {source: by_folder[folder] for source, folder in folders.items()}
+
+
+def _common_folders(photos: list[_InputFile]) -> int:
+    """How many leading folders every photo's path shares."""
     common = len(photos[0].parts) - 1
     for photo in photos:
         same = 0
@@ -573,6 +612,13 @@ def _working_names(photos: list[_InputFile]) -> dict[str, str]:
                 break
             same += 1
         common = min(common, same, len(photo.parts) - 1)
+    return common
+
+
+def _working_names(photos: list[_InputFile]) -> dict[str, str]:
+    """source -> working name: the folder prefix common to all photos dropped, the rest joined
+    by "__", characters that break file names replaced."""
+    common = _common_folders(photos)
     names = {}
     for photo in photos:
         name = "__".join(photo.parts[common:])

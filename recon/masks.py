@@ -68,13 +68,22 @@ class ObjectRegion:
     camera_distance: float  # median distance from cameras to the centre
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "center": self.center.tolist(),
             "up": self.up.tolist(),
             "box_corners": self.box_corners.tolist(),
             "ground": None if self.ground is None else self.ground.tolist(),
             "camera_distance": self.camera_distance,
         }
+    # A flipped-object capture (recon.passes): the table under the product in each photo's
+    # pass, by photo name (None: no table seen); `ground` is the upright pass's.
+    ground_by_photo: dict[str, np.ndarray | None] | None = None
+
+    def for_photo(self, name: str) -> ObjectRegion:
+        """The region as one photo sees it: its own pass's table as the ground."""
+        if self.ground_by_photo is None or name not in self.ground_by_photo:
+            return self
+        return dataclasses.replace(self, ground=self.ground_by_photo[name], ground_by_photo=None)
 
     @classmethod
     def from_json(cls, data: dict) -> ObjectRegion:
@@ -84,16 +93,29 @@ class ObjectRegion:
             up=np.asarray(data["up"], dtype=np.float64),
             box_corners=np.asarray(data["box_corners"], dtype=np.float64),
             ground=None if ground is None else np.asarray(ground, dtype=np.float64),
+        if self.ground_by_photo is not None:
+            data["ground_by_photo"] = {
+                name: None if plane is None else plane.tolist()
+                for name, plane in self.ground_by_photo.items()
+            }
+        return data
             camera_distance=float(data["camera_distance"]),
         )
 
 
+        by_photo = data.get("ground_by_photo")
 @dataclass(frozen=True)
 class MaskResult:
     region: ObjectRegion
     object_points: int
     mean_mask_fraction: float
     seconds: float
+            ground_by_photo=None
+            if by_photo is None
+            else {
+                name: None if plane is None else np.asarray(plane, dtype=np.float64)
+                for name, plane in by_photo.items()
+            },
 
 
 def run(

@@ -23,6 +23,7 @@ from recon import (
     masks,
     meshing,
     orient,
+    passes,
     scene,
     sfm,
     texturing,
@@ -66,6 +67,8 @@ class ReconOptions:
     texture: texturing.TextureOptions = field(default_factory=texturing.TextureOptions)
     export: assets.AssetOptions = field(default_factory=assets.AssetOptions)
     trust: TrustOptions = field(default_factory=TrustOptions)
+    # A flipped-object capture (photos in upright/ and flipped/ folders): how the passes join.
+    passes: passes.PassOptions = field(default_factory=passes.PassOptions)
 
     @classmethod
     def for_preset(
@@ -236,8 +239,17 @@ def reconstruct(
     workspace.create()
     runners: dict[str, Callable[[], Any]] = {
         "capture": lambda: capture.run(input_path, workspace, options.capture, progress=progress),
-        "sfm": lambda: sfm.run(workspace, options.sfm, progress=progress),
-        "masks": lambda: masks.run(workspace, options.masks, progress=progress),
+        # A capture in two passes (upright, flipped) places and masks each pass, then joins them.
+        "sfm": lambda: (
+            passes.run_sfm(workspace, options.sfm, options.masks, options.passes, progress=progress)
+            if passes.has_passes(workspace)
+            else sfm.run(workspace, options.sfm, progress=progress)
+        ),
+        "masks": lambda: (
+            passes.run_masks(workspace, options.masks, progress=progress)
+            if passes.has_passes(workspace)
+            else masks.run(workspace, options.masks, progress=progress)
+        ),
         "depth": lambda: depth.run(workspace, options.depth, progress=progress),
         "fusion": lambda: fusion.run(workspace, options.fusion, progress=progress),
         "mesh": lambda: meshing.run(workspace, options.mesh, progress=progress),
@@ -249,7 +261,9 @@ def reconstruct(
     }
     stage_options = {
         "capture": {"input": str(input_path.resolve()), "options": options.capture},
-        "sfm": options.sfm,
+        "sfm": options.sfm
+        if options.passes == passes.PassOptions()
+        else {"sfm": options.sfm, "passes": options.passes},
         "masks": options.masks,
         "depth": options.depth,
         "fusion": options.fusion,

@@ -90,7 +90,7 @@ class SynthOptions:
     # camera swings faster than its shutter: a video's blurred stretch. None: all sharp.
     blur_frames: tuple[int, int] | None = None
     # Two passes of `views` photos each: upright, then laid on its side (turned 90° about the
-    # X axis, base towards the cameras' -Z side) to show the base (recon.passes).
+    # front axis Z, base towards +X) to show the base (recon.passes).
     flip: bool = False
     overwrite: bool = False
 
@@ -236,9 +236,11 @@ def run(
     return SynthResult(out_dir, cameras, novel, bounds[1] - bounds[0])
 
 
-# The pose of the product in the flipped pass: on its side, turned +90° about X (its top
-# towards +Z, its base towards -Z), resting on y = 0 (see `flipped_pose`).
-_FLIP_ROTATION = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+# The pose of the product in the flipped pass: on its side, turned +90° about the front axis Z
+# (its top towards -X, its base towards +X, its front still facing +Z), resting on y = 0 (see
+# `flipped_pose`). A box then stands on a narrow side; laid flat on its face instead, it
+# showed so little above the table that SfM misplaced a third of that pass's photos.
+_FLIP_ROTATION = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
 
 
 def flipped_pose(bounds: np.ndarray) -> np.ndarray:

@@ -19,6 +19,9 @@ Layout of one reconstruction's output folder OUT::
     OUT/work/orient.json                SfM frame -> output frame (+Y up, base on y = 0)
     OUT/work/texture/                   textured mesh in the output frame
     OUT/work/export/NAME                files staged for publishing (NAME in PUBLISHED_FILES)
+    OUT/work/passes/PASS/work/          a flipped-object capture (recon.passes): each pass's own
+                                        capture.json, images, sfm and masks, in its own frame
+    OUT/work/sfm/passes.json            how the passes were joined (the flipped pass's transform)
 
 Stages record completion in state.json; a stage that finished with the same options is skipped
 on a re-run (unless `overwrite`), which is what makes a killed job resumable.
@@ -229,6 +232,15 @@ class Workspace:
     def sfm_database_path(self) -> Path:
         """COLMAP database: keypoints, matches and verified image pairs."""
         return self.sfm_dir / "database.db"
+
+    @property
+    def passes_path(self) -> Path:
+        """How the passes of a flipped-object capture were joined (recon.passes)."""
+        return self.sfm_dir / "passes.json"
+
+    def pass_workspace(self, name: str) -> Workspace:
+        """The job folder of one pass of a flipped-object capture, inside this one."""
+        return Workspace(self.work_dir / "passes" / name)
 
     @property
     def sfm_model_dir(self) -> Path:
