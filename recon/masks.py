@@ -66,15 +66,6 @@ class ObjectRegion:
     box_corners: np.ndarray  # (8, 3) product box, grown by the margin, bottom on the ground
     ground: np.ndarray | None  # (4,) plane [n, d] with n·x + d = 0, n = up; None if no table seen
     camera_distance: float  # median distance from cameras to the centre
-
-    def to_json(self) -> dict:
-        data = {
-            "center": self.center.tolist(),
-            "up": self.up.tolist(),
-            "box_corners": self.box_corners.tolist(),
-            "ground": None if self.ground is None else self.ground.tolist(),
-            "camera_distance": self.camera_distance,
-        }
     # A flipped-object capture (recon.passes): the table under the product in each photo's
     # pass, by photo name (None: no table seen); `ground` is the upright pass's.
     ground_by_photo: dict[str, np.ndarray | None] | None = None
@@ -85,37 +76,46 @@ class ObjectRegion:
             return self
         return dataclasses.replace(self, ground=self.ground_by_photo[name], ground_by_photo=None)
 
-    @classmethod
-    def from_json(cls, data: dict) -> ObjectRegion:
-        ground = data.get("ground")
-        return cls(
-            center=np.asarray(data["center"], dtype=np.float64),
-            up=np.asarray(data["up"], dtype=np.float64),
-            box_corners=np.asarray(data["box_corners"], dtype=np.float64),
-            ground=None if ground is None else np.asarray(ground, dtype=np.float64),
+    def to_json(self) -> dict:
+        data = {
+            "center": self.center.tolist(),
+            "up": self.up.tolist(),
+            "box_corners": self.box_corners.tolist(),
+            "ground": None if self.ground is None else self.ground.tolist(),
+            "camera_distance": self.camera_distance,
+        }
         if self.ground_by_photo is not None:
             data["ground_by_photo"] = {
                 name: None if plane is None else plane.tolist()
                 for name, plane in self.ground_by_photo.items()
             }
         return data
-            camera_distance=float(data["camera_distance"]),
-        )
 
-
+    @classmethod
+    def from_json(cls, data: dict) -> ObjectRegion:
+        ground = data.get("ground")
         by_photo = data.get("ground_by_photo")
-@dataclass(frozen=True)
-class MaskResult:
-    region: ObjectRegion
-    object_points: int
-    mean_mask_fraction: float
-    seconds: float
+        return cls(
+            center=np.asarray(data["center"], dtype=np.float64),
+            up=np.asarray(data["up"], dtype=np.float64),
+            box_corners=np.asarray(data["box_corners"], dtype=np.float64),
+            ground=None if ground is None else np.asarray(ground, dtype=np.float64),
+            camera_distance=float(data["camera_distance"]),
             ground_by_photo=None
             if by_photo is None
             else {
                 name: None if plane is None else np.asarray(plane, dtype=np.float64)
                 for name, plane in by_photo.items()
             },
+        )
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    region: ObjectRegion
+    object_points: int
+    mean_mask_fraction: float
+    seconds: float
 
 
 def run(
