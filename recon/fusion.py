@@ -103,8 +103,8 @@ def run(
             hull_pixels += int((filled > 0).sum())
             depth = np.where(filled > 0, filled, depth)
             confidence = np.where(filled > 0, 1.0, confidence).astype(np.float32)
-        depth = product_depth(
-            depth, confidence, K, camera, mask, region,
+        depth = product_depth(  # each photo's own table (a flipped capture's passes differ)
+            depth, confidence, K, camera, mask, region.for_photo(camera.name),
             min_confidence=options.min_confidence,
             clearance=options.ground_clearance_rel * diagonal,
         )  # fmt: skip
