@@ -51,7 +51,7 @@ bench: setup
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/synth_and_evaluate.py --out $(OUT)/bench/synth
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/commerce.py --out $(OUT)/bench/commerce
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/scale.py --out $(OUT)/bench/scale
-	$(PY) benchmarks/hard_captures.py --out $(OUT)/bench/hard
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_captures.py --out $(OUT)/bench/hard
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_video.py --out $(OUT)/bench/hard_video
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_turntable.py --out $(OUT)/bench/hard_turntable
 	$(PY) benchmarks/scene.py --out $(OUT)/bench/scene
