@@ -95,7 +95,7 @@ def picture(out: Path, photos: Path, path: Path, views: int = 4) -> None:
     solved cameras spread around the ring."""
     sys.path.insert(0, str(REPO))
     from recon.cameras import Camera
-    from recon.render import Lighting, OffscreenRenderer
+    from recon.render import OffscreenRenderer
     from recon.textured_mesh import from_trimesh, load_textured_mesh
 
     report = json.loads((out / "report.json").read_text())
@@ -107,11 +107,24 @@ def picture(out: Path, photos: Path, path: Path, views: int = 4) -> None:
     with OffscreenRenderer(textured) as renderer:
         rows.append([renderer.render(c, background=(255, 255, 255), supersample=2).rgb
                      for c in chosen])  # fmt: skip
-    with OffscreenRenderer(shape, lighting=Lighting.STUDIO) as renderer:
-        rows.append([renderer.render(c, background=(255, 255, 255), supersample=2).rgb
-                     for c in chosen])  # fmt: skip
+    with OffscreenRenderer(shape) as renderer:
+        rows.append([shaded(renderer.render(c, supersample=2).depth, c) for c in chosen])
     sheet = np.vstack([np.hstack([resize(tile, chosen[0]) for tile in row]) for row in rows])
     Image.fromarray(sheet).resize((sheet.shape[1] // 2, sheet.shape[0] // 2)).save(path)
+
+
+def shaded(depth: np.ndarray, camera) -> np.ndarray:
+    """(h, w, 3) uint8 grey shape lit from the camera, from a (h, w) depth map (0: empty):
+    holes and flaps show, which the photo-coloured texture hides."""
+    v, u = np.mgrid[: depth.shape[0], : depth.shape[1]].astype(np.float64)
+    rays = np.stack([(u - camera.K[0, 2]) / camera.K[0, 0], (v - camera.K[1, 2]) / camera.K[1, 1],
+                     np.ones_like(u)], axis=-1)  # fmt: skip
+    points = rays * depth[..., None]
+    normal = np.cross(np.gradient(points, axis=1), np.gradient(points, axis=0))
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
+    light = np.abs((normal * rays / np.linalg.norm(rays, axis=-1, keepdims=True)).sum(axis=-1))
+    grey = np.where(depth > 0, 40 + 200 * light, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def resize(tile: np.ndarray, camera) -> np.ndarray:
