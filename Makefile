@@ -54,6 +54,7 @@ bench: setup
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_captures.py --out $(OUT)/bench/hard
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_video.py --out $(OUT)/bench/hard_video
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_turntable.py --out $(OUT)/bench/hard_turntable
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_flipped.py --out $(OUT)/bench/hard_flipped
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_dino.py --out $(OUT)/bench/hard_dino
 	$(PY) benchmarks/scene.py --out $(OUT)/bench/scene
 	$(PY) benchmarks/api_load.py --out $(OUT)/bench/api.json
