@@ -14,7 +14,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from recon import capture, passes, synth
-from recon.cameras import read_cameras_json
+from recon.cameras import Camera, look_at, read_cameras_json
 from recon.errors import CaptureError
 from recon.geometry import Similarity, rotation_angle_deg
 from recon.masks import ObjectRegion, up_aligned_axes
@@ -272,3 +272,50 @@ def test_two_passes_make_a_model_with_its_base(tmp_path: Path) -> None:
     assert scores["geometry"]["f_score"]["1"] >= 0.85
     assert result.report["orientation"]["up"] == "table plane"  # the upright pass's table
     assert base_completeness(capture_dir, out_dir) >= 0.8
+
+
+def ring(count: int, distance: float = 4.0) -> list[Camera]:
+    """`count` cameras on a ring round the origin, looking at it from 20° above."""
+    cameras = []
+    for index in range(count):
+        angle = 2 * np.pi * index / count
+        eye = distance * np.array([np.sin(angle), np.tan(np.radians(20)), np.cos(angle)])
+        R, _ = look_at(eye, np.zeros(3))
+        K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+        cameras.append(Camera(name=f"img_{index:03d}.jpg", width=640, height=480, K=K, R=R,
+                              t=-R @ eye))  # fmt: skip
+    return cameras
+
+
+def test_photos_placed_far_off_the_ring_are_strays() -> None:
+    cameras = ring(20)
+    far, near = cameras[3], cameras[11]
+    cameras[3] = far.transformed(np.diag([1e4, 1e4, 1e4, 1.0]))  # SfM put it 10 000× away
+    cameras[11] = Camera(name=near.name, width=640, height=480, K=near.K, R=near.R, t=near.t / 3)
+    strays = passes.stray_cameras(cameras, 1.67)
+    assert np.flatnonzero(strays).tolist() == [3, 11]
+    assert not passes.stray_cameras(ring(20), 1.67).any()
+
+
+def test_strays_are_left_out_of_a_pass_with_a_reason(tmp_path: Path) -> None:
+    cameras = ring(6)
+    cameras[2] = Camera(name="img_002.jpg", width=640, height=480, K=cameras[2].K,
+                        R=cameras[2].R, t=cameras[2].t * 5)  # fmt: skip
+    sub = Workspace(tmp_path)
+    sub.write_sfm_cameras(cameras, registered=6, total=6, unregistered=[])
+    visible = np.array([[0, 0], [0, 2], [0, 3], [1, 2], [1, 4]], dtype=np.int32)
+    sub.write_sfm_points(
+        xyz=np.zeros((2, 3)),
+        rgb=np.zeros((2, 3), np.uint8),
+        error=np.zeros(2),
+        track=np.array([3, 2], np.int32),
+        visible_in=visible,
+    )
+    passes.leave_out_strays(sub, 1.67)
+    info = json.loads(sub.sfm_cameras_path.read_text())
+    assert [c.name for c in sub.read_sfm_cameras()] == [f"img_{i:03d}.jpg" for i in (0, 1, 3, 4, 5)]
+    assert info["registered"] == 5
+    assert [entry["image"] for entry in info["unregistered"]] == ["img_002.jpg"]
+    points = sub.read_sfm_points()
+    assert points["visible_in"].tolist() == [[0, 0], [0, 2], [1, 3]]  # camera 3 is now 2
+    assert points["track"].tolist() == [2, 1]
