@@ -141,7 +141,9 @@ def run(
     Working copies are upright (EXIF orientation applied), 8-bit RGB, at most
     `max_image_px` on the long side, named as in the input (files in sub-folders get the
     sub-folder path joined by "__"; a folder prefix shared by every photo is dropped).
-    A single video file gives its chosen frames instead (see `take_video`).
+    A single video file gives its chosen frames instead (see `take_video`). Photos in two
+    sub-folders named for the passes of a flipped-object capture (`PASS_FOLDERS`: upright/,
+    flipped/) are recorded with their pass, the upright pass first (see `recon.passes`).
     """
     options = options or CaptureOptions()
     input_path = Path(input_path)
