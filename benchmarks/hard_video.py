@@ -52,6 +52,13 @@ def main() -> int:
     parser.add_argument("--background", default="plain", choices=["plain", "table"])
     parser.add_argument("--preset", default="standard")
     parser.add_argument(
+        "--kinds",
+        nargs="*",
+        default=["photos", "video", *BLURS],
+        choices=["photos", "video", *BLURS],
+        help="captures of each product (the photos are needed to judge the others)",
+    )
+    parser.add_argument(
         "--glass-backgrounds", nargs="*", default=["plain", "table"], choices=["plain", "table"]
     )
     parser.add_argument(
@@ -76,6 +83,8 @@ def main() -> int:
         }
         entries = {}
         for kind, flags in kinds.items():
+            if kind not in args.kinds and kind != "photos":
+                continue
             capture = args.out / "captures" / capture_name(product, args.background, kind)
             synth = synthesise(source, capture, [*flags, "--background", args.background])
             entry = reconstruct(capture, args.out / "runs" / capture.name, args.preset, args.resume)
@@ -85,7 +94,7 @@ def main() -> int:
             results["video"].append(entry)
             shown = {k: v for k, v in entry["summary"].items() if k not in ("used", "warnings")}
             print(json.dumps({"product": product, "kind": kind, **shown}))
-        for kind in ("video", *BLURS):
+        for kind in [kind for kind in ("video", *BLURS) if kind in entries]:
             entries[kind]["checks"] = video_checks(entries[kind], entries["photos"])
             print(json.dumps({"product": product, "kind": kind, "checks": entries[kind]["checks"]}))
 

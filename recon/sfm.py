@@ -917,8 +917,13 @@ def merge_models(
                 options=_pipeline_options(options, relaxed=True),
                 refine_intrinsics=False,
             )
-        errors = list(observation_errors(merged).values())
-        loss_px = float(np.clip(options.robust_loss_factor * np.median(errors), 0.1, 4.0))
+        errors = np.array(list(observation_errors(merged).values()), dtype=np.float64)
+        if not np.isfinite(errors).any():
+            # Nothing triangulated across the join (GlassVaseFlowers: its plain vases): no
+            # error to scale the loss by (NaN failed COLMAP's option check), and no join.
+            return target
+        median_px = float(np.median(errors[np.isfinite(errors)]))
+        loss_px = float(np.clip(options.robust_loss_factor * median_px, 0.1, 4.0))
         _adjust(merged, options, loss_px=loss_px, refine_principal_point=False)
     return merged
 

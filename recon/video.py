@@ -208,7 +208,7 @@ class FrameMeasures:
     """What the analysis pass learnt about every frame of a video, in decode order."""
 
     info: VideoInfo
-    sharpness: np.ndarray  # (n,) variance of the Laplacian of a grey frame _ANALYSIS_PX long
+    sharpness: np.ndarray  # (n,) frame_sharpness of a grey frame _ANALYSIS_PX long
     motion: np.ndarray  # (n,) image motion since the previous frame, × the long side; 0 first
     damaged: np.ndarray  # (n,) bool
     times_s: np.ndarray  # (n,) presentation times (NaN where unknown)
@@ -244,7 +244,7 @@ def measure_frames(
             first_rotation = decoded.rotation_deg
             turned = decoded.rotation_deg in (90, 270)
             shown_size = (frame.height, frame.width) if turned else (frame.width, frame.height)
-        sharpness.append(laplacian_variance(grey))
+        sharpness.append(frame_sharpness(grey))
         same_shape = previous is not None and previous.shape == small.shape
         motion.append(image_motion(previous, small) if same_shape else 0.0)
         damaged.append(decoded.damaged)
@@ -271,6 +271,24 @@ def measure_frames(
 def laplacian_variance(grey: np.ndarray) -> float:
     """Sharpness of a (h, w) uint8 image: the variance of its Laplacian (blur lowers it)."""
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+def frame_sharpness(grey: np.ndarray) -> float:
+    """Sharpness of a (h, w) uint8 video frame: the geometric mean of the variance of its
+    Laplacian and the smaller of the variances of its second derivatives along the rows and
+    along the columns.
+
+    A camera swung sideways smears the picture along one direction only: the edges across it
+    keep the Laplacian up (a cereal box's lines of print kept 27 % of it under a 19 px smear,
+    passing the 25 % bar), while the second derivative along the smear all but vanishes (under
+    1 %). The Laplacian half keeps the measure as steady as before over a product's plainer
+    sides (the smaller direction alone fell to 0.28 of the sharp frames around it along a
+    mustard bottle's orbit; the mean stays above 0.38), and defocus lowers both.
+    """
+    image = grey.astype(np.float32)
+    along_rows = float(cv2.Sobel(image, cv2.CV_32F, 2, 0, ksize=3).var())
+    along_columns = float(cv2.Sobel(image, cv2.CV_32F, 0, 2, ksize=3).var())
+    return math.sqrt(laplacian_variance(grey) * min(along_rows, along_columns))
 
 
 def image_motion(previous: np.ndarray, current: np.ndarray) -> float:
