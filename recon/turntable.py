@@ -29,12 +29,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from recon.cameras import Camera
 from recon.errors import InputError, StageError
 from recon.workspace import Workspace
+
+if TYPE_CHECKING:
+    from recon.masks import ObjectRegion
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,11 @@ class TurntableOptions:
     # (product print that matched the background's colour by chance)
     margin_rel: float = 0.005  # the moving part grows by this × the long side, so features on
     # the product's outline keep their whole neighbourhood
+    # For the masks stage (`sure_background`): the still room, less this × the long side (the
+    # undistorted photos it segments moved a little from the working photos compared here)
+    background_margin_rel: float = 0.015
+    disc_distance_rel: float = 0.008  # sparse points this close to the ground plane (× the
+    # camera distance) are the disc's (the masks stage keeps those above it for the product)
 
     def __post_init__(self) -> None:
         if self.analysis_px < 32:
@@ -265,3 +275,97 @@ def mask_still_background(
         "still_textured_share": [round(share, 4) for share in finding.still_textured_share],
         "message": text,
     }
+
+
+def sure_background(
+    workspace: Workspace,
+    cameras: Sequence[Camera],
+    xyz: np.ndarray,
+    object_xyz: np.ndarray,
+    region: ObjectRegion,
+    options: TurntableOptions | None = None,
+) -> dict[str, np.ndarray]:
+    """name -> (h, w) bool: what is surely not the product in each undistorted photo of a
+    turntable capture ({} for any other capture), for the masks stage to segment with.
+
+    The still room (found again on the working photos: a stage reads only what its inputs
+    say), shrunk by `background_margin_rel` for the undistortion that moved it; and the disc:
+    the outline of the sparse points (n, 3) `xyz` lying on the `region`'s ground plane (the
+    disc turns with the product, so SfM placed it), where no ray can meet the product: outside
+    the outline of its points (m, 3) `object_xyz` and their feet on the ground.
+    """
+    options = options or TurntableOptions()
+    if not options.detect or not cameras:
+        return {}
+    paths = [workspace.image_path(camera.name) for camera in cameras]
+    finding, sizes = find_in_photos(paths, options)
+    if not finding.detected:
+        return {}
+    disc, solid = np.empty((0, 3)), object_xyz
+    if region.ground is not None and len(xyz) and len(object_xyz):
+        normal, offset = region.ground[:3], region.ground[3]
+        height = xyz @ normal + offset
+        near = np.linalg.norm(xyz - region.center, axis=1) < 0.6 * region.camera_distance
+        disc = xyz[near & (np.abs(height) < options.disc_distance_rel * region.camera_distance)]
+        feet = object_xyz - np.outer(object_xyz @ normal + offset, normal)
+        solid = np.concatenate([object_xyz, feet])
+    background = {}
+    for index, (camera, (width, height)) in enumerate(zip(cameras, sizes, strict=True)):
+        if index not in finding.moving or (height, width) != (camera.height, camera.width):
+            continue  # not a ring photo, or not undistorted at its working size
+        small = finding.moving[index].astype(np.uint8) * 255
+        moving = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
+        grow = max(1, round(options.background_margin_rel * max(width, height)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        surely_not = cv2.dilate(moving.astype(np.uint8), kernel) == 0
+        if len(disc) >= 10 and len(solid) >= 10 and region.ground is not None:
+            disc_uv, disc_depth = camera.project(disc)
+            if (disc_depth > 0).all():
+                # grown to the disc's rim and edge, a little beyond its outermost points
+                on_disc = cv2.dilate(_filled_hull(disc_uv, (height, width)), kernel, iterations=2)
+                product = cv2.dilate(rays_meeting_first(camera, solid, region.ground), kernel)
+                surely_not |= (on_disc > 0) & (product == 0)
+        background[camera.name] = surely_not
+    return background
+
+
+def rays_meeting_first(
+    camera: Camera, solid: np.ndarray, ground: np.ndarray, *, step_px: int = 4
+) -> np.ndarray:
+    """(h, w) uint8: 1 where the camera's ray meets the convex hull of the (n, 3) points
+    `solid` before it meets the `ground` plane ([n, d]), judged every `step_px` pixels.
+
+    What stands on the disc can hide the disc only along such rays; elsewhere in the disc's
+    outline the photo shows the disc (in front of the product, or beside it)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        faces = ConvexHull(solid).equations  # (f, 4): normal · x + offset <= 0 inside
+    except (QhullError, ValueError):
+        return np.ones((camera.height, camera.width), np.uint8)
+    u, v = np.meshgrid(
+        np.arange(step_px // 2, camera.width, step_px),
+        np.arange(step_px // 2, camera.height, step_px),
+    )
+    pixels = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=1)
+    directions = pixels @ np.linalg.inv(camera.K).T @ camera.R  # world ray directions
+    centre = camera.center
+    # Along centre + s · direction: the ground at s_ground, the hull between s_in and s_out.
+    along = directions @ ground[:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_ground = np.where(along < 0, -(centre @ ground[:3] + ground[3]) / along, np.inf)
+        rate = directions @ faces[:, :3].T  # (p, f)
+        start = centre @ faces[:, :3].T + faces[:, 3]  # (f,): < 0 where the camera is inside
+        cross = -start / rate
+    s_in = np.where(rate < 0, cross, -np.inf).max(axis=1)
+    s_out = np.where(rate > 0, cross, np.inf).min(axis=1)
+    meets = (s_in <= s_out) & (s_out > 0) & (s_in < s_ground)
+    small = meets.reshape(u.shape).astype(np.uint8)
+    return cv2.resize(small, (camera.width, camera.height), interpolation=cv2.INTER_NEAREST)
+
+
+def _filled_hull(uv: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) uint8: 1 inside the convex hull of the (n, 2) pixel positions `uv`."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(uv).astype(np.int32)), 1)
+    return mask
