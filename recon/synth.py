@@ -20,6 +20,11 @@ Layout written to OUT (read by `recon evaluate` and the tests)::
 With `scene`, the "model" is the procedural shop room (recon.room), filmed inside-out along a walk
 round its middle; truth/mesh.ply is the whole room (floor on y = 0) and the masks cover each
 whole photo.
+
+With the `turntable` background (recon.synth_turntable) the camera stands on a tripod (one ring
+of photos per height) and the product turns on a disc before a still wall and table; the truth
+cameras are still the product's view of them, and truth/scene.json's `turntable` holds the
+disc's size, each photo's turn and its tripod camera in the room's frame.
 """
 
 from __future__ import annotations
