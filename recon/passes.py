@@ -133,9 +133,9 @@ def run_sfm(
         pass_workspaces[name] = sub
         try:
             sfm.run(sub, sfm_options, progress=_share(progress, "sfm", number / 2, 0.45))
+            leave_out_strays(sub, options.max_distance_ratio)
         except CaptureError as error:
             raise CaptureError(f"the {name} pass: {error}") from None
-        leave_out_strays(sub, options.max_distance_ratio)
     features = {}
     for name, sub in pass_workspaces.items():
         try:
@@ -218,7 +218,8 @@ def split_pass(workspace: Workspace, photos: list[dict], name: str) -> Workspace
 
 def leave_out_strays(sub: Workspace, max_distance_ratio: float) -> None:
     """Rewrite a pass's cameras.json and points.npz without the photos SfM placed far off the
-    ring around the product (`stray_cameras`), listing them as not placed."""
+    ring around the product (`stray_cameras`), listing them as not placed. Raises CaptureError
+    when fewer than 3 photos are left."""
     cameras = sub.read_sfm_cameras()
     strays = stray_cameras(cameras, max_distance_ratio)
     if not strays.any():
@@ -235,6 +236,11 @@ def leave_out_strays(sub: Workspace, max_distance_ratio: float) -> None:
         if stray
     ]
     kept = [camera for camera, stray in zip(cameras, strays, strict=True) if not stray]
+    if len(kept) < 3:
+        raise CaptureError(
+            f"only {len(kept)} of {len(cameras)} photos were placed on a ring around the "
+            f"product; {sfm.CAPTURE_ADVICE}"
+        )
     info["registered"] = len(kept)
     points = sub.read_sfm_points()
     new_index = np.cumsum(~strays) - 1
