@@ -323,7 +323,13 @@ def sure_background(
             if (disc_depth > 0).all():
                 # grown to the disc's rim and edge, a little beyond its outermost points
                 on_disc = cv2.dilate(_filled_hull(disc_uv, (height, width)), kernel, iterations=2)
-                product = cv2.dilate(rays_meeting_first(camera, solid, region.ground), kernel)
+                # (a wide margin here leaves a band of disc round the base in every mask,
+                # which the visual hull then fills in as a skirt round the product)
+                reach = max(1, round(options.margin_rel * max(width, height)))
+                product = cv2.dilate(
+                    rays_meeting_first(camera, solid, region.ground),
+                    cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)),
+                )
                 surely_not |= (on_disc > 0) & (product == 0)
         background[camera.name] = surely_not
     return background
