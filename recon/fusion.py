@@ -38,6 +38,11 @@ class FusionOptions:
     # hull point by this × depth) is a concavity silhouettes cannot see, such as a mug's
     # opening: dropped.
     hull_free_space_rel: float = 0.02
+    hull_free_space_views: int = 1  # ... by at least this many photos
+    # Close the surface from the hull: where no depth map reached (the base on the table, a
+    # white mug's wall left without depths, an armchair's thin frame), the hull's own surface
+    # stands in, in space no photo's stereo looks through, so the mesh comes out closed.
+    hull_close: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,17 @@ def run(
                     depth_map["confidence"],
                     depth_map["K"].astype(np.float64),
                 )
+    clearance = options.ground_clearance_rel * diagonal
+    # Only the product's own stereo depths tell of its hollows: the table's depth, which
+    # stereo bleeds onto the foot of a plain product (its windows hold table texture), lies
+    # beyond the hull there too, and punched holes all round a white mug's foot.
+    evidence = {
+        i: (cameras[i], product_depth(
+            depth, confidence, K, cameras[i], masks[i], region.for_photo(cameras[i].name),
+            min_confidence=options.min_confidence, clearance=clearance,
+        ), K)
+        for i, (depth, confidence, K) in maps.items()
+    } if field is not None else {}  # fmt: skip
     views, hull_pixels, stereo_pixels = 0, 0, 0
     for index, (camera, mask) in enumerate(zip(cameras, masks, strict=True)):
         if index not in maps:
@@ -98,15 +114,17 @@ def run(
             height, width = depth.shape
             inside = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST) > 0
             filled = hull.hull_depth(field, camera, K, inside & (depth <= 0))
-            others = [(cameras[i], *maps[i][::2]) for i in maps if i != index]
-            filled = hull.drop_seen_through(filled, camera, K, others, options.hull_free_space_rel)
+            others = [evidence[i] for i in maps if i != index]
+            filled = hull.drop_seen_through(
+                filled, camera, K, others, options.hull_free_space_rel,
+                options.hull_free_space_views,
+            )  # fmt: skip
             hull_pixels += int((filled > 0).sum())
             depth = np.where(filled > 0, filled, depth)
             confidence = np.where(filled > 0, 1.0, confidence).astype(np.float32)
         depth = product_depth(  # each photo's own table (a flipped capture's passes differ)
             depth, confidence, K, camera, mask, region.for_photo(camera.name),
-            min_confidence=options.min_confidence,
-            clearance=options.ground_clearance_rel * diagonal,
+            min_confidence=options.min_confidence, clearance=clearance,
         )  # fmt: skip
         if (depth > 0).any():  # open3d aborts on a map that touches no voxel
             integrate(grid, depth, K, camera, options.truncation_voxels)
@@ -115,6 +133,13 @@ def run(
             progress("fusion", (index + 1) / len(cameras), camera.name)
     if views == 0:
         raise StageError("fusion", "no depth maps to fuse: the depth stage produced none")
+    if field is not None and options.hull_close:
+        closed = close_with_hull(
+            grid, field, list(evidence.values()), voxel=voxel,
+            truncation_voxels=options.truncation_voxels, min_weight=options.min_weight,
+            margin_rel=options.hull_free_space_rel,
+        )  # fmt: skip
+        logger.info("the hull closed %d voxels no depth map reached", closed)
     mesh = grid.extract_triangle_mesh(weight_threshold=options.min_weight).to_legacy()
     if len(mesh.triangles) == 0:
         raise StageError(
@@ -129,6 +154,71 @@ def run(
         views, len(mesh.triangles), 100 * hull_pixels / max(1, hull_pixels + stereo_pixels),
     )  # fmt: skip
     return FusionResult(views, len(mesh.triangles), time.perf_counter() - start)
+
+
+def close_with_hull(
+    grid: o3d.t.geometry.VoxelBlockGrid,
+    field: hull.HullField,
+    others: list[tuple[Camera, np.ndarray, np.ndarray]],
+    *,
+    voxel: float,
+    truncation_voxels: float,
+    min_weight: float,
+    margin_rel: float,
+) -> int:
+    """Give the TSDF voxels near the hull's surface that too few depth maps reached the hull's
+    signed distance, unless a photo's stereo (`others`: camera, product depth map, K) looks
+    through them; returns how many voxels were set. The TSDF is then defined all round the
+    product, and its surface closed."""
+    truncation = truncation_voxels * voxel
+    cells = np.argwhere(np.abs(field.values) < truncation + field.voxel)
+    if len(cells) == 0:
+        return 0
+    block = 8 * voxel  # the grid's block_resolution × voxel
+    corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+    keys = np.unique(
+        np.floor(
+            (((cells[:, None, :] + corners) * field.voxel + field.origin) @ field.axes).reshape(
+                -1, 3
+            )
+            / block
+        ).astype(np.int32),
+        axis=0,
+    )
+    # And their neighbours: the surface needs voxels on both sides of it, also past the hull
+    # grid's edge (the base, where the grid stands on the table).
+    steps = np.array([[x, y, z] for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)])
+    keys = np.unique((keys[:, None, :] + steps).reshape(-1, 3).astype(np.int32), axis=0)
+    hashmap = grid.hashmap()
+    hashmap.activate(o3d.core.Tensor(keys))
+    buffers, found = hashmap.find(o3d.core.Tensor(keys))
+    buffers = buffers[found].to(o3d.core.int32)
+    coordinates, flat = grid.voxel_coordinates_and_flattened_indices(buffers)
+    tsdf = grid.attribute("tsdf").reshape((-1,))
+    weight = grid.attribute("weight").reshape((-1,))
+    xyz = coordinates.numpy().astype(np.float64)
+    flat_np = flat.numpy()
+    old_weight = weight[flat].numpy()
+    index = np.flatnonzero(old_weight < min_weight)
+    distance = hull.sample(field, xyz[index])
+    near = np.abs(distance) < truncation  # the hull's surface, not the air in a mug's hollow
+    index, distance = index[near], distance[near]
+    if len(index) == 0:
+        return 0
+    # open3d's TSDF is positive in front of the surface, in truncation units; the hull's
+    # distance is positive inside. Space a photo's stereo looks through is empty, whatever
+    # the hull says (else the hull's surface and the seen one meet in a seam of holes).
+    hull_tsdf = np.clip(-distance / truncation, -1.0, 1.0)
+    hull_tsdf[hull.seen_through_votes(xyz[index], others, margin_rel) > 0] = 1.0
+    # What depth maps said of a voxel keeps its share.
+    old_tsdf = tsdf[flat[o3d.core.Tensor(index)]].numpy()
+    share = old_weight[index] / min_weight
+    value = share * old_tsdf + (1 - share) * hull_tsdf
+    targets = o3d.core.Tensor(flat_np[index])
+    tsdf[targets] = o3d.core.Tensor(value.astype(np.float32))
+    # open3d extracts voxels whose weight exceeds the threshold.
+    weight[targets] = o3d.core.Tensor(np.full(len(index), min_weight + 0.5, np.float32))
+    return len(index)
 
 
 def integrate(

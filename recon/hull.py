@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numba
 import numpy as np
+from scipy import ndimage
 
 from recon.cameras import Camera
 from recon.masks import up_aligned_axes
@@ -176,27 +177,48 @@ def drop_seen_through(
     K: np.ndarray,
     others: list[tuple[Camera, np.ndarray, np.ndarray]],
     margin_rel: float,
+    min_views: int = 1,
 ) -> np.ndarray:
-    """`depth` (hull depths of one photo, 0 = none) without the points that another photo's
-    stereo looks through: its depth map, at the point's pixel, lies beyond the point by more
-    than `margin_rel` × depth. `others` holds (camera, depth map, K at the map's size)."""
+    """`depth` (hull depths of one photo, 0 = none) without the points that at least
+    `min_views` other photos' stereo looks through: its depth map, at the point's pixel, lies
+    beyond the point by more than `margin_rel` × depth. `others` holds (camera, depth map, K at
+    the map's size)."""
     rows, cols = np.nonzero(depth > 0)
     if len(rows) == 0:
         return depth
     rays = np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)
     xyz = (camera.R.T @ (rays * depth[rows, cols] - camera.t[:, None])).T
-    seen_through = np.zeros(len(xyz), dtype=bool)
+    dropped = seen_through_votes(xyz, others, margin_rel) >= min_views
+    out = depth.copy()
+    out[rows[dropped], cols[dropped]] = 0
+    return out
+
+
+def seen_through_votes(
+    xyz: np.ndarray, others: list[tuple[Camera, np.ndarray, np.ndarray]], margin_rel: float
+) -> np.ndarray:
+    """(n,) int: for (n, 3) world points, how many of the `others` (camera, depth map, K at
+    the map's size) see a surface beyond the point, by more than `margin_rel` × its depth: the
+    point lies in space that photo looks through."""
+    votes = np.zeros(len(xyz), dtype=np.int32)
     for other, other_depth, other_K in others:
         cam = xyz @ other.R.T + other.t
         z = cam[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.round(other_K[0, 0] * cam[:, 0] / z + other_K[0, 2]).astype(np.int64)
-            v = np.round(other_K[1, 1] * cam[:, 1] / z + other_K[1, 2]).astype(np.int64)
+            u = np.round(other_K[0, 0] * cam[:, 0] / z + other_K[0, 2])
+            v = np.round(other_K[1, 1] * cam[:, 1] / z + other_K[1, 2])
         height, width = other_depth.shape
         valid = (z > 0) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
         observed = np.zeros(len(xyz), dtype=np.float32)
-        observed[valid] = other_depth[v[valid], u[valid]]
-        seen_through |= (observed > 0) & (observed > z * (1 + margin_rel))
-    out = depth.copy()
-    out[rows[seen_through], cols[seen_through]] = 0
-    return out
+        observed[valid] = other_depth[v[valid].astype(np.int64), u[valid].astype(np.int64)]
+        votes += (observed > 0) & (observed > z * (1 + margin_rel))
+    return votes
+
+
+def sample(field: HullField, xyz: np.ndarray) -> np.ndarray:
+    """(n,) float32: the field's signed distance (world units, > 0 inside) at (n, 3) world
+    points, trilinear; points off the grid are outside (-1 voxel)."""
+    grid = field.to_grid(xyz)
+    return ndimage.map_coordinates(
+        field.values, grid.T, order=1, mode="constant", cval=-field.voxel
+    ).astype(np.float32)

@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from recon import turntable
 from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import StageError
 from recon.progress import ProgressCallback
@@ -30,6 +29,13 @@ if TYPE_CHECKING:
     from recon.scene import SceneOptions
 
 logger = logging.getLogger(__name__)
+
+NO_PRODUCT_ADVICE = (
+    "could not find the product between the cameras: photograph it from all around, "
+    "keeping it in the middle of every photo"
+)
+MIN_PRODUCT_POINTS = 10  # fewer sparse points on the product: its box comes from outlines
+SILHOUETTE_HULL_RESOLUTION = 64  # the coarse hull that boxes a product with no points
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +51,8 @@ class MaskOptions:
     segment: bool = True  # refine the box projection with colour segmentation (GrabCut)
     segment_px: int = 320  # GrabCut works at this long side (it is slow at full size)
     grabcut_iterations: int = 4
+    rim_colours: int = 8  # typical background colours taken from each photo's rim
+    outline_close_rel: float = 0.02  # close the product's outlines over this × the long side
     mask_dilate_rel: float = 0.015  # grow final masks by this × image size: never clip the product
     # The box comes from the sparse points, which a plain product has only where it is printed
     # (a bottle's logo): when the segmented product runs into the box's outline in the photos,
@@ -147,15 +155,19 @@ def run(
         if image is None:
             raise StageError("masks", f"cannot read {workspace.sfm_image_path(camera.name)}")
         images.append(image)
-    # A turntable's still room and its disc are surely not the product (recon.turntable)
-    surely_not = turntable.sure_background(workspace, cameras, points["xyz"], object_xyz, region)
+    if len(object_xyz) < MIN_PRODUCT_POINTS:
+        # A plain product (a white mug on a table) leaves SfM nothing to match on itself: only
+        # the table holds points. Its outline in every photo still tells where it is; the
+        # photos are then segmented in its box with no seeds (seeds deep inside it made
+        # GrabCut drop a mug's handle).
+        region = silhouette_region(cameras, images, region, options)
+        object_xyz = np.empty((0, 3))
+        logger.info("the product has no sparse points of its own: its box came from outlines")
     previous_area = 0.0
     for growth in range(options.box_growths + 1):
         masks, touching = [], []
         for index, (camera, image) in enumerate(zip(cameras, images, strict=True)):
-            mask, touch = product_mask(
-                image, camera, region, object_xyz, options, surely_not.get(camera.name)
-            )
+            mask, touch = product_mask(image, camera, region, object_xyz, options)
             masks.append(mask)
             touching.append(touch)
             if progress:  # each pass its share of the bar, as if all the growths were needed
@@ -209,17 +221,66 @@ def find_object_region(
     keep = near & (points["track"] >= 3)
     if ground is not None:
         keep &= xyz @ ground[:3] + ground[3] > options.plane_distance_rel * camera_distance * 2
-    if keep.sum() < 10:
-        raise StageError(
-            "masks",
-            "could not find the product between the cameras: photograph it from all around, "
-            "keeping it in the middle of every photo",
-        )
+    if keep.sum() < MIN_PRODUCT_POINTS:  # a plain product: the box every photo frames whole
+        box_corners = framed_box(cameras, center, up, ground)
+        return ObjectRegion(center, up, box_corners, ground, camera_distance), np.zeros_like(keep)
     # Trim far-flung points (background glimpsed between views) robustly around their median.
     spread = np.linalg.norm(xyz - np.median(xyz[keep], axis=0), axis=1)
     keep &= spread <= 2.5 * np.percentile(spread[keep], 90)
     box_corners = product_box(xyz[keep], up, ground, options.box_margin)
     return ObjectRegion(center, up, box_corners, ground, camera_distance), keep
+
+
+def framed_box(
+    cameras: list[Camera], center: np.ndarray, up: np.ndarray, ground: np.ndarray | None
+) -> np.ndarray:
+    """(8, 3) corners of the up-aligned cube around `center` whose sphere every photo frames
+    whole (a product photographed all round sits inside it), standing on the `ground`."""
+    radius = np.inf
+    for camera in cameras:
+        uv, depth = camera.project(center[None])
+        if depth[0] <= 0:
+            continue
+        to_edge = min(uv[0, 0], uv[0, 1], camera.width - uv[0, 0], camera.height - uv[0, 1])
+        radius = min(radius, max(to_edge, 0.0) * depth[0] / camera.K[0, 0])
+    if not np.isfinite(radius) or radius <= 0:
+        raise StageError("masks", NO_PRODUCT_ADVICE)
+    axes = up_aligned_axes(up)
+    low, high = center @ axes.T - radius, center @ axes.T + radius
+    if ground is not None:
+        low[1] = -ground[3]
+    corners = np.array(
+        [[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])]
+    )
+    return corners @ axes
+
+
+def silhouette_region(
+    cameras: list[Camera], images: list[np.ndarray], region: ObjectRegion, options: MaskOptions
+) -> ObjectRegion:
+    """`region` with the box of a product that has no sparse points of its own: every photo
+    segmented inside `region`'s box with no seeds, the outlines carved into a coarse visual
+    hull, the box fitted around it."""
+    from recon import hull  # hull imports this module
+
+    masks = [
+        product_mask(image, camera, region, np.empty((0, 3)), options)[0].astype(np.uint8) * 255
+        for camera, image in zip(cameras, images, strict=True)
+    ]
+    field = hull.silhouette_field(
+        cameras, masks, region.box_corners, region.up, resolution=SILHOUETTE_HULL_RESOLUTION
+    )
+    inside = np.argwhere(field.values > 0)
+    if len(inside) < MIN_PRODUCT_POINTS:
+        raise StageError("masks", NO_PRODUCT_ADVICE)
+    xyz = (inside * field.voxel + field.origin) @ field.axes
+    if region.ground is not None:
+        xyz = xyz[xyz @ region.ground[:3] + region.ground[3] > field.voxel]
+    if len(xyz) < MIN_PRODUCT_POINTS:
+        raise StageError("masks", NO_PRODUCT_ADVICE)
+    # Hull cells are no stray matches: a mug's handle is a sliver of them, and must stay in.
+    box_corners = product_box(xyz, region.up, region.ground, options.box_margin, trim_percent=0)
+    return dataclasses.replace(region, box_corners=box_corners)
 
 
 def mean_camera_up(cameras: list[Camera]) -> np.ndarray:
@@ -342,12 +403,19 @@ def _wide_plane(
 
 
 def product_box(
-    xyz: np.ndarray, up: np.ndarray, ground: np.ndarray | None, margin: float
+    xyz: np.ndarray,
+    up: np.ndarray,
+    ground: np.ndarray | None,
+    margin: float,
+    *,
+    trim_percent: float = 0.5,
 ) -> np.ndarray:
-    """(8, 3) corners of an up-aligned box around the points, grown by `margin` of its size."""
+    """(8, 3) corners of an up-aligned box around the points (less the outer `trim_percent` %
+    on every side: stray matches), grown by `margin` of its size."""
     axes = up_aligned_axes(up)
     local = xyz @ axes.T
-    low, high = np.percentile(local, 0.5, axis=0), np.percentile(local, 99.5, axis=0)
+    low = np.percentile(local, trim_percent, axis=0)
+    high = np.percentile(local, 100 - trim_percent, axis=0)
     size = high - low
     low, high = low - margin * size.max(), high + margin * size.max()
     if ground is not None:  # the box stands on the table; it does not reach below it
@@ -392,6 +460,31 @@ def up_aligned_axes(up: np.ndarray) -> np.ndarray:
     return np.stack([x, up, z])
 
 
+def unlike_rim(
+    image: np.ndarray, colours: int, rim_rel: float = 0.03, max_rim_spread: float = 2.5
+) -> np.ndarray:
+    """(h, w) bool: pixels of the (h, w, 3) BGR `image` whose colour is far from all of
+    `colours` typical colours of its outer `rim_rel` band (the background around a product in
+    the middle of the photo); far: 3× the rim's spread about them, at least 4 (8-bit Lab).
+    None at all unless the rim is a plain backdrop (90 % of it within `max_rim_spread` of
+    those colours): a wooden table near the product differs from the table at the rim, and
+    was taken for product."""
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
+    rim = max(1, round(rim_rel * max(image.shape[:2])))
+    band = np.ones(image.shape[:2], bool)
+    band[rim:-rim, rim:-rim] = False
+    samples = lab[band]
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    count = min(colours, len(samples))
+    _, _, centres = cv2.kmeans(samples, count, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    distance = np.full(image.shape[:2], np.inf, np.float32)
+    for centre in centres:
+        distance = np.minimum(distance, np.linalg.norm(lab - centre, axis=2))
+    if np.percentile(distance[band], 90) > max_rim_spread:
+        return np.zeros(image.shape[:2], bool)
+    return distance > max(4.0, 3.0 * float(np.median(distance[band])))
+
+
 def project_box(camera: Camera, corners: np.ndarray) -> np.ndarray:
     """(h, w) bool: the convex hull of the box corners in the photo."""
     uv, depth = camera.project(corners)
@@ -410,12 +503,10 @@ def product_mask(
     region: ObjectRegion,
     object_xyz: np.ndarray,
     options: MaskOptions,
-    background: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w) bool: the product in one photo (generous at the edges); and how much of the box's
     outline in the photo the product covers, as a fraction of the photo's long side (it should
-    stay inside the box: more means the box cuts it). `background`: (h, w) bool, surely not
-    the product (a turntable's still room and disc)."""
+    stay inside the box: more means the box cuts it)."""
     box = project_box(camera, region.box_corners)
     if not options.segment:
         return box, 0.0
@@ -424,22 +515,31 @@ def product_mask(
     small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
     small_box = cv2.resize(box.astype(np.uint8), small_size, interpolation=cv2.INTER_NEAREST)
     labels = np.where(small_box > 0, cv2.GC_PR_BGD, cv2.GC_BGD).astype(np.uint8)
+    # Parts with no sparse points of their own (an armchair's white frame under its printed
+    # seat) start as product where their colour is unlike anything on the photo's rim, which
+    # is background. A white frame on pale paper differs from it only along its edges and
+    # shaded faces: closing those outlines fills the tubes between them.
+    unlike = (unlike_rim(small, options.rim_colours) & (small_box > 0)).astype(np.uint8)
+    close = max(3, round(options.outline_close_rel * max(small_size))) | 1
+    unlike = cv2.morphologyEx(unlike, cv2.MORPH_CLOSE, np.ones((close, close), np.uint8))
+    labels[unlike > 0] = cv2.GC_PR_FGD
     # Projected product points mark sure foreground (their 3D positions came from matches).
     uv, depth = camera.scaled(scale).project(object_xyz)
     inside = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0)
     inside &= (uv[:, 0] < small_size[0] - 1) & (uv[:, 1] < small_size[1] - 1)
     seeds = np.round(uv[inside]).astype(int)
-    if len(seeds) < 10:
-        return box, 0.0
-    hull = cv2.convexHull(seeds.astype(np.int32))
-    cv2.fillConvexPoly(labels, hull, cv2.GC_PR_FGD)
-    labels[seeds[:, 1], seeds[:, 0]] = cv2.GC_FGD
+    if len(seeds) >= MIN_PRODUCT_POINTS:
+        hull = cv2.convexHull(seeds.astype(np.int32))
+        cv2.fillConvexPoly(labels, hull, cv2.GC_PR_FGD)
+        labels[seeds[:, 1], seeds[:, 0]] = cv2.GC_FGD
+    elif len(object_xyz) > 0:
+        return box, 0.0  # the product's points miss this photo: keep the box
+    else:  # no points at all (a plain product): the box alone, as in GrabCut's rectangle mode
+        labels[small_box > 0] = cv2.GC_PR_FGD
+        # The product stands in the middle of the photo, so the frame's rim is background.
+        rim = max(1, round(0.02 * max(small_size)))
+        labels[:rim], labels[-rim:], labels[:, :rim], labels[:, -rim:] = (cv2.GC_BGD,) * 4
     labels[small_box == 0] = cv2.GC_BGD
-    if background is not None:
-        surely_not = cv2.resize(
-            background.astype(np.uint8), small_size, interpolation=cv2.INTER_NEAREST
-        ).astype(bool)
-        labels[surely_not] = cv2.GC_BGD
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
     try:
@@ -455,10 +555,19 @@ def product_mask(
     except cv2.error:  # degenerate colour models (e.g. a one-colour photo): keep the box
         return box, 0.0
     foreground = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    # GrabCut still gives such parts to the background, whose colour they share: whatever
+    # unlike the rim hangs together with the product is kept as product.
+    count, parts = cv2.connectedComponents(foreground | unlike, connectivity=8)
+    touching = np.zeros(count, bool)
+    touching[parts[foreground > 0]] = True
+    touching[0] = False
+    foreground = touching[parts].astype(np.uint8)
+    if len(object_xyz) == 0:  # unseeded: bright bits of the table's far edge join a white mug
+        count, parts, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+        if count > 2:
+            foreground = (parts == 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA])).astype(np.uint8)
     # The outline is where the box's projection meets the rest of the frame (not the frame's
     # edge: a product cut by the frame is not cut by the box).
-    if background is not None:
-        foreground[surely_not] = 0
     inner = cv2.erode(small_box, np.ones((3, 3), np.uint8), iterations=2, borderValue=1)
     outline = (small_box > 0) & (inner == 0)
     touch = float(foreground[outline].sum()) / max(small_size)
