@@ -4,6 +4,7 @@ features, and a synthetic two-pass capture reconstructed whole, base included.""
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -319,3 +320,19 @@ def test_strays_are_left_out_of_a_pass_with_a_reason(tmp_path: Path) -> None:
     points = sub.read_sfm_points()
     assert points["visible_in"].tolist() == [[0, 0], [0, 2], [1, 3]]  # camera 3 is now 2
     assert points["track"].tolist() == [2, 1]
+
+
+@pytest.mark.slow
+def test_passes_of_different_products_fail_instead_of_making_a_model(tmp_path: Path) -> None:
+    from recon.pipeline import ReconOptions, reconstruct
+
+    options = synth.SynthOptions(views=16, size_px=480, novel_views=1, flip=True,
+                                 background=synth.Background.TABLE)  # fmt: skip
+    synth.run("cereal_box", tmp_path / "box", options)
+    synth.run("bottle", tmp_path / "bottle", options)
+    photos = tmp_path / "photos"
+    shutil.copytree(tmp_path / "box" / "images" / "upright", photos / "upright")
+    shutil.copytree(tmp_path / "bottle" / "images" / "flipped", photos / "flipped")
+    with pytest.raises(CaptureError, match="could not be joined"):
+        reconstruct(photos, tmp_path / "out", ReconOptions.for_preset("preview"))
+    assert not (tmp_path / "out" / "model.glb").exists()
