@@ -194,5 +194,7 @@ def test_turntable_capture_reconstructs(tmp_path: Path) -> None:
     scores = evaluate(capture, tmp_path / "out", EvaluateOptions(score_texture=False))
     assert scores["images"]["registered_fraction"] == 1.0
     assert scores["pose"]["rotation_error_deg"]["median"] < 0.5
-    assert scores["geometry"]["accuracy"]["1"] > 0.99  # nothing but the product
-    assert scores["geometry"]["f_score"]["1"] > 0.95
+    # Nothing but the product: the disc alone would add a third to its surface. (At this size
+    # and preset a hand-held capture of it on a table scores 0.954 and F@1 % 0.949.)
+    assert scores["geometry"]["accuracy"]["1"] > 0.9
+    assert scores["geometry"]["f_score"]["1"] > 0.9
