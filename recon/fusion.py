@@ -40,8 +40,8 @@ class FusionOptions:
     hull_free_space_rel: float = 0.02
     hull_free_space_views: int = 1  # ... by at least this many photos
     # Close the surface from the hull: where no depth map reached (the base on the table, a
-    # white mug's wall left without depths, an armchair's thin frame), the hull's own surface
-    # stands in, in space no photo's stereo looks through, so the mesh comes out closed.
+    # white mug's wall left without depths), the hull's own surface stands in, in space no
+    # photo's stereo looks through (on a table only: see run).
     hull_close: bool = True
 
 
@@ -133,7 +133,9 @@ def run(
             progress("fusion", (index + 1) / len(cameras), camera.name)
     if views == 0:
         raise StageError("fusion", "no depth maps to fuse: the depth stage produced none")
-    if field is not None and options.hull_close:
+    # Only on a table: with none (plain paper), no photo bounds the hull's underside, and
+    # closing it put a bulge under a cereal box (F@1 % 0.99 -> 0.96 at 960 px).
+    if field is not None and options.hull_close and region.ground is not None:
         closed = close_with_hull(
             grid, field, list(evidence.values()), voxel=voxel,
             truncation_voxels=options.truncation_voxels, min_weight=options.min_weight,
