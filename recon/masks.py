@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
+from recon import turntable
 from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import StageError
 from recon.progress import ProgressCallback
@@ -163,11 +164,15 @@ def run(
         region = silhouette_region(cameras, images, region, options)
         object_xyz = np.empty((0, 3))
         logger.info("the product has no sparse points of its own: its box came from outlines")
+    # A turntable's still room and its disc are surely not the product (recon.turntable)
+    surely_not = turntable.sure_background(workspace, cameras, points["xyz"], object_xyz, region)
     previous_area = 0.0
     for growth in range(options.box_growths + 1):
         masks, touching = [], []
         for index, (camera, image) in enumerate(zip(cameras, images, strict=True)):
-            mask, touch = product_mask(image, camera, region, object_xyz, options)
+            mask, touch = product_mask(
+                image, camera, region, object_xyz, options, surely_not.get(camera.name)
+            )
             masks.append(mask)
             touching.append(touch)
             if progress:  # each pass its share of the bar, as if all the growths were needed
@@ -503,10 +508,12 @@ def product_mask(
     region: ObjectRegion,
     object_xyz: np.ndarray,
     options: MaskOptions,
+    background: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w) bool: the product in one photo (generous at the edges); and how much of the box's
     outline in the photo the product covers, as a fraction of the photo's long side (it should
-    stay inside the box: more means the box cuts it)."""
+    stay inside the box: more means the box cuts it). `background`: (h, w) bool, surely not
+    the product (a turntable's still room and disc)."""
     box = project_box(camera, region.box_corners)
     if not options.segment:
         return box, 0.0
@@ -540,6 +547,11 @@ def product_mask(
         rim = max(1, round(0.02 * max(small_size)))
         labels[:rim], labels[-rim:], labels[:, :rim], labels[:, -rim:] = (cv2.GC_BGD,) * 4
     labels[small_box == 0] = cv2.GC_BGD
+    if background is not None:
+        surely_not = cv2.resize(
+            background.astype(np.uint8), small_size, interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+        labels[surely_not] = cv2.GC_BGD
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
     try:
@@ -568,6 +580,8 @@ def product_mask(
             foreground = (parts == 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA])).astype(np.uint8)
     # The outline is where the box's projection meets the rest of the frame (not the frame's
     # edge: a product cut by the frame is not cut by the box).
+    if background is not None:
+        foreground[surely_not] = 0
     inner = cv2.erode(small_box, np.ones((3, 3), np.uint8), iterations=2, borderValue=1)
     outline = (small_box > 0) & (inner == 0)
     touch = float(foreground[outline].sum()) / max(small_size)
