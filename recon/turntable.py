@@ -297,7 +297,13 @@ def sure_background(
     options = options or TurntableOptions()
     if not options.detect or not cameras:
         return {}
-    paths = [workspace.image_path(camera.name) for camera in cameras]
+    # (the undistorted photos where a workspace holds no working ones, as tests build them)
+    paths = [
+        workspace.image_path(camera.name)
+        if workspace.image_path(camera.name).exists()
+        else workspace.sfm_image_path(camera.name)
+        for camera in cameras
+    ]
     finding, sizes = find_in_photos(paths, options)
     if not finding.detected:
         return {}
