@@ -65,14 +65,7 @@ def run(
     region = ObjectRegion.from_json(json.loads(workspace.region_path.read_text()))
     diagonal = float(np.linalg.norm(np.ptp(region.box_corners, axis=0)))
     voxel = options.voxel_rel * diagonal
-    grid = o3d.t.geometry.VoxelBlockGrid(
-        attr_names=("tsdf", "weight"),
-        attr_dtypes=(o3d.core.float32, o3d.core.float32),
-        attr_channels=((1), (1)),
-        voxel_size=voxel,
-        block_resolution=8,
-        block_count=100_000,
-    )
+    grid = tsdf_grid(voxel)
     masks = [  # a scene's photos have none: every pixel counts
         cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.exists() else None
         for path in (workspace.mask_path(camera.name) for camera in cameras)
@@ -221,6 +214,18 @@ def close_with_hull(
     # open3d extracts voxels whose weight exceeds the threshold.
     weight[targets] = o3d.core.Tensor(np.full(len(index), min_weight + 0.5, np.float32))
     return len(index)
+
+
+def tsdf_grid(voxel: float, block_count: int = 100_000) -> o3d.t.geometry.VoxelBlockGrid:
+    """An empty TSDF volume (signed distance and weight per voxel) of `voxel` spacing."""
+    return o3d.t.geometry.VoxelBlockGrid(
+        attr_names=("tsdf", "weight"),
+        attr_dtypes=(o3d.core.float32, o3d.core.float32),
+        attr_channels=((1), (1)),
+        voxel_size=voxel,
+        block_resolution=8,
+        block_count=block_count,
+    )
 
 
 def integrate(

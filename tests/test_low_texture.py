@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from recon import fusion, hull, masks, synth
@@ -50,14 +49,7 @@ def test_the_hull_closes_a_tsdf_that_one_photo_saw_half_of() -> None:
         cameras, [sphere_mask(c) for c in cameras], BOX, np.eye(3)[1], resolution=96
     )
     voxel = 0.004
-    grid = o3d.t.geometry.VoxelBlockGrid(
-        attr_names=("tsdf", "weight"),
-        attr_dtypes=(o3d.core.float32, o3d.core.float32),
-        attr_channels=((1), (1)),
-        voxel_size=voxel,
-        block_resolution=8,
-        block_count=10_000,
-    )
+    grid = fusion.tsdf_grid(voxel, block_count=10_000)
     camera = cameras[0]
     depth = sphere_depth(camera).astype(np.float32)
     for _ in range(3):  # weight 3: above the extraction threshold, like three agreeing photos
