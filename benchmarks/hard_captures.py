@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import REPO, recon, reconstruct_and_score
+from reconstruction import REPO, SHARED_DATA, recon, reconstruct_and_score
 
 LOOKALIKE_TARGETS = {"rotation_error_deg": 0.5, "f_score_1": 0.90}
 LOOKALIKE_FAILURE = "sides that look alike"
@@ -42,7 +41,7 @@ def main() -> int:
     parser.add_argument(
         "--shared",
         type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+        default=SHARED_DATA,
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

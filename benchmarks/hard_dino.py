@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import REPO, reconstruct_and_score
+from reconstruction import REPO, SHARED_DATA, reconstruct_and_score
 
 CAPTURE = "middlebury_dino_sparse_ring"
 TARGETS = {"registered": 14, "rotation_error_deg": 1.0}
@@ -34,7 +33,7 @@ def main() -> int:
     parser.add_argument(
         "--shared",
         type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+        default=SHARED_DATA,
     )
     parser.add_argument("--preset", default="standard")
     args = parser.parse_args()

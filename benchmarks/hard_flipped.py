@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import REPO, recon, reconstruct_and_score
+from reconstruction import REPO, SHARED_DATA, recon, reconstruct_and_score
 
 sys.path.insert(0, str(REPO))
 from tests.test_flipped import base_completeness
@@ -42,7 +41,7 @@ def main() -> int:
     parser.add_argument(
         "--shared",
         type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+        default=SHARED_DATA,
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

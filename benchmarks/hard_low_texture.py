@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import trimesh
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import REPO, contact_sheet, recon, reconstruct_and_score
+from reconstruction import REPO, SHARED_DATA, contact_sheet, recon, reconstruct_and_score
 
 TARGETS = {"f_score_1": 0.85}
 CASES = (  # (product, background, role)
@@ -48,7 +47,7 @@ def main() -> int:
     parser.add_argument(
         "--shared",
         type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+        default=SHARED_DATA,
     )
     parser.add_argument("--views", type=int, default=24)
     parser.add_argument("--size", type=int, default=960)

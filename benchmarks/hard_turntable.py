@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import REPO, recon, reconstruct_and_score
+from reconstruction import REPO, SHARED_DATA, recon, reconstruct_and_score
 
 PRODUCTS = ("cereal_box", "ycb_006_mustard_bottle")
 TARGETS = {"rotation_error_deg": 0.5, "f_score_1": 0.97, "accuracy_1": 0.99}
@@ -37,7 +36,7 @@ def main() -> int:
     parser.add_argument(
         "--shared",
         type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+        default=SHARED_DATA,
     )
     parser.add_argument("--products", nargs="*", default=list(PRODUCTS))
     parser.add_argument("--views", type=int, default=24)

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import REPO, recon, reconstruct_and_score
+from reconstruction import REPO, SHARED_DATA, recon, reconstruct_and_score
 
 PRODUCTS = ("ycb_006_mustard_bottle", "cereal_box")
 GLASS = "GlassVaseFlowers"
@@ -46,7 +45,7 @@ def main() -> int:
     parser.add_argument(
         "--shared",
         type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+        default=SHARED_DATA,
     )
     parser.add_argument("--products", nargs="*", default=list(PRODUCTS))
     parser.add_argument("--background", default="plain", choices=["plain", "table"])

@@ -27,6 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
+# ../shared/data beside the checkout, unless RECON_SHARED_DATA says where (`make bench` does)
+SHARED_DATA = Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data"))
 MODELS = (
     "ycb_003_cracker_box", "ycb_005_tomato_soup_can", "ycb_006_mustard_bottle",
     "WaterBottle", "MaterialsVariantsShoe", "Avocado",
@@ -47,7 +49,7 @@ def main() -> int:
     parser.add_argument(
         "--shared",
         type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
+        default=SHARED_DATA,
     )
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--backgrounds", nargs="*", default=["plain", "table"])
