@@ -68,6 +68,12 @@ class TurntableOptions:
     background_margin_rel: float = 0.015
     disc_distance_rel: float = 0.008  # sparse points this close to the ground plane (× the
     # camera distance) are the disc's (the masks stage keeps those above it for the product)
+    # The disc's own colours are learnt where it lies this × the long side clear of the
+    # product's points; only disc pixels of those colours are surely not the product
+    disc_colour_clearance_rel: float = 0.06
+    disc_colours: int = 4  # typical colours of the disc (its top, its marks, their edges)
+    disc_colour_distance: float = 18.0  # Lab distance (lightness counted half: shade) within
+    # which a pixel has the disc's colour (disc: 99 % within 18-25; a yellow bottle: 27 up)
 
     def __post_init__(self) -> None:
         if self.analysis_px < 32:
@@ -289,10 +295,18 @@ def sure_background(
     turntable capture ({} for any other capture), for the masks stage to segment with.
 
     The still room (found again on the working photos: a stage reads only what its inputs
-    say), shrunk by `background_margin_rel` for the undistortion that moved it; and the disc:
-    the outline of the sparse points (n, 3) `xyz` lying on the `region`'s ground plane (the
-    disc turns with the product, so SfM placed it), where no ray can meet the product: outside
-    the outline of its points (m, 3) `object_xyz` and their feet on the ground.
+    say), shrunk by `background_margin_rel` for the undistortion that moved it, and only where
+    it reaches the frame's edge and no ray meets the product's points (m, 3) `object_xyz`: the
+    lights stay with the room, so a plain part of the product is lit alike at every turn and
+    repeats at its place like the room does. And the disc: the outline of the sparse points
+    (n, 3) `xyz` lying on the `region`'s ground plane (the disc turns with the product, so SfM
+    placed it), where no ray can meet the product (outside the outline of its points and their
+    feet on the ground), in the disc's own colours (a plain product's sides, which hold no
+    points, stand over it too).
+
+    Whatever is marked here is cut from the product's masks, and the visual hull of the
+    fusion stage carves along every ray of every mask: a bite out of one mask is a tunnel
+    through the model (on a plain mustard bottle: accuracy@1 % 0.79 with, 0.97 without).
     """
     options = options or TurntableOptions()
     if not options.detect or not cameras:
@@ -323,7 +337,13 @@ def sure_background(
         moving = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
         grow = max(1, round(options.background_margin_rel * max(width, height)))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-        surely_not = cv2.dilate(moving.astype(np.uint8), kernel) == 0
+        # Only the room round the product: a still patch it encloses is the product itself,
+        # plain and lit alike at every turn (the lights stay with the room), so it repeats
+        # like the room does; cut from every mask, it made tunnels through the visual hull.
+        surely_not = reaching_border(cv2.dilate(moving.astype(np.uint8), kernel) == 0)
+        if len(solid) >= 10 and region.ground is not None:
+            meets = rays_meeting_first(camera, solid, region.ground)
+            surely_not &= meets == 0  # nor is any of it seen through the product's points
         if len(disc) >= 10 and len(solid) >= 10 and region.ground is not None:
             disc_uv, disc_depth = camera.project(disc)
             if (disc_depth > 0).all():
@@ -332,13 +352,58 @@ def sure_background(
                 # (a wide margin here leaves a band of disc round the base in every mask,
                 # which the visual hull then fills in as a skirt round the product)
                 reach = max(1, round(options.margin_rel * max(width, height)))
-                product = cv2.dilate(
-                    rays_meeting_first(camera, solid, region.ground),
-                    cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)),
-                )
-                surely_not |= (on_disc > 0) & (product == 0)
+                disc_only = (on_disc > 0) & (cv2.dilate(meets, _disc_kernel(reach)) == 0)
+                # The points' outline misses a plain product's sides where they stand over the
+                # disc: only the disc's own colours there are surely not the product.
+                clear = round(options.disc_colour_clearance_rel * max(width, height))
+                learn = disc_only & (cv2.dilate(meets, _disc_kernel(clear)) == 0)
+                photo = cv2.imread(str(workspace.sfm_image_path(camera.name)), cv2.IMREAD_COLOR)
+                if photo is not None and photo.shape[:2] == (height, width):
+                    disc_only &= like_colours(photo, learn, disc_only, options)
+                surely_not |= disc_only
         background[camera.name] = surely_not
     return background
+
+
+def reaching_border(mask: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the parts of the (h, w) bool `mask` that touch the frame's edge."""
+    count, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
+    keep = np.zeros(count, bool)
+    keep[edge] = True
+    keep[0] = False
+    return keep[parts]
+
+
+def like_colours(
+    image: np.ndarray, learn: np.ndarray, judge: np.ndarray, options: TurntableOptions
+) -> np.ndarray:
+    """(h, w) bool: pixels of `judge` whose colour is within `disc_colour_distance` of one of
+    `disc_colours` typical colours of the (h, w, 3) BGR `image` at the `learn` pixels (Lab,
+    lightness weighted half, as the product's shadow darkens the disc); all of `judge` when
+    too few pixels are there to learn from."""
+    if learn.sum() < 50 * options.disc_colours:
+        return judge.copy()
+    weight = np.array([0.5, 1.0, 1.0], np.float32)
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32) * weight
+    samples = lab[learn]
+    if len(samples) > 20_000:  # plenty for a few colours, and k-means stays quick
+        samples = samples[np.linspace(0, len(samples) - 1, 20_000).astype(int)]
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)  # the same masks every run
+    _, _, centres = cv2.kmeans(
+        samples, options.disc_colours, None, criteria, 2, cv2.KMEANS_PP_CENTERS
+    )
+    rows, cols = np.nonzero(judge)
+    values = lab[rows, cols]
+    distance = np.min(np.linalg.norm(values[:, None, :] - centres[None], axis=2), axis=1)
+    out = np.zeros(judge.shape, bool)
+    out[rows, cols] = distance <= options.disc_colour_distance
+    return out
+
+
+def _disc_kernel(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def rays_meeting_first(
