@@ -16,6 +16,9 @@ MIN_HOLDOUT_SEPARATION_DEG = 60.0
 # Silhouettes agree where they are within this share of the photo size of each other: product
 # masks are grown a little on purpose (masks.MaskOptions.mask_dilate_rel) and edges are soft.
 SILHOUETTE_TOLERANCE_REL = 0.02
+# A photo pixel this close (RGB, 8-bit) to a main colour of its background is taken for
+# background seen through a gap that the (filled) product mask covers.
+BACKGROUND_COLOUR_DISTANCE = 15.0
 
 
 def choose_holdout(cameras: list[Camera], count: int) -> list[int]:
@@ -43,9 +46,15 @@ def check_fidelity(
     images: list[np.ndarray],
     masks: list[np.ndarray | None],
 ) -> list[dict]:
-    """Per held-out photo: PSNR (dB) of the unlit render against the photo where both show the
-    product, and the IoU of the render's silhouette with the photo's product mask, up to
+    """Per held-out photo: PSNR (dB) of the unlit render against the photo over the product,
+    and the IoU of the render's silhouette with the photo's product mask, up to
     SILHOUETTE_TOLERANCE_REL (None without a mask; then the PSNR is over the whole render).
+
+    The product is where the render and the mask overlap, plus the mask's core (the mask shrunk
+    by the tolerance, well inside the product outline): a hole or a missing part there counts
+    against the PSNR as the background drawn in its place, as it does in `recon evaluate`'s
+    novel views. Without the core the check would pass over what the model lacks and read
+    5–13 dB kinder than the truth on models with holes.
 
     images: (h, w, 3) uint8 RGB at the cameras' sizes; masks: (h, w) bool or None.
     """
@@ -54,13 +63,16 @@ def check_fidelity(
         for camera, image, mask in zip(cameras, images, masks, strict=True):
             rendering = renderer.render(camera, supersample=2)
             drawn = rendering.mask
-            compared = drawn & mask if mask is not None else drawn
+            tolerance_px = SILHOUETTE_TOLERANCE_REL * max(camera.width, camera.height)
+            compared = drawn
+            if mask is not None:
+                missing = mask_core(mask, tolerance_px) & ~drawn
+                compared = (drawn & mask) | (missing & ~looks_like_background(image, mask, missing))
             psnr = None
             if compared.any():
                 psnr = round(masked_psnr_db(rendering.rgb, image, compared), 2)
             iou = None
             if mask is not None and (mask | drawn).any():
-                tolerance_px = SILHOUETTE_TOLERANCE_REL * max(camera.width, camera.height)
                 iou = round(tolerant_iou(mask, drawn, tolerance_px), 4)
             results.append({"image": camera.name, "psnr_db": psnr, "silhouette_iou": iou})
     return results
@@ -72,6 +84,32 @@ def masked_psnr_db(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     difference = a.astype(np.float64) - b.astype(np.float64)
     mse = float((difference[mask] ** 2).mean())
     return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def mask_core(mask: np.ndarray, margin_px: float) -> np.ndarray:
+    """The (h, w) bool pixels of `mask` more than `margin_px` from its outline."""
+    inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    return inside > margin_px
+
+
+def looks_like_background(
+    image: np.ndarray, mask: np.ndarray, where: np.ndarray, *, colours: int = 8
+) -> np.ndarray:
+    """(h, w) bool: pixels of `where` whose colour is within BACKGROUND_COLOUR_DISTANCE of one
+    of the `colours` main colours of the photo outside the product mask."""
+    result = np.zeros(mask.shape, dtype=bool)
+    if not where.any() or mask.all():
+        return result
+    outside = image[~mask].astype(np.float32)
+    rng = np.random.default_rng(0)
+    sample = outside[rng.choice(len(outside), min(len(outside), 20000), replace=False)]
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
+    count = min(colours, len(sample))
+    _, _, centres = cv2.kmeans(sample, count, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    pixels = image[where].astype(np.float32)
+    distance = np.linalg.norm(pixels[:, None, :] - centres[None], axis=2).min(axis=1)
+    result[where] = distance < BACKGROUND_COLOUR_DISTANCE
+    return result
 
 
 def tolerant_iou(a: np.ndarray, b: np.ndarray, tolerance_px: float) -> float:

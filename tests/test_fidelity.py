@@ -66,6 +66,33 @@ def test_faithful_model_scores_high_and_a_wrong_one_low() -> None:
     assert unmasked["psnr_db"] > 40
 
 
+def test_missing_part_counts_against_psnr_but_a_gap_in_the_mask_does_not() -> None:
+    lower = trimesh.creation.box(extents=(1.0, 0.7, 0.8))
+    lower.apply_translation((0.0, -0.35, 0.0))
+    upper = lower.copy()
+    upper.apply_translation((0.0, 0.7, 0.0))
+    for part in (lower, upper):  # one colour: what the half model shows agrees with the photos
+        part.visual.face_colors = np.tile((200, 60, 40, 255), (len(part.faces), 1))
+    whole, half = from_trimesh(trimesh.util.concatenate([lower, upper])), from_trimesh(lower)
+    cameras = ring(3)
+    backdrop = (128, 128, 128)
+
+    def photos_and_masks(model):
+        with OffscreenRenderer(model, lighting=Lighting.UNLIT) as renderer:
+            renders = [renderer.render(c, background=backdrop, supersample=2) for c in cameras]
+        return [r.rgb for r in renders], [r.mask for r in renders]
+
+    photos, masks = photos_and_masks(whole)
+    # The upper half missing from the model: the photos show product there.
+    missing = summarise(check_fidelity(half, cameras, photos, masks))
+    assert missing["psnr_db"] < 20, missing
+    # The product really is the lower half, but its masks cover the upper half too: there the
+    # photos show the backdrop, which is no fault of the model.
+    gap_photos, _ = photos_and_masks(half)
+    gap = summarise(check_fidelity(half, cameras, gap_photos, masks))
+    assert gap["psnr_db"] > 28  # the edge between them is soft: not a clean 40
+
+
 def test_tolerant_iou_forgives_thin_margins_only() -> None:
     a = np.zeros((100, 100), bool)
     a[20:80, 20:80] = True
