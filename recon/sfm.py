@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -154,6 +155,9 @@ class SfmOptions:
     order_disagreement_deg: float = 10.0  # photo pairs differ by more than this in relative turn
     order_max_step_ratio: float = 3.0  # the ordered model is trusted only if no two successive
     order_max_step_deg: float = 100.0  # photos turn more than this × the median turn, nor this
+    order_min_step_deg: float = 1.0  # ... and only if they turn at least this much (median): a
+    # turntable's unmasked still room held successive photos within 0.1° of each other, where
+    # a walk round a product turns 5–30° a photo (360 photos would still turn 1°)
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
     # A turntable capture's still background is masked out first (recon.turntable)
@@ -597,7 +601,7 @@ def check_capture_order(
         return best, {**finding, "kept": "all pairs"}
     logger.warning(
         "sfm: %.0f %% of photo pairs turn differently when only neighbours in capture order are "
-        "matched: look-alike sides may have been taken for one another",
+        "matched (look-alike sides, or a still background?)",
         100 * disagreeing,
     )
     # Which model to believe: successive photos of a walk around the product turn a little each
@@ -607,10 +611,23 @@ def check_capture_order(
     largest_all, all_smooth = smooth_in_order(best, names, options)
     largest_ordered, ordered_smooth = smooth_in_order(ordered, names, options)
     finding["largest_step_deg"] = {"all pairs": largest_all, "in order": largest_ordered}
+    still = median_step_deg(ordered, names)
+    finding["median_step_deg"] = {"all pairs": median_step_deg(best, names), "in order": still}
     if all_smooth:
         return best, {**finding, "kept": "all pairs"}
     if ordered.num_reg_images() >= 0.9 * best.num_reg_images() and ordered_smooth:
         return ordered, {**finding, "kept": "neighbours in capture order"}
+    if still is not None and still < options.order_min_step_deg:
+        # Not look-alike sides: the photos share something that never moved (the room behind a
+        # product turning on a turntable, when it could not be masked), which pins the cameras
+        # together while the product's own features say they went round it.
+        raise CaptureError(
+            f"the photos could not be placed consistently: successive photos hardly turn "
+            f"against what they share (a median of {still:.1f}° in capture order): something "
+            "stayed still in every photo while the product turned (the room behind a turntable, "
+            "or a mark on the lens). Shoot a turntable against a plain backdrop, or walk around "
+            "the product instead of turning it"
+        )
     placed_in_order = (
         f"place only {ordered.num_reg_images()} of {len(names)}"
         if ordered.num_reg_images() < 0.9 * best.num_reg_images()
@@ -630,26 +647,56 @@ def smooth_in_order(
     model: pycolmap.Reconstruction, names: list[str], options: SfmOptions
 ) -> tuple[float | None, bool]:
     """(largest turn between successive placed photos in degrees, whether every turn is within
-    `order_max_step_ratio` × the median turn and `order_max_step_deg`)."""
+    `order_max_step_ratio` × the median turn and `order_max_step_deg`, and the median turn is
+    at least `order_min_step_deg`: photos that do not turn were not taken around the product)."""
     steps = order_steps_deg(model, names)
     if len(steps) == 0:
         return None, False
-    limit = min(options.order_max_step_ratio * float(np.median(steps)), options.order_max_step_deg)
-    return round(float(steps.max()), 1), bool(steps.max() <= limit)
+    median = float(np.median(steps))
+    limit = min(options.order_max_step_ratio * median, options.order_max_step_deg)
+    smooth = steps.max() <= limit and median >= options.order_min_step_deg
+    return round(float(steps.max()), 1), bool(smooth)
+
+
+def median_step_deg(model: pycolmap.Reconstruction, names: list[str]) -> float | None:
+    """Median turn between successive placed photos (see `order_steps_deg`), None for < 2."""
+    steps = order_steps_deg(model, names)
+    return round(float(np.median(steps)), 2) if len(steps) else None
 
 
 def order_steps_deg(model: pycolmap.Reconstruction, names: list[str]) -> np.ndarray:
-    """Angles between the viewing directions of successive placed photos in capture order: a
-    walk around the product turns a little each time; a photo put on the wrong look-alike side
-    turns half-way round from its neighbours."""
+    """Angles between the viewing directions of successive placed photos in capture order,
+    per usual gap between photos: a walk around the product turns a little each time; a photo
+    put on the wrong look-alike side turns half-way round from its neighbours.
+
+    A step across a gap (photos left out or not placed between the two, or a video's dropped
+    blurred stretch: frames are numbered by decode index, see `capture_indices`) is divided by
+    the gap over the usual one, so a walk that simply went on while no photo was kept does not
+    look like a jump.
+    """
     posed = {image.name: image for image in _posed(model)}
-    axes = np.array(
-        [posed[name].cam_from_world().rotation.matrix()[2] for name in names if name in posed]
-    )
-    if len(axes) < 2:
+    indices = capture_indices(names)
+    placed = [index for index, name in enumerate(names) if name in posed]
+    if len(placed) < 2:
         return np.zeros(0)
+    axes = np.array([posed[names[index]].cam_from_world().rotation.matrix()[2] for index in placed])
     cosines = np.clip(np.einsum("ij,ij->i", axes[:-1], axes[1:]), -1.0, 1.0)
-    return np.degrees(np.arccos(cosines))
+    usual_gap = float(np.median(np.diff(indices)))
+    gaps = np.diff(indices[placed]) / usual_gap
+    return np.degrees(np.arccos(cosines)) / np.maximum(gaps, 1.0)
+
+
+def capture_indices(names: list[str]) -> np.ndarray:
+    """(n,) where each photo of `names` (in capture order) was taken in the capture's sequence:
+    the number at the end of each name when every name has one and they rise (a video's
+    ``frame_000120.jpg`` is its decode index; a camera's ``IMG_0412.JPG`` its shot number),
+    else the position in the list."""
+    numbers = [re.search(r"(\d+)\D*$", Path(name).stem) for name in names]
+    if len(names) >= 2 and all(numbers):
+        values = np.array([int(match.group(1)) for match in numbers], dtype=np.float64)
+        if (np.diff(values) > 0).all():
+            return values
+    return np.arange(len(names), dtype=np.float64)
 
 
 def keep_pairs_near_in_order(database_path: Path, names: list[str], window: int) -> None:

@@ -1,0 +1,75 @@
+"""The capture-order check's reading of a model: how far successive photos turn, across gaps
+in the sequence (a video's dropped blurred stretch), and photos that do not turn at all (a
+turntable's still room pinning every camera)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pycolmap
+import pytest
+
+from recon import sfm
+from recon.cameras import look_at
+
+
+def ring_model(angles_deg: list[float], names: list[str]) -> pycolmap.Reconstruction:
+    """A model of cameras on a level ring around the origin at `angles_deg` (so their viewing
+    directions turn by the same angles), named `names`."""
+    model = pycolmap.Reconstruction()
+    model.add_camera_with_trivial_rig(
+        pycolmap.Camera.create_from_model_name(1, "SIMPLE_PINHOLE", 800.0, 640, 640)
+    )
+    for image_id, (angle, name) in enumerate(zip(angles_deg, names, strict=True), start=1):
+        radians = np.radians(angle)
+        R, t = look_at(np.array([4 * np.cos(radians), 0.0, 4 * np.sin(radians)]), np.zeros(3))
+        model.add_image_with_trivial_frame(
+            pycolmap.Image(name=name, keypoints=np.zeros((0, 2)), camera_id=1, image_id=image_id),
+            pycolmap.Rigid3d(pycolmap.Rotation3d(R), t),
+        )
+    return model
+
+
+def test_capture_indices_read_frame_numbers_when_every_name_has_one() -> None:
+    names = ["frame_000010.jpg", "frame_000015.jpg", "frame_000040.jpg"]
+    assert sfm.capture_indices(names).tolist() == [10, 15, 40]
+    assert sfm.capture_indices(["IMG_0412.JPG", "IMG_0415.JPG"]).tolist() == [412, 415]
+    # No number, or numbers that do not rise with the order: the position in the list.
+    assert sfm.capture_indices(["front.jpg", "side.jpg"]).tolist() == [0, 1]
+    assert sfm.capture_indices(["shot_5.jpg", "shot_3.jpg", "shot_9.jpg"]).tolist() == [0, 1, 2]
+
+
+def test_a_dropped_stretch_of_a_video_is_not_a_jump() -> None:
+    """Frames every 5 of an orbit turning 3° a frame, with frames 40-59 dropped as blurred:
+    the step across the gap is 75° in all, but 15° per usual gap, like the others."""
+    frames = [frame for frame in range(0, 120, 5) if not 40 <= frame < 60]
+    names = [f"frame_{frame:06d}.jpg" for frame in frames]
+    model = ring_model([3.0 * frame for frame in frames], names)
+    steps = sfm.order_steps_deg(model, names)
+    assert steps == pytest.approx(np.full(len(frames) - 1, 15.0), abs=0.01)
+    largest, smooth = sfm.smooth_in_order(model, names, sfm.SfmOptions())
+    assert smooth
+    assert largest == pytest.approx(15.0, abs=0.1)
+    # The same turns under names without frame numbers: the gap is a real jump.
+    plain = [f"photo_{letter}.jpg" for letter in "abcdefghijklmnopqrstuvwxyz"[: len(frames)]]
+    plain_model = ring_model([3.0 * frame for frame in frames], plain)
+    assert sfm.order_steps_deg(plain_model, plain).max() == pytest.approx(75.0, abs=0.01)
+    assert not sfm.smooth_in_order(plain_model, plain, sfm.SfmOptions())[1]
+
+
+def test_a_photo_left_out_of_the_model_halves_the_step_over_it() -> None:
+    names = [f"img_{index:03d}.jpg" for index in range(12)]
+    model = ring_model([30.0 * index for index in range(12) if index != 5], names[:5] + names[6:])
+    steps = sfm.order_steps_deg(model, names)
+    assert steps == pytest.approx(np.full(10, 30.0), abs=0.01)
+
+
+def test_photos_that_do_not_turn_are_not_a_walk_around_the_product() -> None:
+    """A turntable's still room, unmasked, holds every camera in place: no turn is larger than
+    three times the median, yet the model is no walk around the product."""
+    names = [f"img_{index:03d}.jpg" for index in range(12)]
+    model = ring_model([0.01 * index for index in range(12)], names)
+    assert sfm.median_step_deg(model, names) < 0.1
+    assert not sfm.smooth_in_order(model, names, sfm.SfmOptions())[1]
+    turning = ring_model([30.0 * index for index in range(12)], names)
+    assert sfm.median_step_deg(turning, names) == pytest.approx(30.0, abs=0.01)
+    assert sfm.smooth_in_order(turning, names, sfm.SfmOptions())[1]
