@@ -55,6 +55,11 @@ class MaskOptions:
     rim_colours: int = 8  # typical background colours taken from each photo's rim
     outline_close_rel: float = 0.02  # close the product's outlines over this × the long side
     mask_dilate_rel: float = 0.015  # grow final masks by this × image size: never clip the product
+    # Holes inside a product's mask smaller than this × its area are filled: the visual hull
+    # carves along every ray of every mask, so a speck that segmentation lost (a barcode's
+    # bars, a plain patch) is a tunnel through the model; a real opening (a mug's handle) is
+    # larger and seen in many photos.
+    max_hole_rel: float = 0.01
     # The box comes from the sparse points, which a plain product has only where it is printed
     # (a bottle's logo): when the segmented product runs into the box's outline in the photos,
     # the box grows and the photos are segmented again.
@@ -517,6 +522,7 @@ def product_mask(
     box = project_box(camera, region.box_corners)
     if not options.segment:
         return box, 0.0
+    cv2.setRNGSeed(0)  # k-means and GrabCut draw from OpenCV's generator: the same masks each run
     scale = options.segment_px / max(camera.width, camera.height)
     small_size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
     small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
@@ -547,6 +553,7 @@ def product_mask(
         rim = max(1, round(0.02 * max(small_size)))
         labels[:rim], labels[-rim:], labels[:, :rim], labels[:, -rim:] = (cv2.GC_BGD,) * 4
     labels[small_box == 0] = cv2.GC_BGD
+    surely_not = None
     if background is not None:
         surely_not = cv2.resize(
             background.astype(np.uint8), small_size, interpolation=cv2.INTER_NEAREST
@@ -578,10 +585,11 @@ def product_mask(
         count, parts, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
         if count > 2:
             foreground = (parts == 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA])).astype(np.uint8)
-    # The outline is where the box's projection meets the rest of the frame (not the frame's
-    # edge: a product cut by the frame is not cut by the box).
     if background is not None:
         foreground[surely_not] = 0
+    foreground = fill_small_holes(foreground, options.max_hole_rel, surely_not)
+    # The outline is where the box's projection meets the rest of the frame (not the frame's
+    # edge: a product cut by the frame is not cut by the box).
     inner = cv2.erode(small_box, np.ones((3, 3), np.uint8), iterations=2, borderValue=1)
     outline = (small_box > 0) & (inner == 0)
     touch = float(foreground[outline].sum()) / max(small_size)
@@ -589,3 +597,24 @@ def product_mask(
     grow = max(1, round(options.mask_dilate_rel * max(camera.width, camera.height)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     return cv2.dilate(full, kernel).astype(bool) & box, touch
+
+
+def fill_small_holes(
+    mask: np.ndarray, max_share: float, keep_open: np.ndarray | None = None
+) -> np.ndarray:
+    """(h, w) uint8: `mask` (h, w) uint8 0 / 1 with the holes it encloses filled where they
+    are smaller than `max_share` × its area, but for the pixels of `keep_open` ((h, w) bool:
+    surely background, seen through the product)."""
+    _, parts, stats, _ = cv2.connectedComponentsWithStats(
+        (mask == 0).astype(np.uint8), connectivity=4
+    )
+    small = stats[:, cv2.CC_STAT_AREA] <= max_share * float(mask.sum())
+    # (label 0 is the mask itself; what reaches the frame's edge is no hole)
+    small[np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))] = False
+    small[0] = False
+    filled = mask.copy()
+    fill = small[parts]
+    if keep_open is not None:
+        fill &= ~keep_open
+    filled[fill] = 1
+    return filled
