@@ -20,7 +20,11 @@ Steps, each reported as progress of the "sfm" stage:
    photos miss points it puts in plain view of them is folded (look-alike sides taken for one
    another) and fails the stage (`visibility_consistency`) instead of reaching the asset. A fold
    that every match agrees with (a box printed alike front and back) is caught by placing the
-   photos again from neighbours in capture order only (`check_capture_order`).
+   photos again from neighbours in capture order only (`check_capture_order`). When both
+   placements fail that check (a box whose logo repeats on every face: most pairs match one
+   face onto another), a third is made from each photo's strongest pair and successive photos,
+   grown by the pairs its model explains (`place_by_consensus`); it is kept only if it too
+   walks smoothly round the product.
 
 Why the robust loss, scaled to the measured noise: a plain least-squares adjustment lets the
 long tail of SIFT's localisation errors and the few mismatches that survive verification pull
@@ -158,6 +162,11 @@ class SfmOptions:
     order_min_step_deg: float = 1.0  # ... and only if they turn at least this much (median): a
     # turntable's unmasked still room held successive photos within 0.1° of each other, where
     # a walk round a product turns 5–30° a photo (360 photos would still turn 1°)
+    consensus: bool = True  # when both placements fail the order check, place the photos a
+    # third time from the pairs a model built on trusted pairs explains (see place_by_consensus)
+    consensus_rounds: int = 8  # ... at most this many global mappings
+    consensus_min_agreement: float = 0.8  # ... a pair is explained when this share of its
+    # verified matches fits the model (the cracker box's true pairs: 0.8–1; look-alike: < 0.5)
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
     # A turntable capture's still background is masked out first (recon.turntable)
@@ -576,8 +585,10 @@ def check_capture_order(
     sides, so a model from them alone does not fold that way (though, less tied together, it
     can go wrong in other ways). When the two models agree the first is kept (more pairs,
     better poses). When they disagree, the one whose successive photos turn smoothly is kept,
-    the all-pairs model first, the ordered one only if it places nearly as many photos; else
-    the capture fails with advice.
+    the all-pairs model first, the ordered one only if it places nearly as many photos, then
+    one placed by consensus (`place_by_consensus`) on the same terms; else the capture fails
+    with advice (naming a still background instead of look-alike sides where the photos do not
+    turn at all).
     """
     with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
         ordered_path = Path(folder) / "ordered.db"
@@ -617,6 +628,14 @@ def check_capture_order(
         return best, {**finding, "kept": "all pairs"}
     if ordered.num_reg_images() >= 0.9 * best.num_reg_images() and ordered_smooth:
         return ordered, {**finding, "kept": "neighbours in capture order"}
+    if options.consensus:
+        consensus = place_by_consensus(database_path, workspace, names, options)
+        if consensus is not None:
+            largest, smooth = smooth_in_order(consensus, names, options)
+            finding["largest_step_deg"]["consensus"] = largest
+            finding["photos_placed_by_consensus"] = consensus.num_reg_images()
+            if consensus.num_reg_images() >= 0.9 * best.num_reg_images() and smooth:
+                return consensus, {**finding, "kept": "consensus of trusted pairs"}
     if still is not None and still < options.order_min_step_deg:
         # Not look-alike sides: the photos share something that never moved (the room behind a
         # product turning on a turntable, when it could not be masked), which pins the cameras
@@ -641,6 +660,163 @@ def check_capture_order(
         "product, each overlapping the last, and put a patterned mat or newspaper under it so "
         "every side has a distinct background"
     )
+
+
+def place_by_consensus(
+    database_path: Path, workspace: Workspace, names: list[str], options: SfmOptions
+) -> pycolmap.Reconstruction | None:
+    """The photos placed from the pairs that a model built on trusted pairs explains; None
+    when no model comes of it.
+
+    On a box whose logo and pictures repeat on every face (the YCB cracker box) two in three
+    verified pairs match one face onto another, many with more matches than true neighbours
+    have: every model from all pairs, and from neighbours in capture order within 3, folded.
+    Yet each photo's strongest pair was a true one, and so were successive photos' but one.
+    From those (`consensus_seed`) a global mapping (rotation averaging first, which joins the
+    faces' groups of photos where incremental mapping turned whole groups by 45–135°) places
+    most photos right; the pairs that model explains are the next round's, and photos whose
+    strongest pair it contradicts go back to their trusted pairs. A last incremental pass
+    places those from the explained pairs (PnP lets the strong pairs outvote a wrong one).
+    """
+    pairs = verified_pairs(database_path, options.min_pair_inliers)
+    seed = consensus_seed(pairs, names)
+    strongest = strongest_partner(pairs)
+    allowed: set[frozenset[str]] = set(seed)
+    model, trusted, explained, seen = None, set(), set(), []
+    quiet = _Progress(None)
+    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        for round_index in range(options.consensus_rounds):
+            path = Path(folder) / f"round{round_index}.db"
+            shutil.copyfile(database_path, path)
+            keep_only_pairs(path, allowed)
+            model = _global_map(path, workspace, options, Path(folder) / f"global{round_index}")
+            if model is None:
+                return None
+            agreement = pair_agreement(model, database_path, options.max_pose_error_px)
+            explained = {
+                frozenset((a, b))
+                for a, b, _, fraction in agreement
+                if fraction >= options.consensus_min_agreement
+            }
+            placed = {image.name for image in _posed(model)}
+            # Trusted: the largest group the explained pairs hold together (a group joined to
+            # it only by pairs the model contradicts sits turned); the others get their seed
+            # pairs back, to be placed again.
+            trusted = supported_component(
+                agreement, set(), options.min_pair_inliers, options.consensus_min_agreement
+            )
+            allowed = {pair for pair in explained if pair <= trusted}
+            allowed |= {pair for pair in seed if not pair <= trusted}
+            state = (frozenset(trusted), frozenset(allowed))
+            logger.info(
+                "sfm: consensus round %d: %d photos placed, %d trusted, %d pairs explained",
+                round_index + 1,
+                len(placed),
+                len(trusted),
+                len(explained),
+            )
+            if state in seen:
+                break
+            seen.append(state)
+        # A photo whose strongest pair the model contradicts was pulled by a wrong one: it is
+        # placed again, by the incremental mapper, from its seed pairs.
+        trusted = {
+            name
+            for name in trusted
+            if name in strongest and frozenset((name, strongest[name])) in explained
+        }
+        if model is None or len(trusted) < 3:
+            return None
+        allowed = {pair for pair in explained if pair <= trusted}
+        allowed |= {pair for pair in seed if not pair <= trusted}
+        for image in _posed(model):
+            if image.name not in trusted:
+                model.deregister_frame(image.frame_id)
+        path = Path(folder) / "finish.db"
+        shutil.copyfile(database_path, path)
+        keep_only_pairs(path, allowed)
+        model = _extend(path, workspace, len(names), options, quiet, model) or model
+        # The poses from every pair the placed photos explain, mapped afresh.
+        explained = {
+            frozenset((a, b))
+            for a, b, _, fraction in pair_agreement(model, database_path, options.max_pose_error_px)
+            if fraction >= options.consensus_min_agreement
+        }
+        shutil.copyfile(database_path, path)
+        keep_only_pairs(path, explained)
+        models = _map(path, workspace, len(names), options, quiet, relaxed=False)
+        final = models[0] if models else None
+        if options.relaxed_pass and (final is None or final.num_reg_images() < len(names)):
+            final = _extend(path, workspace, len(names), options, quiet, final)
+    if final is None or final.num_reg_images() < model.num_reg_images():
+        return model
+    return final
+
+
+def verified_pairs(database_path: Path, min_inliers: int) -> dict[frozenset[str], int]:
+    """Verified matches of every pair of photos with at least `min_inliers`, by the pair's names."""
+    database = pycolmap.Database.open(database_path)
+    try:
+        names = {image.image_id: image.name for image in database.read_all_images()}
+        pairs = {}
+        for pair_id, inliers in zip(*database.read_two_view_geometry_num_inliers(), strict=True):
+            if inliers >= min_inliers:
+                first, second = pycolmap.pair_id_to_image_pair(pair_id)
+                pairs[frozenset((names[first], names[second]))] = int(inliers)
+    finally:
+        database.close()
+    return pairs
+
+
+def strongest_partner(pairs: dict[frozenset[str], int]) -> dict[str, str]:
+    """For each photo, the photo it shares the most verified matches with."""
+    best: dict[str, tuple[int, str]] = {}
+    for pair, inliers in sorted(pairs.items(), key=lambda item: sorted(item[0])):
+        a, b = sorted(pair)
+        for name, other in ((a, b), (b, a)):
+            if inliers > best.get(name, (-1, ""))[0]:
+                best[name] = (inliers, other)
+    return {name: other for name, (_, other) in best.items()}
+
+
+def consensus_seed(pairs: dict[frozenset[str], int], names: list[str]) -> set[frozenset[str]]:
+    """The pairs trusted before any model: each photo's strongest pair (true neighbours share
+    the most), and each pair of successive photos in capture order (wrapping round a ring)."""
+    seed = {frozenset((name, other)) for name, other in strongest_partner(pairs).items()}
+    successive = (frozenset((a, b)) for a, b in zip(names, names[1:] + names[:1], strict=True))
+    seed.update(pair for pair in successive if pair in pairs)
+    return seed
+
+
+def keep_only_pairs(database_path: Path, keep: set[frozenset[str]]) -> None:
+    """Delete the verified pairs whose two photos' names are not a pair in `keep`."""
+    database = pycolmap.Database.open(database_path)
+    try:
+        names = {image.image_id: image.name for image in database.read_all_images()}
+        pair_ids, _ = database.read_two_view_geometries()
+        for pair_id in pair_ids:
+            first, second = pycolmap.pair_id_to_image_pair(pair_id)
+            if frozenset((names[first], names[second])) not in keep:
+                database.delete_two_view_geometry(first, second)
+    finally:
+        database.close()
+
+
+def _global_map(
+    database_path: Path, workspace: Workspace, options: SfmOptions, output_path: Path
+) -> pycolmap.Reconstruction | None:
+    """The largest model COLMAP's global mapper (GLOMAP) makes of the database's pairs."""
+    pipeline = pycolmap.GlobalPipelineOptions()
+    pipeline.min_num_matches = options.min_pair_inliers
+    pipeline.num_threads = _threads(options)
+    pipeline.random_seed = options.seed
+    pipeline.mapper.random_seed = options.seed
+    pipeline.mapper.num_threads = _threads(options)
+    output_path.mkdir(parents=True, exist_ok=True)
+    models = pycolmap.global_mapping(
+        database_path, workspace.images_dir, output_path, options=pipeline
+    )
+    return max(models.values(), key=lambda model: model.num_reg_images(), default=None)
 
 
 def smooth_in_order(

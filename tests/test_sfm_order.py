@@ -73,3 +73,34 @@ def test_photos_that_do_not_turn_are_not_a_walk_around_the_product() -> None:
     turning = ring_model([30.0 * index for index in range(12)], names)
     assert sfm.median_step_deg(turning, names) == pytest.approx(30.0, abs=0.01)
     assert sfm.smooth_in_order(turning, names, sfm.SfmOptions())[1]
+
+
+def test_the_consensus_seed_is_each_photos_strongest_pair_and_successive_photos() -> None:
+    """Look-alike faces give pairs with many matches (a-d: 300), but each photo's strongest
+    pair is its true neighbour's; successive photos in capture order are trusted too, and
+    pairs that were never verified are not made up."""
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    pairs = {
+        frozenset(("a.jpg", "b.jpg")): 500,
+        frozenset(("a.jpg", "d.jpg")): 300,
+        frozenset(("b.jpg", "c.jpg")): 400,
+        frozenset(("c.jpg", "d.jpg")): 350,
+        frozenset(("d.jpg", "e.jpg")): 320,
+        frozenset(("b.jpg", "e.jpg")): 200,
+    }
+    assert sfm.strongest_partner(pairs) == {
+        "a.jpg": "b.jpg",
+        "b.jpg": "a.jpg",
+        "c.jpg": "b.jpg",
+        "d.jpg": "c.jpg",
+        "e.jpg": "d.jpg",
+    }
+    seed = sfm.consensus_seed(pairs, names)
+    # e-a closes the ring but was never verified; b-e and a-d are neither strongest nor
+    # successive.
+    assert seed == {
+        frozenset(("a.jpg", "b.jpg")),
+        frozenset(("b.jpg", "c.jpg")),
+        frozenset(("c.jpg", "d.jpg")),
+        frozenset(("d.jpg", "e.jpg")),
+    }
