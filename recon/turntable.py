@@ -21,6 +21,11 @@ Meshroom#283). So, before features are found:
 
 The disc turns with the product, so it places cameras like a table under a hand-held capture
 does, and the masks stage cuts it away like one (a ground plane under the product).
+
+For the masks stage, `sure_background` marks what is surely not the product: the still room
+round it and the disc beside it. The lights stay with the room, so a plain part of the product
+is lit alike at every turn and repeats at its place like the room; what the room or the disc
+seems to hold inside the product's outline is therefore left to the segmentation.
 """
 
 from __future__ import annotations
