@@ -460,8 +460,10 @@ def _scores_table(scores: dict) -> Table:
                 f"completeness {geometry['completeness'][tau]:.4f})",
             )
     if (texture := scores.get("texture")) and texture.get("views"):
+        frame = f", in the {texture['frame']} frame" if "frame" in texture else ""
         table.add_row(
-            "texture PSNR", f"{texture['psnr_db']:.2f} dB (min {texture['psnr_db_min']:.2f})"
+            "texture PSNR",
+            f"{texture['psnr_db']:.2f} dB (min {texture['psnr_db_min']:.2f}{frame})",
         )
         table.add_row("texture SSIM", f"{texture['ssim']:.4f}")
     for warning in scores.get("warnings", []):

@@ -14,8 +14,9 @@ from scipy.spatial.transform import Rotation
 from recon import cli, synth
 from recon.cameras import Camera, look_at, read_cameras_json, write_cameras_json
 from recon.errors import InputError
-from recon.evaluation import EvaluateOptions, evaluate
+from recon.evaluation import EvaluateOptions, evaluate, score_texture_in_best_frame
 from recon.geometry import Similarity
+from recon.textured_mesh import load_textured_mesh
 
 # An arbitrary frame for "reconstructions": evaluation must undo it from the cameras alone.
 RECON_FRAME = Similarity(
@@ -210,6 +211,7 @@ def test_textured_truth_scores_perfect_and_a_sphere_scores_bad(product_capture, 
     assert perfect["texture"]["psnr_db"] > 40
     assert perfect["texture"]["ssim"] > 0.99
     assert perfect["texture"]["coverage"] > 0.999
+    assert set(perfect["texture"]["psnr_db_by_frame"]) == {"cameras", "surface ICP"}
 
     bbox = np.array(json.loads((product_capture / "truth" / "scene.json").read_text())["bbox_m"])
     blob = sphere(radius=float(bbox.max()) / 2, center=(0, bbox[1] / 2, 0))
@@ -220,6 +222,20 @@ def test_textured_truth_scores_perfect_and_a_sphere_scores_bad(product_capture, 
     )
     assert bad["geometry"]["f_score"]["1"] < 0.1
     assert bad["texture"]["psnr_db"] < 15
+
+
+def test_texture_is_scored_in_the_frame_where_it_agrees_best(product_capture, tmp_path) -> None:
+    cameras = read_cameras_json(product_capture / "truth" / "cameras.json")
+    frame = Similarity(1.0, np.eye(3), np.zeros(3))  # written in the truth frame
+    out = write_reconstruction(tmp_path / "out", cameras, truth_model(product_capture), frame)
+    model = load_textured_mesh(out / "model.glb")
+    nudged = np.eye(4)
+    nudged[:3, 3] = (0.004, 0.003, 0.0)  # a few pixels off at the held-out views
+    frames = {"nudged": model.transformed(nudged), "right": model}
+    scores = score_texture_in_best_frame(frames, product_capture / "truth" / "novel")
+    assert scores["frame"] == "right"
+    assert scores["psnr_db"] > 40
+    assert scores["psnr_db_by_frame"]["nudged"] < 30
 
 
 def test_cli_writes_json(product_capture, tmp_path, capsys) -> None:
