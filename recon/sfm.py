@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -619,11 +618,17 @@ def check_capture_order(
     # time; a model that puts photos on the wrong look-alike side turns half-way round between
     # neighbours (the ordered model can be wrong too: less tied together, it can turn a run of
     # photos by 90° on a box).
-    largest_all, all_smooth = smooth_in_order(best, names, options)
-    largest_ordered, ordered_smooth = smooth_in_order(ordered, names, options)
+    indices = capture_indices(workspace.read_capture().get("images", []))
+    if len(indices) != len(names):
+        indices = None
+    largest_all, all_smooth = smooth_in_order(best, names, options, indices)
+    largest_ordered, ordered_smooth = smooth_in_order(ordered, names, options, indices)
     finding["largest_step_deg"] = {"all pairs": largest_all, "in order": largest_ordered}
-    still = median_step_deg(ordered, names)
-    finding["median_step_deg"] = {"all pairs": median_step_deg(best, names), "in order": still}
+    still = median_step_deg(ordered, names, indices)
+    finding["median_step_deg"] = {
+        "all pairs": median_step_deg(best, names, indices),
+        "in order": still,
+    }
     if all_smooth:
         return best, {**finding, "kept": "all pairs"}
     if ordered.num_reg_images() >= 0.9 * best.num_reg_images() and ordered_smooth:
@@ -631,7 +636,7 @@ def check_capture_order(
     if options.consensus:
         consensus = place_by_consensus(database_path, workspace, names, options)
         if consensus is not None:
-            largest, smooth = smooth_in_order(consensus, names, options)
+            largest, smooth = smooth_in_order(consensus, names, options, indices)
             finding["largest_step_deg"]["consensus"] = largest
             finding["photos_placed_by_consensus"] = consensus.num_reg_images()
             if consensus.num_reg_images() >= 0.9 * best.num_reg_images() and smooth:
@@ -820,12 +825,16 @@ def _global_map(
 
 
 def smooth_in_order(
-    model: pycolmap.Reconstruction, names: list[str], options: SfmOptions
+    model: pycolmap.Reconstruction,
+    names: list[str],
+    options: SfmOptions,
+    indices: np.ndarray | None = None,
 ) -> tuple[float | None, bool]:
     """(largest turn between successive placed photos in degrees, whether every turn is within
     `order_max_step_ratio` × the median turn and `order_max_step_deg`, and the median turn is
-    at least `order_min_step_deg`: photos that do not turn were not taken around the product)."""
-    steps = order_steps_deg(model, names)
+    at least `order_min_step_deg`: photos that do not turn were not taken around the product).
+    `indices`: see `order_steps_deg`."""
+    steps = order_steps_deg(model, names, indices)
     if len(steps) == 0:
         return None, False
     median = float(np.median(steps))
@@ -834,45 +843,49 @@ def smooth_in_order(
     return round(float(steps.max()), 1), bool(smooth)
 
 
-def median_step_deg(model: pycolmap.Reconstruction, names: list[str]) -> float | None:
+def median_step_deg(
+    model: pycolmap.Reconstruction, names: list[str], indices: np.ndarray | None = None
+) -> float | None:
     """Median turn between successive placed photos (see `order_steps_deg`), None for < 2."""
-    steps = order_steps_deg(model, names)
+    steps = order_steps_deg(model, names, indices)
     return round(float(np.median(steps)), 2) if len(steps) else None
 
 
-def order_steps_deg(model: pycolmap.Reconstruction, names: list[str]) -> np.ndarray:
-    """Angles between the viewing directions of successive placed photos in capture order,
-    per usual gap between photos: a walk around the product turns a little each time; a photo
-    put on the wrong look-alike side turns half-way round from its neighbours.
+def order_steps_deg(
+    model: pycolmap.Reconstruction, names: list[str], indices: np.ndarray | None = None
+) -> np.ndarray:
+    """Angles between the viewing directions of successive placed photos in capture order
+    `names`, per usual gap between photos: a walk around the product turns a little each time;
+    a photo put on the wrong look-alike side turns half-way round from its neighbours.
 
-    A step across a gap (photos left out or not placed between the two, or a video's dropped
-    blurred stretch: frames are numbered by decode index, see `capture_indices`) is divided by
-    the gap over the usual one, so a walk that simply went on while no photo was kept does not
-    look like a jump.
+    (n,) `indices` say where each photo was taken in the sequence (see `capture_indices`; None:
+    its position in `names`). A step across a gap (photos not placed between the two, or a
+    video's dropped blurred stretch) is divided by the gap over the usual one, so a walk that
+    simply went on while no photo was kept does not look like a jump.
     """
     posed = {image.name: image for image in _posed(model)}
-    indices = capture_indices(names)
+    if indices is None:
+        indices = np.arange(len(names), dtype=np.float64)
     placed = [index for index, name in enumerate(names) if name in posed]
     if len(placed) < 2:
         return np.zeros(0)
     axes = np.array([posed[names[index]].cam_from_world().rotation.matrix()[2] for index in placed])
     cosines = np.clip(np.einsum("ij,ij->i", axes[:-1], axes[1:]), -1.0, 1.0)
     usual_gap = float(np.median(np.diff(indices)))
-    gaps = np.diff(indices[placed]) / usual_gap
+    gaps = np.diff(np.asarray(indices, dtype=np.float64)[placed]) / max(usual_gap, 1e-9)
     return np.degrees(np.arccos(cosines)) / np.maximum(gaps, 1.0)
 
 
-def capture_indices(names: list[str]) -> np.ndarray:
-    """(n,) where each photo of `names` (in capture order) was taken in the capture's sequence:
-    the number at the end of each name when every name has one and they rise (a video's
-    ``frame_000120.jpg`` is its decode index; a camera's ``IMG_0412.JPG`` its shot number),
-    else the position in the list."""
-    numbers = [re.search(r"(\d+)\D*$", Path(name).stem) for name in names]
-    if len(names) >= 2 and all(numbers):
-        values = np.array([int(match.group(1)) for match in numbers], dtype=np.float64)
+def capture_indices(photos: list[dict]) -> np.ndarray:
+    """(n,) where each of capture.json's `photos` was taken in the capture's sequence: a
+    video's decode index (``frame_index``) when every photo is a frame of one, else the
+    position in the list (photo names carry no trustworthy clock)."""
+    frames = [photo.get("frame_index") for photo in photos]
+    if len(photos) >= 2 and all(isinstance(frame, int) for frame in frames):
+        values = np.array(frames, dtype=np.float64)
         if (np.diff(values) > 0).all():
             return values
-    return np.arange(len(names), dtype=np.float64)
+    return np.arange(len(photos), dtype=np.float64)
 
 
 def keep_pairs_near_in_order(database_path: Path, names: list[str], window: int) -> None:

@@ -29,13 +29,12 @@ def ring_model(angles_deg: list[float], names: list[str]) -> pycolmap.Reconstruc
     return model
 
 
-def test_capture_indices_read_frame_numbers_when_every_name_has_one() -> None:
-    names = ["frame_000010.jpg", "frame_000015.jpg", "frame_000040.jpg"]
-    assert sfm.capture_indices(names).tolist() == [10, 15, 40]
-    assert sfm.capture_indices(["IMG_0412.JPG", "IMG_0415.JPG"]).tolist() == [412, 415]
-    # No number, or numbers that do not rise with the order: the position in the list.
-    assert sfm.capture_indices(["front.jpg", "side.jpg"]).tolist() == [0, 1]
-    assert sfm.capture_indices(["shot_5.jpg", "shot_3.jpg", "shot_9.jpg"]).tolist() == [0, 1, 2]
+def test_capture_indices_are_a_videos_decode_indices_else_positions() -> None:
+    frames = [{"name": f"frame_{i:06d}.jpg", "frame_index": i} for i in (10, 15, 40)]
+    assert sfm.capture_indices(frames).tolist() == [10, 15, 40]
+    # Photos: their numbers (IMG_0412, a clock) are no measure of how far the camera went.
+    photos = [{"name": "IMG_0412.JPG"}, {"name": "IMG_0415.JPG"}, {"name": "IMG_0500.JPG"}]
+    assert sfm.capture_indices(photos).tolist() == [0, 1, 2]
 
 
 def test_a_dropped_stretch_of_a_video_is_not_a_jump() -> None:
@@ -43,17 +42,18 @@ def test_a_dropped_stretch_of_a_video_is_not_a_jump() -> None:
     the step across the gap is 75° in all, but 15° per usual gap, like the others."""
     frames = [frame for frame in range(0, 120, 5) if not 40 <= frame < 60]
     names = [f"frame_{frame:06d}.jpg" for frame in frames]
+    indices = sfm.capture_indices(
+        [{"name": name, "frame_index": frame} for name, frame in zip(names, frames, strict=True)]
+    )
     model = ring_model([3.0 * frame for frame in frames], names)
-    steps = sfm.order_steps_deg(model, names)
+    steps = sfm.order_steps_deg(model, names, indices)
     assert steps == pytest.approx(np.full(len(frames) - 1, 15.0), abs=0.01)
-    largest, smooth = sfm.smooth_in_order(model, names, sfm.SfmOptions())
+    largest, smooth = sfm.smooth_in_order(model, names, sfm.SfmOptions(), indices)
     assert smooth
     assert largest == pytest.approx(15.0, abs=0.1)
-    # The same turns under names without frame numbers: the gap is a real jump.
-    plain = [f"photo_{letter}.jpg" for letter in "abcdefghijklmnopqrstuvwxyz"[: len(frames)]]
-    plain_model = ring_model([3.0 * frame for frame in frames], plain)
-    assert sfm.order_steps_deg(plain_model, plain).max() == pytest.approx(75.0, abs=0.01)
-    assert not sfm.smooth_in_order(plain_model, plain, sfm.SfmOptions())[1]
+    # Without the frame indices the gap is a real jump.
+    assert sfm.order_steps_deg(model, names).max() == pytest.approx(75.0, abs=0.01)
+    assert not sfm.smooth_in_order(model, names, sfm.SfmOptions())[1]
 
 
 def test_a_photo_left_out_of_the_model_halves_the_step_over_it() -> None:
