@@ -74,6 +74,10 @@ def main() -> int:
         entry = reconstruct_and_score(capture, run_dir, args.preset)
         entry.update(product=product, background=background, role=role, synth=synth)
         entry["watertight"] = watertight(run_dir / "model.glb")
+        # The phone tiers (model_50k.glb, ...) are simplified afresh: closed too?
+        entry["tiers_watertight"] = {
+            path.name: watertight(path) for path in sorted(run_dir.glob("model_*k.glb"))
+        }
         entry["outcome"], entry["acceptable"] = outcome(entry)
         results.append(entry)
         print(json.dumps({"case": name, **{k: entry.get(k) for k in ("outcome", "acceptable")}}))

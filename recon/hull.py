@@ -215,6 +215,52 @@ def seen_through_votes(
     return votes
 
 
+def carve_seen_through(
+    field: HullField,
+    others: list[tuple[Camera, np.ndarray, np.ndarray]],
+    margin_rel: float,
+    min_views: int = 1,
+    fill_px: int = 5,
+    open_cells: int = 1,
+) -> HullField:
+    """The hull less the space that at least `min_views` of the `others` (camera, depth map,
+    K at the map's size) look through (see seen_through_votes, with each map's holes up to
+    `fill_px` wide filled, and the carved cells opened by `open_cells`): the hollow of a mug,
+    which no silhouette shows. The carved part's signed distance comes from its cells (half a
+    cell off at worst); the hull's own surface keeps its smooth distance."""
+    values = field.values
+    candidates = np.argwhere(values > -field.voxel)  # in the hull or at its rim
+    seen = np.zeros(values.shape, dtype=bool)
+    if len(candidates) and others:
+        xyz = (candidates * field.voxel + field.origin) @ field.axes
+        # Stereo's maps are sparse on a hollow's far wall: a cell whose pixel has no depth
+        # takes the nearest surface round it (a min over the window), which keeps the vote
+        # safe (a point beyond even that is seen through) and the carved hollow whole.
+        filled = [(camera, nearest_depth(depth, fill_px), K) for camera, depth, K in others]
+        votes = seen_through_votes(xyz, filled, margin_rel)
+        seen[tuple(candidates[votes >= min_views].T)] = True
+        # Lone cells are stereo noise (a white mug's glaze): carved, they leave a hollow of
+        # crumbs where the hull's solid hid them.
+        seen = ndimage.binary_opening(seen, iterations=open_cells) if open_cells else seen
+    if not seen.any():
+        return field
+    # Signed distance to the seen region's outline, > 0 inside it (cells, then world units).
+    inside_seen = ndimage.distance_transform_edt(seen) - ndimage.distance_transform_edt(~seen)
+    carved = np.minimum(values, -inside_seen.astype(np.float32) * field.voxel)
+    return HullField(field.origin, field.axes, field.voxel, carved)
+
+
+def nearest_depth(depth: np.ndarray, window_px: int) -> np.ndarray:
+    """(h, w) float32: at each pixel the least depth > 0 in the `window_px` square round it,
+    0 where there is none."""
+    if window_px <= 1:
+        return depth
+    none = np.finfo(np.float32).max  # cv2.erode pads with it, and keeps no inf
+    far = np.where(depth > 0, depth, none).astype(np.float32)
+    nearest = cv2.erode(far, np.ones((window_px, window_px), np.uint8))
+    return np.where(nearest < none, nearest, 0).astype(np.float32)
+
+
 def sample(field: HullField, xyz: np.ndarray) -> np.ndarray:
     """(n,) float32: the field's signed distance (world units, > 0 inside) at (n, 3) world
     points, trilinear; points off the grid are outside (-1 voxel)."""
