@@ -817,6 +817,9 @@ def _global_map(
     pipeline.random_seed = options.seed
     pipeline.mapper.random_seed = options.seed
     pipeline.mapper.num_threads = _threads(options)
+    # GLOMAP asks for the GPU by default and warns when COLMAP was built without CUDA.
+    pipeline.mapper.global_positioning.use_gpu = pycolmap.has_cuda
+    pipeline.mapper.bundle_adjustment.ceres.use_gpu = pycolmap.has_cuda
     output_path.mkdir(parents=True, exist_ok=True)
     models = pycolmap.global_mapping(
         database_path, workspace.images_dir, output_path, options=pipeline
