@@ -390,8 +390,8 @@ def like_colours(
     if learn.sum() < 50 * options.disc_colours:
         return judge.copy()
     weight = np.array([0.5, 1.0, 1.0], np.float32)
-    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32) * weight
-    samples = lab[learn]
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+    samples = lab[learn].astype(np.float32) * weight
     if len(samples) > 20_000:  # plenty for a few colours, and k-means stays quick
         samples = samples[np.linspace(0, len(samples) - 1, 20_000).astype(int)]
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
@@ -400,7 +400,7 @@ def like_colours(
         samples, options.disc_colours, None, criteria, 2, cv2.KMEANS_PP_CENTERS
     )
     rows, cols = np.nonzero(judge)
-    values = lab[rows, cols]
+    values = lab[rows, cols].astype(np.float32) * weight
     distance = np.min(np.linalg.norm(values[:, None, :] - centres[None], axis=2), axis=1)
     out = np.zeros(judge.shape, bool)
     out[rows, cols] = distance <= options.disc_colour_distance
