@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def sample_mug(tmp_path_factory) -> Path:
     """The sample mug (a hollow with a handle, on plain paper) reconstructed at preview."""
     root = tmp_path_factory.mktemp("mug")
     shutil.copytree(SAMPLE_CAPTURES_DIR / "mug" / "images", root / "photos")
-    options = pipeline.ReconOptions.for_preset("preview")
+    preview = pipeline.ReconOptions.for_preset("preview")
+    # Preview leaves its meshes open (FusionOptions.hull_close_max_truncation_rel): closed here.
+    options = dataclasses.replace(
+        preview, fusion=dataclasses.replace(preview.fusion, hull_close_max_truncation_rel=1.0)
+    )
     return pipeline.reconstruct(root / "photos", root / "out", options).out_dir
 
 
