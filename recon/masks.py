@@ -4,7 +4,10 @@ A product capture is a ring of cameras looking at one thing. The point nearest t
 axis is the product's centre; sparse points near it, above the dominant ground/table plane, are
 the product. Its bounding box, projected into each photo, bounds where dense stereo looks, and a
 colour segmentation (GrabCut) seeded by the projected product points and the box refines that into
-a product mask. The table itself is removed in 3D by its plane, later, in fusion.
+a product mask. On a table, the pixels that show it are found by its plane (a table pixel looks
+the same where other photos see its point of the plane; `table_pixels`), so product parts coloured
+like the grain or the backdrop are not given to the background. The table itself is removed in 3D
+by its plane, later, in fusion.
 """
 
 from __future__ import annotations
@@ -67,6 +70,26 @@ class MaskOptions:
     box_growth: float = 0.35  # each growth adds this × the box's size on every side but the base
     box_growths: int = 3  # at most this many growths
     box_growth_min_gain: float = 0.03  # a growth that widened the masks by more is tried again
+    # On a table, GrabCut's background colours include the table's, so a product part coloured
+    # like its grain (a black holder on dark wood) or like the backdrop (a pale sole) went to
+    # the background. The table is told apart by its plane instead (`table_pixels`): a pixel
+    # showing it looks the same, patch for patch, where photos further round see its point of
+    # the plane; one showing the product hides that point and does not.
+    table_plane: bool = True  # False: tables are told apart by colour alone
+    table_views_deg: tuple[float, float] = (30.0, 100.0)  # photos compared, by the angle
+    # between viewing directions: nearer ones see a part low over the table (a sole) almost
+    # where its table point would be, and alike; further ones see the table's far side
+    table_max_views: int = 10  # at most this many of them, spread over the range
+    table_min_views: int = 2  # a table pixel looks alike in this many (others see the product)
+    table_window_px: int = 5  # patches compared at the segmentation size
+    table_min_ncc: float = 0.85  # normalised cross-correlation of grey patches to look alike
+    table_max_colour_difference: float = 8.0  # ... and their colours within this (8-bit Lab)
+    table_min_texture: float = 2.0  # grey std in the patch: plain patches prove nothing
+    table_close_rel: float = 0.015  # gaps in the table (plain grain) closed over this × long side
+    table_min_share: float = 0.005  # table parts smaller than this × the photo are ignored
+    table_max_reach: float = 3.0  # the table's extent counts to this × the camera distance
+    table_min_colour_change: float = 25.0  # a table point seen in another colour (8-bit Lab)
+    table_unlike_ncc: float = 0.2  # ... or in another pattern (a plain cap over grain)
     # A scene (a space filmed inside-out, recon.scene) has no product: its region is the whole
     # space, its ground the floor, and no photo gets a mask. None: a product capture.
     scene: SceneOptions | None = None
@@ -161,12 +184,13 @@ def run(
         if image is None:
             raise StageError("masks", f"cannot read {workspace.sfm_image_path(camera.name)}")
         images.append(image)
+    tables = table_pixels(cameras, images, region, options)
     if len(object_xyz) < MIN_PRODUCT_POINTS:
         # A plain product (a white mug on a table) leaves SfM nothing to match on itself: only
         # the table holds points. Its outline in every photo still tells where it is; the
         # photos are then segmented in its box with no seeds (seeds deep inside it made
         # GrabCut drop a mug's handle).
-        region = silhouette_region(cameras, images, region, options)
+        region = silhouette_region(cameras, images, region, options, tables)
         object_xyz = np.empty((0, 3))
         logger.info("the product has no sparse points of its own: its box came from outlines")
     # A turntable's still room and its disc are surely not the product (recon.turntable)
@@ -176,7 +200,13 @@ def run(
         masks, touching = [], []
         for index, (camera, image) in enumerate(zip(cameras, images, strict=True)):
             mask, touch = product_mask(
-                image, camera, region, object_xyz, options, surely_not.get(camera.name)
+                image,
+                camera,
+                region,
+                object_xyz,
+                options,
+                surely_not.get(camera.name),
+                table=tables[index],
             )
             masks.append(mask)
             touching.append(touch)
@@ -266,16 +296,24 @@ def framed_box(
 
 
 def silhouette_region(
-    cameras: list[Camera], images: list[np.ndarray], region: ObjectRegion, options: MaskOptions
+    cameras: list[Camera],
+    images: list[np.ndarray],
+    region: ObjectRegion,
+    options: MaskOptions,
+    tables: list[np.ndarray | None] | None = None,
 ) -> ObjectRegion:
     """`region` with the box of a product that has no sparse points of its own: every photo
     segmented inside `region`'s box with no seeds, the outlines carved into a coarse visual
-    hull, the box fitted around it."""
+    hull, the box fitted around it. `tables`: each photo's sure table (`table_pixels`)."""
     from recon import hull  # hull imports this module
 
+    tables = tables or [None] * len(cameras)
     masks = [
-        product_mask(image, camera, region, np.empty((0, 3)), options)[0].astype(np.uint8) * 255
-        for camera, image in zip(cameras, images, strict=True)
+        product_mask(image, camera, region, np.empty((0, 3)), options, table=table)[0].astype(
+            np.uint8
+        )
+        * 255
+        for camera, image, table in zip(cameras, images, tables, strict=True)
     ]
     field = hull.silhouette_field(
         cameras, masks, region.box_corners, region.up, resolution=SILHOUETTE_HULL_RESOLUTION
@@ -471,19 +509,28 @@ def up_aligned_axes(up: np.ndarray) -> np.ndarray:
 
 
 def unlike_rim(
-    image: np.ndarray, colours: int, rim_rel: float = 0.03, max_rim_spread: float = 2.5
+    image: np.ndarray,
+    colours: int,
+    rim_rel: float = 0.03,
+    max_rim_spread: float = 2.5,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w) bool: pixels of the (h, w, 3) BGR `image` whose colour is far from all of
     `colours` typical colours of its outer `rim_rel` band (the background around a product in
     the middle of the photo); far: 3× the rim's spread about them, at least 4 (8-bit Lab).
     None at all unless the rim is a plain backdrop (90 % of it within `max_rim_spread` of
     those colours): a wooden table near the product differs from the table at the rim, and
-    was taken for product."""
+    was taken for product. `exclude`: (h, w) bool, rim pixels not to learn from (the table,
+    found by its plane, leaves the backdrop behind it)."""
     lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
     rim = max(1, round(rim_rel * max(image.shape[:2])))
     band = np.ones(image.shape[:2], bool)
     band[rim:-rim, rim:-rim] = False
+    if exclude is not None:
+        band &= ~exclude
     samples = lab[band]
+    if len(samples) < colours:
+        return np.zeros(image.shape[:2], bool)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     count = min(colours, len(samples))
     _, _, centres = cv2.kmeans(samples, count, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
@@ -493,6 +540,219 @@ def unlike_rim(
     if np.percentile(distance[band], 90) > max_rim_spread:
         return np.zeros(image.shape[:2], bool)
     return distance > max(4.0, 3.0 * float(np.median(distance[band])))
+
+
+def segmentation_view(
+    image: np.ndarray, camera: Camera, segment_px: int
+) -> tuple[np.ndarray, Camera]:
+    """The (h', w', 3) photo at the segmentation size (long side `segment_px`) and its camera."""
+    scale = segment_px / max(camera.width, camera.height)
+    size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return small, camera.scaled(scale)
+
+
+@dataclass(frozen=True)
+class TableView:
+    """What the table's plane tells about one photo, at the segmentation size."""
+
+    table: np.ndarray  # (h', w') bool: surely the table
+    covered: np.ndarray  # (h', w') bool: something stands in front of the table there
+    extent: np.ndarray  # (h', w') bool: rays that meet the table (as far as any photo saw it)
+
+
+def plane_homography(source: Camera, target: Camera, plane: np.ndarray) -> np.ndarray:
+    """(3, 3) H taking a pixel of `source` to the pixel of `target` that sees the same point
+    of the world plane [n, d] (n·x + d = 0): target ~ H @ [u, v, 1]."""
+    normal = source.R @ plane[:3]  # the plane in the source camera's frame: normal·x + offset = 0
+    offset = plane[3] - normal @ source.t
+    rotation = target.R @ source.R.T
+    translation = target.t - rotation @ source.t
+    return target.K @ (rotation - np.outer(translation, normal) / offset) @ np.linalg.inv(source.K)
+
+
+def plane_points(camera: Camera, plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((h, w, 3) where each pixel's ray meets the plane [n, d], (h, w) bool: in front of the
+    camera)."""
+    u, v = np.meshgrid(np.arange(camera.width, dtype=np.float64),
+                       np.arange(camera.height, dtype=np.float64))  # fmt: skip
+    rays = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(camera.K).T @ camera.R
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distance = -(plane[:3] @ camera.center + plane[3]) / (rays @ plane[:3])
+    ahead = np.isfinite(distance) & (distance > 0)
+    distance = np.where(ahead, distance, 0.0)
+    return camera.center + distance[..., None] * rays, ahead
+
+
+def table_pixels(
+    cameras: list[Camera], images: list[np.ndarray], region: ObjectRegion, options: MaskOptions
+) -> list[TableView | None]:
+    """Per photo, what its table's plane tells (None: no table under that photo's product, or
+    no photos to compare with).
+
+    A pixel showing the table shows a point of its plane, and photos further round that see
+    the same point show the same patch of table there (the plane maps one photo onto another);
+    a pixel showing the product hides that point, and those photos see something else. A plain
+    patch agrees with anything plain (a black holder with its own base seen from elsewhere),
+    so only textured patches count. Photos of another pass (a flipped product) stand on
+    another table. The table's extent is what all photos recognised of it: far off, seen
+    flat, its grain blurs and one photo alone does not recognise it.
+    """
+    grounds = [region.for_photo(camera.name).ground for camera in cameras]
+    if not (options.segment and options.table_plane) or all(g is None for g in grounds):
+        return [None] * len(cameras)
+    views = [segmentation_view(image, camera, options.segment_px) for camera, image
+             in zip(cameras, images, strict=True)]  # fmt: skip
+    directions = np.array([camera.R[2] for camera in cameras])
+    angles = np.degrees(np.arccos(np.clip(directions @ directions.T, -1.0, 1.0)))
+    greys = [cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) for small, _ in views]
+    labs = [cv2.cvtColor(small, cv2.COLOR_BGR2LAB).astype(np.float32) for small, _ in views]
+    low, high = options.table_views_deg
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
+    for index, ground in enumerate(grounds):
+        others = [
+            other
+            for other, plane in enumerate(grounds)
+            if other != index
+            and plane is not None
+            and ground is not None
+            and np.array_equal(plane, ground)
+            and low <= angles[index, other] <= high
+        ]
+        if len(others) < options.table_min_views:
+            found.append(None)
+            continue
+        others.sort(key=lambda other: angles[index, other])
+        if len(others) > options.table_max_views:  # spread over the range of angles
+            picks = np.linspace(0, len(others) - 1, options.table_max_views).round().astype(int)
+            others = [others[pick] for pick in picks]
+        points, ahead = plane_points(views[index][1], ground)
+        table, covered = table_in_photo(
+            (greys[index], labs[index], views[index][1]),
+            [(greys[other], labs[other], views[other][1]) for other in others],
+            ground,
+            points,
+            ahead,
+            options,
+        )
+        found.append((table, covered, points, ahead))
+    tables: list[TableView | None] = [None] * len(cameras)
+    for index, ground in enumerate(grounds):
+        if found[index] is None:
+            continue
+        same = [other for other, plane in enumerate(grounds)
+                if found[other] is not None and np.array_equal(plane, ground)]  # fmt: skip
+        axes = up_aligned_axes(ground[:3])[[0, 2]]
+        outline = table_outline(
+            [found[other][2][found[other][0]] @ axes.T for other in same],
+            region.center @ axes.T,
+            region.camera_distance * options.table_max_reach,
+        )
+        table, covered, points, ahead = found[index]
+        extent = np.zeros(table.shape, bool)
+        if outline is not None:
+            extent = inside_convex(points @ axes.T, outline) & ahead
+        tables[index] = TableView(table=table, covered=covered, extent=extent)
+    return tables
+
+
+def table_in_photo(
+    photo: tuple[np.ndarray, np.ndarray, Camera],
+    others: list[tuple[np.ndarray, np.ndarray, Camera]],
+    plane: np.ndarray,
+    points: np.ndarray,
+    ahead: np.ndarray,
+    options: MaskOptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For `photo` (grey (h, w) float32, Lab (h, w, 3) float32, camera) and `others` (the same),
+    with `points` (h, w, 3) and `ahead` (h, w) bool from `plane_points`: (h, w) bool the
+    table: pixels whose patch the plane [n, d] maps onto an alike patch in `table_min_views`
+    of the others; (h, w) bool covered: pixels whose table point, textured where most others
+    see it, has another colour here."""
+    grey, lab, camera = photo
+    height, width = grey.shape
+    window = (options.table_window_px, options.table_window_px)
+    mean = cv2.blur(grey, window)
+    variance = cv2.blur(grey * grey, window) - mean * mean
+    textured = variance > options.table_min_texture**2
+    agree = np.zeros((height, width), np.int32)
+    differ = np.zeros((height, width), np.int32)
+    seen_textured = np.zeros((height, width), np.int32)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    for other_grey, other_lab, other in others:
+        homography = plane_homography(camera, other, plane)
+        # the plane's point must lie in front of the other camera too, and inside its frame
+        seen = ahead & ((points @ other.R[2] + other.t[2]) > 0)
+        frame = np.ones(other_grey.shape, np.uint8)
+        seen &= cv2.warpPerspective(frame, homography, (width, height), flags=flags) > 0
+        warped = cv2.warpPerspective(other_grey, homography, (width, height), flags=flags)
+        warped_lab = cv2.warpPerspective(other_lab, homography, (width, height), flags=flags)
+        other_mean = cv2.blur(warped, window)
+        other_variance = cv2.blur(warped * warped, window) - other_mean * other_mean
+        covariance = cv2.blur(grey * warped, window) - mean * other_mean
+        ncc = covariance / np.sqrt(np.maximum(variance * other_variance, 1e-6))
+        difference = cv2.blur(np.linalg.norm(lab - warped_lab, axis=2), (3, 3))
+        seen &= other_variance > options.table_min_texture**2
+        agree += (
+            seen
+            & textured
+            & (ncc > options.table_min_ncc)
+            & (difference < options.table_max_colour_difference)
+        )
+        seen_textured += seen
+        differ += seen & (
+            (difference > options.table_min_colour_change) | (ncc < options.table_unlike_ncc)
+        )
+    table = agree >= options.table_min_views
+    # Where most photos that see the table point textured see other colours, something stands
+    # in front of it here: the product (a dark red cap high over dark grain)
+    covered = (differ * 2 > seen_textured) & (seen_textured >= options.table_min_views) & ~table
+    return table, covered
+
+
+def table_outline(points: list[np.ndarray], center: np.ndarray, reach: float) -> np.ndarray | None:
+    """(k, 2) convex outline of the table from its recognised points (each (n, 2), in the
+    plane's coordinates) within `reach` of `center` (2,), or None when there are none."""
+    near = [chunk[np.linalg.norm(chunk - center, axis=1) <= reach] for chunk in points]
+    stacked = np.concatenate([chunk for chunk in near if len(chunk)] or [np.empty((0, 2))])
+    if len(stacked) < 3:
+        return None
+    return cv2.convexHull(stacked.astype(np.float32))[:, 0].astype(np.float64)
+
+
+def inside_convex(points: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """(...) bool: which of the (..., 2) points lie inside the convex (k, 2) `outline`."""
+    edges = np.roll(outline, -1, axis=0) - outline
+    offsets = points[..., None, :] - outline  # (..., k, 2)
+    cross = edges[:, 0] * offsets[..., 1] - edges[:, 1] * offsets[..., 0]
+    return (cross >= 0).all(axis=-1) | (cross <= 0).all(axis=-1)
+
+
+def over_footprint(
+    camera: Camera, plane: np.ndarray, box_corners: np.ndarray, up: np.ndarray
+) -> np.ndarray:
+    """(h, w) bool: pixels of `camera` whose ray meets the plane [n, d] inside the footprint of
+    the up-aligned box (8, 3) `box_corners`, in front of the camera."""
+    points, inside = plane_points(camera, plane)
+    axes = up_aligned_axes(up)
+    local = points @ axes.T
+    box = box_corners @ axes.T
+    low, high = box.min(axis=0), box.max(axis=0)
+    for axis in (0, 2):
+        inside &= (local[..., axis] >= low[axis]) & (local[..., axis] <= high[axis])
+    return inside
+
+
+def close_table(table: np.ndarray, options: MaskOptions) -> np.ndarray:
+    """(h, w) bool: the sure table pixels (h, w) bool with their plain gaps (dark grain) closed,
+    specks left out."""
+    size = max(3, round(options.table_close_rel * max(table.shape)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    closed = cv2.morphologyEx(table.astype(np.uint8), cv2.MORPH_CLOSE, kernel)
+    _, parts, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    large = stats[:, cv2.CC_STAT_AREA] >= options.table_min_share * table.size
+    large[0] = False
+    return large[parts]
 
 
 def project_box(camera: Camera, corners: np.ndarray) -> np.ndarray:
@@ -514,30 +774,54 @@ def product_mask(
     object_xyz: np.ndarray,
     options: MaskOptions,
     background: np.ndarray | None = None,
+    *,
+    table: TableView | None = None,
 ) -> np.ndarray:
     """(h, w) bool: the product in one photo (generous at the edges); and how much of the box's
     outline in the photo the product covers, as a fraction of the photo's long side (it should
     stay inside the box: more means the box cuts it). `background`: (h, w) bool, surely not
-    the product (a turntable's still room and disc)."""
+    the product (a turntable's still room and disc); `table`: at the segmentation size, the
+    pixels that surely show the table and those where something stands in front of it
+    (`table_pixels`)."""
     box = project_box(camera, region.box_corners)
     if not options.segment:
         return box, 0.0
     cv2.setRNGSeed(0)  # k-means and GrabCut draw from OpenCV's generator: the same masks each run
-    scale = options.segment_px / max(camera.width, camera.height)
-    small_size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
-    small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+    small, small_camera = segmentation_view(image, camera, options.segment_px)
+    small_size = (small.shape[1], small.shape[0])
     small_box = cv2.resize(box.astype(np.uint8), small_size, interpolation=cv2.INTER_NEAREST)
     labels = np.where(small_box > 0, cv2.GC_PR_BGD, cv2.GC_BGD).astype(np.uint8)
+    on_table = None
+    ground = region.for_photo(camera.name).ground
+    if table is not None and ground is not None:
+        table, covered, on_table = table.table, table.covered, table.extent
+        table_closed = close_table(table, options)
+        # What is not the table there stands on it (a black holder over dark grain, a pale
+        # sole the backdrop's colour) where its ray meets the table under the product's box,
+        # or in front of table seen elsewhere (a dark red cap high over dark grain); the far
+        # table, too foreshortened to be recognised, is neither
+        standing = on_table & ~table_closed & (small_box > 0)
+        standing &= covered | over_footprint(small_camera, ground, region.box_corners, region.up)
+    else:
+        table = None
     # Parts with no sparse points of their own (an armchair's white frame under its printed
     # seat) start as product where their colour is unlike anything on the photo's rim, which
     # is background. A white frame on pale paper differs from it only along its edges and
     # shaded faces: closing those outlines fills the tubes between them.
-    unlike = (unlike_rim(small, options.rim_colours) & (small_box > 0)).astype(np.uint8)
+    unlike = unlike_rim(small, options.rim_colours, exclude=on_table) & (small_box > 0)
+    if on_table is not None:
+        # Over the table its plane tells, not colour: what stands on it and is not the table
+        # is the product (a black holder on dark grain, a pale sole the backdrop's colour)
+        unlike = (unlike & ~on_table) | standing
     close = max(3, round(options.outline_close_rel * max(small_size))) | 1
-    unlike = cv2.morphologyEx(unlike, cv2.MORPH_CLOSE, np.ones((close, close), np.uint8))
+    unlike = cv2.morphologyEx(
+        unlike.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((close, close), np.uint8)
+    )
+    if table is not None:
+        unlike[table] = 0
     labels[unlike > 0] = cv2.GC_PR_FGD
     # Projected product points mark sure foreground (their 3D positions came from matches).
-    uv, depth = camera.scaled(scale).project(object_xyz)
+    uv, depth = small_camera.project(object_xyz)
     inside = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0)
     inside &= (uv[:, 0] < small_size[0] - 1) & (uv[:, 1] < small_size[1] - 1)
     seeds = np.round(uv[inside]).astype(int)
@@ -552,6 +836,8 @@ def product_mask(
         # The product stands in the middle of the photo, so the frame's rim is background.
         rim = max(1, round(0.02 * max(small_size)))
         labels[:rim], labels[-rim:], labels[:, :rim], labels[:, -rim:] = (cv2.GC_BGD,) * 4
+    if table is not None:  # (a product point's own pixel stays: a point is no guess)
+        labels[table & (labels != cv2.GC_FGD)] = cv2.GC_BGD
     labels[small_box == 0] = cv2.GC_BGD
     surely_not = None
     if background is not None:
@@ -579,6 +865,12 @@ def product_mask(
     count, parts = cv2.connectedComponents(foreground | unlike, connectivity=8)
     touching = np.zeros(count, bool)
     touching[parts[foreground > 0]] = True
+    if table is not None and len(seeds) >= MIN_PRODUCT_POINTS:
+        # On a table only what hangs together with the product's points: the table's far
+        # edge, too foreshortened to be recognised, is unlike the backdrop and went to the
+        # product's colours, apart from it
+        touching[:] = False
+        touching[parts[seeds[:, 1], seeds[:, 0]]] = True
     touching[0] = False
     foreground = touching[parts].astype(np.uint8)
     if len(object_xyz) == 0:  # unseeded: bright bits of the table's far edge join a white mug
@@ -587,6 +879,8 @@ def product_mask(
             foreground = (parts == 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA])).astype(np.uint8)
     if background is not None:
         foreground[surely_not] = 0
+    if table is not None:  # the table seen through a handle is no hole to fill
+        surely_not = table if surely_not is None else surely_not | table
     foreground = fill_small_holes(foreground, options.max_hole_rel, surely_not)
     # The outline is where the box's projection meets the rest of the frame (not the frame's
     # edge: a product cut by the frame is not cut by the box).

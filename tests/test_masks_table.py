@@ -1,0 +1,82 @@
+"""Product masks on a table: the table is told apart by its plane, not by its colours."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from recon.cameras import Camera, look_at
+from recon.masks import MaskOptions, ObjectRegion, table_pixels
+
+SIZE = 160
+RADIUS, HEIGHT = 0.15, 0.3  # a plain black can standing at the origin on the table y = 0
+
+
+def wood(points: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 BGR grain, dark and light brown, of the table points (..., 2) (x, z)."""
+    x, z = points[..., 0], points[..., 1]
+    grain = np.sin(23 * x + 4 * np.sin(9 * z) + 3 * np.sin(17 * x * z)) * 0.5 + 0.5
+    dark, light = np.array([20.0, 35.0, 60.0]), np.array([70.0, 120.0, 180.0])
+    return (dark + grain[..., None] * (light - dark)).astype(np.uint8)
+
+
+def photograph(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """The (h, w, 3) photo of the can on the wooden table, and (h, w) bool where the can is."""
+    u, v = np.meshgrid(np.arange(SIZE, dtype=float), np.arange(SIZE, dtype=float))
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(camera.K).T @ camera.R
+    eye = camera.center
+    table_distance = -eye[1] / rays[..., 1]
+    # the can's side: |eye_xz + s ray_xz| = RADIUS, the nearer root, below its top
+    a = rays[..., 0] ** 2 + rays[..., 2] ** 2
+    b = 2 * (eye[0] * rays[..., 0] + eye[2] * rays[..., 2])
+    c = eye[0] ** 2 + eye[2] ** 2 - RADIUS**2
+    root = b * b - 4 * a * c
+    side = (-b - np.sqrt(np.maximum(root, 0))) / (2 * a)
+    height = eye[1] + side * rays[..., 1]
+    can = (root > 0) & (side > 0) & (height >= 0) & (height <= HEIGHT)
+    top = (HEIGHT - eye[1]) / rays[..., 1]
+    top_xz = eye[[0, 2]] + top[..., None] * rays[..., [0, 2]]
+    can |= (top > 0) & (np.linalg.norm(top_xz, axis=-1) <= RADIUS)
+    hits = eye[[0, 2]] + table_distance[..., None] * rays[..., [0, 2]]
+    on_table = (table_distance > 0) & (np.abs(hits) <= 1.0).all(axis=-1)  # a 2 m square table
+    photo = np.where(on_table[..., None], wood(hits), np.uint8(215))
+    photo[can] = (12, 12, 14)
+    return photo.astype(np.uint8), can
+
+
+def test_the_table_is_found_by_its_plane_and_a_plain_dark_product_on_it_is_not() -> None:
+    cameras = []
+    for angle in np.radians(np.arange(0, 360, 30)):
+        eye = np.array([1.6 * np.cos(angle), 1.1, 1.6 * np.sin(angle)])
+        R, t = look_at(eye, np.array([0.0, 0.1, 0.0]), up=(0.0, 1.0, 0.0))
+        K = np.array([[150.0, 0, SIZE / 2 - 0.5], [0, 150.0, SIZE / 2 - 0.5], [0, 0, 1]])
+        cameras.append(Camera(name=f"{len(cameras)}", width=SIZE, height=SIZE, K=K, R=R, t=t))
+    shots = [photograph(camera) for camera in cameras]
+    assert np.mean([can.mean() for _, can in shots]) > 0.02  # the can is in the photos
+    region = ObjectRegion(
+        center=np.array([0.0, 0.1, 0.0]),
+        up=np.array([0.0, 1.0, 0.0]),
+        box_corners=np.array(
+            [[x, y, z] for x in (-0.2, 0.2) for y in (0, 0.35) for z in (-0.2, 0.2)]
+        ),
+        ground=np.array([0.0, 1.0, 0.0, 0.0]),
+        camera_distance=1.95,
+    )
+    views = table_pixels(
+        cameras, [photo for photo, _ in shots], region, MaskOptions(segment_px=SIZE)
+    )
+    for (photo, can), view in zip(shots, views, strict=True):
+        assert view is not None
+        table = (photo[..., 0] != 215) & ~cv2.dilate(can.astype(np.uint8), np.ones((7, 7))).astype(
+            bool
+        )
+        inner_can = cv2.erode(can.astype(np.uint8), np.ones((5, 5))).astype(bool)
+        # the can is black like the grain's dark lines, yet none of it is taken for the table
+        assert (view.table & inner_can).sum() <= 0.01 * inner_can.sum()
+        assert (view.table & table).sum() >= 0.5 * table.sum()
+        # the table's extent covers the table round the can, not the backdrop
+        assert view.extent[table].mean() > 0.95
+        assert view.extent[photo[..., 0] == 215].mean() < 0.1  # (its edge blurs a little)
+    # no plane, nothing said
+    plain = ObjectRegion(**{**region.__dict__, "ground": None})
+    assert table_pixels(cameras, [photo for photo, _ in shots], plain, MaskOptions()) == [None] * 12
