@@ -78,10 +78,12 @@ class ReconOptions:
         if Mode(mode) == Mode.SCENE:
             return cls.for_scene(preset)
         image_px, depth_px, faces, texture_px, fusion_voxel = {
-            Preset.PREVIEW: (800, 400, 30_000, 1024, 0.003),
+            Preset.PREVIEW: (640, 400, 30_000, 1024, 0.003),
             Preset.STANDARD: (1600, depth.DepthOptions().max_image_px, 100_000, 2048, 0.0015),
             Preset.HIGH: (None, 960, 250_000, 4096, 0.001),
         }[preset]
+        # Preview works at 640 px: SfM's upsampled search (most of its time) costs a third less
+        # than at 800; depth stays at 400 (at 320 the printed mat bled into a box's base).
         quick = preset == Preset.PREVIEW
         return cls(
             preset=preset,
