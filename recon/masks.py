@@ -89,7 +89,7 @@ class MaskOptions:
     table_min_share: float = 0.005  # table parts smaller than this × the photo are ignored
     table_max_reach: float = 3.0  # the table's extent counts to this × the camera distance
     table_min_colour_change: float = 25.0  # a table point seen in another colour (8-bit Lab)
-    table_unlike_ncc: float = 0.2  # ... or in another pattern (a plain cap over grain)
+    table_unlike_ncc: float = -1.0  # ... or in another pattern (a plain cap over grain)
     # A scene (a space filmed inside-out, recon.scene) has no product: its region is the whole
     # space, its ground the floor, and no photo gets a mask. None: a product capture.
     scene: SceneOptions | None = None
@@ -793,7 +793,9 @@ def product_mask(
     labels = np.where(small_box > 0, cv2.GC_PR_BGD, cv2.GC_BGD).astype(np.uint8)
     on_table = None
     ground = region.for_photo(camera.name).ground
-    if table is not None and ground is not None:
+    # (A product with no points of its own is found from its outline in a box framed wide
+    # round it, whose footprint holds much plain table: it is left to colour, as before.)
+    if table is not None and ground is not None and len(object_xyz) > 0:
         table, covered, on_table = table.table, table.covered, table.extent
         table_closed = close_table(table, options)
         # What is not the table there stands on it (a black holder over dark grain, a pale
@@ -801,7 +803,9 @@ def product_mask(
         # or in front of table seen elsewhere (a dark red cap high over dark grain); the far
         # table, too foreshortened to be recognised, is neither
         standing = on_table & ~table_closed & (small_box > 0)
-        standing &= covered | over_footprint(small_camera, ground, region.box_corners, region.up)
+        # (only a start for GrabCut under the box: a mat's plain paper is no table pattern)
+        footing = standing & over_footprint(small_camera, ground, region.box_corners, region.up)
+        standing &= covered
     else:
         table = None
     # Parts with no sparse points of their own (an armchair's white frame under its printed
@@ -810,6 +814,9 @@ def product_mask(
     # shaded faces: closing those outlines fills the tubes between them.
     unlike = unlike_rim(small, options.rim_colours, exclude=on_table) & (small_box > 0)
     if on_table is not None:
+        # the backdrop's colours tell only above the horizon: below it lies more table or
+        # floor than was recognised (round a mat), unlike the backdrop
+        unlike &= ~plane_points(small_camera, ground)[1]
         # Over the table its plane tells, not colour: what stands on it and is not the table
         # is the product (a black holder on dark grain, a pale sole the backdrop's colour)
         unlike = (unlike & ~on_table) | standing
@@ -820,6 +827,8 @@ def product_mask(
     if table is not None:
         unlike[table] = 0
     labels[unlike > 0] = cv2.GC_PR_FGD
+    if table is not None:
+        labels[footing & ~table] = cv2.GC_PR_FGD
     # Projected product points mark sure foreground (their 3D positions came from matches).
     uv, depth = small_camera.project(object_xyz)
     inside = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0)
