@@ -82,8 +82,9 @@ class ReconOptions:
             Preset.STANDARD: (1600, depth.DepthOptions().max_image_px, 100_000, 2048, 0.0015),
             Preset.HIGH: (None, 960, 250_000, 4096, 0.001),
         }[preset]
-        # Preview works at 640 px: SfM's upsampled search (most of its time) costs about a quarter less
-        # than at 800; depth stays at 400 (at 320 the printed mat bled into a box's base).
+        # Preview works at 640 px: SfM's upsampled search (most of its time) costs about a
+        # quarter less than at 800; depth stays at 400 (at 320 the printed mat bled into a
+        # box's base).
         quick = preset == Preset.PREVIEW
         return cls(
             preset=preset,
