@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import open3d as o3d
 
 from recon import turntable
 from recon.cameras import Camera, nearest_point_to_axes
@@ -40,6 +39,7 @@ NO_PRODUCT_ADVICE = (
 )
 MIN_PRODUCT_POINTS = 10  # fewer sparse points on the product: its box comes from outlines
 SILHOUETTE_HULL_RESOLUTION = 64  # the coarse hull that boxes a product with no points
+PLANE_RANSAC_ITERATIONS = 2000  # planes tried per search for the table
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,48 +355,84 @@ def fit_ground_plane(
     """
     if len(xyz) < 50:
         return None
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
+    # Seeded and single-threaded: open3d's segment_plane draws in threads, and the same points
+    # gave another table (and masks missing 0.1 % or 9.6 % of a bottle) from run to run.
+    rng = np.random.default_rng(0)
     distance = options.plane_distance_rel * scale
     remaining = np.arange(len(xyz))
     for _ in range(3):
         if len(remaining) < 50:
             break
-        plane, count, inliers = _plane_under(cloud, remaining, center, up, distance, options)
+        plane, count, inliers = _plane_under(xyz, remaining, center, up, distance, rng, options)
         if plane is not None and count >= options.plane_min_inliers * len(xyz):
             return plane
         remaining = np.delete(remaining, inliers)
-    return _level_under(xyz, cloud, center, up, distance, options)
+    return _level_under(xyz, center, up, distance, rng, options)
 
 
 def _plane_under(
-    cloud: o3d.geometry.PointCloud,
+    xyz: np.ndarray,
     indices: np.ndarray,
     center: np.ndarray,
     up: np.ndarray,
     distance: float,
+    rng: np.random.Generator,
     options: MaskOptions,
 ) -> tuple[np.ndarray | None, int, np.ndarray]:
-    """RANSAC's biggest plane among `indices`: ([n, d] when it can be the ground, else None;
-    inlier count; the inliers as indices of `indices`)."""
-    plane, inliers = cloud.select_by_index(indices.tolist()).segment_plane(
-        distance_threshold=distance, ransac_n=3, num_iterations=2000, probability=0.9999
-    )
-    normal = np.asarray(plane[:3])
-    norm = np.linalg.norm(normal)
-    normal, offset = normal / norm, plane[3] / norm
+    """RANSAC's biggest plane among the points `indices` of `xyz`: ([n, d] when it can be the
+    ground, else None; inlier count; the inliers as indices of `indices`)."""
+    plane, inliers = ransac_plane(xyz[indices], distance, PLANE_RANSAC_ITERATIONS, rng)
+    normal, offset = plane[:3], plane[3]
     if normal @ up < 0:
         normal, offset = -normal, -offset
     tilt = np.degrees(np.arccos(np.clip(normal @ up, -1, 1)))
     ground = tilt <= options.plane_max_tilt_deg and normal @ center + offset > 0
-    return (np.append(normal, offset) if ground else None), len(inliers), np.asarray(inliers)
+    return (np.append(normal, offset) if ground else None), len(inliers), inliers
+
+
+def ransac_plane(
+    xyz: np.ndarray, distance: float, iterations: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The plane holding the most of the (n, 3) points `xyz` (n >= 3) within `distance`:
+    ((4,) unit [n, d] with n·x + d = 0, refit by least squares to its points; (k,) indices
+    of its points). `iterations` planes through 3 points drawn from `rng` are tried."""
+    samples = rng.integers(0, len(xyz), (iterations, 3))
+    a, b, c = xyz[samples[:, 0]], xyz[samples[:, 1]], xyz[samples[:, 2]]
+    normals = np.cross(b - a, c - a)
+    lengths = np.linalg.norm(normals, axis=1)
+    valid = lengths > 1e-12
+    normals, anchors = normals[valid] / lengths[valid, None], a[valid]
+    offsets = -(normals * anchors).sum(axis=1)
+    best, best_count = 0, -1
+    for start in range(0, len(normals), 128):  # chunks keep the (points, planes) table small
+        near = np.abs(xyz @ normals[start : start + 128].T + offsets[start : start + 128])
+        counts = (near < distance).sum(axis=0)
+        top = int(np.argmax(counts))
+        if counts[top] > best_count:
+            best, best_count = start + top, int(counts[top])
+    if best_count < 0:  # every sample degenerate (all points on one line)
+        return np.array([0.0, 0.0, 1.0, -float(xyz[0, 2])]), np.arange(0)
+    plane = np.append(normals[best], offsets[best])
+    inliers = np.flatnonzero(np.abs(xyz @ plane[:3] + plane[3]) < distance)
+    for _ in range(2):  # refit to the inliers, which the refit plane then gathers again
+        if len(inliers) < 3:
+            break
+        centroid = xyz[inliers].mean(axis=0)
+        normal = np.linalg.svd(xyz[inliers] - centroid, full_matrices=False)[2][2]
+        refit = np.append(normal, -normal @ centroid)
+        refit_inliers = np.flatnonzero(np.abs(xyz @ refit[:3] + refit[3]) < distance)
+        if len(refit_inliers) < len(inliers):
+            break
+        plane, inliers = refit, refit_inliers
+    return plane, inliers
 
 
 def _level_under(
     xyz: np.ndarray,
-    cloud: o3d.geometry.PointCloud,
     center: np.ndarray,
     up: np.ndarray,
     distance: float,
+    rng: np.random.Generator,
     options: MaskOptions,
 ) -> np.ndarray | None:
     """A ground plane through one of the densest height levels below the centre, or None."""
@@ -416,7 +452,7 @@ def _level_under(
         band = below[np.abs(levels - level) <= 2]
         if len(band) < max(30, options.plane_min_level_inliers * len(xyz)):
             break
-        plane = _wide_plane(xyz, cloud, band, center, up, distance, options)
+        plane = _wide_plane(xyz, band, center, up, distance, rng, options)
         if plane is not None:
             return plane
     return None
@@ -424,16 +460,16 @@ def _level_under(
 
 def _wide_plane(
     xyz: np.ndarray,
-    cloud: o3d.geometry.PointCloud,
     band: np.ndarray,
     center: np.ndarray,
     up: np.ndarray,
     distance: float,
+    rng: np.random.Generator,
     options: MaskOptions,
 ) -> np.ndarray | None:
     """The plane of the points `band` if it can be the ground and spreads wider than what
     stands on it, else None."""
-    plane, _, inliers = _plane_under(cloud, band, center, up, distance, options)
+    plane, _, inliers = _plane_under(xyz, band, center, up, distance, rng, options)
     if plane is None:
         return None
     on_plane = band[inliers]
@@ -637,17 +673,28 @@ def table_pixels(
         )
         found.append((table, covered, points, ahead))
     tables: list[TableView | None] = [None] * len(cameras)
+    # The outline of what every photo of a pass recognised: the hull of each photo's own hull
+    # (the same outline as the hull of all their points, for a fraction of the work).
+    hulls: dict[int, np.ndarray] = {}
+    reach = region.camera_distance * options.table_max_reach
+    for index, ground in enumerate(grounds):
+        if found[index] is not None:
+            axes = up_aligned_axes(ground[:3])[[0, 2]]
+            hull = table_outline([found[index][2][found[index][0]] @ axes.T],
+                                 region.center @ axes.T, reach)  # fmt: skip
+            hulls[index] = np.empty((0, 2)) if hull is None else hull
+    outlines: dict[int, np.ndarray | None] = {}
     for index, ground in enumerate(grounds):
         if found[index] is None:
             continue
         same = [other for other, plane in enumerate(grounds)
                 if found[other] is not None and np.array_equal(plane, ground)]  # fmt: skip
         axes = up_aligned_axes(ground[:3])[[0, 2]]
-        outline = table_outline(
-            [found[other][2][found[other][0]] @ axes.T for other in same],
-            region.center @ axes.T,
-            region.camera_distance * options.table_max_reach,
-        )
+        if same[0] not in outlines:  # once per pass: its photos share the table
+            outlines[same[0]] = table_outline(
+                [hulls[other] for other in same], region.center @ axes.T, reach
+            )
+        outline = outlines[same[0]]
         table, covered, points, ahead = found[index]
         extent = np.zeros(table.shape, bool)
         if outline is not None:
@@ -723,9 +770,13 @@ def table_outline(points: list[np.ndarray], center: np.ndarray, reach: float) ->
 def inside_convex(points: np.ndarray, outline: np.ndarray) -> np.ndarray:
     """(...) bool: which of the (..., 2) points lie inside the convex (k, 2) `outline`."""
     edges = np.roll(outline, -1, axis=0) - outline
-    offsets = points[..., None, :] - outline  # (..., k, 2)
-    cross = edges[:, 0] * offsets[..., 1] - edges[:, 1] * offsets[..., 0]
-    return (cross >= 0).all(axis=-1) | (cross <= 0).all(axis=-1)
+    left = np.ones(points.shape[:-1], bool)
+    right = np.ones(points.shape[:-1], bool)
+    for corner, edge in zip(outline, edges, strict=True):  # an edge at a time: little memory
+        cross = edge[0] * (points[..., 1] - corner[1]) - edge[1] * (points[..., 0] - corner[0])
+        left &= cross >= 0
+        right &= cross <= 0
+    return left | right
 
 
 def over_footprint(
