@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import trimesh
 
@@ -117,3 +118,25 @@ def test_report_warns_only_on_clear_disagreement() -> None:
     assert "60%" in outline
     (colours,) = fidelity_warnings(section(None, 9.0))
     assert "img_007.jpg" in colours
+
+
+def test_outline_overhanging_the_backdrop_is_a_silhouette_error_not_a_colour_one() -> None:
+    """A model a pixel or two wider than the product draws its colour over the photo's light
+    backdrop along the outline; `recon evaluate` scores colour inside the true silhouette only,
+    so the check does too. A wrong colour inside still counts."""
+    product = trimesh.creation.box(extents=(1.0, 1.4, 0.8))
+    product.visual.face_colors = np.tile((60, 90, 30, 255), (len(product.faces), 1))
+    cameras = ring(3)
+    with OffscreenRenderer(from_trimesh(product), lighting=Lighting.UNLIT) as renderer:
+        renders = [renderer.render(c, background=(215, 215, 220), supersample=2) for c in cameras]
+    photos = [r.rgb for r in renders]
+    masks = [cv2.dilate(r.mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0 for r in renders]
+    wide = product.copy()
+    wide.apply_scale(1.015)  # 1-2 px wider all round at this size
+    wider = summarise(check_fidelity(from_trimesh(wide), cameras, photos, masks))
+    assert wider["psnr_db_min"] > 30, wider
+
+    recoloured = wide.copy()
+    recoloured.visual.face_colors = np.tile((90, 60, 30, 255), (len(wide.faces), 1))
+    wrong = summarise(check_fidelity(from_trimesh(recoloured), cameras, photos, masks))
+    assert wrong["psnr_db"] < 25, wrong
