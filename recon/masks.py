@@ -55,6 +55,7 @@ class MaskOptions:
     segment: bool = True  # refine the box projection with colour segmentation (GrabCut)
     segment_px: int = 320  # GrabCut works at this long side (it is slow at full size)
     grabcut_iterations: int = 4
+    grabcut_margin_rel: float = 0.1  # GrabCut sees the box and this × the long side round it
     rim_colours: int = 8  # typical background colours taken from each photo's rim
     outline_close_rel: float = 0.02  # close the product's outlines over this × the long side
     mask_dilate_rel: float = 0.015  # grow final masks by this × image size: never clip the product
@@ -391,11 +392,16 @@ def _plane_under(
 
 
 def ransac_plane(
-    xyz: np.ndarray, distance: float, iterations: int, rng: np.random.Generator
+    xyz: np.ndarray,
+    distance: float,
+    iterations: int,
+    rng: np.random.Generator,
+    probability: float = 0.9999,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The plane holding the most of the (n, 3) points `xyz` (n >= 3) within `distance`:
     ((4,) unit [n, d] with n·x + d = 0, refit by least squares to its points; (k,) indices
-    of its points). `iterations` planes through 3 points drawn from `rng` are tried."""
+    of its points). Up to `iterations` planes through 3 points drawn from `rng` are tried,
+    fewer once a plane that holds many points is surely among them (`probability`)."""
     samples = rng.integers(0, len(xyz), (iterations, 3))
     a, b, c = xyz[samples[:, 0]], xyz[samples[:, 1]], xyz[samples[:, 2]]
     normals = np.cross(b - a, c - a)
@@ -403,13 +409,25 @@ def ransac_plane(
     valid = lengths > 1e-12
     normals, anchors = normals[valid] / lengths[valid, None], a[valid]
     offsets = -(normals * anchors).sum(axis=1)
-    best, best_count = 0, -1
-    for start in range(0, len(normals), 128):  # chunks keep the (points, planes) table small
-        near = np.abs(xyz @ normals[start : start + 128].T + offsets[start : start + 128])
+    # Counting in float32 about the points' middle: half the work, and distances of a few
+    # millimetres stay exact to far below one
+    middle = xyz.mean(axis=0)
+    local = (xyz - middle).astype(np.float32)
+    local_offsets = (offsets + normals @ middle).astype(np.float32)
+    normals32 = normals.astype(np.float32)
+    best, best_count, chunk = 0, -1, 64
+    for start in range(0, len(normals), chunk):  # chunks keep the (points, planes) table small
+        near = np.abs(
+            local @ normals32[start : start + chunk].T + local_offsets[start : start + chunk]
+        )
         counts = (near < distance).sum(axis=0)
         top = int(np.argmax(counts))
         if counts[top] > best_count:
             best, best_count = start + top, int(counts[top])
+        # as open3d's segment_plane: enough draws to have hit 3 of its points at least once
+        share = best_count / len(xyz)
+        if share >= 1 or start + chunk >= np.log(1 - probability) / np.log(1 - share**3):
+            break
     if best_count < 0:  # every sample degenerate (all points on one line)
         return np.array([0.0, 0.0, 1.0, -float(xyz[0, 2])]), np.arange(0)
     plane = np.append(normals[best], offsets[best])
@@ -905,12 +923,19 @@ def product_mask(
             background.astype(np.uint8), small_size, interpolation=cv2.INTER_NEAREST
         ).astype(bool)
         labels[surely_not] = cv2.GC_BGD
+    # GrabCut's cost goes with its pixels, and outside the box all is background already: it
+    # segments the box's surroundings, whose background colours are those that border it.
+    x, y, w, h = cv2.boundingRect(small_box)
+    margin = round(options.grabcut_margin_rel * max(small_size))
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(small_size[0], x + w + margin), min(small_size[1], y + h + margin)
+    crop = labels[y0:y1, x0:x1].copy()
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(
-            small,
-            labels,
+            np.ascontiguousarray(small[y0:y1, x0:x1]),
+            crop,
             None,
             background_model,
             foreground_model,
@@ -919,6 +944,7 @@ def product_mask(
         )
     except cv2.error:  # degenerate colour models (e.g. a one-colour photo): keep the box
         return box, 0.0
+    labels[y0:y1, x0:x1] = crop
     foreground = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     # GrabCut still gives such parts to the background, whose colour they share: whatever
     # unlike the rim hangs together with the product is kept as product.
