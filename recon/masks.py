@@ -590,10 +590,20 @@ def unlike_rim(
     _, _, centres = cv2.kmeans(samples, count, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     distance = np.full(image.shape[:2], np.inf, np.float32)
     for centre in centres:
-        distance = np.minimum(distance, np.linalg.norm(lab - centre, axis=2))
+        distance = np.minimum(distance, colour_distance(lab, centre))
     if np.percentile(distance[band], 90) > max_rim_spread:
         return np.zeros(image.shape[:2], bool)
     return distance > max(4.0, 3.0 * float(np.median(distance[band])))
+
+
+def colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(h, w) float32: the Euclidean distance between the colours of the (h, w, 3) float32
+    image `a` and those of `b`, another such image or one (3,) colour."""
+    # (OpenCV's arithmetic: a third of NumPy's norm over the channels, and no temporaries)
+    other = b if np.ndim(b) == 3 else (*map(float, b), 0.0)
+    difference = cv2.subtract(a, other)
+    squared = cv2.transform(cv2.multiply(difference, difference), np.ones((1, 3), np.float32))
+    return cv2.sqrt(squared)
 
 
 def segmentation_view(
@@ -613,6 +623,8 @@ class TableView:
     table: np.ndarray  # (h', w') bool: surely the table
     covered: np.ndarray  # (h', w') bool: something stands in front of the table there
     extent: np.ndarray  # (h', w') bool: rays that meet the table (as far as any photo saw it)
+    points: np.ndarray  # (h', w', 3) float32: where each ray meets the table's plane
+    ahead: np.ndarray  # (h', w') bool: ... in front of the camera (below the horizon)
 
 
 def plane_homography(source: Camera, target: Camera, plane: np.ndarray) -> np.ndarray:
@@ -717,7 +729,10 @@ def table_pixels(
         extent = np.zeros(table.shape, bool)
         if outline is not None:
             extent = inside_convex(points @ axes.T, outline) & ahead
-        tables[index] = TableView(table=table, covered=covered, extent=extent)
+        tables[index] = TableView(
+            table=table, covered=covered, extent=extent, points=points.astype(np.float32),
+            ahead=ahead,
+        )  # fmt: skip
     return tables
 
 
@@ -756,7 +771,7 @@ def table_in_photo(
         other_variance = cv2.blur(warped * warped, window) - other_mean * other_mean
         covariance = cv2.blur(grey * warped, window) - mean * other_mean
         ncc = covariance / np.sqrt(np.maximum(variance * other_variance, 1e-6))
-        difference = cv2.blur(np.linalg.norm(lab - warped_lab, axis=2), (3, 3))
+        difference = cv2.blur(colour_distance(lab, warped_lab), (3, 3))
         seen &= other_variance > options.table_min_texture**2
         agree += (
             seen
@@ -798,11 +813,12 @@ def inside_convex(points: np.ndarray, outline: np.ndarray) -> np.ndarray:
 
 
 def over_footprint(
-    camera: Camera, plane: np.ndarray, box_corners: np.ndarray, up: np.ndarray
+    points: np.ndarray, ahead: np.ndarray, box_corners: np.ndarray, up: np.ndarray
 ) -> np.ndarray:
-    """(h, w) bool: pixels of `camera` whose ray meets the plane [n, d] inside the footprint of
-    the up-aligned box (8, 3) `box_corners`, in front of the camera."""
-    points, inside = plane_points(camera, plane)
+    """(h, w) bool: pixels whose ray meets a plane (at `points` (h, w, 3), in front of the
+    camera where `ahead` (h, w) bool, from `plane_points`) inside the footprint of the
+    up-aligned box (8, 3) `box_corners`."""
+    inside = ahead.copy()
     axes = up_aligned_axes(up)
     local = points @ axes.T
     box = box_corners @ axes.T
@@ -865,6 +881,7 @@ def product_mask(
     # (A product with no points of its own is found from its outline in a box framed wide
     # round it, whose footprint holds much plain table: it is left to colour, as before.)
     if table is not None and ground is not None and len(object_xyz) > 0:
+        table_view = table
         table, covered, on_table = table.table, table.covered, table.extent
         table_closed = close_table(table, options)
         # What is not the table there stands on it (a black holder over dark grain, a pale
@@ -873,7 +890,9 @@ def product_mask(
         # table, too foreshortened to be recognised, is neither
         standing = on_table & ~table_closed & (small_box > 0)
         # (only a start for GrabCut under the box: a mat's plain paper is no table pattern)
-        footing = standing & over_footprint(small_camera, ground, region.box_corners, region.up)
+        footing = standing & over_footprint(
+            table_view.points, table_view.ahead, region.box_corners, region.up
+        )
         standing &= covered
     else:
         table = None
@@ -885,7 +904,7 @@ def product_mask(
     if on_table is not None:
         # the backdrop's colours tell only above the horizon: below it lies more table or
         # floor than was recognised (round a mat), unlike the backdrop
-        unlike &= ~plane_points(small_camera, ground)[1]
+        unlike &= ~table_view.ahead
         # Over the table its plane tells, not colour: what stands on it and is not the table
         # is the product (a black holder on dark grain, a pale sole the backdrop's colour)
         unlike = (unlike & ~on_table) | standing

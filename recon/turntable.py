@@ -142,14 +142,21 @@ def find_turntable(
 def agreement_counts(stack: np.ndarray, tolerance: float) -> np.ndarray:
     """(n, h, w) int: for each photo of the (n, h, w, 3) uint8 `stack` and pixel, how many of
     the other photos hold the same colour there (every channel within `tolerance`)."""
-    values = stack.astype(np.int16)
     counts = np.zeros(stack.shape[:3], np.int32)
     for i in range(len(stack)):
         for j in range(i + 1, len(stack)):
-            same = np.abs(values[i] - values[j]).max(axis=2) <= tolerance
+            same = same_colour(stack[i], stack[j], tolerance)
             counts[i] += same
             counts[j] += same
     return counts
+
+
+def same_colour(a: np.ndarray, b: np.ndarray, tolerance: float) -> np.ndarray:
+    """(h, w) bool: where the (h, w, 3) uint8 images `a` and `b` hold the same colour (every
+    channel within `tolerance`)."""
+    # (OpenCV's absdiff and inRange: a tenth of NumPy's int16 difference and max over channels)
+    limit = (int(np.floor(tolerance)),) * 3
+    return cv2.inRange(cv2.absdiff(a, b), (0, 0, 0), limit) > 0
 
 
 def texture_mask(image: np.ndarray, min_gradient: float) -> np.ndarray:
@@ -168,7 +175,7 @@ def same_tripod(
     a plain product on plain paper agree too, but are a sliver of the frame)."""
     if not textured.any():
         return False
-    same = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2) <= options.still_tolerance
+    same = same_colour(a, b, options.still_tolerance)
     agreeing = float((same & textured).sum())
     return bool(
         agreeing >= options.same_tripod_share * textured.sum()
