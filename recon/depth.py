@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -148,36 +148,47 @@ def run(
             logger.warning("depth: skipping %s: %s", camera.name, error)
             ranges.append(None)
     passes = 2 if options.geometric_iterations > 0 else 1
+    # Views run side by side, one per core, each on one thread: the kernels release the GIL,
+    # so one view's Python and OpenCV steps overlap another's search instead of leaving cores
+    # idle between the pixel loops (as chunks of one view at a time did).
+    workers = options.workers or len(os.sched_getaffinity(0))
+    view_workers = max(1, min(workers, len(small)))
+    per_view = replace(options, workers=max(1, workers // view_workers))
     raw: list[DepthMap] = []
-    for step in range(passes):
-        previous, raw = raw, []
-        for index, camera in enumerate(small):
-            others = neighbors[index]
-            if ranges[index] is None:
-                raw.append(_empty_map(camera))
-                continue
-            raw.append(
-                compute_depth_map(
-                    images[index],
-                    camera,
-                    [images[j] for j in others],
-                    [small[j] for j in others],
-                    ranges[index],
-                    masks[index],
-                    options,
-                    prior=previous[index] if previous else None,
-                    neighbor_depths=[previous[j] for j in others] if previous else None,
-                )
-            )
-            if progress:
-                done = (step * len(small) + index + 1) / (passes * len(small))
-                progress(STAGE, 0.9 * done, camera.name)
-    filtered = filter_consistent(raw, neighbors, options)
-    fractions = []
-    for mask, depth_map in zip(masks, filtered, strict=True):
+
+    def search(index: int, previous: list[DepthMap]) -> DepthMap:
+        others = neighbors[index]
+        if ranges[index] is None:
+            return _empty_map(small[index])
+        return compute_depth_map(
+            images[index],
+            small[index],
+            [images[j] for j in others],
+            [small[j] for j in others],
+            ranges[index],
+            masks[index],
+            per_view,
+            prior=previous[index] if previous else None,
+            neighbor_depths=[previous[j] for j in others] if previous else None,
+        )
+
+    def check_and_write(index: int) -> float:
+        depth_map = consistent_map(raw[index], [raw[j] for j in neighbors[index]], per_view)
         write_depth_map(workspace.depth_path(depth_map.camera.name), depth_map)
-        region = mask if mask is not None else np.ones(depth_map.depth.shape, bool)
-        fractions.append(float((depth_map.depth[region] > 0).mean()) if region.any() else 0.0)
+        region = masks[index] if masks[index] is not None else np.ones(depth_map.depth.shape, bool)
+        return float((depth_map.depth[region] > 0).mean()) if region.any() else 0.0
+
+    with ThreadPoolExecutor(max_workers=view_workers) as pool:
+        for step in range(passes):
+            previous = raw
+            futures = [pool.submit(search, index, previous) for index in range(len(small))]
+            raw = []
+            for index, future in enumerate(futures):
+                raw.append(future.result())
+                if progress:
+                    done = (step * len(small) + index + 1) / (passes * len(small))
+                    progress(STAGE, 0.9 * done, small[index].name)
+        fractions = list(pool.map(check_and_write, range(len(small))))
     if not any(fractions):
         raise StageError(
             STAGE,
@@ -397,10 +408,12 @@ def compute_depth_map(
         raise ValueError("compute_depth_map needs at least one neighbour view")
     near, far = depth_range
     height, width = reference.shape
+    offsets = _window_offsets(options.window_radius_px, options.window_step_px)
     window = (
-        _window_offsets(options.window_radius_px, options.window_step_px),
+        offsets,
         float(options.sigma_color),
         float(options.sigma_space_px),
+        float(np.abs(offsets).max()),
     )
     top_k = max(1, min(options.top_k_views, len(neighbor_images)))
     geometry = _pack_geometry(camera, neighbor_cameras, neighbor_depths)
@@ -473,7 +486,10 @@ def compute_depth_map(
                 )
             depth, normal = new_depth, new_normal
             cost = np.full((level_h, level_w), _NO_COST, np.float32)
-            parallel(_score_planes, active, depth, normal, cost, scene)
+            # The final planes are judged by their photo-consistency alone: the geometric term
+            # steers the search only.
+            photo_cost = np.full((level_h, level_w), _NO_COST, np.float32)
+            parallel(_score_planes, active, depth, normal, cost, photo_cost, scene)
             for _ in range(iterations):
                 scale = 0.5**iteration
                 for color in (0, 1):
@@ -483,6 +499,7 @@ def compute_depth_map(
                         depth,
                         normal,
                         cost,
+                        photo_cost,
                         scene,
                         _propagation_offsets(),
                         near,
@@ -493,15 +510,13 @@ def compute_depth_map(
                         _mix_seed(options.seed, 2 * iteration + color),
                     )
                 iteration += 1
-            if weight > 0:  # judge the final planes by their photo-consistency alone
-                parallel(_score_planes, active, depth, normal, cost, (*scene[:6], 0.0, 0.0))
             previous = level
-    valid = (depth > 0) & (cost < options.max_cost)
+    valid = (depth > 0) & (photo_cost < options.max_cost)
     world_normal = normal @ camera.R.astype(np.float32)  # Rᵀ n for every pixel
     return DepthMap(
         depth=np.where(valid, depth, 0.0).astype(np.float32),
         normal=np.where(valid[..., None], world_normal, 0.0).astype(np.float32),
-        confidence=np.where(valid, np.clip(1.0 - cost, 0.0, 1.0), 0.0).astype(np.float32),
+        confidence=np.where(valid, np.clip(1.0 - photo_cost, 0.0, 1.0), 0.0).astype(np.float32),
         camera=camera,
     )
 
@@ -617,7 +632,7 @@ def _active_pixels(
     Both tests fight edge fattening at the product's outline: a background pixel's window holds
     some of the product's print, and matching it would lend the pixel the product's plane."""
     height, width = ref.shape
-    radius = int(np.abs(window[0]).max())
+    radius = int(window[3])
     keep = np.zeros((height, width), bool)
     keep[radius : height - radius, radius : width - radius] = True
     if mask is not None:
@@ -778,7 +793,7 @@ def _upsample_planes(
 def _reference_window(ref, row, col, window, weights, centered):
     """Fill the window's normalised bilateral weights and weighted mean-free grey values;
     return its weighted variance."""
-    offsets, sigma_color, sigma_space = window
+    offsets, sigma_color, sigma_space = window[0], window[1], window[2]
     center = ref[row, col]
     inv_c = 1.0 / (2.0 * sigma_color * sigma_color)
     inv_s = 1.0 / (2.0 * sigma_space * sigma_space)
@@ -817,22 +832,21 @@ def _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view
     """Cost of the plane through depth `d` at (row, col) with camera-frame normal n: the mean
     of the `top_k` smallest per-neighbour costs, each 1 - NCC (plus, with a geometric weight,
     that weight × the clipped forward-backward reprojection error through the neighbour's
-    depth map, as in ACMM)."""
-    kinv, (stack, sizes, M, kt), offsets = scene[1], scene[2], scene[3][0]
+    depth map, as in ACMM). Returns (cost, photometric cost): the second is the mean of the
+    `top_k` smallest 1 - NCC alone (the same as the first without a geometric weight).
+    `view_costs` is scratch of 2 × the neighbour count."""
+    kinv, (stack, sizes, M, kt), (offsets, _, _, radius) = scene[1], scene[2], scene[3]
     top_k, geometry, geom_weight, geom_clip = scene[4], scene[5], scene[6], scene[7]
     rx = kinv[0, 0] * col + kinv[0, 1] * row + kinv[0, 2]
     ry = kinv[1, 1] * row + kinv[1, 2]
     c = d * (nx * rx + ny * ry + nz)  # n · X: negative for a plane facing the camera
     if c > -1e-9:
-        return _INVALID_COST + geom_weight * geom_clip
+        return _INVALID_COST + geom_weight * geom_clip, _INVALID_COST
     # On the plane nᵀX / c = 1, so X_s = R X + t = (R + t nᵀ / c) X, and the homography is
     # H = K_s R K⁻¹ + (K_s t) aᵀ with a = K⁻ᵀ n / c.
     ax = kinv[0, 0] * nx / c
     ay = (kinv[0, 1] * nx + kinv[1, 1] * ny) / c
     az = (kinv[0, 2] * nx + kinv[1, 2] * ny + nz) / c
-    radius = 0.0
-    for s in range(offsets.shape[0]):
-        radius = max(radius, abs(offsets[s, 0]), abs(offsets[s, 1]))
     row_stride = np.uint64(stack.shape[2])
     n_views = stack.shape[0]
     for v in range(n_views):
@@ -894,20 +908,30 @@ def _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view
             view_costs[v] = _INVALID_COST
             continue
         view_costs[v] = 1.0 - s_cov / math.sqrt(var * ref_var)
-    if geom_weight > 0.0:
-        for v in range(n_views):
-            view_costs[v] += geom_weight * _reprojection_error(
-                row, col, d, v, M, kt, geometry, geom_clip
-            )
-    total = 0.0  # the top_k smallest, by partial selection sort (a handful of views)
-    for k in range(top_k):
-        best = k
-        for v in range(k + 1, n_views):
-            if view_costs[v] < view_costs[best]:
-                best = v
-        view_costs[k], view_costs[best] = view_costs[best], view_costs[k]
-        total += view_costs[k]
-    return total / top_k
+    if geom_weight <= 0.0:
+        photometric = _smallest_mean(view_costs, 0, n_views, top_k)
+        return photometric, photometric
+    for v in range(n_views):
+        view_costs[n_views + v] = view_costs[v] + geom_weight * _reprojection_error(
+            row, col, d, v, M, kt, geometry, geom_clip
+        )
+    total = _smallest_mean(view_costs, n_views, n_views, top_k)
+    return total, _smallest_mean(view_costs, 0, n_views, top_k)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _smallest_mean(values, start, count, k):
+    """Mean of the k smallest of values[start : start + count], by partial selection sort (a
+    handful of views); reorders that slice."""
+    total = 0.0
+    for i in range(start, start + k):
+        best = i
+        for j in range(i + 1, start + count):
+            if values[j] < values[best]:
+                best = j
+        values[i], values[best] = values[best], values[i]
+        total += values[i]
+    return total / k
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -944,11 +968,12 @@ def _reprojection_error(row, col, d, v, M, kt, geometry, clip):
 
 
 @numba.njit(cache=True, nogil=True)
-def _score_planes(pixels, depth, normal, cost, scene):
+def _score_planes(pixels, depth, normal, cost, photo_cost, scene):
+    """Each pixel's cost (and photometric cost, see `_plane_cost`) of the plane it holds."""
     ref, window = scene[0], scene[3]
     weights = np.empty(window[0].shape[0])
     centered = np.empty(window[0].shape[0])
-    view_costs = np.empty(scene[2][0].shape[0])
+    view_costs = np.empty(2 * scene[2][0].shape[0])
     for i in range(pixels.shape[0]):
         row, col = pixels[i, 0], pixels[i, 1]
         ref_var = _reference_window(ref, row, col, window, weights, centered)
@@ -958,9 +983,24 @@ def _score_planes(pixels, depth, normal, cost, scene):
             normal[row, col, 1],
             normal[row, col, 2],
         )
-        cost[row, col] = _plane_cost(
+        cost[row, col], photo_cost[row, col] = _plane_cost(
             row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs
         )
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tried(tried, count, d, nx, ny, nz):
+    """Whether the plane (d, n) is among the first `count` rows of `tried` (n copied exactly,
+    d within float noise of the ray intersection): scoring it again cannot change the pick."""
+    for k in range(count):
+        if (
+            tried[k, 1] == nx
+            and tried[k, 2] == ny
+            and tried[k, 3] == nz
+            and abs(tried[k, 0] - d) <= 1e-6 * d
+        ):
+            return True
+    return False
 
 
 @numba.njit(cache=True, nogil=True)
@@ -969,6 +1009,7 @@ def _patchmatch_pass(
     depth,
     normal,
     cost,
+    photo_cost,
     scene,
     propagation,
     near,
@@ -980,12 +1021,17 @@ def _patchmatch_pass(
 ):
     """One checkerboard half-pass: each pixel tries the planes of the best-scoring pixel in each
     of 8 regions around it (ACMH's adaptive propagation), then perturbed (and, while
-    `random_restarts`, random) depths and normals; it keeps the lowest cost."""
+    `random_restarts`, random) depths and normals; it keeps the lowest cost.
+
+    Converged neighbourhoods hand the same plane around: a plane already tried at a pixel is
+    not scored again, which leaves the result as it was and saves much of the fine levels'
+    time."""
     ref, kinv, views, window = scene[0], scene[1], scene[2], scene[3]
     height, width = depth.shape
     weights = np.empty(window[0].shape[0])
     centered = np.empty(window[0].shape[0])
-    view_costs = np.empty(views[0].shape[0])
+    view_costs = np.empty(2 * views[0].shape[0])
+    tried = np.empty((propagation.shape[0] + 6, 4))
     for i in range(pixels.shape[0]):
         row, col = pixels[i, 0], pixels[i, 1]
         ref_var = _reference_window(ref, row, col, window, weights, centered)
@@ -994,6 +1040,9 @@ def _patchmatch_pass(
         best_d = depth[row, col]
         best_nx, best_ny, best_nz = normal[row, col, 0], normal[row, col, 1], normal[row, col, 2]
         best_c = cost[row, col]
+        best_p = photo_cost[row, col]
+        tried[0, 0], tried[0, 1], tried[0, 2], tried[0, 3] = best_d, best_nx, best_ny, best_nz
+        n_tried = 1
         for region in range(propagation.shape[0]):
             pick_r = -1
             pick_c = -1
@@ -1019,13 +1068,16 @@ def _patchmatch_pass(
             qx = kinv[0, 0] * pick_c + kinv[0, 1] * pick_r + kinv[0, 2]
             qy = kinv[1, 1] * pick_r + kinv[1, 2]
             d = depth[pick_r, pick_c] * (nx * qx + ny * qy + nz) / denom
-            if d < near or d > far:
+            if d < near or d > far or _tried(tried, n_tried, d, nx, ny, nz):
                 continue
-            if nx == best_nx and ny == best_ny and nz == best_nz and abs(d - best_d) < 1e-6 * d:
-                continue  # our own plane, copied around while converging: nothing new
-            c = _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs)
+            tried[n_tried, 0], tried[n_tried, 1] = d, nx
+            tried[n_tried, 2], tried[n_tried, 3] = ny, nz
+            n_tried += 1
+            c, p = _plane_cost(
+                row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs
+            )
             if c < best_c:
-                best_c, best_d, best_nx, best_ny, best_nz = c, d, nx, ny, nz
+                best_c, best_p, best_d, best_nx, best_ny, best_nz = c, p, d, nx, ny, nz
         base = _pixel_seed(seed, row, col)
         pert_d = best_d + perturb_depth * (2.0 * _uniform(base, 0) - 1.0)
         pert_d = min(max(pert_d, near), far)
@@ -1050,12 +1102,20 @@ def _patchmatch_pass(
                 d, nx, ny, nz = cur_d, pnx, pny, pnz
             else:
                 d, nx, ny, nz = pert_d, pnx, pny, pnz
-            c = _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs)
+            if _tried(tried, n_tried, d, nx, ny, nz):
+                continue
+            tried[n_tried, 0], tried[n_tried, 1] = d, nx
+            tried[n_tried, 2], tried[n_tried, 3] = ny, nz
+            n_tried += 1
+            c, p = _plane_cost(
+                row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view_costs
+            )
             if c < best_c:
-                best_c, best_d, best_nx, best_ny, best_nz = c, d, nx, ny, nz
+                best_c, best_p, best_d, best_nx, best_ny, best_nz = c, p, d, nx, ny, nz
         depth[row, col] = best_d
         normal[row, col, 0], normal[row, col, 1], normal[row, col, 2] = best_nx, best_ny, best_nz
         cost[row, col] = best_c
+        photo_cost[row, col] = best_p
 
 
 # -- cross-view check ------------------------------------------------------------------------------
@@ -1064,69 +1124,72 @@ def filter_consistent(
 ) -> list[DepthMap]:
     """Keep the depths that at least `min_consistent_views` neighbour maps agree with.
 
-    `neighbors[i]` indexes the maps checked against map i. A neighbour agrees when the point,
-    projected into it and lifted with its depth at that pixel, comes back within
-    `max_reprojection_px` of where it started and within `max_relative_depth_error` of its
-    depth (COLMAP's fusion test). Kept depths become the mean of the agreeing ones when
-    `average_consistent`; confidence is scaled by the fraction of neighbours that agreed.
+    `neighbors[i]` indexes the maps checked against map i (see `consistent_map`)."""
+    return [
+        consistent_map(ref, [maps[j] for j in neighbors[index]], options)
+        for index, ref in enumerate(maps)
+    ]
+
+
+def consistent_map(ref: DepthMap, others: list[DepthMap], options: DepthOptions) -> DepthMap:
+    """`ref` with only the depths that at least `min_consistent_views` of `others` agree with.
+
+    A neighbour agrees when the point, projected into it and lifted with its depth at that
+    pixel, comes back within `max_reprojection_px` of where it started and within
+    `max_relative_depth_error` of its depth (COLMAP's fusion test). Kept depths become the mean
+    of the agreeing ones when `average_consistent`; confidence is scaled by the fraction of
+    neighbours that agreed.
     """
+    pixels = np.argwhere(ref.depth > 0).astype(np.int32)
+    if not others or not len(pixels):
+        return ref
+    stack = np.zeros(
+        (
+            len(others),
+            max(m.depth.shape[0] for m in others),
+            max(m.depth.shape[1] for m in others),
+        ),
+        np.float32,
+    )
+    rel_R = np.zeros((len(others), 3, 3))
+    rel_t = np.zeros((len(others), 3))
+    src_K = np.zeros((len(others), 3, 3))
+    cam = ref.camera
+    for k, other in enumerate(others):
+        stack[k, : other.depth.shape[0], : other.depth.shape[1]] = other.depth
+        rel_R[k] = other.camera.R @ cam.R.T
+        rel_t[k] = other.camera.t - rel_R[k] @ cam.t
+        src_K[k] = other.camera.K
+    count = np.zeros(ref.depth.shape, np.int32)
+    summed = np.zeros(ref.depth.shape, np.float32)
     workers = options.workers or len(os.sched_getaffinity(0))
-    filtered = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for index, ref in enumerate(maps):
-            others = [maps[j] for j in neighbors[index]]
-            pixels = np.argwhere(ref.depth > 0).astype(np.int32)
-            if not others or not len(pixels):
-                filtered.append(ref)
-                continue
-            stack = np.zeros(
-                (
-                    len(others),
-                    max(m.depth.shape[0] for m in others),
-                    max(m.depth.shape[1] for m in others),
-                ),
-                np.float32,
-            )
-            rel_R = np.zeros((len(others), 3, 3))
-            rel_t = np.zeros((len(others), 3))
-            src_K = np.zeros((len(others), 3, 3))
-            cam = ref.camera
-            for k, other in enumerate(others):
-                stack[k, : other.depth.shape[0], : other.depth.shape[1]] = other.depth
-                rel_R[k] = other.camera.R @ cam.R.T
-                rel_t[k] = other.camera.t - rel_R[k] @ cam.t
-                src_K[k] = other.camera.K
-            count = np.zeros(ref.depth.shape, np.int32)
-            summed = np.zeros(ref.depth.shape, np.float32)
-            _run_in_chunks(
-                pool,
-                workers,
-                _check_consistency,
-                pixels,
-                ref.depth,
-                np.linalg.inv(cam.K),
-                cam.K,
-                stack,
-                src_K,
-                rel_R,
-                rel_t,
-                options.max_reprojection_px,
-                options.max_relative_depth_error,
-                count,
-                summed,
-            )
-            keep = (ref.depth > 0) & (count >= options.min_consistent_views)
-            depth = (ref.depth + summed) / (1 + count) if options.average_consistent else ref.depth
-            agreement = np.minimum(1.0, count / len(others))
-            filtered.append(
-                DepthMap(
-                    depth=np.where(keep, depth, 0.0).astype(np.float32),
-                    normal=np.where(keep[..., None], ref.normal, 0.0).astype(np.float32),
-                    confidence=np.where(keep, ref.confidence * agreement, 0.0).astype(np.float32),
-                    camera=cam,
-                )
-            )
-    return filtered
+        _run_in_chunks(
+            pool,
+            workers,
+            _check_consistency,
+            pixels,
+            ref.depth,
+            np.linalg.inv(cam.K),
+            cam.K,
+            stack,
+            src_K,
+            rel_R,
+            rel_t,
+            options.max_reprojection_px,
+            options.max_relative_depth_error,
+            count,
+            summed,
+        )
+    keep = (ref.depth > 0) & (count >= options.min_consistent_views)
+    depth = (ref.depth + summed) / (1 + count) if options.average_consistent else ref.depth
+    agreement = np.minimum(1.0, count / len(others))
+    return DepthMap(
+        depth=np.where(keep, depth, 0.0).astype(np.float32),
+        normal=np.where(keep[..., None], ref.normal, 0.0).astype(np.float32),
+        confidence=np.where(keep, ref.confidence * agreement, 0.0).astype(np.float32),
+        camera=cam,
+    )
 
 
 @numba.njit(cache=True, nogil=True)
