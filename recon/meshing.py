@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import fast_simplification
 import numpy as np
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from recon import decimation
@@ -62,14 +64,15 @@ def run(
         progress("mesh", 0.1, "components")
     if mesh.is_watertight:
         # Fusion closed every piece from the hull (recon.fusion.close_with_hull): gaps are
-        # bridged already, so a piece apart from the largest is a bubble of stereo noise.
+        # bridged already, so a piece apart from the largest is a bubble of stereo noise. A
+        # closed surface has no holes, duplicate faces or unshared vertices to repair.
         mesh = largest_piece(mesh)
     else:
         mesh = keep_product_components(mesh, options.max_gap_rel, options.min_component_faces)
-    if progress:
-        progress("mesh", 0.3, "repair")
-    # Before simplifying: filling adds faces.
-    mesh = repair(mesh, options.max_hole_perimeter_rel, options.max_hole_bend)
+        if progress:
+            progress("mesh", 0.3, "repair")
+        # Before simplifying: filling adds faces.
+        mesh = repair(mesh, options.max_hole_perimeter_rel, options.max_hole_bend)
     if len(mesh.faces) > options.max_faces:
         if progress:
             progress("mesh", 0.6, "simplify")
@@ -138,10 +141,24 @@ def keep_product_components(
 
 
 def largest_piece(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
-    """The connected piece of `mesh` with the most faces."""
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, len(mesh.faces))
-    largest = int(np.argmax(np.bincount(labels)))
-    return mesh.submesh([np.flatnonzero(labels == largest)], append=True)
+    """The connected piece of `mesh` with the most faces (pieces joined by a vertex count as
+    one: the vertex graph's components cost a tenth of trimesh's face adjacency and submesh on
+    a fused million faces)."""
+    faces = np.asarray(mesh.faces)
+    count = len(mesh.vertices)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    graph = coo_matrix(
+        (np.ones(len(edges), dtype=bool), (edges[:, 0], edges[:, 1])), (count, count)
+    )
+    pieces, labels = connected_components(graph, directed=False)
+    if pieces <= 1:
+        return mesh
+    face_labels = labels[faces[:, 0]]
+    keep = face_labels == np.argmax(np.bincount(face_labels))
+    used = np.zeros(count, dtype=bool)
+    used[faces[keep].ravel()] = True
+    renumber = np.cumsum(used) - 1
+    return trimesh.Trimesh(mesh.vertices[used], renumber[faces[keep]], process=False)
 
 
 def rest_on_ground(vertices: np.ndarray, ground: np.ndarray, band: float) -> np.ndarray:
