@@ -81,6 +81,10 @@ class MaskOptions:
     # between viewing directions: nearer ones see a part low over the table (a sole) almost
     # where its table point would be, and alike; further ones see the table's far side
     table_max_views: int = 10  # at most this many of them, spread over the range
+    # Photos nearer round, down to this angle, tell what covers the table (not what the table
+    # is): a cap high over the table's far part hides table that photos 30 deg round rarely
+    # hold in their frames
+    table_covered_min_deg: float = 15.0
     table_min_views: int = 2  # a table pixel looks alike in this many (others see the product)
     table_window_px: int = 5  # patches compared at the segmentation size
     table_min_ncc: float = 0.85  # normalised cross-correlation of grey patches to look alike
@@ -676,15 +680,15 @@ def table_pixels(
     low, high = options.table_views_deg
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for index, ground in enumerate(grounds):
-        others = [
+        same = [
             other
             for other, plane in enumerate(grounds)
             if other != index
             and plane is not None
             and ground is not None
             and np.array_equal(plane, ground)
-            and low <= angles[index, other] <= high
         ]
+        others = [other for other in same if low <= angles[index, other] <= high]
         if len(others) < options.table_min_views:
             found.append(None)
             continue
@@ -692,10 +696,12 @@ def table_pixels(
         if len(others) > options.table_max_views:  # spread over the range of angles
             picks = np.linspace(0, len(others) - 1, options.table_max_views).round().astype(int)
             others = [others[pick] for pick in picks]
+        nearer = [o for o in same if options.table_covered_min_deg <= angles[index, o] < low]
         points, ahead = plane_points(views[index][1], ground)
         table, covered = table_in_photo(
             (greys[index], labs[index], views[index][1]),
-            [(greys[other], labs[other], views[other][1]) for other in others],
+            [(greys[other], labs[other], views[other][1], True) for other in others]
+            + [(greys[other], labs[other], views[other][1], False) for other in nearer],
             ground,
             points,
             ahead,
@@ -738,17 +744,17 @@ def table_pixels(
 
 def table_in_photo(
     photo: tuple[np.ndarray, np.ndarray, Camera],
-    others: list[tuple[np.ndarray, np.ndarray, Camera]],
+    others: list[tuple[np.ndarray, np.ndarray, Camera, bool]],
     plane: np.ndarray,
     points: np.ndarray,
     ahead: np.ndarray,
     options: MaskOptions,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For `photo` (grey (h, w) float32, Lab (h, w, 3) float32, camera) and `others` (the same),
-    with `points` (h, w, 3) and `ahead` (h, w) bool from `plane_points`: (h, w) bool the
-    table: pixels whose patch the plane [n, d] maps onto an alike patch in `table_min_views`
-    of the others; (h, w) bool covered: pixels whose table point, textured where most others
-    see it, has another colour here."""
+    """For `photo` (grey (h, w) float32, Lab (h, w, 3) float32, camera) and `others` (the same,
+    and whether the photo may recognise the table), with `points` (h, w, 3) and `ahead` (h, w)
+    bool from `plane_points`: (h, w) bool the table: pixels whose patch the plane [n, d] maps
+    onto an alike patch in `table_min_views` of the others that may; (h, w) bool covered:
+    pixels whose table point, textured where most others see it, has another colour here."""
     grey, lab, camera = photo
     height, width = grey.shape
     window = (options.table_window_px, options.table_window_px)
@@ -758,8 +764,9 @@ def table_in_photo(
     agree = np.zeros((height, width), np.int32)
     differ = np.zeros((height, width), np.int32)
     seen_textured = np.zeros((height, width), np.int32)
+    any_alike = np.zeros((height, width), bool)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    for other_grey, other_lab, other in others:
+    for other_grey, other_lab, other, recognises in others:
         homography = plane_homography(camera, other, plane)
         # the plane's point must lie in front of the other camera too, and inside its frame
         seen = ahead & ((points @ other.R[2] + other.t[2]) > 0)
@@ -773,20 +780,21 @@ def table_in_photo(
         ncc = covariance / np.sqrt(np.maximum(variance * other_variance, 1e-6))
         difference = cv2.blur(colour_distance(lab, warped_lab), (3, 3))
         seen &= other_variance > options.table_min_texture**2
-        agree += (
-            seen
-            & textured
-            & (ncc > options.table_min_ncc)
-            & (difference < options.table_max_colour_difference)
-        )
+        alike = seen & textured & (ncc > options.table_min_ncc)
+        alike &= difference < options.table_max_colour_difference
+        agree += alike & recognises
+        any_alike |= alike
         seen_textured += seen
         differ += seen & (
             (difference > options.table_min_colour_change) | (ncc < options.table_unlike_ncc)
         )
     table = agree >= options.table_min_views
-    # Where most photos that see the table point textured see other colours, something stands
-    # in front of it here: the product (a dark red cap high over dark grain)
-    covered = (differ * 2 > seen_textured) & (seen_textured >= options.table_min_views) & ~table
+    # Where most photos that see the table point textured see other colours, and none sees
+    # it alike, something stands in front of it here: the product (a dark red cap high over
+    # dark grain). (Photos near round see the product in front of the table just behind it:
+    # one that sees the table point alike tells it is table.)
+    covered = (differ * 2 > seen_textured) & (seen_textured >= options.table_min_views)
+    covered &= ~any_alike
     return table, covered
 
 
@@ -900,11 +908,15 @@ def product_mask(
     # seat) start as product where their colour is unlike anything on the photo's rim, which
     # is background. A white frame on pale paper differs from it only along its edges and
     # shaded faces: closing those outlines fills the tubes between them.
-    unlike = unlike_rim(small, options.rim_colours, exclude=on_table) & (small_box > 0)
+    unlike_anywhere = unlike_rim(small, options.rim_colours, exclude=on_table)
+    unlike = unlike_anywhere & (small_box > 0)
     if on_table is not None:
         # the backdrop's colours tell only above the horizon: below it lies more table or
-        # floor than was recognised (round a mat), unlike the backdrop
-        unlike &= ~table_view.ahead
+        # floor than was recognised (round a mat), unlike the backdrop, out to the frame's
+        # edge. What stands alone there is the product, over the backdrop beyond the
+        # table's far edge (a bottle's cap, seen from low)
+        beyond = unlike_anywhere & table_view.ahead & ~on_table
+        unlike &= ~table_view.ahead | (beyond & ~turntable.reaching_border(beyond))
         # Over the table its plane tells, not colour: what stands on it and is not the table
         # is the product (a black holder on dark grain, a pale sole the backdrop's colour)
         unlike = (unlike & ~on_table) | standing
