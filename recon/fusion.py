@@ -335,10 +335,15 @@ def unique_keys(keys: np.ndarray) -> np.ndarray:
 def cut_at_ground(field: hull.HullField, ground: np.ndarray, clearance: float) -> hull.HullField:
     """The hull `field` with everything below `clearance` above the `ground` plane [n, d]
     (n·x + d = 0, n up) cut away: the product ends there, flat."""
-    shape = field.values.shape
-    index = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
-    height = (index.reshape(-1, 3) * field.voxel + field.origin) @ field.axes @ ground[:3]
-    height = (height + ground[3] - clearance).reshape(shape).astype(np.float32)
+    # Height is linear in the grid index: a sum of one ramp per axis, no (n, 3) index array.
+    slope = field.voxel * (field.axes @ ground[:3])  # (3,) per index step along each axis
+    nx, ny, nz = field.values.shape
+    height = (
+        (np.arange(nx) * slope[0])[:, None, None]
+        + (np.arange(ny) * slope[1])[None, :, None]
+        + (np.arange(nz) * slope[2])[None, None, :]
+        + (field.origin @ field.axes @ ground[:3] + ground[3] - clearance)
+    ).astype(np.float32)
     return hull.HullField(field.origin, field.axes, field.voxel, np.minimum(field.values, height))
 
 
