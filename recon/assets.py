@@ -51,10 +51,13 @@ class AssetOptions:
     usdz: bool = True  # model.usdz for iOS AR Quick Look
     poster: bool = True  # poster.webp, a 3/4 view still, and thumbnail.webp
     usdz_options: UsdzOptions = field(default_factory=UsdzOptions)
-    poster_options: PosterOptions = field(default_factory=PosterOptions)
+    # 2× supersampling: 3× (the poster's default) costs 2.4× the CPU (a 3072² software
+    # render) for edges no shopper tells apart at 1024².
+    poster_options: PosterOptions = field(default_factory=lambda: PosterOptions(supersample=2))
     # Phone-sized variants (the issue's "≤ 25k and ≤ 50k triangles with 1024² textures"): the
-    # product mesh simplified and textured afresh from the photos (a new atlas suits the new
-    # triangles). A tier the model already fits is the model itself, listed, not copied.
+    # product mesh simplified, with a new atlas laid out like the model's (each chart as its
+    # photo saw it) and filled from the model's texture. A tier the model already fits is the
+    # model itself, listed, not copied.
     tiers: tuple[SizeTier, ...] = (
         SizeTier(max_faces=50_000, texture_size=1024),
         SizeTier(max_faces=25_000, texture_size=1024),
@@ -94,7 +97,8 @@ def run(
 
     Reads textured_model_path (the texture stage's GLB, already +Y up and in metres when the
     scale is known); the USDZ and the poster show that same model in the same frame. Size
-    tiers are baked like the texture stage's model, with `texture_options` (but their own size).
+    tiers take their colour from that model (`texture_options`' atlas settings, their own
+    size).
     """
     options = options or AssetOptions()
     started = time.perf_counter()
@@ -111,7 +115,7 @@ def run(
             STAGE, f"cannot read the textured model ({error}); re-run texture"
         ) from error
     texture_options = texture_options or texturing.TextureOptions()
-    views = _LazyViews(workspace)
+    views = _TierSource(workspace, mesh)
 
     warnings: list[str] = []
     if progress:
@@ -163,7 +167,7 @@ def write_model(
     mesh: TexturedMesh,
     options: AssetOptions,
     texture_options: texturing.TextureOptions,
-    views: _LazyViews,
+    views: _TierSource,
 ) -> tuple[dict, dict | None]:
     """Stage model.glb: the texture stage's GLB as it is, Draco-compressed with `compress`, and
     fitted under `max_mb`. Returns the written file's facts and the budget record (or None)."""
@@ -194,15 +198,15 @@ def fit_budget(
     mesh: TexturedMesh,
     options: AssetOptions,
     texture_options: texturing.TextureOptions,
-    views: _LazyViews,
+    views: _TierSource,
 ) -> tuple[bytes, int, dict]:
     """Shrink the GLB `data` (made from `mesh`) until it is at most options.max_mb MB.
 
     Each step cuts what takes more of the file, measured on the encoded bytes: while the
     texture is at least half of it, the JPEG quality drops to 75, then the texture halves (not
     below budget_min_texture_px), then the quality drops to 50; otherwise the triangles halve
-    (simplified and textured afresh from the photos, down to budget_min_faces), when the
-    photos are there. Returns the smallest bytes tried (the first that fits), its JPEG quality
+    (simplified and textured from the model, down to budget_min_faces), when the
+    product mesh is there. Returns the smallest bytes tried (the first that fits), its JPEG quality
     and the budget record; the record's `fits` is False, with a `message`, when nothing fits.
     """
     if not options.max_mb > 0:
@@ -257,7 +261,7 @@ def fit_budget(
             f"model.glb is {len(data) / MB:.2f} MB, above the {options.max_mb:g} MB budget even "
             f"with a {size}² texture at JPEG quality {quality} and {faces} triangles: raise "
             "--max-mb, or add --compress"
-            + ("" if views.available() else " (no photos here to simplify the mesh from)")
+            + ("" if views.available() else " (no product mesh here to simplify)")
         )
     return data, quality, record
 
@@ -300,7 +304,7 @@ def write_tiers(
     model: dict,
     options: AssetOptions,
     texture_options: texturing.TextureOptions,
-    views: _LazyViews,
+    views: _TierSource,
 ) -> list[dict]:
     """Stage a GLB per size tier that model.glb (`model`: its facts) exceeds; list every tier,
     largest first. Tiers are Draco-compressed like the model with `compress`."""
@@ -327,37 +331,59 @@ def write_tiers(
     return listed
 
 
-class _LazyViews:
-    """What the texture stage bakes from (the product mesh, SfM → asset matrix, cameras in the
-    asset frame, photos and masks), read once when first needed: tiers and budgets re-bake."""
+class _TierSource:
+    """What smaller models are made from: the product mesh (simplified to each size), its
+    cameras and the photo each face was coloured from (the texture stage's), in the model's
+    frame, and the textured model whose colours they take. Read once, when first needed."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, model: TexturedMesh) -> None:
         self.workspace = workspace
-        self._views: tuple[trimesh.Trimesh, np.ndarray, list, list, list] | None = None
+        self.model = model
+        self._loaded: tuple[trimesh.Trimesh, np.ndarray, list, np.ndarray | None] | None = None
 
     def available(self) -> bool:
-        """Whether the product mesh and cameras are there to bake from."""
+        """Whether the product mesh and its cameras are there to simplify."""
         return self.workspace.mesh_path.exists() and self.workspace.sfm_cameras_path.exists()
 
     def bake(
         self, max_faces: int, texture_size: int, texture_options: texturing.TextureOptions
     ) -> texturing.BakedTexture:
-        """The product mesh simplified to ≤ max_faces, textured afresh at texture_size²."""
-        if self._views is None:
-            workspace = self.workspace
-            mesh = trimesh.load(workspace.mesh_path, process=False, force="mesh")
-            matrix = texturing.read_orientation(workspace.orient_path)
-            cameras = [camera.transformed(matrix) for camera in workspace.read_sfm_cameras()]
-            images, masks = texturing.read_photos_and_masks(workspace, cameras)
-            self._views = (mesh, matrix, cameras, images, masks)
-        mesh, matrix, cameras, images, masks = self._views
+        """The product mesh simplified to ≤ max_faces, textured from the model at
+        texture_size²."""
+        source = _single_textured(self.model)
+        if self._loaded is None:
+            self._loaded = self._load(len(source.faces))
+        mesh, matrix, cameras, face_views = self._loaded
         simplified = meshing.simplify(mesh.copy(), max_faces)
         vertices = np.asarray(simplified.vertices) @ matrix[:3, :3].T + matrix[:3, 3]
-        return texturing.bake_texture(
+        return texturing.transfer_texture(
+            source,
             vertices,
             np.asarray(simplified.faces, dtype=np.int64),
             cameras,
-            images,
-            masks if any(m is not None for m in masks) else None,
             dataclasses.replace(texture_options, texture_size=texture_size),
+            source_views=face_views,
         )
+
+    def _load(
+        self, source_faces: int
+    ) -> tuple[trimesh.Trimesh, np.ndarray, list, np.ndarray | None]:
+        workspace = self.workspace
+        mesh = trimesh.load(workspace.mesh_path, process=False, force="mesh")
+        matrix = texturing.read_orientation(workspace.orient_path)
+        cameras = [camera.transformed(matrix) for camera in workspace.read_sfm_cameras()]
+        face_views = None
+        path = workspace.face_views_path
+        if path.exists():
+            face_views = np.load(path)
+            if (
+                face_views.shape != (source_faces,)
+                or len(mesh.faces) != source_faces
+                or face_views.max(initial=-1) >= len(cameras)
+            ):
+                face_views = None
+        if face_views is None:
+            # A texture stage of an older version: charts are box-projected (still filled
+            # from the model), which costs nothing but a less tidy atlas.
+            logger.info("no matching %s: size tiers' charts are box-projected", path.name)
+        return mesh, matrix, cameras, face_views

@@ -17,7 +17,8 @@ Layout of one reconstruction's output folder OUT::
     OUT/work/fusion/mesh.ply            raw surface of the fused depth maps (TSDF)
     OUT/work/mesh/mesh.ply              the product surface (SfM frame, untextured)
     OUT/work/orient.json                SfM frame -> output frame (+Y up, base on y = 0)
-    OUT/work/texture/                   textured mesh in the output frame
+    OUT/work/texture/                   textured mesh in the output frame; face_views.npy: the
+                                        photo each face was coloured from (-1: none)
     OUT/work/export/NAME                files staged for publishing (NAME in PUBLISHED_FILES)
     OUT/work/passes/PASS/work/          a flipped-object capture (recon.passes): each pass's own
                                         capture.json, images, sfm and masks, in its own frame
@@ -146,6 +147,12 @@ class Workspace:
     @property
     def textured_model_path(self) -> Path:
         return self.texture_dir / "model.glb"
+
+    @property
+    def face_views_path(self) -> Path:
+        """(m,) int photo index (cameras.json order) each mesh face's texture came from, -1 for
+        none: size tiers lay out their charts as those photos saw them."""
+        return self.texture_dir / "face_views.npy"
 
     @property
     def export_dir(self) -> Path:
