@@ -40,6 +40,7 @@ NO_PRODUCT_ADVICE = (
 MIN_PRODUCT_POINTS = 10  # fewer sparse points on the product: its box comes from outlines
 SILHOUETTE_HULL_RESOLUTION = 64  # the coarse hull that boxes a product with no points
 PLANE_RANSAC_ITERATIONS = 2000  # planes tried per search for the table
+RANSAC_SCORED_POINTS = 1500  # ... each scored on about this many of the sparse points
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +56,7 @@ class MaskOptions:
     segment: bool = True  # refine the box projection with colour segmentation (GrabCut)
     segment_px: int = 320  # GrabCut works at this long side (it is slow at full size)
     grabcut_iterations: int = 4
-    grabcut_margin_rel: float = 0.1  # GrabCut sees the box and this × the long side round it
+    grabcut_margin_rel: float = 0.03  # GrabCut sees the box and this × the long side round it
     rim_colours: int = 8  # typical background colours taken from each photo's rim
     outline_close_rel: float = 0.02  # close the product's outlines over this × the long side
     mask_dilate_rel: float = 0.015  # grow final masks by this × image size: never clip the product
@@ -413,10 +414,11 @@ def ransac_plane(
     valid = lengths > 1e-12
     normals, anchors = normals[valid] / lengths[valid, None], a[valid]
     offsets = -(normals * anchors).sum(axis=1)
-    # Counting in float32 about the points' middle: half the work, and distances of a few
-    # millimetres stay exact to far below one
+    # Planes are scored on at most RANSAC_SCORED_POINTS of the points, evenly picked (a
+    # plane's share shows as well in them), in float32 about their middle: a fraction of the
+    # work, and distances of a few millimetres stay exact to far below one
     middle = xyz.mean(axis=0)
-    local = (xyz - middle).astype(np.float32)
+    local = (xyz[:: max(1, len(xyz) // RANSAC_SCORED_POINTS)] - middle).astype(np.float32)
     local_offsets = (offsets + normals @ middle).astype(np.float32)
     normals32 = normals.astype(np.float32)
     best, best_count, chunk = 0, -1, 64
@@ -429,8 +431,10 @@ def ransac_plane(
         if counts[top] > best_count:
             best, best_count = start + top, int(counts[top])
         # as open3d's segment_plane: enough draws to have hit 3 of its points at least once
-        share = best_count / len(xyz)
-        if share >= 1 or start + chunk >= np.log(1 - probability) / np.log(1 - share**3):
+        share = best_count / len(local)
+        if share >= 1 or (
+            share > 0 and start + chunk >= np.log(1 - probability) / np.log(1 - share**3)
+        ):
             break
     if best_count < 0:  # every sample degenerate (all points on one line)
         return np.array([0.0, 0.0, 1.0, -float(xyz[0, 2])]), np.arange(0)
