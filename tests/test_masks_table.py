@@ -74,6 +74,11 @@ def test_the_table_is_found_by_its_plane_and_a_plain_dark_product_on_it_is_not()
         # the can is black like the grain's dark lines, yet none of it is taken for the table
         assert (view.table & inner_can).sum() <= 0.01 * inner_can.sum()
         assert (view.table & table).sum() >= 0.5 * table.sum()
+        # the table behind the can's upper part, seen elsewhere, is covered here; the table
+        # itself (seen beside the can in photos near round) is not
+        over_table = can & view.extent
+        assert (view.covered & over_table).sum() >= 0.5 * over_table.sum()
+        assert (view.covered & table).sum() <= 0.02 * table.sum()
         # the table's extent covers the table round the can, not the backdrop
         assert view.extent[table].mean() > 0.95
         assert view.extent[photo[..., 0] == 215].mean() < 0.1  # (its edge blurs a little)
