@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import trimesh
 
-from recon import fusion, hull, meshing, pipeline
-from recon.evaluation import evaluate
+from recon import fusion, hull, masks, meshing, pipeline
+from recon.cameras import read_cameras_json
+from recon.evaluation import EvaluateOptions, evaluate, score_surface
 from recon.synth import SynthOptions, ring_cameras
 from tests.conftest import SAMPLE_CAPTURES_DIR
+from tests.test_geometry_stages import truth_workspace, write_truth_depth
 
 
 def welded(path: Path) -> trimesh.Trimesh:
@@ -37,6 +39,28 @@ def sample_mug(tmp_path_factory) -> Path:
     return pipeline.reconstruct(root / "photos", root / "out", options).out_dir
 
 
+def test_fusing_a_mug_closes_its_unseen_base_and_keeps_its_hollow(tmp_path) -> None:
+    """Fusion and meshing alone on the sample mug's true cameras and noisy true depths (the
+    CI variant of the end-to-end test below): no photo sees the base, which the hull closes;
+    the hollow, which stereo sees into, stays open to its floor."""
+    capture = SAMPLE_CAPTURES_DIR / "mug"
+    workspace = truth_workspace(capture, tmp_path)
+    masks.run(workspace)
+    write_truth_depth(workspace, capture)
+    fusion.run(workspace, fusion.FusionOptions(voxel_rel=0.004, truncation_voxels=2.0))
+    result = meshing.run(workspace, meshing.MeshOptions(max_faces=30_000))
+    assert result.watertight
+    surface = trimesh.load(workspace.mesh_path, process=False)
+    assert len(surface.split(only_watertight=False)) == 1
+    truth = trimesh.load(capture / "truth" / "mesh.ply", process=False)
+    diagonal = float(np.linalg.norm(np.ptp(truth.vertices, axis=0)))
+    cameras = read_cameras_json(capture / "truth" / "cameras.json")
+    options = EvaluateOptions(surface_samples=20_000, score_texture=False)
+    scores = score_surface(truth, surface, cameras, diagonal, options)
+    assert scores["f_score"]["1"] > 0.9  # a solid drum would miss the whole inside
+
+
+@pytest.mark.slow
 def test_a_reconstructed_sample_is_one_closed_surface(sample_mug: Path) -> None:
     surface = welded(sample_mug / "model.glb")
     assert surface.is_watertight
@@ -92,3 +116,28 @@ def test_nearest_depth_fills_small_holes_with_the_nearer_surface() -> None:
     filled = hull.nearest_depth(depth, 3)
     assert filled[4, 4] == 2.0  # between the two: the nearer
     assert filled[0, 0] == 0.0  # nothing round it
+
+
+def test_a_hollow_seen_from_above_sinks_to_its_floor_and_stops_at_a_seen_surface() -> None:
+    """A solid 20-cell hull column block with its top 6 layers carved in the middle (what
+    stereo saw of a white mug's inside near the rim): the carve goes down to 2 cells above
+    the hull's bottom, except under a cell stereo put a surface in; a dent of 2 cells (noise)
+    does not sink."""
+    inside = np.zeros((12, 24, 12), dtype=bool)
+    inside[1:11, 2:22, 1:11] = True  # the hull: layers 2..21 (up is axis 1)
+    seen = np.zeros_like(inside)
+    seen[3:9, 16:22, 3:9] = True  # the opening, carved 6 layers down from the top
+    occupied = np.zeros_like(inside)
+    occupied[5, 10, 5] = True  # a textured surface inside, under the opening
+    sunk = hull.sink_hollows(seen, inside, occupied, floor_cells=2, min_run=4)
+    assert sunk[4, 4:16, 4].all()  # carried down to the floor (layer 2 + 2)
+    assert not sunk[4, :4, 4].any()  # the floor stays
+    assert sunk[5, 11:16, 5].all()  # down to the surface stereo saw ...
+    assert not sunk[5, :11, 5].any()  # ... and no farther
+    assert not sunk[1:3].any()  # the walls round the opening stay
+    assert not sunk[9:].any()
+    dent = np.zeros_like(inside)
+    dent[3:9, 20:22, 3:9] = True  # 2 layers: noise
+    np.testing.assert_array_equal(
+        hull.sink_hollows(dent, inside, occupied, floor_cells=2, min_run=4), dent
+    )
