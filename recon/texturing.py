@@ -1078,6 +1078,11 @@ def _rasterize(xy, faces, reach, face_id, bary, distance):  # pragma: no cover -
         det = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
         if abs(det) < 1e-12:
             continue
+        # Edge lengths turn barycentrics into distances from the edges' lines (a lower bound
+        # of the distance to the triangle), to skip far bounding-box corners cheaply.
+        scale0 = abs(det) / max(math.hypot(cx - bx, cy - by), 1e-12)
+        scale1 = abs(det) / max(math.hypot(ax - cx, ay - cy), 1e-12)
+        scale2 = abs(det) / max(math.hypot(bx - ax, by - ay), 1e-12)
         x0 = max(math.floor(min(ax, bx, cx) - reach - 0.5), 0)
         x1 = min(math.ceil(max(ax, bx, cx) + reach - 0.5), size - 1)
         y0 = max(math.floor(min(ay, by, cy) - reach - 0.5), 0)
@@ -1091,6 +1096,10 @@ def _rasterize(xy, faces, reach, face_id, bary, distance):  # pragma: no cover -
                 w2 = 1.0 - w0 - w1
                 d = 0.0
                 if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
+                    if distance[row, col] == 0.0:
+                        continue  # inside another triangle already: nothing can be nearer
+                    if max(-w0 * scale0, -w1 * scale1, -w2 * scale2) > reach:
+                        continue
                     # Outside: the closest point on the triangle's border.
                     d = np.inf
                     for e in range(3):
