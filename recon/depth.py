@@ -52,11 +52,15 @@ class DepthOptions:
     target_mask_px: int = 48_000
     num_neighbors: int = 4  # neighbour photos matched against each reference photo
     top_k_views: int = 2  # a plane's cost: mean of its best this-many neighbour costs (occlusion)
-    window_radius_px: int = 4  # half-size of the matching window
+    # Half-size of the matching window. (3, 4 × 4 samples, is a sixth faster, but a single
+    # cereal-box map within 0.5 % of the truth fell from 0.948 to 0.932.)
+    window_radius_px: int = 4
     window_step_px: int = 2  # sample every this-many pixels of the window (ACMH's sparse window)
     sigma_color: float = 0.04  # bilateral weight falls off with grey difference (0-1 scale)
     sigma_space_px: float = 4.0  # bilateral weight falls off with distance from the centre
-    coarse_iterations: int = 4  # PatchMatch iterations at half the computing size, from random
+    # PatchMatch iterations at half the computing size, from random planes: the 4th changed
+    # nothing measurable (completeness 0.823 -> 0.822, within 0.5 % 0.980 -> 0.980).
+    coarse_iterations: int = 3
     fine_iterations: int = 1  # PatchMatch iterations at the computing size
     perturb_depth: float = 0.1  # first refinement step, × the depth range (halves every iteration)
     perturb_normal: float = 0.5  # first refinement step of normals (halves every iteration)
@@ -900,8 +904,9 @@ def _plane_cost(row, col, d, nx, ny, nz, scene, weights, centered, ref_var, view
             k += row_stride
             bottom = image[k] + fu * (image[k + np.uint64(1)] - image[k])
             value = top + fw * (bottom - top)
-            s_sum += weights[s] * value
-            s_sq += weights[s] * value * value
+            weighted = weights[s] * value
+            s_sum += weighted
+            s_sq += weighted * value
             s_cov += centered[s] * value
         var = s_sq - s_sum * s_sum
         if var < 1e-8:

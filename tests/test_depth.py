@@ -242,3 +242,22 @@ def test_run_without_sparse_points_says_what_to_do(tmp_path: Path) -> None:
     workspace.write_sfm_cameras(read_cameras_json(BOX / "truth" / "cameras.json")[:3])
     with pytest.raises(StageError, match="run the sfm stage"):
         depth.run(workspace)
+
+
+def test_maps_do_not_depend_on_the_number_of_threads(box: Truth, tmp_path: Path) -> None:
+    # Views are searched side by side, each pixel's random draws are its own: one thread or
+    # two must give the same maps, bit for bit.
+    views = [0, 1, 2, 3, 11, 12]
+    maps = []
+    for workers in (1, 2):
+        workspace = make_workspace(box, tmp_path / f"job{workers}", views, masks=True)
+        depth.run(workspace, dataclasses.replace(FAST, max_image_px=160, workers=workers))
+        maps.append(
+            [
+                depth.read_depth_map(workspace.depth_path(camera.name)).depth
+                for camera in workspace.read_sfm_cameras()
+            ]
+        )
+    assert sum((m > 0).sum() for m in maps[0]) > 1000
+    for one, two in zip(*maps, strict=True):
+        np.testing.assert_array_equal(one, two)
