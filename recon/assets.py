@@ -316,17 +316,26 @@ def write_tiers(
                            "texture_size": texture_size, "bytes": model["bytes"]})  # fmt: skip
             continue
         name = tier_file(tier.max_faces)
-        baked = views.bake(tier.max_faces, tier.texture_size, texture_options)
+        if faces <= tier.max_faces:
+            # Few enough triangles, only the texture too large (e.g. after a budget's
+            # simplification): the model itself with its texture shrunk.
+            staged = _single_textured(load_textured_mesh(workspace.staged_path(MODEL_FILE)))
+            geometry = (staged.vertices, staged.faces, staged.uv, staged.normals)
+            texture = _resized(staged.texture, tier.texture_size)
+        else:
+            baked = views.bake(tier.max_faces, tier.texture_size, texture_options)
+            geometry = (baked.vertices, baked.faces, baked.uv, baked.normals)
+            texture = baked.texture
         # No finer JPEG than the model's own (a budget may have lowered it)
         export = dataclasses.replace(texture_options.export, jpeg_quality=model["jpeg_quality"])
-        data = glb_bytes(baked.vertices, baked.faces, baked.uv, baked.texture,
-                         normals=baked.normals, options=export)  # fmt: skip
+        vertices, triangles, uv, normals = geometry
+        data = glb_bytes(vertices, triangles, uv, texture, normals=normals, options=export)
         if options.compress:
             data = compress_glb(data, options.draco)
         with atomic_path(workspace.staged_path(name)) as tmp:
             tmp.write_bytes(data)
             os.chmod(tmp, 0o644)
-        listed.append({"file": name, "max_faces": tier.max_faces, "faces": len(baked.faces),
+        listed.append({"file": name, "max_faces": tier.max_faces, "faces": len(triangles),
                        "texture_size": tier.texture_size, "bytes": len(data)})  # fmt: skip
     return listed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import cv2
 import numpy as np
 import trimesh
 from PIL import Image
@@ -105,13 +106,24 @@ def test_size_tiers_are_smaller_copies_of_the_model_in_its_frame(tmp_path) -> No
         usdz=False,
         tiers=(
             assets.SizeTier(max_faces=20_000, texture_size=256),
+            assets.SizeTier(max_faces=16_000, texture_size=128),
             assets.SizeTier(max_faces=4_000, texture_size=128),
         ),
     )
 
     result = assets.run(workspace, options, texture_options=texture_options)
 
-    fits, smaller = result.tiers
+    fits, shrunk, smaller = result.tiers
+    # Few enough faces, too large a texture: the model's own mesh with its texture shrunk.
+    assert shrunk["file"] == "model_16k.glb"
+    assert shrunk["faces"] == faces
+    shrunk_mesh = load_textured_mesh(workspace.staged_path("model_16k.glb")).primitives[0]
+    model_mesh = load_textured_mesh(workspace.staged_path("model.glb")).primitives[0]
+    assert shrunk_mesh.texture.shape == (128, 128, 3)
+    np.testing.assert_allclose(shrunk_mesh.uv, model_mesh.uv, atol=1e-6)
+    expected = cv2.resize(model_mesh.texture, (128, 128), interpolation=cv2.INTER_AREA)
+    # The same picture, up to JPEG (a busy 128² atlas: mean difference ~6 levels).
+    assert np.corrcoef(expected.reshape(-1), shrunk_mesh.texture.reshape(-1))[0, 1] > 0.9
     assert fits["file"] == "model.glb"  # the model already fits: listed, not copied
     assert fits["faces"] == faces
     assert smaller["file"] == "model_4k.glb"
