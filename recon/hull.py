@@ -375,11 +375,15 @@ def sink_hollows(
     footprint = ndimage.binary_closing(footprint, iterations=close_cells) | footprint
     # The far wall's depths are patchy: each opening is taken whole, as its convex outline.
     labels, count = ndimage.label(footprint)
-    whole = np.zeros((nz, nx), dtype=np.uint8)  # OpenCV's (row, column) = (z, x)
+    whole = np.zeros((nx, nz), dtype=np.uint8)  # an image of rows x, columns z
     for label in range(1, count + 1):
-        points = np.argwhere(labels == label)[:, ::-1].astype(np.int32)
+        points = np.argwhere(labels == label)[:, ::-1].astype(np.int32)  # OpenCV's (col, row)
         cv2.fillPoly(whole, [cv2.convexHull(points)], 1)
-    footprint = (whole.T > 0) & any_inside
+    # Stereo finds no depths next to the rim, so the carved opening stops short of the inner
+    # wall: grown out to a wall of `floor_cells` // 2 + 1 cells from the hull's outline.
+    wall = ndimage.distance_transform_edt(any_inside) > floor_cells // 2 + 1
+    footprint = (whole > 0) & any_inside
+    footprint |= ndimage.binary_dilation(footprint, iterations=2 * floor_cells, mask=wall)
     sinking = footprint.copy()
     out = seen.copy()
     for j in range(ny - 1, -1, -1):

@@ -119,25 +119,29 @@ def test_nearest_depth_fills_small_holes_with_the_nearer_surface() -> None:
 
 
 def test_a_hollow_seen_from_above_sinks_to_its_floor_and_stops_at_a_seen_surface() -> None:
-    """A solid 20-cell hull column block with its top 6 layers carved in the middle (what
-    stereo saw of a white mug's inside near the rim): the carve goes down to 2 cells above
-    the hull's bottom, except under a cell stereo put a surface in; a dent of 2 cells (noise)
-    does not sink."""
-    inside = np.zeros((12, 24, 12), dtype=bool)
-    inside[1:11, 2:22, 1:11] = True  # the hull: layers 2..21 (up is axis 1)
+    """A solid block of hull, 20 layers high, with its top 6 layers carved in an off-centre
+    patch (what stereo saw of a white mug's inside near the rim): the carve goes down to 2
+    cells above the hull's bottom, except under a cell stereo put a surface in, grown out to
+    a wall 2 cells from the hull's outline; a dent of 2 layers (noise) does not sink."""
+    inside = np.zeros((16, 24, 20), dtype=bool)
+    inside[1:15, 2:22, 1:19] = True  # the hull: layers 2..21 (up is axis 1)
     seen = np.zeros_like(inside)
-    seen[3:9, 16:22, 3:9] = True  # the opening, carved 6 layers down from the top
+    seen[5:9, 16:22, 4:13] = True  # the opening, carved 6 layers down from the top
     occupied = np.zeros_like(inside)
-    occupied[5, 10, 5] = True  # a textured surface inside, under the opening
+    occupied[6, 10, 6] = True  # a textured surface inside, under the opening
     sunk = hull.sink_hollows(seen, inside, occupied, floor_cells=2, min_run=4)
-    assert sunk[4, 4:16, 4].all()  # carried down to the floor (layer 2 + 2)
-    assert not sunk[4, :4, 4].any()  # the floor stays
-    assert sunk[5, 11:16, 5].all()  # down to the surface stereo saw ...
-    assert not sunk[5, :11, 5].any()  # ... and no farther
-    assert not sunk[1:3].any()  # the walls round the opening stay
-    assert not sunk[9:].any()
+    assert sunk[7, 4:16, 8].all()  # carried down to the floor (layer 2 + 2)
+    assert not sunk[7, :4, 8].any()  # the floor stays
+    assert sunk[6, 11:16, 6].all()  # down to the surface stereo saw ...
+    assert not sunk[6, :11, 6].any()  # ... and no farther
+    assert sunk[3:13, 12, 8].all()  # the opening grown out to the wall ...
+    assert sunk[7, 12, 3:17].all()
+    assert not sunk[:3].any()  # ... which stays
+    assert not sunk[13:].any()
+    assert not sunk[:, :, :3].any()
+    assert not sunk[:, :, 17:].any()
     dent = np.zeros_like(inside)
-    dent[3:9, 20:22, 3:9] = True  # 2 layers: noise
+    dent[5:9, 20:22, 4:13] = True  # 2 layers: noise
     np.testing.assert_array_equal(
         hull.sink_hollows(dent, inside, occupied, floor_cells=2, min_run=4), dent
     )
