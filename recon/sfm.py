@@ -1343,7 +1343,8 @@ def refine(reconstruction: pycolmap.Reconstruction, options: SfmOptions) -> pyco
     """
     # The loss scale follows the noise the mapper's model shows: on sharp photos (0.3 px) a
     # 1 px scale still let SIFT's long-tailed errors double the rotation error.
-    drop_two_view_points(reconstruction, options.min_long_track_observations)
+    if options.two_view_points:  # only a plain capture's mapping makes them on purpose
+        drop_two_view_points(reconstruction, options.min_long_track_observations)
     errors = list(observation_errors(reconstruction).values())
     loss_px = float(np.clip(options.robust_loss_factor * np.median(errors), 0.1, 4.0))
     _adjust(reconstruction, options, loss_px=loss_px, refine_principal_point=False)
