@@ -393,21 +393,30 @@ def transfer_texture(
     clock = time.perf_counter()
     face_id, bary = rasterize_atlas(uv * size, atlas_faces, size)
     covered = face_id >= 0
-    texel_face = face_id[covered]
-    texel_bary = bary[covered].astype(np.float64)
-    points = np.einsum("tk,tkd->td", texel_bary, corners[texel_face])
+    # Flat indices and float32 throughout: a 2048² atlas holds millions of texels, and boolean
+    # indexing of (S, S, 3) arrays or float64 temporaries cost more than the queries.
+    flat = np.flatnonzero(covered.reshape(-1))
+    texel_face = face_id.reshape(-1)[flat]
+    texel_bary = bary.reshape(-1, 3)[flat]
+    corners32 = corners.astype(np.float32)
+    points = texel_bary[:, :1] * corners32[texel_face, 0]
+    for k in (1, 2):
+        points += texel_bary[:, k : k + 1] * corners32[texel_face, k]
     ids, weights = _closest_points(scene, points)
-    source_uv = np.einsum("tk,tkc->tc", weights, np.asarray(source.uv)[source.faces[ids]])
+    corner_uv = np.asarray(source.uv, np.float32)[source.faces[ids]]
+    source_uv = weights[:, :1] * corner_uv[:, 0]
+    for k in (1, 2):
+        source_uv += weights[:, k : k + 1] * corner_uv[:, k]
     texture = np.asarray(source.texture)
     if texture.shape[0] > size or texture.shape[1] > size:
         # Texels here span several of the source's: average them first (no aliasing).
         texture = cv2.resize(texture, (size, size), interpolation=cv2.INTER_AREA)
     height, width = texture.shape[:2]
-    pixels = np.column_stack(
-        [source_uv[:, 0] * width - 0.5, (1.0 - source_uv[:, 1]) * height - 0.5]
-    )
-    colors = np.zeros((size, size, 3), np.float32)
-    colors[covered] = _sample(texture, pixels)
+    source_uv[:, 0] = source_uv[:, 0] * width - 0.5
+    source_uv[:, 1] = (1.0 - source_uv[:, 1]) * height - 0.5
+    colors = np.zeros((size * size, 3), np.float32)
+    colors[flat] = _sample(texture, source_uv)
+    colors = colors.reshape(size, size, 3)
     texture = fill_atlas(colors, covered, options.padding_px)
     timings["sample"] = time.perf_counter() - clock
     stats = {
@@ -434,12 +443,15 @@ def transfer_texture(
 def _closest_points(
     scene: o3d.t.geometry.RaycastingScene, points: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For (n, 3) points: ((n,) int64 index of the closest triangle, (n, 3) float64
+    """For (n, 3) points: ((n,) int64 index of the closest triangle, (n, 3) float32
     barycentric weights of the closest point on it)."""
-    result = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    result = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points, np.float32)))
     ids = result["primitive_ids"].numpy().astype(np.int64)
-    uv = result["primitive_uvs"].numpy().astype(np.float64)
-    return ids, np.column_stack([1.0 - uv.sum(axis=1), uv])
+    uv = result["primitive_uvs"].numpy()
+    weights = np.empty((len(uv), 3), np.float32)
+    weights[:, 0] = 1.0 - uv[:, 0] - uv[:, 1]
+    weights[:, 1:] = uv
+    return ids, weights
 
 
 # -- 1. visibility --------------------------------------------------------------------------------
