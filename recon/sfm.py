@@ -15,8 +15,8 @@ Steps, each reported as progress of the "sfm" stage:
    pairs that the model explains ties them to it (weak links are where mirror-like sides and
    plain products produce wrong placements). A final global bundle adjustment with a robust
    (Cauchy) loss refines poses, focal length and distortion, and the principal point where
-   the data clearly asks for it (never on a plain capture); points seen by two photos only
-   are left out of it where their photos have others.
+   the data clearly asks for it (never on a plain capture); a plain capture's points seen by
+   two photos only are left out of it where their photos have others.
 4. *undistort*: the photos are resampled to the pinhole camera with the same K and size
    (``workspace.sfm_image_path``); cameras.json and points.npz describe them. A model whose
    photos miss points it puts in plain view of them is folded (look-alike sides taken for one
