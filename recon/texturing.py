@@ -343,8 +343,9 @@ def transfer_texture(
     out as that photo saw them (as bake_texture's); without source_views, all are
     box-projected. Every texel takes the colour of the closest point on source.
 
-    Re-baking from the photos costs the whole visibility and levelling work again (~3.5 s for
-    a 50k-face tier against ~0.8 s for this).
+    Baking from the photos again costs the whole visibility and levelling work (soup can,
+    100k -> 50k faces at 1024², loaded machine: 4.0 CPU-s against 1.9 for this), for no better
+    a picture (tiers' novel-view PSNR 26.85 -> 27.0 dB).
     """
     options = options or TextureOptions()
     size = options.texture_size
