@@ -5,8 +5,7 @@ Steps, each reported as progress of the "sfm" stage:
 1. *extract*: SIFT keypoints of every working photo into a COLMAP database, with one shared
    camera per device (same size, same EXIF camera and focal) and the EXIF focal as a prior;
    product masks limit the keypoints when every photo has one. Photos with few keypoints are
-   searched again at twice the size, and, when some are plain, all of those once more with a
-   low contrast threshold (neighbours described alike).
+   searched again at twice the size, and plain ones once more with a low contrast threshold.
 2. *match*: exhaustive for small sets, else sequential neighbours (closing the ring) plus every
    pair among a spread-out subsample (loop closure without a vocabulary tree); COLMAP verifies
    each pair geometrically.
@@ -447,13 +446,7 @@ def _extract_features(
     counts = keypoint_counts(database_path)
     plain = [name for name in poor if counts[name] < options.low_contrast_below_features]
     if plain:
-        # Every photo still poor at twice the size is searched alike, not only the plain ones:
-        # a plain photo's thousands of weak keypoints beside its neighbours' few strong ones
-        # fail the ratio test (an avocado on a table: the one such photo met its neighbours
-        # with < 25 matches and was left out); the weak keypoints also place a plain mustard
-        # bottle's photos better (median rotation error 0.25 -> 0.1 deg).
-        alike = [name for name in poor if counts[name] < options.upsample_below_features]
-        _search_plain_photos(database_path, workspace, photos, alike, masks_dir, options)
+        _search_plain_photos(database_path, workspace, photos, plain, masks_dir, options)
     return len(poor), len(plain)
 
 

@@ -313,35 +313,6 @@ def test_plain_photos_get_a_low_contrast_search(tmp_path: Path) -> None:
         assert counts["plain"][photo.name] > 2 * max(counts["default"][photo.name], 100)
 
 
-def test_photos_poor_beside_a_plain_one_are_searched_alike(tmp_path: Path) -> None:
-    """Once one photo is plain, a photo that is merely poor (here at a third of its contrast:
-    500-2000 keypoints at twice the size) is searched with the low contrast threshold too, so
-    neighbours are described alike (weak keypoints beside strong ones fail the ratio test)."""
-    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[:2]
-    dimmed_dir = tmp_path / "dimmed"
-    dimmed_dir.mkdir()
-    for photo, contrast in zip(photos, (0.1, 0.3), strict=True):
-        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
-        dimmed = pixels.mean() + contrast * (pixels - pixels.mean())
-        Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(dimmed_dir / photo.name)
-    faint, dim = sorted(dimmed_dir.glob("*.jpg"))
-    counts = {}
-    for label, below in (("default", 0), ("plain", 500)):
-        workspace = make_workspace(tmp_path / label, [faint, dim])
-        workspace.sfm_dir.mkdir(parents=True)
-        options = sfm.SfmOptions(low_contrast_below_features=below)
-        entries = workspace.read_capture()["images"]
-        sfm._create_database(workspace.sfm_database_path, workspace.images_dir, entries, options)
-        upsampled, plain = sfm._extract_features(
-            workspace.sfm_database_path, workspace, entries, None, options
-        )
-        assert upsampled == 2
-        assert plain == (0 if below == 0 else 1)  # the capture's plainness counts only `faint`
-        counts[label] = sfm.keypoint_counts(workspace.sfm_database_path)
-    assert counts["default"][faint.name] < 500 <= counts["default"][dim.name] < 2000
-    assert counts["plain"][dim.name] > 1.3 * counts["default"][dim.name]
-
-
 def test_two_view_points_leave_the_final_adjustment_where_photos_have_others() -> None:
     """Points seen by two photos only are deleted before the final adjustment, except where
     one of the two photos sees too few points seen three times to stay held in place."""
