@@ -83,15 +83,15 @@ class ReconOptions:
             Preset.HIGH: (None, 960, 250_000, 4096, 0.001),
         }[preset]
         # Preview works at 640 px: SfM's upsampled search (most of its time) costs about a
-        # quarter less than at 800. Its depth aims at half standard's mask pixels (soup can on
-        # a table: depth 12.2 -> 8.4 s, F@1 % 0.989 -> 0.988, F@0.5 % 0.935 -> 0.929; a third,
-        # 5.8 s, cost F@1 % 0.976 and 1 dB), and at 320 px at least (smaller, a printed mat
-        # bled into a box's base).
+        # quarter less than at 800. Its depth aims at half standard's mask pixels, 360 px at
+        # least (soup can on a table, 320 px at least: depth 12.2 -> 8.4 s, F@1 % 0.989 ->
+        # 0.988, F@0.5 % 0.935 -> 0.929; but the printed mat under a 640 px cereal box bled
+        # into its base, accuracy@1 % 0.953 -> 0.948, and 360 px gives 0.955).
         quick = preset == Preset.PREVIEW
         depth_options = dataclasses.replace(depth.DepthOptions(), max_image_px=depth_px)
         if quick:
             depth_options = dataclasses.replace(
-                depth_options, target_mask_px=24_000, min_image_px=320
+                depth_options, target_mask_px=24_000, min_image_px=360
             )
         return cls(
             preset=preset,
