@@ -79,10 +79,11 @@ def main() -> int:
         capture = args.out / "captures" / f"{done[0]['model']}_{done[0]['background']}"
         preview = reconstruct_and_score(capture, args.out / "runs" / "preview", "preview")
         standard = done[0]["run"]["seconds"]
-        results["preview"] = {
-            **preview,
-            "speedup_vs_standard": standard / preview["run"]["seconds"],
-        }
+        # A failed preview stops early: its time says nothing about the speed-up.
+        speedup = (
+            standard / preview["run"]["seconds"] if preview["run"]["returncode"] == 0 else None
+        )
+        results["preview"] = {**preview, "speedup_vs_standard": speedup}
         print(
             json.dumps(
                 {
