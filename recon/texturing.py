@@ -289,20 +289,20 @@ def bake_texture(
     timings["fill"] = time.perf_counter() - clock
     report(1.0, "texture baked")
 
-    used = face_id >= 0
-    stats = {
-        **atlas_info,
-        "faces": len(faces),
-        "vertices": len(source_vertex),
-        "texture_size": size,
-        "used_texel_fraction": float(used.mean()),
-        "patches_unsmoothed": count_patches(raw_labels, adjacency),
-        "patches": count_patches(labels, adjacency),
-        "unseen_faces": int((labels < 0).sum()),
-        "exposure_gains": np.round(gains, 3).tolist(),
+    baked = _textured(
+        vertices,
+        faces,
+        (source_vertex, atlas_faces, uv, atlas_info),
+        texture,
+        labels,
+        face_id >= 0,
+        timings,
+        patches_unsmoothed=count_patches(raw_labels, adjacency),
+        patches=count_patches(labels, adjacency),
+        exposure_gains=np.round(gains, 3).tolist(),
         **bake_stats,
-        "timings_s": {key: round(value, 3) for key, value in timings.items()},
-    }
+    )
+    stats = baked.stats
     logger.info(
         "baked %d² texture: %d charts, %d patches (%d before smoothing), %d unseen faces, %.1f s",
         size,
@@ -312,6 +312,24 @@ def bake_texture(
         stats["unseen_faces"],
         sum(timings.values()),
     )
+    return baked
+
+
+def _textured(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    atlas: tuple[np.ndarray, np.ndarray, np.ndarray, dict],
+    texture: np.ndarray,
+    labels: np.ndarray,
+    covered: np.ndarray,
+    timings: dict[str, float],
+    **stats,
+) -> BakedTexture:
+    """The BakedTexture of the (n, 3) `vertices` / (m, 3) `faces` surface laid out by `atlas`
+    (build_atlas's source_vertex, atlas faces, uv and info), with the stats every texture
+    reports (its size, faces, unseen faces, the (S, S) bool `covered` texels' share, timings)
+    and the caller's own `stats` before the timings."""
+    source_vertex, atlas_faces, uv, atlas_info = atlas
     return BakedTexture(
         vertices=vertices[source_vertex],
         faces=atlas_faces,
@@ -320,7 +338,16 @@ def bake_texture(
         texture=texture,
         source_vertex=source_vertex,
         face_view=labels,
-        stats=stats,
+        stats={
+            **atlas_info,
+            "faces": len(faces),
+            "vertices": len(source_vertex),
+            "texture_size": len(texture),
+            "used_texel_fraction": float(covered.mean()),
+            "unseen_faces": int((labels < 0).sum()),
+            **stats,
+            "timings_s": {key: round(value, 3) for key, value in timings.items()},
+        },
     )
 
 
@@ -421,25 +448,8 @@ def transfer_texture(
     colors = colors.reshape(size, size, 3)
     texture = fill_atlas(colors, covered, options.padding_px)
     timings["sample"] = time.perf_counter() - clock
-    stats = {
-        **atlas_info,
-        "faces": len(faces),
-        "vertices": len(source_vertex),
-        "texture_size": size,
-        "used_texel_fraction": float(covered.mean()),
-        "unseen_faces": int((labels < 0).sum()),
-        "timings_s": {key: round(value, 3) for key, value in timings.items()},
-    }
-    return BakedTexture(
-        vertices=vertices[source_vertex],
-        faces=atlas_faces,
-        uv=uv,
-        normals=vertex_normals(vertices, faces)[source_vertex],
-        texture=texture,
-        source_vertex=source_vertex,
-        face_view=labels,
-        stats=stats,
-    )
+    atlas = (source_vertex, atlas_faces, uv, atlas_info)
+    return _textured(vertices, faces, atlas, texture, labels, covered, timings)
 
 
 def _closest_points(
@@ -1234,11 +1244,9 @@ def _bake_texels(
     return image.reshape(size, size, 3), baked.reshape(size, size), stats
 
 
-def _sample(
-    image: np.ndarray, uv: np.ndarray, *, interpolation: int = cv2.INTER_CUBIC
-) -> np.ndarray:
-    """(n, 3) float32 samples of an (h, w, 3) image at (n, 2) pixel coordinates (bicubic by
-    default: it keeps the photo's sharpness, +0.7 dB against held-out views over bilinear)."""
+def _sample(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """(n, 3) float32 bicubic samples of an (h, w, 3) image at (n, 2) pixel coordinates (bicubic
+    keeps the photo's sharpness: +0.7 dB against held-out views over bilinear)."""
     n = len(uv)
     if n == 0:
         return np.zeros((0, 3), np.float32)
@@ -1249,7 +1257,7 @@ def _sample(
     padded[:n] = uv
     maps = padded.reshape(rows, width, 2)
     sampled = cv2.remap(
-        image, maps[..., 0], maps[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE
+        image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
     return sampled.reshape(-1, 3)[:n].astype(np.float32)
 
