@@ -356,9 +356,7 @@ def lowest_plane(
     heights = []
     for camera, depth, K in evidence:
         rows, cols = np.nonzero(depth > 0)
-        rays = np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)
-        xyz = (camera.R.T @ (rays * depth[rows, cols] - camera.t[:, None])).T
-        heights.append(xyz @ up)
+        heights.append(hull.world_points(camera, K, depth, rows, cols) @ up)
     joined = np.concatenate(heights) if heights else np.zeros(0)
     if len(joined) == 0:
         return None
@@ -415,8 +413,7 @@ def product_depth(
     if mask is not None:
         keep &= cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST) > 0
     rows, cols = np.nonzero(keep)
-    rays = np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)
-    xyz = (camera.R.T @ (rays * depth[rows, cols] - camera.t[:, None])).T
+    xyz = hull.world_points(camera, K, depth, rows, cols)
     inside = inside_product_region(xyz, region, clearance)
     out = np.zeros_like(depth)
     out[rows[inside], cols[inside]] = depth[rows[inside], cols[inside]]

@@ -202,6 +202,15 @@ def stack_depths(others: list[tuple[Camera, np.ndarray, np.ndarray]]) -> DepthSt
     )
 
 
+def world_points(
+    camera: Camera, K: np.ndarray, depth: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """(n, 3) world points of the (n,) pixels (`rows`, `cols`) of a depth map (depth along the
+    optical axis) of `camera`, with intrinsics `K` at the map's size."""
+    rays = np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)
+    return (camera.R.T @ (rays * depth[rows, cols] - camera.t[:, None])).T
+
+
 def drop_seen_through(
     depth: np.ndarray,
     camera: Camera,
@@ -218,8 +227,7 @@ def drop_seen_through(
     rows, cols = np.nonzero(depth > 0)
     if len(rows) == 0:
         return depth
-    rays = np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)
-    xyz = (camera.R.T @ (rays * depth[rows, cols] - camera.t[:, None])).T
+    xyz = world_points(camera, K, depth, rows, cols)
     dropped = seen_through_votes(xyz, others, margin_rel, exclude) >= min_views
     out = depth.copy()
     out[rows[dropped], cols[dropped]] = 0
@@ -403,9 +411,7 @@ def stereo_cells(
     shape = np.array(field.values.shape)
     for camera, depth, K in others:
         rows, cols = np.nonzero(depth > 0)
-        rays = np.linalg.inv(K) @ np.vstack([cols, rows, np.ones_like(cols)]).astype(np.float64)
-        xyz = (camera.R.T @ (rays * depth[rows, cols] - camera.t[:, None])).T
-        cells = np.round(field.to_grid(xyz)).astype(np.int64)
+        cells = np.round(field.to_grid(world_points(camera, K, depth, rows, cols))).astype(np.int64)
         cells = cells[((cells >= 0) & (cells < shape)).all(axis=1)]
         counts += np.bincount(
             np.ravel_multi_index(tuple(cells.T), field.values.shape), minlength=counts.size
