@@ -51,9 +51,7 @@ class AssetOptions:
     usdz: bool = True  # model.usdz for iOS AR Quick Look
     poster: bool = True  # poster.webp, a 3/4 view still, and thumbnail.webp
     usdz_options: UsdzOptions = field(default_factory=UsdzOptions)
-    # 2× supersampling: 3× (the poster's default) costs 2.4× the CPU (a 3072² software
-    # render) for edges no shopper tells apart at 1024².
-    poster_options: PosterOptions = field(default_factory=lambda: PosterOptions(supersample=2))
+    poster_options: PosterOptions = field(default_factory=PosterOptions)
     # Phone-sized variants (the "≤ 25k and ≤ 50k triangles with 1024² textures"): the
     # product mesh simplified, with a new atlas laid out like the model's (each chart as its
     # photo saw it) and filled from the model's texture. A tier the model already fits is the
