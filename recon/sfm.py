@@ -5,7 +5,8 @@ Steps, each reported as progress of the "sfm" stage:
 1. *extract*: SIFT keypoints of every working photo into a COLMAP database, with one shared
    camera per device (same size, same EXIF camera and focal) and the EXIF focal as a prior;
    product masks limit the keypoints when every photo has one. Photos with few keypoints are
-   searched again at twice the size, and plain ones once more with a low contrast threshold.
+   searched again at twice the size, and plain ones (with their neighbours in capture order,
+   to be described alike) once more with a low contrast threshold.
 2. *match*: exhaustive for small sets, else sequential neighbours (closing the ring) plus every
    pair among a spread-out subsample (loop closure without a vocabulary tree); COLMAP verifies
    each pair geometrically.
@@ -113,6 +114,10 @@ class SfmOptions:
     # size (plain products) are searched again with
     low_contrast_peak_threshold: float = 0.001  # this contrast threshold: on a plain avocado
     # COLMAP's threshold kept 27 keypoints a photo and placed none; this placed all 24
+    low_contrast_neighbours: int = 1  # ... and so are the photos this near a plain one in
+    # capture order: a plain photo's thousands of weak keypoints beside its neighbours' few
+    # strong ones fail the ratio test (an avocado on a table: its one such photo met its
+    # neighbours with no verified pair and was left out)
     guided_matching: bool = False  # re-match verified pairs along their epipolar geometry:
     # it placed every photo of the 640 px cereal box, but was 10× slower on textured tables
     # and let a repeating wood texture join two half rings into a model with two bottles.
@@ -446,8 +451,17 @@ def _extract_features(
     counts = keypoint_counts(database_path)
     plain = [name for name in poor if counts[name] < options.low_contrast_below_features]
     if plain:
-        _search_plain_photos(database_path, workspace, photos, plain, masks_dir, options)
+        alike = with_neighbours(names, plain, options.low_contrast_neighbours)
+        _search_plain_photos(database_path, workspace, photos, alike, masks_dir, options)
     return len(poor), len(plain)
+
+
+def with_neighbours(names: list[str], chosen: list[str], reach: int) -> list[str]:
+    """`chosen` and the photos up to `reach` places from one of them in the capture order
+    `names` (not wrapping: a ring's last photo need not be its first's neighbour), in order."""
+    positions = {names.index(name) for name in chosen}
+    near = {i + step for i in positions for step in range(-reach, reach + 1)}
+    return [name for index, name in enumerate(names) if index in near]
 
 
 def _search_plain_photos(

@@ -313,6 +313,46 @@ def test_plain_photos_get_a_low_contrast_search(tmp_path: Path) -> None:
         assert counts["plain"][photo.name] > 2 * max(counts["default"][photo.name], 100)
 
 
+def test_a_plain_photos_neighbours_in_capture_order_are_searched_alike(tmp_path: Path) -> None:
+    """Beside a plain photo (the sample's at a tenth of its contrast), its neighbour in capture
+    order, merely poor (a third of its contrast: 500-2000 keypoints at twice the size), gets
+    the low-contrast search too, so the two are described alike; a photo farther away does
+    not."""
+    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[:3]
+    dimmed_dir = tmp_path / "dimmed"
+    dimmed_dir.mkdir()
+    for photo, contrast in zip(photos, (0.1, 0.3, 0.3), strict=True):
+        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
+        dimmed = pixels.mean() + contrast * (pixels - pixels.mean())
+        Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(dimmed_dir / photo.name)
+    faint, neighbour, far = sorted(dimmed_dir.glob("*.jpg"))
+    counts = {}
+    for reach in (0, 1):
+        workspace = make_workspace(tmp_path / f"reach{reach}", [faint, neighbour, far])
+        workspace.sfm_dir.mkdir(parents=True)
+        options = sfm.SfmOptions(low_contrast_neighbours=reach)
+        entries = workspace.read_capture()["images"]
+        sfm._create_database(workspace.sfm_database_path, workspace.images_dir, entries, options)
+        upsampled, plain = sfm._extract_features(
+            workspace.sfm_database_path, workspace, entries, None, options
+        )
+        assert (upsampled, plain) == (3, 1)  # the capture's plainness counts only `faint`
+        counts[reach] = sfm.keypoint_counts(workspace.sfm_database_path)
+    assert counts[0][faint.name] == counts[1][faint.name]
+    assert 500 <= counts[0][neighbour.name] < 2000
+    assert counts[1][neighbour.name] > 1.3 * counts[0][neighbour.name]
+    assert counts[1][far.name] == counts[0][far.name]
+
+
+def test_with_neighbours_keeps_capture_order_and_does_not_wrap() -> None:
+    names = [f"img_{index:03d}.jpg" for index in range(8)]
+    assert sfm.with_neighbours(names, ["img_003.jpg"], 0) == ["img_003.jpg"]
+    assert sfm.with_neighbours(names, ["img_006.jpg", "img_000.jpg"], 1) == [
+        "img_000.jpg", "img_001.jpg", "img_005.jpg", "img_006.jpg", "img_007.jpg",
+    ]  # fmt: skip
+    assert sfm.with_neighbours(names, ["img_004.jpg"], 2) == names[2:7]
+
+
 def test_two_view_points_leave_the_final_adjustment_where_photos_have_others() -> None:
     """Points seen by two photos only are deleted before the final adjustment, except where
     one of the two photos sees too few points seen three times to stay held in place."""
