@@ -2,7 +2,8 @@
 
 For each synthetic capture (the bundled sample captures, or any made with ``recon synth``) this
 builds a job folder from the capture's truth (its photos as undistorted images, its cameras, sparse
-points sampled from the truth surface where each camera sees it, and its product masks), runs
+points sampled from the truth surface where each camera sees it, and its product masks grown
+by the masks stage's safety margin, as the pipeline's masks are), runs
 `recon.depth.run`, renders the truth depth at every depth map's camera and reports, inside the
 truth silhouettes:
 
@@ -32,11 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import trimesh
 
 from recon import depth as depth_stage
 from recon.cameras import Camera, read_cameras_json
+from recon.masks import MaskOptions
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import from_trimesh
 from recon.workspace import Workspace
@@ -54,8 +57,12 @@ def prepare_workspace(
     views: int | None = None,
     points: int = 20000,
     seed: int = 0,
+    mask_margin_rel: float = MaskOptions().mask_dilate_rel,
 ) -> Workspace:
-    """A job folder holding what the depth stage reads, made from a synthetic capture's truth."""
+    """A job folder holding what the depth stage reads, made from a synthetic capture's truth.
+
+    The truth masks grow by `mask_margin_rel` × the long side, as the masks stage grows its own
+    (the depth stage searches in them as they are)."""
     capture = Path(capture)
     workspace = Workspace(out_dir)
     workspace.create()
@@ -70,7 +77,12 @@ def prepare_workspace(
         workspace.masks_dir.mkdir(parents=True, exist_ok=True)
         for camera in cameras:
             source = capture / "truth" / "masks" / Path(camera.name).with_suffix(".png")
-            shutil.copy(source, workspace.mask_path(camera.name))
+            mask = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+            grow = round(mask_margin_rel * max(mask.shape))
+            if grow > 0:
+                kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+                mask = cv2.dilate(mask, kernel)
+            cv2.imwrite(str(workspace.mask_path(camera.name)), mask)
     mesh = trimesh.load(capture / "truth" / "mesh.ply", force="mesh")
     xyz, visible_in = truth_sparse_points(mesh, cameras, points, seed)
     workspace.write_sfm_points(
@@ -190,6 +202,12 @@ def main() -> int:
     parser.add_argument("captures", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--no-masks", action="store_true", help="search whole photos")
+    parser.add_argument(
+        "--mask-margin-rel",
+        type=float,
+        default=MaskOptions().mask_dilate_rel,
+        help="grow the truth masks by this × the long side (the masks stage's margin)",
+    )
     parser.add_argument("--views", type=int, default=None, help="use only this many photos")
     parser.add_argument("--max-image-px", type=int, default=None)
     parser.add_argument("--option", action="append", default=[], help="NAME=VALUE override")
@@ -220,7 +238,13 @@ def main() -> int:
         for capture in captures:
             job = (args.keep or scratch) / capture.name
             shutil.rmtree(job, ignore_errors=True)
-            workspace = prepare_workspace(capture, job, masks=not args.no_masks, views=args.views)
+            workspace = prepare_workspace(
+                capture,
+                job,
+                masks=not args.no_masks,
+                views=args.views,
+                mask_margin_rel=args.mask_margin_rel,
+            )
             started = time.perf_counter()
             cpu_started = time.process_time()
             result = depth_stage.run(workspace, options)

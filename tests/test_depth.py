@@ -158,6 +158,31 @@ def test_depth_map_matches_rendered_truth(box: Truth) -> None:
     assert result.normal.shape == (*result.depth.shape, 3)
 
 
+def test_faint_print_is_still_searched(box: Truth) -> None:
+    # The box's print at 5 % of its contrast, back in 8 bits: a grey level or two, like the
+    # grain of a plain plastic bottle. The old texture thresholds (0.005 / 0.002) searched
+    # half of it (completeness 0.50); the matching itself still finds it (0.95).
+    index, size_px = 0, 320
+    options = dataclasses.replace(FAST, max_image_px=size_px)
+    neighbors = depth.select_neighbors(box.cameras, box.points, 4, 4.0, 50.0)[index]
+    images, cameras = [], []
+    for i in [index, *neighbors]:
+        photo = cv2.imread(str(box.capture / "images" / box.cameras[i].name), cv2.IMREAD_GRAYSCALE)
+        faint = np.round(128 + 0.05 * (photo.astype(np.float32) - 128)).astype(np.uint8)
+        image, camera = depth.working_view(faint, box.cameras[i], size_px)
+        images.append(image)
+        cameras.append(camera)
+    truth_depth, silhouette = box.render_depth(cameras[0])
+    near_far = depth.view_depth_range(cameras[0], box.points, index, silhouette, 0.25)
+    result = depth.compute_depth_map(
+        images[0], cameras[0], images[1:], cameras[1:], near_far, silhouette, options
+    )
+    inside = (result.depth > 0) & silhouette
+    error = np.abs(result.depth - truth_depth)[inside]
+    assert inside.sum() / silhouette.sum() > 0.85
+    assert (error < 0.005 * box.diagonal).mean() > 0.93
+
+
 def test_plain_background_stays_invalid_without_a_mask(box: Truth) -> None:
     result = depth_of_view(box, 5, 240, use_mask=False)
     _, silhouette = box.render_depth(result.camera)
