@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from recon import hull
+from recon import fusion, hull
 from recon.synth import SynthOptions, ring_cameras
 
 RADIUS = 0.1  # a sphere at the origin
@@ -61,3 +62,30 @@ def test_the_hull_of_a_sphere_lies_on_it_and_stereo_that_sees_through_it_wins() 
     same = sphere_depth(other).astype(np.float32)
     kept = hull.drop_seen_through(depth, camera, camera.K, [(other, same, other.K)], 0.02)
     assert (kept > 0).sum() > 0.95 * (depth > 0).sum()
+
+
+def test_stereo_depths_beside_the_outline_leave_and_those_on_the_surface_stay() -> None:
+    """PatchMatch carries a product's depth out onto a plain backdrop by a pixel or two: those
+    depths lie outside the hull (outside the other photos' silhouettes) and go; the surface's
+    own depths, the hull's surface among them, stay."""
+    # A hull cell of about 5 px, as round a product in 960 px photos.
+    options = SynthOptions(views=24, size_px=320)
+    cameras = ring_cameras(np.zeros(3), 3 * RADIUS, 24, options, np.random.default_rng(0))
+    masks = [sphere_mask(camera) for camera in cameras]
+    box = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (-0.15, 0.15)])
+    field = hull.silhouette_field(cameras, masks, box, np.array([0, 1.0, 0]), resolution=64)
+    camera = cameras[0]
+    truth = sphere_depth(camera).astype(np.float32)
+    on = truth > 0
+    # Each pixel within 6 of the outline takes the depth of the rim beside it (a grey dilation).
+    fattened = np.where(on, truth, cv2.dilate(truth, np.ones((13, 13), np.uint8)))
+    outside_px = cv2.distanceTransform((~on).astype(np.uint8), cv2.DIST_L2, 5)
+    beside = ~on & (fattened > 0) & (outside_px >= 4)
+    assert beside.sum() > 100
+
+    kept = fusion.inside_hull(fattened, camera, camera.K, field, 0.5)
+    # (The hull looks its silhouettes' distances up at the nearest pixel, which puts it about a
+    # pixel inside: a few depths at the outline go too.)
+    assert (kept[on] > 0).mean() > 0.94
+    assert (kept[beside] > 0).mean() < 0.1
+    assert np.array_equal(kept[kept > 0], fattened[kept > 0])  # kept depths are unchanged
