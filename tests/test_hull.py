@@ -35,12 +35,18 @@ def sphere_depth(camera) -> np.ndarray:
     return depth.reshape(camera.height, camera.width)
 
 
-def test_the_hull_of_a_sphere_lies_on_it_and_stereo_that_sees_through_it_wins() -> None:
-    options = SynthOptions(views=24, size_px=160)
+def sphere_hull(size_px: int, resolution: int) -> tuple[list, hull.HullField]:
+    """A ring of 24 cameras round the sphere and the visual hull of its silhouettes."""
+    options = SynthOptions(views=24, size_px=size_px)
     cameras = ring_cameras(np.zeros(3), 3 * RADIUS, 24, options, np.random.default_rng(0))
     masks = [sphere_mask(camera) for camera in cameras]
     box = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (-0.15, 0.15)])
-    field = hull.silhouette_field(cameras, masks, box, np.array([0, 1.0, 0]), resolution=96)
+    up = np.array([0, 1.0, 0])
+    return cameras, hull.silhouette_field(cameras, masks, box, up, resolution=resolution)
+
+
+def test_the_hull_of_a_sphere_lies_on_it_and_stereo_that_sees_through_it_wins() -> None:
+    cameras, field = sphere_hull(size_px=160, resolution=96)
 
     camera = cameras[0]
     truth = sphere_depth(camera)
@@ -69,11 +75,7 @@ def test_stereo_depths_beside_the_outline_leave_and_those_on_the_surface_stay() 
     depths lie outside the hull (outside the other photos' silhouettes) and go; the surface's
     own depths, the hull's surface among them, stay."""
     # A hull cell of about 5 px, as round a product in 960 px photos.
-    options = SynthOptions(views=24, size_px=320)
-    cameras = ring_cameras(np.zeros(3), 3 * RADIUS, 24, options, np.random.default_rng(0))
-    masks = [sphere_mask(camera) for camera in cameras]
-    box = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (-0.15, 0.15)])
-    field = hull.silhouette_field(cameras, masks, box, np.array([0, 1.0, 0]), resolution=64)
+    cameras, field = sphere_hull(size_px=320, resolution=64)
     camera = cameras[0]
     truth = sphere_depth(camera).astype(np.float32)
     on = truth > 0
