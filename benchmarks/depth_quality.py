@@ -39,7 +39,7 @@ import trimesh
 
 from recon import depth as depth_stage
 from recon.cameras import Camera, read_cameras_json
-from recon.masks import MaskOptions
+from recon.masks import MaskOptions, grow_mask
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import from_trimesh
 from recon.workspace import Workspace
@@ -78,10 +78,7 @@ def prepare_workspace(
         for camera in cameras:
             source = capture / "truth" / "masks" / Path(camera.name).with_suffix(".png")
             mask = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-            grow = round(mask_margin_rel * max(mask.shape))
-            if grow > 0:
-                kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-                mask = cv2.dilate(mask, kernel)
+            mask = grow_mask(mask, round(mask_margin_rel * max(mask.shape)))
             cv2.imwrite(str(workspace.mask_path(camera.name)), mask)
     mesh = trimesh.load(capture / "truth" / "mesh.ply", force="mesh")
     xyz, visible_in = truth_sparse_points(mesh, cameras, points, seed)

@@ -33,6 +33,7 @@ import numpy as np
 
 from recon.cameras import Camera
 from recon.errors import StageError
+from recon.masks import grow_mask
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, atomic_path
 
@@ -284,11 +285,7 @@ def _read_mask(path: Path) -> np.ndarray | None:
 def _shrink_mask(mask: np.ndarray, shape: tuple[int, ...], options: DepthOptions) -> np.ndarray:
     """The mask at the computing size (h, w), dilated by `mask_dilate_rel`."""
     small = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-    radius = round(options.mask_dilate_rel * max(shape))
-    if radius > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        small = cv2.dilate(small, kernel)
-    return small > 0
+    return grow_mask(small, round(options.mask_dilate_rel * max(shape))) > 0
 
 
 def select_neighbors(

@@ -1009,9 +1009,16 @@ def product_mask(
     outline = (small_box > 0) & (inner == 0)
     touch = float(foreground[outline].sum()) / max(small_size)
     full = cv2.resize(foreground, (camera.width, camera.height), interpolation=cv2.INTER_LINEAR)
-    grow = max(1, round(options.mask_dilate_rel * max(camera.width, camera.height)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    return cv2.dilate(full, kernel).astype(bool) & box, touch
+    radius = max(1, round(options.mask_dilate_rel * max(camera.width, camera.height)))
+    return grow_mask(full, radius).astype(bool) & box, touch
+
+
+def grow_mask(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    """`mask` (h, w) uint8 dilated by a disc of `radius_px` (unchanged for 0)."""
+    if radius_px <= 0:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1, 2 * radius_px + 1))
+    return cv2.dilate(mask, kernel)
 
 
 def fill_small_holes(
