@@ -36,6 +36,7 @@ import numpy as np
 from recon import turntable
 from recon.cameras import Camera
 from recon.errors import InputError
+from recon.masks import grow_mask
 from recon.textured_mesh import TexturedMesh
 
 logger = logging.getLogger(__name__)
@@ -1032,9 +1033,7 @@ def mask_agreement(
             small = camera.scaled(min(1.0, max_px / max(camera.width, camera.height)))
             drawn = renderer.render(small).mask
             grow = round(grow_rel * max(drawn.shape))
-            if grow > 0:
-                kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)
-                drawn = cv2.dilate(drawn.astype(np.uint8), kernel).astype(bool)
+            drawn = grow_mask(drawn.astype(np.uint8), grow).astype(bool)
             want = cv2.resize(
                 (mask > 0).astype(np.uint8), drawn.shape[::-1], interpolation=cv2.INTER_NEAREST
             ).astype(bool)
