@@ -144,7 +144,7 @@ def run(
         depth, confidence, K = maps[index]
         stereo_pixels += int((depth > 0).sum())
         if trim_to_hull:
-            depth = inside_hull(depth, camera, K, field, options.hull_stereo_outside_cells)
+            depth = hull.drop_outside(depth, camera, K, field, options.hull_stereo_outside_cells)
         if field is not None:
             height, width = depth.shape
             inside = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST) > 0
@@ -410,19 +410,6 @@ def integrate(
         image, intrinsic, pose, 1.0, far, truncation_voxels
     )
     grid.integrate(blocks, image, intrinsic, pose, 1.0, far, truncation_voxels)
-
-
-def inside_hull(
-    depth: np.ndarray, camera: Camera, K: np.ndarray, field: hull.HullField, tolerance_cells: float
-) -> np.ndarray:
-    """`depth` (K at the map's size) without the points that lie outside the hull `field` by
-    more than `tolerance_cells` × its cell: outside some photo's silhouette."""
-    rows, cols = np.nonzero(depth > 0)
-    xyz = hull.world_points(camera, K, depth, rows, cols)
-    outside = hull.sample(field, xyz) < -tolerance_cells * field.voxel
-    out = depth.copy()
-    out[rows[outside], cols[outside]] = 0
-    return out
 
 
 def product_depth(

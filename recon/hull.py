@@ -10,6 +10,7 @@ depths only where stereo found nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -224,13 +225,35 @@ def drop_seen_through(
     `min_views` other photos' stereo looks through: its depth map, at the point's pixel, lies
     beyond the point by more than `margin_rel` × depth. `others` holds (camera, depth map, K at
     the map's size), or their DepthStack, less its photo `exclude`."""
+    return drop_points(
+        depth,
+        camera,
+        K,
+        lambda xyz: seen_through_votes(xyz, others, margin_rel, exclude) >= min_views,
+    )
+
+
+def drop_outside(
+    depth: np.ndarray, camera: Camera, K: np.ndarray, field: HullField, tolerance_cells: float
+) -> np.ndarray:
+    """`depth` (K at the map's size) without the points that lie outside the hull `field` by
+    more than `tolerance_cells` × its cell: outside some photo's silhouette."""
+    return drop_points(
+        depth, camera, K, lambda xyz: sample(field, xyz) < -tolerance_cells * field.voxel
+    )
+
+
+def drop_points(
+    depth: np.ndarray, camera: Camera, K: np.ndarray, dropped: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """`depth` (K at the map's size) with 0 at the pixels whose world points (n, 3) the
+    `dropped` test marks (n,) True; the rest unchanged."""
     rows, cols = np.nonzero(depth > 0)
     if len(rows) == 0:
         return depth
-    xyz = world_points(camera, K, depth, rows, cols)
-    dropped = seen_through_votes(xyz, others, margin_rel, exclude) >= min_views
+    drop = dropped(world_points(camera, K, depth, rows, cols))
     out = depth.copy()
-    out[rows[dropped], cols[dropped]] = 0
+    out[rows[drop], cols[drop]] = 0
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from recon import fusion, hull
+from recon import hull
 from recon.synth import SynthOptions, ring_cameras
 
 RADIUS = 0.1  # a sphere at the origin
@@ -85,7 +85,7 @@ def test_stereo_depths_beside_the_outline_leave_and_those_on_the_surface_stay() 
     beside = ~on & (fattened > 0) & (outside_px >= 4)
     assert beside.sum() > 100
 
-    kept = fusion.inside_hull(fattened, camera, camera.K, field, 0.5)
+    kept = hull.drop_outside(fattened, camera, camera.K, field, 0.5)
     # (The hull looks its silhouettes' distances up at the nearest pixel, which puts it about a
     # pixel inside: a few depths at the outline go too.)
     assert (kept[on] > 0).mean() > 0.94
