@@ -337,9 +337,12 @@ def carve_seen_through(
     fill_px: int = 5,
     open_cells: int = 1,
     sink_floor_rel: float = 0.0,
+    agreeing_margin_rel: float = 0.0,
+    agreeing_views: int = 2,
 ) -> HullField:
     """The hull less the space that at least `min_views` of the `others` (camera, depth map,
-    K at the map's size) look through (see seen_through_votes, with each map's holes up to
+    K at the map's size) look through by `margin_rel`, or `agreeing_views` of them by
+    `agreeing_margin_rel` (> 0; see seen_through_votes, with each map's holes up to
     `fill_px` wide filled, and the carved cells opened by `open_cells`): the hollow of a mug,
     which no silhouette shows. The carved part's signed distance comes from its cells (half a
     cell off at worst); the hull's own surface keeps its smooth distance. With `sink_floor_rel`
@@ -355,7 +358,10 @@ def carve_seen_through(
         # safe (a point beyond even that is seen through) and the carved hollow whole.
         filled = [(camera, nearest_depth(depth, fill_px), K) for camera, depth, K in others]
         votes = seen_through_votes(xyz, filled, margin_rel)
-        seen[tuple(candidates[votes >= min_views].T)] = True
+        carve = votes >= min_views
+        if agreeing_margin_rel > 0:
+            carve |= seen_through_votes(xyz, filled, agreeing_margin_rel) >= agreeing_views
+        seen[tuple(candidates[carve].T)] = True
         # Lone cells are stereo noise (a white mug's glaze): carved, they leave a hollow of
         # crumbs where the hull's solid hid them.
         seen = ndimage.binary_opening(seen, iterations=open_cells) if open_cells else seen
