@@ -10,6 +10,7 @@ depths only where stereo found nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -224,13 +225,35 @@ def drop_seen_through(
     `min_views` other photos' stereo looks through: its depth map, at the point's pixel, lies
     beyond the point by more than `margin_rel` × depth. `others` holds (camera, depth map, K at
     the map's size), or their DepthStack, less its photo `exclude`."""
+    return drop_points(
+        depth,
+        camera,
+        K,
+        lambda xyz: seen_through_votes(xyz, others, margin_rel, exclude) >= min_views,
+    )
+
+
+def drop_outside(
+    depth: np.ndarray, camera: Camera, K: np.ndarray, field: HullField, tolerance_cells: float
+) -> np.ndarray:
+    """`depth` (K at the map's size) without the points that lie outside the hull `field` by
+    more than `tolerance_cells` × its cell: outside some photo's silhouette."""
+    return drop_points(
+        depth, camera, K, lambda xyz: sample(field, xyz) < -tolerance_cells * field.voxel
+    )
+
+
+def drop_points(
+    depth: np.ndarray, camera: Camera, K: np.ndarray, dropped: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """`depth` (K at the map's size) with 0 at the pixels whose world points (n, 3) the
+    `dropped` test marks (n,) True; the rest unchanged."""
     rows, cols = np.nonzero(depth > 0)
     if len(rows) == 0:
         return depth
-    xyz = world_points(camera, K, depth, rows, cols)
-    dropped = seen_through_votes(xyz, others, margin_rel, exclude) >= min_views
+    drop = dropped(world_points(camera, K, depth, rows, cols))
     out = depth.copy()
-    out[rows[dropped], cols[dropped]] = 0
+    out[rows[drop], cols[drop]] = 0
     return out
 
 
@@ -314,9 +337,12 @@ def carve_seen_through(
     fill_px: int = 5,
     open_cells: int = 1,
     sink_floor_rel: float = 0.0,
+    agreeing_margin_rel: float = 0.0,
+    agreeing_views: int = 2,
 ) -> HullField:
     """The hull less the space that at least `min_views` of the `others` (camera, depth map,
-    K at the map's size) look through (see seen_through_votes, with each map's holes up to
+    K at the map's size) look through by `margin_rel`, or `agreeing_views` of them by
+    `agreeing_margin_rel` (> 0; see seen_through_votes, with each map's holes up to
     `fill_px` wide filled, and the carved cells opened by `open_cells`): the hollow of a mug,
     which no silhouette shows. The carved part's signed distance comes from its cells (half a
     cell off at worst); the hull's own surface keeps its smooth distance. With `sink_floor_rel`
@@ -332,7 +358,10 @@ def carve_seen_through(
         # safe (a point beyond even that is seen through) and the carved hollow whole.
         filled = [(camera, nearest_depth(depth, fill_px), K) for camera, depth, K in others]
         votes = seen_through_votes(xyz, filled, margin_rel)
-        seen[tuple(candidates[votes >= min_views].T)] = True
+        carve = votes >= min_views
+        if agreeing_margin_rel > 0:
+            carve |= seen_through_votes(xyz, filled, agreeing_margin_rel) >= agreeing_views
+        seen[tuple(candidates[carve].T)] = True
         # Lone cells are stereo noise (a white mug's glaze): carved, they leave a hollow of
         # crumbs where the hull's solid hid them.
         seen = ndimage.binary_opening(seen, iterations=open_cells) if open_cells else seen

@@ -85,9 +85,41 @@ def test_stereo_depths_beside_the_outline_leave_and_those_on_the_surface_stay() 
     beside = ~on & (fattened > 0) & (outside_px >= 4)
     assert beside.sum() > 100
 
-    kept = fusion.inside_hull(fattened, camera, camera.K, field, 0.5)
+    kept = hull.drop_outside(fattened, camera, camera.K, field, 0.5)
     # (The hull looks its silhouettes' distances up at the nearest pixel, which puts it about a
     # pixel inside: a few depths at the outline go too.)
     assert (kept[on] > 0).mean() > 0.94
     assert (kept[beside] > 0).mean() < 0.1
     assert np.array_equal(kept[kept > 0], fattened[kept > 0])  # kept depths are unchanged
+
+
+def test_two_photos_that_agree_carve_a_shallow_recess_and_stereo_noise_carves_nothing() -> None:
+    """Two photos whose depths lie 3 % beyond the sphere in the middle of their views (a soup
+    can's lid below its rim) carve the hull in front of their depths at fusion's margins; one photo
+    alone does not (stereo's outliers); depths on the surface, with the 0.2 % noise of stereo,
+    carve nothing."""
+    cameras, field = sphere_hull(size_px=160, resolution=96)
+    pair = cameras[:2]
+    cells = np.argwhere(np.ones(field.values.shape, dtype=bool))
+    radius = np.linalg.norm((cells * field.voxel + field.origin) @ field.axes, axis=1)
+    in_sphere = (radius < RADIUS - 0.001).reshape(field.values.shape)
+    options = fusion.FusionOptions()
+    rng = np.random.default_rng(0)
+
+    def carved(cameras: list, recess: float) -> np.ndarray:
+        others = []
+        for camera in cameras:
+            rows, cols = np.mgrid[0 : camera.height, 0 : camera.width]
+            disc = (rows - camera.height / 2) ** 2 + (cols - camera.width / 2) ** 2 < 10**2
+            noise = 1 + rng.normal(0, 0.002, (camera.height, camera.width))
+            depth = sphere_depth(camera) * np.where(disc, 1 + recess, 1) * noise
+            others.append((camera, depth.astype(np.float32), camera.K))
+        carved = hull.carve_seen_through(
+            field, others, options.hull_free_space_rel, options.hull_close_carve_views,
+            agreeing_margin_rel=options.hull_carve_agreeing_rel,
+        )  # fmt: skip
+        return (field.values > 0) & (carved.values <= 0)
+
+    assert (carved(pair, 0.03) & in_sphere).sum() > 100
+    assert not (carved(pair[:1], 0.03) & in_sphere).any()
+    assert not carved(pair, 0.0).any()
