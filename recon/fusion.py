@@ -37,10 +37,12 @@ class FusionOptions:
     # Where stereo found nothing inside the product's mask (plain surfaces), the visual hull's
     # depth stands in (see recon.hull); 0 turns it off.
     hull_resolution: int = 128  # hull grid cells along the product box's longest side
-    hull_mask_margin_rel: float = 0.015  # the masks' safety margin (MaskOptions), taken off again
-    # ... and no more, though the masks came out 1.4-3.6 px fat at 960 px on plain paper
-    # (GrabCut's outline at 320 px): 1.5 px more thinned the soup can and the white mug, whose
-    # rims then cost novel-view PSNR 1.0 and 2.9 dB (the avocado's F@0.5 % rose 0.954 -> 0.981).
+    # The masks' safety margin (MaskOptions.mask_dilate_rel 0.015) is taken off again, less 1 px
+    # at 960 px: their outlines sit on the photos' edges (masks.refine_outline), and a hull that
+    # much wider keeps rims whole (novel-view PSNR: soup can on a table 27.5 -> 28.0 dB, cracker
+    # box on plain paper 26.2 -> 26.8). With GrabCut's outlines, 1-3 px fat, it cost the cracker
+    # box 1.2 dB; 1.5 px more taken off thinned the soup can and the white mug (-1.0, -2.9 dB).
+    hull_mask_margin_rel: float = 0.014
     # Stereo depths farther outside the hull than this × its cell are dropped (0: kept; plain
     # backdrops only, see run): beside a product's outline PatchMatch's windows carry its depth
     # out onto the backdrop (1.9 % of an avocado's depths on plain paper, 1.4 px out). Avocado

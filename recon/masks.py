@@ -59,6 +59,13 @@ class MaskOptions:
     grabcut_margin_rel: float = 0.03  # GrabCut sees the box and this × the long side round it
     rim_colours: int = 8  # typical background colours taken from each photo's rim
     outline_close_rel: float = 0.02  # close the product's outlines over this × the long side
+    # GrabCut's small pixels keep the outline's mixed pixels: its masks were 1-3 px too wide
+    # at 960 px, and so was the visual hull on a plain backdrop. At full size, each pixel near
+    # the outline goes to the side whose colour it is nearer to (`refine_outline`).
+    refine_band_rel: float = 0.005  # the outline moves out by up to this × the long side
+    refine_trim_rel: float = 0.002  # ... and in by up to this (more lost a can's dark rim)
+    refine_min_contrast: float = 12.0  # sides' colours nearer (8-bit Lab) tell nothing
+    refine_share: float = 0.5  # product from this share of the way to the product's colour
     mask_dilate_rel: float = 0.015  # grow final masks by this × image size: never clip the product
     # Holes inside a product's mask smaller than this × its area are filled: the visual hull
     # carves along every ray of every mask, so a speck that segmentation lost (a barcode's
@@ -1009,8 +1016,82 @@ def product_mask(
     outline = (small_box > 0) & (inner == 0)
     touch = float(foreground[outline].sum()) / max(small_size)
     full = cv2.resize(foreground, (camera.width, camera.height), interpolation=cv2.INTER_LINEAR)
+    if options.refine_band_rel > 0:
+        long_side = max(camera.width, camera.height)
+        full = refine_outline(
+            image, full,
+            band_px=max(1, round(options.refine_band_rel * long_side)),
+            trim_px=max(1, round(options.refine_trim_rel * long_side)),
+            min_contrast=options.refine_min_contrast, min_share=options.refine_share,
+        )  # fmt: skip
     radius = max(1, round(options.mask_dilate_rel * max(camera.width, camera.height)))
     return grow_mask(full, radius).astype(bool) & box, touch
+
+
+def refine_outline(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    band_px: int,
+    trim_px: int,
+    min_contrast: float,
+    min_share: float,
+) -> np.ndarray:
+    """(h, w) uint8 0 / 1: `mask` (h, w) uint8 0 / 1, upsampled from the segmentation size,
+    with its outline moved onto the photo's (h, w, 3) colour edge, out by up to `band_px` and
+    in by up to `trim_px`. A pixel there is product where its colour lies at least `min_share`
+    of the way from the colour of the nearest pixel `band_px` outside the outline to that of
+    the nearest pixel `band_px` inside it (a mixed pixel, half covered: half-way), or, inside
+    the outline, to that of the nearest pixel `trim_px` inside it: the product's edge may be
+    unlike its inner part (a can's dark rim under its pale label). Sides whose colours differ
+    by less than `min_contrast` (8-bit Lab) tell nothing."""
+    if not mask.any():
+        return mask
+    reach = 2 * band_px + 2  # the band and the pixels that colour it
+    x, y, w, h = cv2.boundingRect(mask)
+    x0, y0 = max(0, x - reach), max(0, y - reach)
+    x1, y1 = min(mask.shape[1], x + w + reach), min(mask.shape[0], y + h + reach)
+    crop = mask[y0:y1, x0:x1]
+
+    def disc(radius: int) -> np.ndarray:
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+    inner = cv2.erode(crop, disc(band_px)) > 0
+    kept = cv2.erode(crop, disc(trim_px)) > 0
+    outer = cv2.dilate(crop, disc(band_px)) > 0
+    band_y, band_x = np.nonzero(outer & ~kept)
+    if not inner.any() or outer.all() or len(band_y) == 0:
+        return mask
+    lab = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2LAB).astype(np.float32)
+    smooth = cv2.blur(lab, (3, 3))  # the sides' samples: one JPEG pixel is a noisy sample
+
+    def nearest_colours(side: np.ndarray) -> np.ndarray:
+        """(n, 3): the colour of each band pixel's nearest pixel of `side`."""
+        _, nearest = cv2.distanceTransformWithLabels(
+            (~side).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        side_y, side_x = np.nonzero(side)  # (the labels number them in raster order)
+        index = nearest[band_y, band_x] - 1
+        return smooth[side_y[index], side_x[index]]
+
+    background = nearest_colours(~outer)
+    colour = lab[band_y, band_x] - background
+    was_product = crop[band_y, band_x] > 0
+    product = np.zeros(len(band_y), bool)
+    decided = np.zeros(len(band_y), bool)
+    # (the edge's colour only keeps pixels: out beyond a wide outline it may be background)
+    for side, applies in ((inner, True), (kept, was_product)):
+        across = nearest_colours(side) - background
+        contrast2 = (across * across).sum(axis=1)
+        telling = (contrast2 >= min_contrast**2) & applies
+        share = (colour * across).sum(axis=1) / np.maximum(contrast2, 1e-6)
+        product |= telling & (share >= min_share)
+        decided |= telling
+    refined = kept.astype(np.uint8)
+    refined[band_y, band_x] = np.where(decided, product, was_product)
+    out = mask.copy()
+    out[y0:y1, x0:x1] = refined
+    return out
 
 
 def grow_mask(mask: np.ndarray, radius_px: int) -> np.ndarray:
