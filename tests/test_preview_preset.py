@@ -3,7 +3,7 @@ keeps the stages' own defaults there."""
 
 from __future__ import annotations
 
-from recon import depth, masks, pipeline
+from recon import depth, masks, pipeline, sfm
 
 
 def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
@@ -16,3 +16,6 @@ def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
     assert preview.depth.coarse_iterations < standard.depth.coarse_iterations
     assert preview.depth.window_radius_px < standard.depth.window_radius_px
     assert preview.depth.geometric_iterations == standard.depth.geometric_iterations
+    # only photos with few keypoints (plain products) are searched at twice the size
+    assert preview.sfm.upsample_below_features < standard.sfm.upsample_below_features
+    assert standard.sfm == sfm.SfmOptions()
