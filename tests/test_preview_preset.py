@@ -3,11 +3,19 @@ keeps the stages' own defaults there."""
 
 from __future__ import annotations
 
-from recon import masks, pipeline
+from recon import depth, masks, pipeline, sfm
 
 
 def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
     standard = pipeline.ReconOptions.for_preset("standard")
     assert standard.masks == masks.MaskOptions()
+    assert standard.depth == depth.DepthOptions()
     preview = pipeline.ReconOptions.for_preset("preview")
     assert preview.masks.grabcut_iterations < standard.masks.grabcut_iterations
+    # a shorter coarse search and a smaller window; the geometric pass stays
+    assert preview.depth.coarse_iterations < standard.depth.coarse_iterations
+    assert preview.depth.window_radius_px < standard.depth.window_radius_px
+    assert preview.depth.geometric_iterations == standard.depth.geometric_iterations
+    # only photos with few keypoints (plain products) are searched at twice the size
+    assert preview.sfm.upsample_below_features < standard.sfm.upsample_below_features
+    assert standard.sfm == sfm.SfmOptions()
