@@ -1052,13 +1052,9 @@ def refine_outline(
     x0, y0 = max(0, x - reach), max(0, y - reach)
     x1, y1 = min(mask.shape[1], x + w + reach), min(mask.shape[0], y + h + reach)
     crop = mask[y0:y1, x0:x1]
-
-    def disc(radius: int) -> np.ndarray:
-        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-
-    inner = cv2.erode(crop, disc(band_px)) > 0
-    kept = cv2.erode(crop, disc(trim_px)) > 0
-    outer = cv2.dilate(crop, disc(band_px)) > 0
+    inner = cv2.erode(crop, disc_kernel(band_px)) > 0
+    kept = cv2.erode(crop, disc_kernel(trim_px)) > 0
+    outer = grow_mask(crop, band_px) > 0
     band_y, band_x = np.nonzero(outer & ~kept)
     if not inner.any() or outer.all() or len(band_y) == 0:
         return mask
@@ -1098,8 +1094,12 @@ def grow_mask(mask: np.ndarray, radius_px: int) -> np.ndarray:
     """`mask` (h, w) uint8 dilated by a disc of `radius_px` (unchanged for 0)."""
     if radius_px <= 0:
         return mask
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1, 2 * radius_px + 1))
-    return cv2.dilate(mask, kernel)
+    return cv2.dilate(mask, disc_kernel(radius_px))
+
+
+def disc_kernel(radius_px: int) -> np.ndarray:
+    """The structuring element of a disc `radius_px` round its centre pixel."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1, 2 * radius_px + 1))
 
 
 def fill_small_holes(
