@@ -141,7 +141,11 @@ def read_grey(path: Path, max_px: int) -> np.ndarray:
     """(h, w) uint8 luma of a photo, at most `max_px` long. JPEGs decode straight at 1/2, 1/4
     or 1/8 of their size when that is still at least `max_px` long (much faster)."""
     flags = cv2.IMREAD_GRAYSCALE
-    header = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    try:
+        header = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    except cv2.error:  # other formats are shrunk after decoding: under 8 px a side, to nothing
+        header = cv2.imread(str(path), flags)
+        flags = cv2.IMREAD_REDUCED_GRAYSCALE_8  # (the whole photo is read already)
     if header is None:
         raise InputError(f"{path} cannot be read as an image")
     long_full = max(header.shape) * 8  # within 8 px of the real size: enough to choose

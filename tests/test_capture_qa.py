@@ -92,6 +92,14 @@ def test_a_soft_product_is_not_blurry_but_a_softer_photo_is(tmp_path) -> None:
     assert problems_of(capture_qa.check(capture, PHOTOS_ONLY)) == {"img_010.jpg": {"blurry"}}
 
 
+def test_photos_a_few_pixels_small_are_read_and_judged(tmp_path) -> None:
+    """OpenCV shrinks a PNG after decoding it: at 1/8, a photo under 8 px a side came out empty
+    and raised (a 500 from the API's /checks). Such photos are read whole and judged."""
+    photo = np.full((5, 9), 200, np.uint8)
+    cv2.imwrite(str(tmp_path / "tiny.png"), photo)
+    assert np.array_equal(capture_qa.read_grey(tmp_path / "tiny.png", 512), photo)
+
+
 def test_dark_and_blown_out_photos_are_named(tmp_path) -> None:
     capture = copy_capture("bottle_table", tmp_path / "photos")
     edit(capture / "img_003.jpg", lambda im: (im * 0.15).astype(np.uint8))  # nearly black
