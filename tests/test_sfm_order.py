@@ -104,3 +104,42 @@ def test_the_consensus_seed_is_each_photos_strongest_pair_and_successive_photos(
         frozenset(("c.jpg", "d.jpg")),
         frozenset(("d.jpg", "e.jpg")),
     }
+
+
+def test_ring_pairs_are_neighbours_along_a_ring_and_above_one_another() -> None:
+    """Two rings of 6: photos one place apart along a ring (round it: 0-5) and photos of the
+    next ring within one place of `offset` along it (ring 2 starts 2 places on)."""
+    pairs = sfm.ring_pairs(12, 6, offset=2, window=1)
+    along = {(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5)}
+    along |= {(i + 6, j + 6) for i, j in along}
+    # photo 0 (place 0) sits under places 1, 2, 3 of ring 2: photos 7, 8, 9
+    above = {(i, 6 + (i + 2 + step) % 6) for i in range(6) for step in (-1, 0, 1)}
+    assert pairs == along | above
+    assert (0, 6) not in pairs
+    assert (0, 2) not in pairs
+    assert (0, 2) in sfm.ring_pairs(12, 6, offset=2, window=2)
+
+
+def test_ring_offset_follows_the_matches_between_rings() -> None:
+    """Each photo of the first ring (of 8) sits under place 3 on from its own on the second:
+    those pairs match."""
+    pairs = {(i, 8 + (i + 3) % 8): 100 for i in range(8)}
+    pairs[(0, 8)] = 60  # one look-alike pair does not outvote the others
+    assert sfm.ring_offset(pairs, 8) == 3
+
+
+def test_ring_sizes_put_the_true_rings_first_despite_look_alike_pairs() -> None:
+    """24 photos in two rings of 12 (30° apart): neighbours along a ring and above one another
+    match; every photo also matches the one half a ring away (a look-alike side, 180° off),
+    which a ring of 6 would take for the photo above it. Rings of 12 come first; sizes that do
+    not divide 24, and one ring of 24, are never tried."""
+    pairs = {}
+    for i in range(24):
+        ring, place = divmod(i, 12)
+        pairs[tuple(sorted((i, ring * 12 + (place + 1) % 12)))] = 80
+        if ring == 0:
+            pairs[(i, 12 + place)] = 60
+        pairs[tuple(sorted((i, ring * 12 + (place + 6) % 12)))] = 50
+    sizes = sfm.ring_sizes(pairs, 24, 6)
+    assert sizes[0] == 12
+    assert set(sizes) <= {6, 8, 12}
