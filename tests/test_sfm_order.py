@@ -143,3 +143,5 @@ def test_ring_sizes_put_the_true_rings_first_despite_look_alike_pairs() -> None:
     sizes = sfm.ring_sizes(pairs, 24, 6)
     assert sizes[0] == 12
     assert set(sizes) <= {6, 8, 12}
+    # 13 photos cannot be equal rings of 6 or more: nothing to try
+    assert sfm.ring_sizes(pairs, 13, 6) == []
