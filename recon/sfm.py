@@ -305,9 +305,10 @@ def run(
             f"the photos could not be placed consistently: points the model puts in plain "
             f"view of a photo are missing from it (visibility consistency {consistency:.2f}, "
             f"under {options.min_visibility_consistency}). Sides that look alike (the same "
-            "print on two faces) were probably taken for one another. Take the photos in "
-            "order around the product with more overlap, and put a patterned mat or "
-            "newspaper under it so every side has a distinct background"
+            "print on two faces) or a pattern that repeats (tiles, wood grain, a grid) were "
+            "probably taken for one another. Take the photos in order around the product "
+            "with more overlap, and put it on a patterned mat or newspaper whose print does "
+            "not repeat, so every side has a distinct background"
         )
     workspace.write_sfm_points(**points)
     timings["undistort"] = time.perf_counter() - start
