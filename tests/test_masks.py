@@ -12,6 +12,7 @@ from recon.masks import (
     fit_ground_plane,
     ransac_plane,
     refine_outline,
+    rim_likeness,
 )
 
 
@@ -96,3 +97,22 @@ def test_an_outline_is_kept_where_product_and_background_look_alike() -> None:
     yy, xx = np.mgrid[0:200, 0:200]
     mask = (np.hypot(yy - 99.5, xx - 99.5) < 63).astype(np.uint8)
     assert (_refine(photo, mask) == mask).all()
+
+
+def test_the_backdrops_own_colours_are_told_and_nothing_on_a_table() -> None:
+    """A pale bottle on a grey backdrop, with GrabCut's halo of backdrop shades round it:
+    the backdrop and the halo are alike (surely background off the table), the bottle is not."""
+    photo = np.full((200, 200, 3), (205, 208, 210), np.uint8)
+    cv2.rectangle(photo, (60, 40), (140, 190), (208, 211, 213), 6)  # a shade of the backdrop
+    photo[50:180, 70:130] = (120, 190, 200)  # a pale yellow bottle
+    unlike, like = rim_likeness(photo, 8)
+    assert like[:36].all()  # the backdrop
+    assert like[40:180, 57:63].all()  # ... and its shade
+    assert not like[50:180, 70:130].any()
+    assert unlike[50:180, 70:130].all()
+    assert (unlike ^ like).all()
+    rng = np.random.default_rng(0)
+    wood = rng.integers(60, 160, (200, 200, 3), dtype=np.uint8)
+    unlike, like = rim_likeness(wood, 8)
+    assert not unlike.any()
+    assert not like.any()
