@@ -39,7 +39,8 @@ import trimesh
 
 from recon import depth as depth_stage
 from recon.cameras import Camera, read_cameras_json
-from recon.masks import MaskOptions, grow_mask
+from recon.masks import MaskOptions
+from recon.morphology import grow_mask
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import from_trimesh
 from recon.workspace import Workspace

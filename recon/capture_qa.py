@@ -36,7 +36,7 @@ import numpy as np
 from recon import turntable
 from recon.cameras import Camera
 from recon.errors import InputError
-from recon.masks import grow_mask
+from recon.morphology import grow_mask
 from recon.textured_mesh import TexturedMesh
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ import numpy as np
 
 from recon.cameras import Camera
 from recon.errors import StageError
-from recon.masks import grow_mask
+from recon.morphology import grow_mask
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, atomic_path
 

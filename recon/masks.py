@@ -25,6 +25,7 @@ import numpy as np
 from recon import turntable
 from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import StageError
+from recon.morphology import disc_kernel, grow_mask
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, write_json_atomic
 
@@ -1121,18 +1122,6 @@ def refine_outline(
     out = mask.copy()
     out[y0:y1, x0:x1] = refined
     return out
-
-
-def grow_mask(mask: np.ndarray, radius_px: int) -> np.ndarray:
-    """`mask` (h, w) uint8 dilated by a disc of `radius_px` (unchanged for 0)."""
-    if radius_px <= 0:
-        return mask
-    return cv2.dilate(mask, disc_kernel(radius_px))
-
-
-def disc_kernel(radius_px: int) -> np.ndarray:
-    """The structuring element of a disc `radius_px` round its centre pixel."""
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1, 2 * radius_px + 1))
 
 
 def fill_small_holes(

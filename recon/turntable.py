@@ -41,6 +41,7 @@ import numpy as np
 
 from recon.cameras import Camera
 from recon.errors import InputError, StageError
+from recon.morphology import disc_kernel, grow_mask
 from recon.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -209,8 +210,7 @@ def moving_part(differs: np.ndarray, options: TurntableOptions) -> np.ndarray:
     mask = differs.astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
     close = max(1, round(options.close_rel * size))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * close + 1, 2 * close + 1))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, disc_kernel(close))
     return mask.astype(bool)
 
 
@@ -227,8 +227,7 @@ def feature_masks(
         small = finding.moving[index].astype(np.uint8) * 255
         full = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
         grow = max(1, round(options.margin_rel * max(width, height)))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-        masks.append(cv2.dilate(full.astype(np.uint8) * 255, kernel))
+        masks.append(grow_mask(full.astype(np.uint8) * 255, grow))
     return masks
 
 
@@ -348,7 +347,7 @@ def sure_background(
         small = finding.moving[index].astype(np.uint8) * 255
         moving = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
         grow = max(1, round(options.background_margin_rel * max(width, height)))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        kernel = disc_kernel(grow)
         # Only the room round the product: a still patch it encloses is the product itself,
         # plain and lit alike at every turn (the lights stay with the room), so it repeats
         # like the room does; cut from every mask, it made tunnels through the visual hull.
@@ -364,7 +363,7 @@ def sure_background(
                 # (a wide margin here leaves a band of disc round the base in every mask,
                 # which the visual hull then fills in as a skirt round the product)
                 reach = max(1, round(options.margin_rel * max(width, height)))
-                disc_only = (on_disc > 0) & (cv2.dilate(meets, _disc_kernel(reach)) == 0)
+                disc_only = (on_disc > 0) & (cv2.dilate(meets, disc_kernel(reach)) == 0)
                 # The points' outline misses a plain product's sides where they stand over the
                 # disc: only the disc's own colours there are surely not the product.
                 clear = round(options.disc_colour_clearance_rel * max(width, height))
@@ -415,10 +414,6 @@ def like_colours(
     out = np.zeros(judge.shape, bool)
     out[rows, cols] = distance <= options.disc_colour_distance
     return out
-
-
-def _disc_kernel(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def rays_meeting_first(
