@@ -2,6 +2,10 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from recon.lazy_imports import defer_unused_modules
+
+defer_unused_modules()
+
 try:
     __version__ = version("recon")
 except PackageNotFoundError:  # running from a source tree that was never installed

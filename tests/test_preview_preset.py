@@ -12,6 +12,9 @@ def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
     assert standard.depth == depth.DepthOptions()
     preview = pipeline.ReconOptions.for_preset("preview")
     assert preview.masks.grabcut_iterations < standard.masks.grabcut_iterations
+    # GrabCut on fewer pixels, the table told apart with fewer photos
+    assert preview.masks.segment_px < standard.masks.segment_px
+    assert preview.masks.table_max_views < standard.masks.table_max_views
     # a shorter coarse search and a smaller window; the geometric pass stays
     assert preview.depth.coarse_iterations < standard.depth.coarse_iterations
     assert preview.depth.window_radius_px < standard.depth.window_radius_px
