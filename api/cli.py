@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy import select
 
 from recon import cli as recon_cli
 
@@ -213,6 +212,8 @@ def _create_merchant(args: argparse.Namespace) -> int:
 
 
 def _rotate_key(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from api.auth import rotate_key
     from api.db import Merchant
 
@@ -226,6 +227,8 @@ def _rotate_key(args: argparse.Namespace) -> int:
 
 
 def _list_merchants(_args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from api.db import Job, Merchant
 
     table = Table("merchant", "key ends", "jobs", "created")

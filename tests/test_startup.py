@@ -45,3 +45,20 @@ def test_the_pipeline_imports_without_open3d_ml_and_viewer() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["[]", "SizeVector[1]"]
+
+
+def test_the_command_imports_no_web_framework() -> None:
+    """The `recon` command starts in api.cli (it adds the service's verbs); a reconstruction
+    needs neither Flask nor the database layer, which the app factory pulls in."""
+    code = (
+        "import sys, api.cli\n"
+        "print(sorted({'flask', 'sqlalchemy', 'waitress'} & set(sys.modules)))\n"
+        "from api import create_app, API_PREFIX\n"
+        "print(callable(create_app), API_PREFIX)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[]", "True /api/v1"]
