@@ -123,3 +123,60 @@ def test_two_photos_that_agree_carve_a_shallow_recess_and_stereo_noise_carves_no
     assert (carved(pair, 0.03) & in_sphere).sum() > 100
     assert not (carved(pair[:1], 0.03) & in_sphere).any()
     assert not carved(pair, 0.0).any()
+
+
+def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
+    """A container (walls 1 cell thick round an opening carved 6 layers down) sinks to its
+    floor; the same opening in a body 5 cells wider all round (an armchair's seat between its
+    arms) does not, nor does a narrow opening (a shoe's collar) in the thin-walled one."""
+    inside = np.zeros((24, 24, 28), dtype=bool)
+    inside[5:19, 2:22, 5:23] = True  # the container: 14 x 18 cells, layers 2..21
+    seen = np.zeros_like(inside)
+    seen[6:18, 16:22, 6:22] = True  # its opening, 12 x 16 of the 14 x 18 cells
+    occupied = np.zeros_like(inside)
+    sunk = hull.sink_hollows(
+        seen, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
+    )
+    assert sunk[12, 4:16, 14].all()  # down to the floor (layer 2 + 2) ...
+    assert not sunk[12, :4, 14].any()  # ... which stays
+    body = np.zeros_like(inside)
+    body[0:24, 2:22, 0:28] = True  # the same opening in a wide body
+    np.testing.assert_array_equal(
+        hull.sink_hollows(
+            seen, body, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
+        ),
+        seen,
+    )
+    collar = np.zeros_like(inside)
+    collar[10:13, 16:22, 12:15] = True  # 3 x 3 cells: narrow
+    np.testing.assert_array_equal(
+        hull.sink_hollows(
+            collar, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
+        ),
+        collar,
+    )
+
+
+def test_a_cell_is_a_stereo_surface_where_two_photos_each_put_many_depths_in_it() -> None:
+    """Stray depths, 4 a photo from 8 photos, do not make a cell occupied (a white mug's
+    glaze); 9 from each of two photos do."""
+    field = hull.HullField(np.zeros(3), np.eye(3), 0.1, np.ones((10, 10, 10), np.float32))
+    cameras = ring_cameras(np.full(3, 0.5), 3.0, 8, SynthOptions(views=8, size_px=640),
+                           np.random.default_rng(0))  # fmt: skip
+
+    def depth_at(camera, point: np.ndarray, side: int) -> np.ndarray:
+        """A depth map with a `side` x `side` block of pixels round `point`'s, at its depth."""
+        depth = np.zeros((camera.height, camera.width), np.float32)
+        uv, z = camera.project(point[None])
+        col, row = np.round(uv[0]).astype(int) - side // 2
+        depth[row : row + side, col : col + side] = z[0]
+        return depth
+
+    # 3 x 3 pixels round a cell's centre stay in the cell (a pixel is 0.012 there).
+    stray, dense = np.array([0.2, 0.2, 0.2]), np.array([0.7, 0.7, 0.7])
+    maps = [(c, depth_at(c, stray, 2) + depth_at(c, dense, 3 if i < 2 else 0), c.K)
+            for i, c in enumerate(cameras)]  # fmt: skip
+    occupied = hull.stereo_cells(field, maps)
+    assert occupied[7, 7, 7]
+    assert not occupied[2, 2, 2]
+    assert occupied.sum() == 1
