@@ -31,6 +31,16 @@ def test_a_deferred_module_runs_only_when_used(tmp_path, monkeypatch) -> None:
             del builtins.deferpkg_ran
 
 
+def fresh_interpreter_lines(code: str) -> list[str]:
+    """The first two lines `code` prints in a new Python process (a clean sys.modules)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("\n")[:2]
+
+
 def test_the_pipeline_imports_without_open3d_ml_and_viewer() -> None:
     """open3d imports open3d.ml (scikit-learn) and open3d.visualization (Dash, pandas) itself:
     about 2.5 CPU-s of every run, for parts recon never calls."""
@@ -39,12 +49,7 @@ def test_the_pipeline_imports_without_open3d_ml_and_viewer() -> None:
         "print(sorted({'sklearn', 'pandas', 'dash'} & set(sys.modules)))\n"
         "print(open3d.core.Tensor([1.0]).shape)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["[]", "SizeVector[1]"]
+    assert fresh_interpreter_lines(code) == ["[]", "SizeVector[1]"]
 
 
 def test_the_command_imports_no_web_framework() -> None:
@@ -56,9 +61,4 @@ def test_the_command_imports_no_web_framework() -> None:
         "from api import create_app, API_PREFIX\n"
         "print(callable(create_app), API_PREFIX)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["[]", "True /api/v1"]
+    assert fresh_interpreter_lines(code) == ["[]", "True /api/v1"]
