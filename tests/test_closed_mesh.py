@@ -79,6 +79,25 @@ def test_simplifying_a_closed_surface_keeps_it_closed() -> None:
     assert simplified.volume == pytest.approx(sphere.volume, rel=0.02)
 
 
+def test_simplifying_ends_when_the_fast_decimator_stalls(monkeypatch) -> None:
+    """fast_simplification can stop collapsing above its target (a sunk white mug's inner wall
+    stayed at 110,790 faces call after call): the loop that asked again never ended."""
+    calls = []
+
+    def stalled(vertices, faces, target_reduction):
+        calls.append(len(faces))
+        if len(calls) > 20:
+            raise AssertionError("asked the stalled decimator 20 times")
+        return vertices, faces[: max(len(faces) - 3, 2_100)]  # a few faces, then none
+
+    monkeypatch.setattr(meshing.fast_simplification, "simplify", stalled)
+    open_sphere = trimesh.creation.icosphere(subdivisions=5)
+    open_sphere.update_faces(np.arange(1, len(open_sphere.faces)))  # not closed: no check
+    simplified = meshing.simplify(open_sphere, 2_000)
+    assert len(simplified.faces) <= 2_000
+    assert len(calls) <= 3
+
+
 def test_a_closed_fused_surface_keeps_its_largest_piece_alone() -> None:
     body = trimesh.creation.icosphere(subdivisions=3)
     bubble = trimesh.creation.icosphere(subdivisions=1, radius=0.1)  # 80 faces, beside it
