@@ -268,15 +268,27 @@ def run(
         report("map", 0.9, "refining cameras")
         best = refine(best, options)
         timings["refine"] = time.perf_counter() - start
-        if options.rings and model_visibility(best, names) < options.min_visibility_consistency:
+        consistency = model_visibility(best, names)
+        if options.rings and consistency < options.min_visibility_consistency:
             start = time.perf_counter()
             report("map", 0.95, "placing the photos again, ring by ring")
             best, order_check["rings"] = place_in_rings(
                 database_path, workspace, names, best, options
             )
+            consistency = model_visibility(best, names)
             timings["rings"] = time.perf_counter() - start
         workspace.sfm_model_dir.mkdir(parents=True, exist_ok=True)
         best.write(workspace.sfm_model_dir)
+    if consistency < options.min_visibility_consistency:
+        raise CaptureError(
+            f"the photos could not be placed consistently: points the model puts in plain "
+            f"view of a photo are missing from it (visibility consistency {consistency:.2f}, "
+            f"under {options.min_visibility_consistency}). Sides that look alike (the same "
+            "print on two faces) or a pattern that repeats (tiles, wood grain, a grid) were "
+            "probably taken for one another. Take the photos in order around the product "
+            "with more overlap, and put it on a patterned mat or newspaper whose print does "
+            "not repeat, so every side has a distinct background"
+        )
 
     start = time.perf_counter()
     report("undistort", 0.0, "undistorting photos")
@@ -299,17 +311,6 @@ def run(
     ]
     points = sparse_points(best, {name: index for index, name in enumerate(registered)})
     error = float(best.compute_mean_reprojection_error())
-    consistency = visibility_consistency(cameras, points["xyz"], points["visible_in"])
-    if consistency < options.min_visibility_consistency:
-        raise CaptureError(
-            f"the photos could not be placed consistently: points the model puts in plain "
-            f"view of a photo are missing from it (visibility consistency {consistency:.2f}, "
-            f"under {options.min_visibility_consistency}). Sides that look alike (the same "
-            "print on two faces) or a pattern that repeats (tiles, wood grain, a grid) were "
-            "probably taken for one another. Take the photos in order around the product "
-            "with more overlap, and put it on a patterned mat or newspaper whose print does "
-            "not repeat, so every side has a distinct background"
-        )
     workspace.write_sfm_points(**points)
     timings["undistort"] = time.perf_counter() - start
     workspace.write_sfm_cameras(
