@@ -589,23 +589,6 @@ def up_aligned_axes(up: np.ndarray) -> np.ndarray:
     return np.stack([x, up, z])
 
 
-def unlike_rim(
-    image: np.ndarray,
-    colours: int,
-    rim_rel: float = 0.03,
-    max_rim_spread: float = 2.5,
-    exclude: np.ndarray | None = None,
-) -> np.ndarray:
-    """(h, w) bool: pixels of the (h, w, 3) BGR `image` whose colour is far from all of
-    `colours` typical colours of its outer `rim_rel` band (the background around a product in
-    the middle of the photo); far: 3× the rim's spread about them, at least 4 (8-bit Lab).
-    None at all unless the rim is a plain backdrop (90 % of it within `max_rim_spread` of
-    those colours): a wooden table near the product differs from the table at the rim, and
-    was taken for product. `exclude`: (h, w) bool, rim pixels not to learn from (the table,
-    found by its plane, leaves the backdrop behind it)."""
-    return rim_likeness(image, colours, rim_rel, max_rim_spread, exclude)[0]
-
-
 def rim_likeness(
     image: np.ndarray,
     colours: int,
@@ -613,8 +596,14 @@ def rim_likeness(
     max_rim_spread: float = 2.5,
     exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """((h, w) bool, (h, w) bool): the pixels `unlike_rim` finds, and the rest (the plain
-    backdrop's colours); both none unless the rim is a plain backdrop."""
+    """((h, w) bool, (h, w) bool): pixels of the (h, w, 3) BGR `image` whose colour is unlike
+    the rim, and the rest (the plain backdrop's colours). Unlike: far from all of `colours`
+    typical colours of its outer `rim_rel` band (the background around a product in the middle
+    of the photo); far: 3× the rim's spread about them, at least 4 (8-bit Lab). Both none
+    unless the rim is a plain backdrop (90 % of it within `max_rim_spread` of those colours):
+    a wooden table near the product differs from the table at the rim, and was taken for
+    product. `exclude`: (h, w) bool, rim pixels not to learn from (the table, found by its
+    plane, leaves the backdrop behind it)."""
     none = np.zeros(image.shape[:2], bool)
     lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
     rim = max(1, round(rim_rel * max(image.shape[:2])))

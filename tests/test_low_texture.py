@@ -72,16 +72,16 @@ def test_the_hull_closes_a_tsdf_that_one_photo_saw_half_of() -> None:
     assert closed.area > 0.9 * 4 * np.pi * RADIUS**2
 
 
-def test_unlike_rim_finds_a_pale_part_on_plain_paper_and_nothing_on_a_table() -> None:
+def test_rim_likeness_finds_a_pale_part_on_plain_paper_and_nothing_on_a_table() -> None:
     paper = np.full((200, 200, 3), (220, 216, 214), np.uint8)
     paper[80:120, 60:140] = (232, 230, 229)  # a white frame, a little brighter than the paper
-    found = masks.unlike_rim(paper, 8)
+    found, _ = masks.rim_likeness(paper, 8)
     assert found[85:115, 65:135].all()
     assert found.sum() == 40 * 80
     rng = np.random.default_rng(0)
     wood = rng.integers(60, 160, (200, 200, 3), dtype=np.uint8)
     wood[80:120, 60:140] = (232, 230, 229)
-    assert not masks.unlike_rim(wood, 8).any()
+    assert not masks.rim_likeness(wood, 8)[0].any()
 
 
 def test_masks_of_a_plain_white_mug_on_a_table_from_its_outline(tmp_path) -> None:
