@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reconstruction import REPO, SHARED_DATA, recon, reconstruct_and_score
+from reconstruction import TARGETS as RECONSTRUCTION_TARGETS
 
 LOOKALIKE_TARGETS = {"rotation_error_deg": 0.5, "f_score_1": 0.90}
 LOOKALIKE_FAILURE = "sides that look alike"
@@ -79,7 +80,8 @@ def backdrop_acceptable(scores: dict) -> bool:
         scores["images"]["registered_fraction"] == 1.0
         and rotation <= BACKDROP_TARGETS["rotation_error_deg"]
         and geometry["f_score"]["1"] >= BACKDROP_TARGETS["f_score_1"]
-        and geometry["accuracy"]["1"] >= 0.99  # nothing of the backdrop
+        # nothing of the backdrop
+        and geometry["outside_truth_box"]["1"] <= RECONSTRUCTION_TARGETS["outside_truth_box"]
     )
 
 

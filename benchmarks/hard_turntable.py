@@ -3,9 +3,11 @@ still, patterned wall and table.
 
 - cereal_box (procedural) and ycb_006_mustard_bottle (shared models), `recon synth --background
   turntable`, 24 views at 960 px (two tripod heights), `standard` preset: registered share,
-  median rotation error, F@1 % / F@0.5 %, accuracy@1 % (no disc or room in the asset), what
-  report.json says it detected, and the stage timings. Targets: the textured-product bars, all
-  views registered, rotation error ≤ 0.5°, F@1 % ≥ 0.97, F@0.5 % ≥ 0.85, accuracy@1 % ≥ 0.99.
+  median rotation error, F@1 % / F@0.5 %, accuracy@1 %, PSNR, the share of the model outside the
+  product's box (a disc or room left in the asset), what report.json says it detected, and the
+  stage timings. Targets: the textured-product bars of benchmarks/reconstruction.py (all views
+  registered, rotation error ≤ 0.1°, F@1 % ≥ 0.97, F@0.5 % ≥ 0.85, PSNR ≥ 25 dB) and at most
+  0.5 % of the model's surface more than 1 % of the diagonal outside the product's box.
 - The first product again with the turntable masking turned off (SfmOptions.turntable.detect),
   to show what the still room does to SfM without it.
 
@@ -25,9 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reconstruction import REPO, SHARED_DATA, recon, reconstruct_and_score
+from reconstruction import TARGETS as RECONSTRUCTION_TARGETS
 
 PRODUCTS = ("cereal_box", "ycb_006_mustard_bottle")
-TARGETS = {"rotation_error_deg": 0.5, "f_score_1": 0.97, "f_score_0.5": 0.85, "accuracy_1": 0.99}
+# the textured-product bars (benchmarks/reconstruction.py), which issue 4 asks of a turntable
+TARGETS = {k: RECONSTRUCTION_TARGETS[k] for k in (
+    "rotation_error_deg", "f_score_1", "f_score_0.5", "psnr_db", "outside_truth_box"
+)}  # fmt: skip
 
 
 def main() -> int:
@@ -140,6 +146,7 @@ def summary(entry: dict) -> dict:
         "f_score_1": round(geometry["f_score"]["1"], 4),
         "f_score_0.5": round(geometry["f_score"]["0.5"], 4),
         "accuracy_1": round(geometry["accuracy"]["1"], 4),
+        "outside_truth_box": round(geometry["outside_truth_box"]["1"], 4),
         "psnr_db": scores.get("texture", {}).get("psnr_db"),
         "seconds": entry["run"]["seconds"],
         "sfm_s": entry.get("stages_s", {}).get("sfm"),
@@ -156,8 +163,9 @@ def checks(entry: dict) -> dict:
             figures["rotation_error_deg_median"] <= TARGETS["rotation_error_deg"],
         f"F@1% >= {TARGETS['f_score_1']}": figures["f_score_1"] >= TARGETS["f_score_1"],
         f"F@0.5% >= {TARGETS['f_score_0.5']}": figures["f_score_0.5"] >= TARGETS["f_score_0.5"],
-        f"no disc or room (accuracy@1% >= {TARGETS['accuracy_1']})":
-            figures["accuracy_1"] >= TARGETS["accuracy_1"],
+        f"PSNR >= {TARGETS['psnr_db']} dB": (figures["psnr_db"] or 0) >= TARGETS["psnr_db"],
+        f"no disc or room (outside the product's box <= {TARGETS['outside_truth_box']})":
+            figures["outside_truth_box"] <= TARGETS["outside_truth_box"],
         "turntable detected": bool((entry.get("detected") or {}).get("detected")),
     }  # fmt: skip
 

@@ -222,6 +222,7 @@ def score_surface(
     seen = visible_from_any(truth_mesh, truth_points, cameras)
     truth_points = truth_points[seen]
     if len(recon_mesh.faces) == 0:
+        recon_points = np.empty((0, 3))
         accuracy_distances = np.array([np.inf])
         completeness_distances = np.full(len(truth_points), np.inf)
     else:
@@ -236,9 +237,15 @@ def score_surface(
         "accuracy": {},
         "completeness": {},
         "f_score": {},
+        "outside_truth_box": {},
     }
     for tau_pct in options.thresholds_pct:
         tau = tau_pct / 100 * diagonal
+        # Table, backdrop or turntable left in the asset lie outside the product's box; an
+        # inaccurate part of the product itself (an unseen base closed flat) does not.
+        result["outside_truth_box"][f"{tau_pct:g}"] = outside_box_share(
+            recon_points, truth_mesh.bounds, tau
+        )
         precision = float((accuracy_distances < tau).mean())
         recall = float((completeness_distances < tau).mean())
         f_score = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
@@ -247,6 +254,14 @@ def score_surface(
         result["completeness"][key] = recall
         result["f_score"][key] = f_score
     return result
+
+
+def outside_box_share(points: np.ndarray, bounds: np.ndarray, margin: float) -> float:
+    """Share of `points` farther than `margin` outside the (2, 3) axis-aligned box `bounds`."""
+    if len(points) == 0:
+        return 0.0
+    outside = (points < bounds[0] - margin) | (points > bounds[1] + margin)
+    return float(outside.any(axis=1).mean())
 
 
 def distance_to_mesh(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:

@@ -88,6 +88,7 @@ def test_truth_scores_perfect(sphere_capture, tmp_path) -> None:
     geometry = scores["geometry"]
     assert geometry["seen_fraction"] == 1.0
     assert geometry["f_score"] == {"0.5": 1.0, "1": 1.0}
+    assert geometry["outside_truth_box"] == {"0.5": 0.0, "1": 0.0}
     # The surface ICP finds nothing to correct but the noise of sampling a sphere.
     assert geometry["accuracy_median_pct"] < 1e-3
     assert scores["alignment"]["icp_shift_pct"] < 1e-3
@@ -120,6 +121,20 @@ def test_mesh_moved_by_two_percent_of_the_diagonal(sphere_capture, tmp_path) -> 
         assert scores["geometry"]["completeness"][key] == pytest.approx(expected, abs=0.01)
         assert scores["geometry"]["f_score"][key] == pytest.approx(expected, abs=0.01)
     assert scores["geometry"]["f_score"]["1"] < 0.55  # about 0.50: clearly worse than 1
+
+
+def test_a_table_left_under_the_product_is_measured_outside_its_box(sphere_capture, tmp_path):
+    capture, cameras = sphere_capture
+    # A 6 × 6 square of table under the sphere's south pole, wider than its 2 × 2 box.
+    table = trimesh.creation.box(extents=(6.0, 0.01, 6.0))
+    table.apply_translation((0.0, -1.0, 0.0))
+    model = trimesh.util.concatenate([sphere(), table])
+    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, model), METRIC_ONLY)
+    # The table holds 2 × 36 of the model's 4π + 72 area; the share of it beyond the box
+    # grown by 1 % of the diagonal (0.035), about (36 - 2.07²) / 36 of it, is outside.
+    table_share = 72 / (4 * math.pi + 72)
+    outside = table_share * (36 - (2 + 2 * 0.01 * SPHERE_DIAGONAL) ** 2) / 36
+    assert scores["geometry"]["outside_truth_box"]["1"] == pytest.approx(outside, abs=0.01)
 
 
 def test_surface_icp_puts_back_a_model_slightly_off_its_cameras_and_says_how_far(
