@@ -13,6 +13,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -208,20 +209,34 @@ def run(
         workspace.capture_path.unlink(missing_ok=True)
         _clear_dir(workspace.images_dir)
         workspace.images_dir.mkdir(parents=True, exist_ok=True)
+
+        def take(name: str) -> dict | _RejectedError:
+            file = by_name[name]
+            try:
+                if kinds[file.source] == "HEIF" and not heif_available:
+                    raise _RejectedError("HEIC photos need the pillow-heif package; install it")
+                entry = _take_photo(file, kinds[file.source], name, workspace, options)
+            except _RejectedError as why:
+                return why
+            if passes:
+                entry["pass"] = passes[file.source]
+            return entry
+
+        # Photos are taken on a thread per core: Pillow lets go of the GIL while it decodes,
+        # resizes and encodes. Results (and progress) still come in photo order; on an error
+        # the photos not started are cancelled and those under way finish before the cleanup.
+        workers = max(1, min(len(order), len(os.sched_getaffinity(0))))
         try:
-            for index, name in enumerate(order):
-                file = by_name[name]
-                try:
-                    if kinds[file.source] == "HEIF" and not heif_available:
-                        raise _RejectedError("HEIC photos need the pillow-heif package; install it")
-                    entry = _take_photo(file, kinds[file.source], name, workspace, options)
-                    if passes:
-                        entry["pass"] = passes[file.source]
-                    images.append(entry)
-                except _RejectedError as why:
-                    rejected.append({"image": file.source, "reason": str(why)})
-                if progress is not None:
-                    progress(STAGE, (index + 1) / len(order), name)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for index, (name, taken) in enumerate(
+                    zip(order, pool.map(take, order), strict=True)
+                ):
+                    if isinstance(taken, _RejectedError):
+                        rejected.append({"image": by_name[name].source, "reason": str(taken)})
+                    else:
+                        images.append(taken)
+                    if progress is not None:
+                        progress(STAGE, (index + 1) / len(order), name)
             rejected.sort(key=lambda r: natural_key(r["image"]))
             warnings += [f"{r['image']}: skipped ({r['reason']})" for r in rejected]
 

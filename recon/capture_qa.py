@@ -288,7 +288,13 @@ def add_duplicate(problems: dict[str, list[dict]], name: str, original: str, how
 def check_photos(image_paths: Sequence[Path], options: QaOptions | None = None) -> dict[str, dict]:
     """The capture stage's checks of its working photos: name -> {"measures", "problems"}."""
     options = options or QaOptions()
-    measures = [measure_photo(p.name, read_grey(p, options.analysis_px)) for p in image_paths]
+    # A photo at a time per core: OpenCV decodes and measures without the GIL.
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        measures = list(
+            pool.map(
+                lambda p: measure_photo(p.name, read_grey(p, options.analysis_px)), image_paths
+            )
+        )
     problems = photo_problems(measures, options)
     return {m.name: {"measures": m.to_json(), "problems": problems[m.name]} for m in measures}
 

@@ -77,7 +77,7 @@ def check_fidelity(
                 missing = mask_core(mask, SILHOUETTE_TOLERANCE_REL * size_px) & ~drawn
                 outline = drawn & mask & ~mask_core(drawn, max(2.0, OUTLINE_BAND_REL * size_px))
                 over_backdrop = mostly_backdrop(
-                    image, unblended_colour(renderer, camera, rendering), outline, palette
+                    image, unblended_colour(rendering), outline, palette
                 )
                 compared = (drawn & mask & ~over_backdrop) | (
                     missing & ~looks_like_background(image, missing, palette)
@@ -162,15 +162,13 @@ def mostly_backdrop(
     return result
 
 
-def unblended_colour(
-    renderer: OffscreenRenderer, camera: Camera, on_black: Rendering
-) -> np.ndarray:
+def unblended_colour(on_black: Rendering) -> np.ndarray:
     """(h, w, 3) float: the model's own colour at each pixel of `on_black` (a supersampled
-    rendering over black), with its anti-aliased outline un-blended from the black: a second
-    rendering over white gives the share of each pixel the model covers."""
-    on_white = renderer.render(camera, background=(255, 255, 255), supersample=2)
-    black, white = on_black.rgb.astype(np.float32), on_white.rgb.astype(np.float32)
-    covered = 1.0 - (white - black).mean(axis=2) / 255.0
+    rendering over black), with its anti-aliased outline un-blended from the black by the share
+    of each pixel the model covers. (That share was read from a second rendering over white:
+    the same figure to within 8-bit rounding, for another 0.3 s a photo.)"""
+    black = on_black.rgb.astype(np.float32)
+    covered = on_black.mask.astype(np.float32) if on_black.coverage is None else on_black.coverage
     return np.clip(black / np.maximum(covered, 0.05)[..., None], 0.0, 255.0)
 
 

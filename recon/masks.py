@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -203,12 +206,14 @@ def run(
         return MaskResult(region, len(points["xyz"]), 1.0, time.perf_counter() - start)
     region, object_mask = find_object_region(cameras, points, options)
     object_xyz = points["xyz"][object_mask]
-    images = []
-    for camera in cameras:
+
+    def read(camera: Camera) -> np.ndarray:
         image = cv2.imread(str(workspace.sfm_image_path(camera.name)), cv2.IMREAD_COLOR)
         if image is None:
             raise StageError("masks", f"cannot read {workspace.sfm_image_path(camera.name)}")
-        images.append(image)
+        return image
+
+    images = list(each_photo(read, cameras))
     tables = table_pixels(cameras, images, region, options)
     if len(object_xyz) < MIN_PRODUCT_POINTS:
         # A plain product (a white mug on a table) leaves SfM nothing to match on itself: only
@@ -220,19 +225,17 @@ def run(
         logger.info("the product has no sparse points of its own: its box came from outlines")
     # A turntable's still room and its disc are surely not the product (recon.turntable)
     surely_not = turntable.sure_background(workspace, cameras, points["xyz"], object_xyz, region)
+
+    def segment(camera: Camera, image: np.ndarray, table: TableView | None, box: ObjectRegion):
+        return product_mask(
+            image, camera, box, object_xyz, options, surely_not.get(camera.name), table=table
+        )
+
     previous_area = 0.0
     for growth in range(options.box_growths + 1):
         masks, touching = [], []
-        for index, (camera, image) in enumerate(zip(cameras, images, strict=True)):
-            mask, touch = product_mask(
-                image,
-                camera,
-                region,
-                object_xyz,
-                options,
-                surely_not.get(camera.name),
-                table=tables[index],
-            )
+        segmented = each_photo(segment, cameras, images, tables, [region] * len(cameras))
+        for index, (camera, (mask, touch)) in enumerate(zip(cameras, segmented, strict=True)):
             masks.append(mask)
             touching.append(touch)
             if progress:  # each pass its share of the bar, as if all the growths were needed
@@ -333,13 +336,12 @@ def silhouette_region(
     from recon import hull  # hull imports this module
 
     tables = tables or [None] * len(cameras)
-    masks = [
-        product_mask(image, camera, region, np.empty((0, 3)), options, table=table)[0].astype(
-            np.uint8
-        )
-        * 255
-        for camera, image, table in zip(cameras, images, tables, strict=True)
-    ]
+
+    def outline(camera: Camera, image: np.ndarray, table: TableView | None) -> np.ndarray:
+        mask = product_mask(image, camera, region, np.empty((0, 3)), options, table=table)[0]
+        return mask.astype(np.uint8) * 255
+
+    masks = list(each_photo(outline, cameras, images, tables))
     field = hull.silhouette_field(
         cameras, masks, region.box_corners, region.up, resolution=SILHOUETTE_HULL_RESOLUTION
     )
@@ -354,6 +356,20 @@ def silhouette_region(
     # Hull cells are no stray matches: a mug's handle is a sliver of them, and must stay in.
     box_corners = product_box(xyz, region.up, region.ground, options.box_margin, trim_percent=0)
     return dataclasses.replace(region, box_corners=box_corners)
+
+
+def each_photo(function: Callable, *per_photo: Iterable) -> Iterator:
+    """`function` over the photos (one argument from each of `per_photo`, like `map`), on a
+    thread per available core, results in photo order as they come. OpenCV (GrabCut, warps,
+    decoding) and NumPy's array loops let go of the GIL, so the photos share the cores; each
+    photo's work is unchanged (product_mask seeds OpenCV's generator, which is per thread)."""
+    columns = [list(values) for values in per_photo]
+    workers = max(1, min(len(columns[0]) if columns else 1, len(os.sched_getaffinity(0))))
+    if workers == 1:
+        yield from map(function, *columns)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(function, *columns)
 
 
 def mean_camera_up(cameras: list[Camera]) -> np.ndarray:
@@ -704,8 +720,9 @@ def table_pixels(
     greys = [cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) for small, _ in views]
     labs = [cv2.cvtColor(small, cv2.COLOR_BGR2LAB).astype(np.float32) for small, _ in views]
     low, high = options.table_views_deg
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
-    for index, ground in enumerate(grounds):
+
+    def recognise(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        ground = grounds[index]
         same = [
             other
             for other, plane in enumerate(grounds)
@@ -716,8 +733,7 @@ def table_pixels(
         ]
         others = [other for other in same if low <= angles[index, other] <= high]
         if len(others) < options.table_min_views:
-            found.append(None)
-            continue
+            return None
         others.sort(key=lambda other: angles[index, other])
         if len(others) > options.table_max_views:  # spread over the range of angles
             picks = np.linspace(0, len(others) - 1, options.table_max_views).round().astype(int)
@@ -733,7 +749,9 @@ def table_pixels(
             ahead,
             options,
         )
-        found.append((table, covered, points, ahead))
+        return table, covered, points, ahead
+
+    found = list(each_photo(recognise, range(len(cameras))))
     tables: list[TableView | None] = [None] * len(cameras)
     # The outline of what every photo of a pass recognised: the hull of each photo's own hull
     # (the same outline as the hull of all their points, for a fraction of the work).

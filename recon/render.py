@@ -28,6 +28,8 @@ class Rendering:
     rgb: np.ndarray  # (h, w, 3) uint8 sRGB, background where nothing was hit
     depth: np.ndarray  # (h, w) float32 depth along the optical axis in world units, 0 where empty
     mask: np.ndarray  # (h, w) bool, True where the mesh covers the pixel (≥ half of it)
+    # (h, w) float32 share of each pixel the mesh covers (supersampled; else `mask` as 0 or 1)
+    coverage: np.ndarray | None = None
 
 
 _VERTEX_SHADER = """
@@ -227,6 +229,7 @@ class OffscreenRenderer:
             rgb=cv2.resize(rgb, out_size, interpolation=cv2.INTER_AREA),
             depth=mean_depth.astype(np.float32),
             mask=mask,
+            coverage=coverage,
         )
 
     def _depth_range(self, camera: Camera) -> tuple[float, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from recon import masks
 from recon.cameras import Camera, look_at
 from recon.masks import MaskOptions, ObjectRegion, product_mask, table_pixels
 
@@ -117,3 +118,43 @@ def test_the_foot_of_a_dark_product_on_dark_grain_stays_in_its_mask() -> None:
         fat += (mask & ~can).sum()
     assert missed <= 0.02 * foot
     assert fat <= 0.2 * product  # (the grain's dark lines beside the foot stay table)
+
+
+def test_photos_segmented_on_two_threads_get_the_masks_of_one(monkeypatch) -> None:
+    """The stage runs photos on a thread per core (masks.each_photo): GrabCut and k-means draw
+    from OpenCV's generator, which is per thread, so each photo's masks must not depend on
+    which thread ran it, nor on the photos that thread ran before."""
+    cameras = ring()
+    # Noisy photos: k-means' and GrabCut's random starts then tell in the masks.
+    noise = np.random.default_rng(0)
+    photos = [
+        np.clip(photograph(camera)[0] + noise.normal(0, 12, (SIZE, SIZE, 3)), 0, 255).astype(
+            np.uint8
+        )
+        for camera in cameras
+    ]
+    options = MaskOptions(segment_px=SIZE)
+    angle = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    side = np.stack([RADIUS * np.cos(angle), np.full(40, 0.15), RADIUS * np.sin(angle)], -1)
+
+    def segmented(cores: set[int]) -> tuple[list, list]:
+        monkeypatch.setattr(masks.os, "sched_getaffinity", lambda _: cores)
+        views = table_pixels(cameras, photos, REGION, options)
+        made = masks.each_photo(
+            lambda camera, photo, view: product_mask(
+                photo, camera, REGION, side, options, table=view
+            )[0],
+            cameras,
+            photos,
+            views,
+        )
+        return views, list(made)
+
+    serial_views, serial_masks = segmented({0})
+    threaded_views, threaded_masks = segmented({0, 1})
+    for one, two in zip(serial_views, threaded_views, strict=True):
+        assert np.array_equal(one.table, two.table)
+        assert np.array_equal(one.covered, two.covered)
+    assert all(m.any() for m in serial_masks)
+    for one, two in zip(serial_masks, threaded_masks, strict=True):
+        assert np.array_equal(one, two)
