@@ -183,8 +183,9 @@ class SfmOptions:
     # the photos again from the pairs near each other if the capture went round in rings of
     # equal count, one ring after another (see place_in_rings)
     ring_min_photos: int = 6  # ... rings of at least this many photos
-    ring_max_off_plane: float = 0.05  # ... kept only if each ring's cameras lie this near one
-    # plane (RMS over the ring's radius; see rings_go_round)
+    ring_max_off_plane: float = 0.1  # ... kept only if each ring's cameras lie this near one
+    # plane (RMS over the ring's radius; see rings_go_round): synthetic rings lie within 0.03,
+    # a hand-held walk round bobs more
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
     # A turntable capture's still background is masked out first (recon.turntable)
@@ -869,16 +870,17 @@ def rings_go_round(
     """Whether the placed photos of each ring of `size` (photos in capture order `names`, one
     ring after another) lie near one plane and go round it once, in order, all rings the same
     way: {"round": bool, "off_plane": largest off-plane spread, "worst_step": largest step over
-    its expected share of the ring, "windings": per ring}.
+    its expected share of the ring, "windings": turns per ring}.
 
     Per ring: the camera centres' best plane; their spread off it (RMS over the radius of the
-    best circle through them in the plane, `ring_max_off_plane`); their angles round that
-    circle's centre, from each placed photo to the next and from the last back to the first. Walking
-    round once, every step turns the same way, all add up to one turn, and none is more than
-    `order_max_step_ratio` × its expected share (360° / `size` per place). Rings of 8 taken
-    for the two rings of 12 of a plain water bottle placed 22 photos 30° off, folded nowhere
-    and walking smoothly from photo to photo: a ring then stepped back once and closed with a
-    141° step (expected 45°), and the rings sat 0.065 off their planes (true rings: 0.02–0.03).
+    best circle through them in that plane, at most `ring_max_off_plane`); their angles round
+    that circle's centre, from each placed photo to the next and from the last back to the
+    first. Walking round once, every step turns the same way, the steps add up to one turn,
+    and none is more than `order_max_step_ratio` × its expected share (360° / `size` a place).
+    Rings of 8 taken for the two rings of 12 of a plain water bottle placed 22 photos 30° off,
+    folded nowhere and walking smoothly from photo to photo; read as rings of 8, the first has
+    a step 3.9× its share (true rings: 1.3× at most), and they sit up to 0.066 off their planes
+    (true rings: 0.027–0.028; hand-held rings bob more, hence the 0.1 allowed).
     Rings with fewer than three placed photos are not judged.
     """
     posed = {image.name: image for image in _posed(model)}

@@ -201,7 +201,7 @@ def test_rings_go_round_once_in_order_near_one_plane() -> None:
     assert not found["round"]
     assert sorted(found["windings"]) == [-1.0, 1.0]
 
-    bobbing = [height + (0.4 if index % 2 else -0.4) for index, height in enumerate(heights)]
+    bobbing = [height + (0.6 if index % 2 else -0.6) for index, height in enumerate(heights)]
     found = sfm.rings_go_round(rings_model(angles, bobbing), names, 12, options)
     assert not found["round"]
     assert found["off_plane"] > options.ring_max_off_plane
