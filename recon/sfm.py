@@ -886,7 +886,7 @@ def rings_go_round(
     posed = {image.name: image for image in _posed(model)}
     normal_ref = None
     off_planes, worst_steps, windings = [], [], []
-    round_ = True
+    goes_round = True
     for start in range(0, len(names) - size + 1, size):
         places = [i for i in range(size) if names[start + i] in posed]
         if len(places) < 3:
@@ -920,16 +920,16 @@ def rings_go_round(
         off_planes.append(off_plane)
         worst_steps.append(worst)
         windings.append(round(winding, 2))
-        round_ &= bool(
+        goes_round &= bool(
             off_plane <= options.ring_max_off_plane
             and abs(abs(winding) - 1.0) < 0.5
             and np.all(steps * direction > 0)
             and worst <= options.order_max_step_ratio
         )
     if len({np.sign(w) for w in windings}) > 1:  # one capture goes round its rings one way
-        round_ = False
+        goes_round = False
     return {
-        "round": bool(round_ and windings),
+        "round": bool(goes_round and windings),
         "off_plane": round(max(off_planes, default=0.0), 3),
         "worst_step": round(max(worst_steps, default=0.0), 2),
         "windings": windings,
