@@ -9,8 +9,7 @@ Steps, each reported as progress of the "sfm" stage:
    to be described alike) once more with a low contrast threshold.
 2. *match*: exhaustive for small sets, else sequential neighbours (closing the ring) plus every
    pair among a spread-out subsample (loop closure without a vocabulary tree); COLMAP verifies
-   each pair geometrically, and re-matches it along its epipolar geometry (guided) when most
-   photos needed the low-contrast search.
+   each pair geometrically.
 3. *map*: incremental mapping with COLMAP's thresholds; the model with the most photos wins.
    Photos it leaves out get a second, relaxed pass, and stay only if a chain of well-matched
    pairs that the model explains ties them to it (weak links are where mirror-like sides and
@@ -129,12 +128,6 @@ class SfmOptions:
     # guided_matching and two_view_points are turned on, and min_pair_agreement becomes
     # plain_min_pair_agreement: on the Middlebury dino's sparse ring the weakest neighbour
     # pairs rose from 17–28 to 47–85 matches, and 5 → 16 of 16 photos were placed
-    low_contrast_guided_share: float = 0.5  # when more than this share of the photos got the
-    # low-contrast search (plain ones and their neighbours) but the capture is not plain,
-    # guided_matching is turned on alone: weak keypoints' descriptors fail the ratio test where
-    # the epipolar line finds them. Plain mustard bottle (17 of 24 photos searched): points
-    # 1894 -> 2722, median rotation error 0.134 / 0.142 / 0.140° -> 0.115 / 0.112 / 0.127°
-    # (seeds 0 / 1 / 2), SfM CPU 22 -> 27 s
     plain_min_pair_agreement: float = 0.5  # guided matches on a plain surface sit looser (up
     # to the verification's error): the dino's right neighbours agreed 0.59–0.91 with the
     # model; a misplaced photo's pairs agree near 0
@@ -236,16 +229,9 @@ def run(
         turntable = mask_still_background(workspace, names, options.turntable)
         masks_dir = _masks_dir(workspace, names) if options.use_masks else None
         _create_database(database_path, workspace.images_dir, photos, options)
-        upsampled, plain, weak = _extract_features(
-            database_path, workspace, photos, masks_dir, options
-        )
+        upsampled, plain = _extract_features(database_path, workspace, photos, masks_dir, options)
         if upsampled:
             logger.info("sfm: %d photos searched for features at twice the size", upsampled)
-        if weak > options.low_contrast_guided_share * len(
-            names
-        ) and plain <= options.plain_capture_share * len(names):
-            logger.info("sfm: most photos have weak keypoints: guided matching")
-            options = replace(options, guided_matching=True)
         if plain > options.plain_capture_share * len(names):
             logger.info("sfm: a plain capture: guided matching and two-photo points")
             options = replace(
@@ -457,10 +443,9 @@ def _extract_features(
     photos: list[dict],
     masks_dir: Path | None,
     options: SfmOptions,
-) -> tuple[int, int, int]:
+) -> tuple[int, int]:
     """Keypoints of every photo into the database; returns how many photos were upsampled,
-    how many of those were plain, and how many were searched with the low contrast threshold
-    (the plain ones and their neighbours, `low_contrast_neighbours`).
+    and how many of those were plain (searched with the low contrast threshold).
 
     A first pass at the working size (cheap) probes each photo; photos with fewer than
     `upsample_below_features` keypoints are searched again at twice the size, where SIFT finds
@@ -486,10 +471,10 @@ def _extract_features(
             _extract(database_path, workspace.images_dir, poor, masks_dir, options, upsample=True)
     counts = keypoint_counts(database_path)
     plain = [name for name in poor if counts[name] < options.low_contrast_below_features]
-    alike = with_neighbours(names, plain, options.low_contrast_neighbours) if plain else []
-    if alike:
+    if plain:
+        alike = with_neighbours(names, plain, options.low_contrast_neighbours)
         _search_plain_photos(database_path, workspace, photos, alike, masks_dir, options)
-    return len(poor), len(plain), len(alike)
+    return len(poor), len(plain)
 
 
 def with_neighbours(names: list[str], chosen: list[str], reach: int) -> list[str]:
