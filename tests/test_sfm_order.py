@@ -145,3 +145,63 @@ def test_ring_sizes_put_the_true_rings_first_despite_look_alike_pairs() -> None:
     assert set(sizes) <= {6, 8, 12}
     # 13 photos cannot be equal rings of 6 or more: nothing to try
     assert sfm.ring_sizes(pairs, 13, 6) == []
+
+
+def rings_model(angles_deg: list[float], heights: list[float]) -> pycolmap.Reconstruction:
+    """Cameras at `angles_deg` round the vertical axis, 4 from it, at `heights`, looking at the
+    origin; named in order img_000.jpg, img_001.jpg, ..."""
+    model = pycolmap.Reconstruction()
+    model.add_camera_with_trivial_rig(
+        pycolmap.Camera.create_from_model_name(1, "SIMPLE_PINHOLE", 800.0, 640, 640)
+    )
+    for image_id, (angle, height) in enumerate(zip(angles_deg, heights, strict=True), start=1):
+        radians = np.radians(angle)
+        centre = np.array([4 * np.cos(radians), height, 4 * np.sin(radians)])
+        R, t = look_at(centre, np.zeros(3))
+        model.add_image_with_trivial_frame(
+            pycolmap.Image(
+                name=f"img_{image_id - 1:03d}.jpg",
+                keypoints=np.zeros((0, 2)),
+                camera_id=1,
+                image_id=image_id,
+            ),
+            pycolmap.Rigid3d(pycolmap.Rotation3d(R), t),
+        )
+    return model
+
+
+def test_rings_go_round_once_in_order_near_one_plane() -> None:
+    """Two rings of 12 (30° apart, the second higher): round when read as rings of 12, also
+    with a photo missing; not round as rings of 8 (a ring of 8 is two thirds of a true ring
+    and closes with a 150° step, or spans both), nor when a photo steps back, a ring turns the
+    other way, or a ring's cameras bob up and down off its plane."""
+    options = sfm.SfmOptions()
+    names = [f"img_{index:03d}.jpg" for index in range(24)]
+    angles = [30.0 * (index % 12) for index in range(24)]
+    heights = [1.0] * 12 + [2.5] * 12
+
+    found = sfm.rings_go_round(rings_model(angles, heights), names, 12, options)
+    assert found["round"]
+    assert found["windings"] in ([1.0, 1.0], [-1.0, -1.0])
+    assert found["off_plane"] < 0.01
+    assert found["worst_step"] == pytest.approx(1.0, abs=0.01)
+
+    missing = rings_model(angles, heights)
+    missing.deregister_frame(missing.image(5).frame_id)
+    assert sfm.rings_go_round(missing, names, 12, options)["round"]
+
+    assert not sfm.rings_go_round(rings_model(angles, heights), names, 8, options)["round"]
+
+    stepped_back = angles.copy()
+    stepped_back[3], stepped_back[4] = stepped_back[4], stepped_back[3]
+    assert not sfm.rings_go_round(rings_model(stepped_back, heights), names, 12, options)["round"]
+
+    other_way = angles[:12] + [-angle for angle in angles[12:]]
+    found = sfm.rings_go_round(rings_model(other_way, heights), names, 12, options)
+    assert not found["round"]
+    assert sorted(found["windings"]) == [-1.0, 1.0]
+
+    bobbing = [height + (0.6 if index % 2 else -0.6) for index, height in enumerate(heights)]
+    found = sfm.rings_go_round(rings_model(angles, bobbing), names, 12, options)
+    assert not found["round"]
+    assert found["off_plane"] > options.ring_max_off_plane
