@@ -253,7 +253,11 @@ def bake_texture(
     quality = views.quality
     rejected = 0
     if options.consistency_levels > 0:
-        outliers = inconsistent_samples(views.face_colors, gains, options.consistency_levels)
+        # Photos that see a face much smaller than its best photo blur its detail: they do
+        # not outvote the sharp ones.
+        face, view, _ = views.face_colors
+        sharp = quality[face, view] >= 0.3 * quality.max(axis=1)[face]
+        outliers = inconsistent_samples(views.face_colors, gains, options.consistency_levels, sharp)
         face, view = views.face_colors[0][outliers], views.face_colors[1][outliers]
         quality = quality.copy()
         quality[face, view] = 0.0
@@ -654,27 +658,35 @@ def data_cost(quality: np.ndarray) -> np.ndarray:
 
 
 def inconsistent_samples(
-    face_colors: tuple[np.ndarray, np.ndarray, np.ndarray], gains: np.ndarray, levels: float
+    face_colors: tuple[np.ndarray, np.ndarray, np.ndarray],
+    gains: np.ndarray,
+    levels: float,
+    voters: np.ndarray | None = None,
 ) -> np.ndarray:
     """(k,) bool: the (face, photo) colour samples that disagree with the other photos of their
-    face, farther than `levels` (RGB distance) from the per-channel median of the face's samples
-    (with photo gains applied). Only faces seen by ≥ 3 photos are judged, and only when some
-    sample lies within `levels` of the median (else no majority says which photo is right)."""
+    face, farther than `levels` (RGB distance) from the per-channel median of the face's voting
+    samples (with photo gains applied). voters: (k,) bool samples that vote (default: all);
+    the others are only judged. Only faces with ≥ 3 voters are judged, and only when some
+    voter lies within `levels` of the median (else no majority says which photo is right)."""
     face, view, rgb = face_colors
+    voters = np.ones(len(face), bool) if voters is None else voters
     outliers = np.zeros(len(face), bool)
-    counts = np.bincount(face) if len(face) else np.zeros(0, np.int64)
-    judged = np.flatnonzero(counts[face] >= 3) if len(face) else np.zeros(0, np.int64)
+    if not voters.any():
+        return outliers
+    counts = np.bincount(face[voters], minlength=int(face.max()) + 1)
+    judged = np.flatnonzero(counts[face] >= 3)
     if len(judged) == 0:
         return outliers
     _, rows = np.unique(face[judged], return_inverse=True)
-    # Per face, samples in a dense (faces, photos, 3) table with NaN where a photo has none.
-    table = np.full((rows.max() + 1, gains.shape[0], 3), np.nan, np.float32)
     colour = rgb[judged] * gains[view[judged]].astype(np.float32)
-    table[rows, view[judged]] = colour
+    # Per face, voters in a dense (faces, photos, 3) table with NaN where a photo has none.
+    table = np.full((rows.max() + 1, gains.shape[0], 3), np.nan, np.float32)
+    voting = voters[judged]
+    table[rows[voting], view[judged][voting]] = colour[voting]
     median = np.nanmedian(table, axis=1)
     distance = np.linalg.norm(colour - median[rows], axis=1)
     far = distance > levels
-    agreed = np.bincount(rows, ~far, minlength=len(median)) > 0
+    agreed = np.bincount(rows, ~far & voting, minlength=len(median)) > 0
     outliers[judged] = far & agreed[rows]
     return outliers
 
