@@ -390,7 +390,7 @@ def test_photo_consistency_keeps_an_unseen_occluder_out(tmp_path) -> None:
     _, checked, _ = bake_and_score(capture, tmp_path, images=images)
     unchecked = dataclasses.replace(OPTIONS, consistency_levels=0.0)
     _, plain, _ = bake_and_score(capture, tmp_path, unchecked, images=images)
-    # Measured: clean 28.2 dB, blobs checked 26.5 dB, blobs unchecked 14.2 dB.
+    # Measured: clean 28.1 dB (28.1 unchecked), blobs checked 26.4 dB, unchecked 14.2 dB.
     assert checked["psnr_db"] >= plain["psnr_db"] + 6.0, (checked, plain)
     assert checked["psnr_db"] >= clean["psnr_db"] - 2.5, (checked, clean)
 
