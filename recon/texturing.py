@@ -82,6 +82,10 @@ class TextureOptions:
     smoothing_iterations: int = 12  # rounds of greedy relabelling (ICM)
     min_patch_faces: int = 24  # patches smaller than this join a neighbouring patch's photo
     level_exposure: bool = True  # per-photo colour gains estimated from overlaps
+    # A photo whose colour of a face lies this far (RGB distance, 0-255 levels) from the median
+    # of the photos that see it is not used for that face (occlusions the depth test missed,
+    # background bled in by pose error); 0 turns the check off.
+    consistency_levels: float = 40.0
     level_seams: bool = True  # per-vertex colour corrections that close seams (Waechter 2014)
     seam_smoothness: float = 10.0  # weight of smooth corrections against closing seams
     level_blur_px: float = 1.5  # Gaussian blur of photos where levelling samples colours
@@ -243,8 +247,26 @@ def bake_texture(
     report(0.55, "views analysed")
 
     clock = time.perf_counter()
+    gains = np.ones((len(cameras), 3))
+    if options.level_exposure:
+        gains = exposure_gains(views.exposure_samples(), len(cameras))
+    quality = views.quality
+    rejected = 0
+    if options.consistency_levels > 0:
+        # Photos that see a face much smaller than its best photo blur its detail: they do
+        # not outvote the sharp ones.
+        face, view, _ = views.face_colors
+        sharp = quality[face, view] >= 0.3 * quality.max(axis=1)[face]
+        outliers = inconsistent_samples(views.face_colors, gains, options.consistency_levels, sharp)
+        face, view = views.face_colors[0][outliers], views.face_colors[1][outliers]
+        quality = quality.copy()
+        quality[face, view] = 0.0
+        rejected = int(outliers.sum())
+    timings["consistency"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     adjacency = trimesh.Trimesh(vertices, faces, process=False).face_adjacency
-    cost = data_cost(views.quality)
+    cost = data_cost(quality)
     raw_labels = np.where(np.isfinite(cost).any(axis=1), np.argmin(cost, axis=1), -1)
     labels = select_views(cost, adjacency, options)
     if (labels < 0).all():
@@ -263,9 +285,6 @@ def bake_texture(
     report(0.6, f"atlas: {atlas_info['charts']} charts")
 
     clock = time.perf_counter()
-    gains = np.ones((len(cameras), 3))
-    if options.level_exposure:
-        gains = exposure_gains(views.face_colors, len(cameras))
     corrections = None
     if options.level_seams:
         corrections = seam_corrections(vertices, faces, labels, views, gains, adjacency, options)
@@ -300,6 +319,7 @@ def bake_texture(
         patches_unsmoothed=count_patches(raw_labels, adjacency),
         patches=count_patches(labels, adjacency),
         exposure_gains=np.round(gains, 3).tolist(),
+        inconsistent_views=rejected,
         **bake_stats,
     )
     stats = baked.stats
@@ -480,7 +500,14 @@ class ViewAnalysis:
     masks: list[np.ndarray | None]  # per photo (h, w) bool eroded product mask, or None
     edge_bands: list[np.ndarray]  # per photo (h, w) bool: near a silhouette or depth step
     blurred: list[np.ndarray]  # per photo (h, w, 3) uint8, blurred for levelling samples
-    face_colors: tuple[np.ndarray, np.ndarray, np.ndarray]  # (face, photo, (k, 3) rgb) samples
+    # (face, photo, (k, 3) rgb) centroid colours of every usable (face, photo) pair, blurred
+    face_colors: tuple[np.ndarray, np.ndarray, np.ndarray]
+    sample_near_edge: np.ndarray  # (k,) bool: that face lies near an edge in that photo
+
+    def exposure_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """face_colors away from silhouettes and depth steps (blur mixes other surfaces in)."""
+        keep = ~self.sample_near_edge
+        return tuple(values[keep] for values in self.face_colors)
 
 
 def analyse_views(
@@ -504,7 +531,7 @@ def analyse_views(
     quality = np.zeros((n_faces, len(cameras)), np.float32)
     tolerance = np.zeros((n_faces, len(cameras)), np.float32)
     depths, eroded, bands, blurred = [], [], [], []
-    color_faces, color_views, color_values = [], [], []
+    color_faces, color_views, color_values, color_edges = [], [], [], []
     mesh = TexturedMesh(
         (Primitive(vertices=vertices, faces=faces, normals=vertex_normals(vertices, faces)),)
     )
@@ -551,12 +578,14 @@ def analyse_views(
             quality[:, v] = np.where(usable, score, 0.0)
             tolerance[:, v] = slack
 
-            # Colours at the centroids, for estimating exposure gains.
-            seen = np.flatnonzero(usable & ~near_edge)
+            # Colours at the centroids: for exposure gains (away from edges) and for the
+            # photo-consistency check (all usable photos).
+            seen = np.flatnonzero(usable)
             if len(seen):
                 color_faces.append(seen)
                 color_views.append(np.full(len(seen), v))
                 color_values.append(_sample(blur, sample_uv[seen]))  # rows < m: centroids
+                color_edges.append(near_edge[seen])
             if progress:
                 progress(0.25 + 0.3 * (v + 1) / len(cameras), f"visibility in {camera.name}")
     face_colors = (
@@ -564,8 +593,9 @@ def analyse_views(
         np.concatenate(color_views) if color_views else np.zeros(0, np.int64),
         np.concatenate(color_values) if color_values else np.zeros((0, 3), np.float32),
     )
+    near_edge = np.concatenate(color_edges) if color_edges else np.zeros(0, bool)
     return ViewAnalysis(
-        list(cameras), quality, tolerance, depths, eroded, bands, blurred, face_colors
+        list(cameras), quality, tolerance, depths, eroded, bands, blurred, face_colors, near_edge
     )
 
 
@@ -625,6 +655,40 @@ def data_cost(quality: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         cost = 1.0 - quality / best
     return np.where(quality > 0, cost, np.inf).astype(np.float32)
+
+
+def inconsistent_samples(
+    face_colors: tuple[np.ndarray, np.ndarray, np.ndarray],
+    gains: np.ndarray,
+    levels: float,
+    voters: np.ndarray | None = None,
+) -> np.ndarray:
+    """(k,) bool: the (face, photo) colour samples that disagree with the other photos of their
+    face, farther than `levels` (RGB distance) from the per-channel median of the face's voting
+    samples (with photo gains applied). voters: (k,) bool samples that vote (default: all);
+    the others are only judged. Only faces with ≥ 3 voters are judged, and only when some
+    voter lies within `levels` of the median (else no majority says which photo is right)."""
+    face, view, rgb = face_colors
+    voters = np.ones(len(face), bool) if voters is None else voters
+    outliers = np.zeros(len(face), bool)
+    if not voters.any():
+        return outliers
+    counts = np.bincount(face[voters], minlength=int(face.max()) + 1)
+    judged = np.flatnonzero(counts[face] >= 3)
+    if len(judged) == 0:
+        return outliers
+    _, rows = np.unique(face[judged], return_inverse=True)
+    colour = rgb[judged] * gains[view[judged]].astype(np.float32)
+    # Per face, voters in a dense (faces, photos, 3) table with NaN where a photo has none.
+    table = np.full((rows.max() + 1, gains.shape[0], 3), np.nan, np.float32)
+    voting = voters[judged]
+    table[rows[voting], view[judged][voting]] = colour[voting]
+    median = np.nanmedian(table, axis=1)
+    distance = np.linalg.norm(colour - median[rows], axis=1)
+    far = distance > levels
+    agreed = np.bincount(rows, ~far & voting, minlength=len(median)) > 0
+    outliers[judged] = far & agreed[rows]
+    return outliers
 
 
 def select_views(cost: np.ndarray, adjacency: np.ndarray, options: TextureOptions) -> np.ndarray:

@@ -26,6 +26,7 @@ from recon.texturing import (
     data_cost,
     exposure_gains,
     fill_atlas,
+    inconsistent_samples,
     rasterize_atlas,
     run,
     select_views,
@@ -373,3 +374,38 @@ def test_run_says_what_is_missing(tmp_path) -> None:
     workspace.orient_path.unlink()
     with pytest.raises(StageError, match="cannot read photo"):
         run(workspace)
+
+
+def test_photo_consistency_keeps_an_unseen_occluder_out(tmp_path) -> None:
+    """Every third photo has a red blob over the product (a hand, a reflection: something the
+    depth test of the product's own mesh cannot see); the other photos of those faces agree on
+    their colour and outvote it."""
+    capture = load_capture("cereal_box")
+    images = [image.copy() for image in capture.images]
+    for image, mask in list(zip(images, capture.masks, strict=True))[::3]:
+        rows, columns = np.nonzero(mask)
+        centre = (int(columns.mean()), int(rows.mean()))
+        cv2.circle(image, centre, int(0.3 * np.sqrt(mask.sum())), (230, 20, 20), -1)
+    _, clean, _ = bake_and_score(capture, tmp_path)
+    _, checked, _ = bake_and_score(capture, tmp_path, images=images)
+    unchecked = dataclasses.replace(OPTIONS, consistency_levels=0.0)
+    _, plain, _ = bake_and_score(capture, tmp_path, unchecked, images=images)
+    # Measured: clean 28.1 dB (28.1 unchecked), blobs checked 26.4 dB, unchecked 14.2 dB.
+    assert checked["psnr_db"] >= plain["psnr_db"] + 6.0, (checked, plain)
+    assert checked["psnr_db"] >= clean["psnr_db"] - 2.5, (checked, clean)
+
+
+def test_inconsistent_samples_outvoted_only_by_a_majority() -> None:
+    grey, red, blue, white = (120, 120, 120), (230, 20, 20), (20, 20, 230), (240, 240, 240)
+    # Face 0: three photos, one red. Face 1: two photos that disagree (no majority). Face 2:
+    # three photos that all disagree. Face 3: photo 1 sees it white, twice as bright as the
+    # others: an outlier, unless photo 1's exposure gain is 0.5.
+    face = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3])
+    view = np.array([0, 2, 3, 0, 2, 0, 1, 2, 0, 1, 2])
+    rgb = np.array([grey, red, grey, grey, red, grey, red, blue, grey, white, grey], np.float32)
+    gains = np.ones((4, 3))
+    outliers = inconsistent_samples((face, view, rgb), gains, 40.0)
+    np.testing.assert_array_equal(outliers, [0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    gains[1] = 0.5
+    outliers = inconsistent_samples((face, view, rgb), gains, 40.0)
+    np.testing.assert_array_equal(outliers, [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
