@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 import pycolmap
 
+from recon import masks
 from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import CaptureError, InputError, StageError
 from recon.geometry import Similarity, relative_rotation_differences_deg
@@ -186,6 +187,8 @@ class SfmOptions:
     ring_max_off_plane: float = 0.1  # ... kept only if each ring's cameras lie this near one
     # plane (RMS over the ring's radius; see rings_go_round): synthetic rings lie within 0.03,
     # a hand-held walk round bobs more
+    product_only: bool = True  # when the model is still folded, place the photos a last time
+    # from features on the product alone (see place_from_product): a repeating table
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
     # A turntable capture's still background is masked out first (recon.turntable)
@@ -234,18 +237,7 @@ def run(
             logger.info("sfm: %d photos searched for features at twice the size", upsampled)
         if plain > options.plain_capture_share * len(names):
             logger.info("sfm: a plain capture: guided matching and two-photo points")
-            options = replace(
-                options,
-                guided_matching=True,
-                two_view_points=True,
-                min_pair_agreement=options.plain_min_pair_agreement,
-                # A plain product's few weak points cannot tell an off-centre principal point
-                # from the poses: on a plain avocado AUTO kept a 3 % shift (evidence 125) and
-                # turned every camera by 1.6°; on the dino's sparse ring it moved 18 %.
-                principal_point=PrincipalPoint.CENTRE
-                if options.principal_point == PrincipalPoint.AUTO
-                else options.principal_point,
-            )
+            options = plain_capture_options(options)
         timings["extract"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -280,6 +272,20 @@ def run(
             )
             consistency = model_visibility(best, names)
             timings["rings"] = time.perf_counter() - start
+        if (
+            options.product_only
+            and consistency < options.min_visibility_consistency
+            and masks_dir is None
+        ):
+            start = time.perf_counter()
+            report("map", 0.97, "placing the photos again from the product alone")
+            placed = place_from_product(workspace, photos, options, report)
+            order_check["product_only"] = placed.summary
+            if placed.visibility >= options.min_visibility_consistency:
+                best, models, stats, consistency = (
+                    placed.model, placed.models, placed.stats, placed.visibility
+                )  # fmt: skip
+            timings["product_only"] = time.perf_counter() - start
         workspace.sfm_model_dir.mkdir(parents=True, exist_ok=True)
         best.write(workspace.sfm_model_dir)
     if consistency < options.min_visibility_consistency:
@@ -934,6 +940,91 @@ def rings_go_round(
         "worst_step": round(max(worst_steps, default=0.0), 2),
         "windings": windings,
     }
+
+
+def plain_capture_options(options: SfmOptions) -> SfmOptions:
+    """The settings for a plain product, whose photos needed the low-contrast search."""
+    return replace(
+        options,
+        guided_matching=True,
+        two_view_points=True,
+        min_pair_agreement=options.plain_min_pair_agreement,
+        # A plain product's few weak points cannot tell an off-centre principal point from
+        # the poses: on a plain avocado AUTO kept a 3 % shift (evidence 125) and turned every
+        # camera by 1.6°; on the dino's sparse ring it moved 18 %.
+        principal_point=PrincipalPoint.CENTRE
+        if options.principal_point == PrincipalPoint.AUTO
+        else options.principal_point,
+    )
+
+
+@dataclass(frozen=True)
+class ProductPlacement:
+    """What `place_from_product` found: the model, all models of its strict pass, its
+    database's counts, its visibility consistency, and a summary for the report."""
+
+    model: pycolmap.Reconstruction
+    models: list[pycolmap.Reconstruction]
+    stats: _DatabaseStats
+    visibility: float
+    summary: dict
+
+
+def place_from_product(
+    workspace: Workspace, photos: list[dict], options: SfmOptions, report: _Progress
+) -> ProductPlacement:
+    """Place the photos again from features on the product alone, searched as on a plain
+    product (twice the size, low contrast), inside `masks.unlike_rim_region`.
+
+    For a plain product on a table whose grain repeats: the table's thousands of keypoints
+    outnumber the product's few, and their repeats matched the wrong tile in every pair (an
+    armchair on a wooden table: 0 % of even neighbouring photos' verified matches agreed
+    with the true cameras; visibility consistency 0.00). The product's own features, found
+    the way a plain capture finds them, agreed 96 % and placed 24 of 24 photos within 0.03°.
+    When kept, this model's database replaces the first one."""
+    names = [photo["name"] for photo in photos]
+    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        masks_dir = Path(folder) / "masks"
+        masks_dir.mkdir()
+        for name in names:
+            image = cv2.imread(str(workspace.image_path(name)), cv2.IMREAD_COLOR)
+            cv2.imwrite(str(masks_dir / f"{name}.png"), masks.unlike_rim_region(image))
+        database_path = Path(folder) / "product.db"
+        _create_database(database_path, workspace.images_dir, photos, options)
+        searched = replace(
+            options,
+            upsample_below_features=options.max_features + 1,  # every photo at twice the size
+            low_contrast_below_features=options.max_features + 1,  # ... and at low contrast
+        )
+        _extract_features(database_path, workspace, photos, masks_dir, searched)
+        plain = plain_capture_options(options)
+        _match(database_path, names, plain)
+        try:
+            best, models, stats = _place_photos(database_path, workspace, names, plain, report)
+        except CaptureError as error:
+            logger.info("sfm: the product alone did not place the photos: %s", error)
+            empty = pycolmap.Reconstruction()
+            summary = {"placed": 0, "visibility_consistency": 0.0, "kept": False}
+            return ProductPlacement(empty, [], _database_stats(database_path, 1), 0.0, summary)
+        if _matches_exhaustively(len(names), plain) and len(names) >= plain.order_min_photos:
+            best, _ = check_capture_order(database_path, workspace, names, best, plain)
+        best = refine(best, plain)
+        visibility = model_visibility(best, names)
+        kept = visibility >= options.min_visibility_consistency
+        if kept:
+            shutil.copyfile(database_path, workspace.sfm_database_path)
+    summary = {
+        "placed": best.num_reg_images(),
+        "visibility_consistency": round(visibility, 4),
+        "kept": kept,
+    }
+    logger.info(
+        "sfm: from the product alone %d photos placed, visibility consistency %.2f%s",
+        summary["placed"],
+        visibility,
+        "" if kept else " (not kept)",
+    )
+    return ProductPlacement(best, models, stats, visibility, summary)
 
 
 def ring_sizes(pairs: dict[tuple[int, int], int], count: int, min_size: int) -> list[int]:

@@ -13,6 +13,7 @@ from recon.masks import (
     ransac_plane,
     refine_outline,
     rim_likeness,
+    unlike_rim_region,
 )
 
 
@@ -116,3 +117,22 @@ def test_the_backdrops_own_colours_are_told_and_nothing_on_a_table() -> None:
     unlike, like = rim_likeness(wood, 8)
     assert not unlike.any()
     assert not like.any()
+
+
+def test_a_product_on_a_patterned_table_is_found_before_any_camera() -> None:
+    """An orange seat on a white frame, on brown wood grain before a grey backdrop: the region
+    holds the whole product and little of the table, though the rim is no plain backdrop."""
+    rng = np.random.default_rng(1)
+    photo = np.full((240, 320, 3), (222, 217, 215), np.uint8)  # grey backdrop (BGR)
+    grain = cv2.resize(rng.uniform(0.5, 1.2, (20, 40)), (320, 140))[..., None]
+    photo[100:] = np.clip(grain * (64, 107, 158), 0, 255).astype(np.uint8)  # brown wood
+    product = np.zeros((240, 320), bool)
+    product[80:150, 110:210] = True  # the seat
+    product[150:190, 115:125] = product[150:190, 195:205] = True  # white legs
+    photo[80:150, 110:210] = (0, 150, 245)
+    photo[150:190, 115:125] = photo[150:190, 195:205] = (245, 245, 245)
+    region = unlike_rim_region(photo) > 0
+    assert region[product].mean() > 0.98
+    table = np.zeros_like(product)
+    table[100:] = True
+    assert (region & table & ~product).sum() < 0.1 * table.sum()
