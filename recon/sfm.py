@@ -249,7 +249,8 @@ def run(
         report("map", 0.0, "placing photos")
         best, models, stats = _place_photos(database_path, workspace, names, options, report)
         timings["map"] = time.perf_counter() - start
-        order_check = {}
+        order_check: dict = {}
+        order_failure: CaptureError | None = None  # raised unless the product alone places
         if (
             options.order_check
             and _matches_exhaustively(len(names), options)
@@ -257,14 +258,25 @@ def run(
         ):
             start = time.perf_counter()
             report("map", 0.85, "checking the placement against the capture order")
-            best, order_check = check_capture_order(database_path, workspace, names, best, options)
+            try:
+                best, order_check = check_capture_order(
+                    database_path, workspace, names, best, options
+                )
+            except CaptureError as error:
+                order_failure = error
             timings["order_check"] = time.perf_counter() - start
-        start = time.perf_counter()
-        report("map", 0.9, "refining cameras")
-        best = refine(best, options)
-        timings["refine"] = time.perf_counter() - start
-        consistency = model_visibility(best, names)
-        if options.rings and consistency < options.min_visibility_consistency:
+        consistency = 0.0
+        if order_failure is None:
+            start = time.perf_counter()
+            report("map", 0.9, "refining cameras")
+            best = refine(best, options)
+            timings["refine"] = time.perf_counter() - start
+            consistency = model_visibility(best, names)
+        if (
+            options.rings
+            and order_failure is None
+            and consistency < options.min_visibility_consistency
+        ):
             start = time.perf_counter()
             report("map", 0.95, "placing the photos again, ring by ring")
             best, order_check["rings"] = place_in_rings(
@@ -281,11 +293,14 @@ def run(
             report("map", 0.97, "placing the photos again from the product alone")
             placed = place_from_product(workspace, photos, options, report)
             order_check["product_only"] = placed.summary
-            if placed.visibility >= options.min_visibility_consistency:
+            if placed.kept:
                 best, models, stats, consistency = (
                     placed.model, placed.models, placed.stats, placed.visibility
                 )  # fmt: skip
+                order_failure = None
             timings["product_only"] = time.perf_counter() - start
+        if order_failure is not None:
+            raise order_failure
         workspace.sfm_model_dir.mkdir(parents=True, exist_ok=True)
         best.write(workspace.sfm_model_dir)
     if consistency < options.min_visibility_consistency:
@@ -965,7 +980,8 @@ class ProductPlacement:
 
     model: pycolmap.Reconstruction
     models: list[pycolmap.Reconstruction]
-    stats: _DatabaseStats
+    stats: _DatabaseStats | None  # None when no model was found
+    kept: bool
     visibility: float
     summary: dict
 
@@ -981,7 +997,8 @@ def place_from_product(
     armchair on a wooden table: 0 % of even neighbouring photos' verified matches agreed
     with the true cameras; visibility consistency 0.00). The product's own features, found
     the way a plain capture finds them, agreed 96 % and placed 24 of 24 photos within 0.03°.
-    When kept, this model's database replaces the first one."""
+    The model is kept only if it is not folded and walks smoothly round the product in
+    capture order; then its database replaces the first one."""
     names = [photo["name"] for photo in photos]
     with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
         masks_dir = Path(folder) / "masks"
@@ -1003,19 +1020,25 @@ def place_from_product(
             best, models, stats = _place_photos(database_path, workspace, names, plain, report)
         except CaptureError as error:
             logger.info("sfm: the product alone did not place the photos: %s", error)
-            empty = pycolmap.Reconstruction()
             summary = {"placed": 0, "visibility_consistency": 0.0, "kept": False}
-            return ProductPlacement(empty, [], _database_stats(database_path, 1), 0.0, summary)
+            return ProductPlacement(pycolmap.Reconstruction(), [], None, False, 0.0, summary)
         if _matches_exhaustively(len(names), plain) and len(names) >= plain.order_min_photos:
-            best, _ = check_capture_order(database_path, workspace, names, best, plain)
+            try:
+                best, _ = check_capture_order(database_path, workspace, names, best, plain)
+            except CaptureError as error:
+                logger.info("sfm: the product alone folded the photos too: %s", error)
+                summary = {"placed": best.num_reg_images(), "order_check": "failed", "kept": False}
+                return ProductPlacement(best, models, stats, False, 0.0, summary)
         best = refine(best, plain)
         visibility = model_visibility(best, names)
-        kept = visibility >= options.min_visibility_consistency
+        _, smooth = smooth_in_order(best, names, plain)
+        kept = visibility >= options.min_visibility_consistency and smooth
         if kept:
             shutil.copyfile(database_path, workspace.sfm_database_path)
     summary = {
         "placed": best.num_reg_images(),
         "visibility_consistency": round(visibility, 4),
+        "smooth": smooth,
         "kept": kept,
     }
     logger.info(
@@ -1024,7 +1047,7 @@ def place_from_product(
         visibility,
         "" if kept else " (not kept)",
     )
-    return ProductPlacement(best, models, stats, visibility, summary)
+    return ProductPlacement(best, models, stats, kept, visibility, summary)
 
 
 def ring_sizes(pairs: dict[tuple[int, int], int], count: int, min_size: int) -> list[int]:
