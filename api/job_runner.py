@@ -103,10 +103,11 @@ def run_job(settings: Settings, job_id: str) -> str:
         # The worker's notes (a resumed run) first, then the reconstruction's own.
         job.warnings = [*job.warnings, *report.get("warnings", [])]
         session.commit()
-    state = _finish(sessions, settings, job_id, JobState.SUCCEEDED)
-    if not settings.keep_job_workspaces:  # checkpoints are only for resuming: free the disk
+    # Checkpoints are only for resuming, and the model is published: free the disk before the
+    # job reads as succeeded, so a client that sees it finished sees it cleaned up too.
+    if not settings.keep_job_workspaces:
         shutil.rmtree(storage.job_dir(job_id), ignore_errors=True)
-    return state
+    return _finish(sessions, settings, job_id, JobState.SUCCEEDED)
 
 
 def recon_options(job_options: dict) -> pipeline.ReconOptions:
