@@ -679,11 +679,16 @@ def inconsistent_samples(
         return outliers
     _, rows = np.unique(face[judged], return_inverse=True)
     colour = rgb[judged] * gains[view[judged]].astype(np.float32)
-    # Per face, voters in a dense (faces, photos, 3) table with NaN where a photo has none.
-    table = np.full((rows.max() + 1, gains.shape[0], 3), np.nan, np.float32)
+    # Per face, voters in a dense (faces, photos, 3) table with NaN where a photo has none,
+    # a block of faces at a time (a scene's hundred photos would make the whole table large).
     voting = voters[judged]
-    table[rows[voting], view[judged][voting]] = colour[voting]
-    median = np.nanmedian(table, axis=1)
+    median = np.empty((rows.max() + 1, 3), np.float32)
+    block = max(1, 2_000_000 // gains.shape[0])
+    for first in range(0, len(median), block):
+        part = voting & (rows >= first) & (rows < first + block)
+        table = np.full((min(block, len(median) - first), gains.shape[0], 3), np.nan, np.float32)
+        table[rows[part] - first, view[judged][part]] = colour[part]
+        median[first : first + len(table)] = np.nanmedian(table, axis=1)  # ≥ 3 voters each
     distance = np.linalg.norm(colour - median[rows], axis=1)
     far = distance > levels
     agreed = np.bincount(rows, ~far & voting, minlength=len(median)) > 0
