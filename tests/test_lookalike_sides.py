@@ -4,6 +4,7 @@ sides apart, a clear failure when nothing does — never a folded model passed o
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +16,11 @@ from recon.geometry import relative_rotation_differences_deg
 from tests.test_sfm import make_workspace
 
 
-def relative_rotation_errors_deg(truth: dict, placed: list) -> np.ndarray:
-    """Per pair of placed photos, how far their relative rotation is from the truth's."""
+def relative_rotation_errors_deg(capture_dir: Path, placed: list) -> np.ndarray:
+    """Per pair of placed photos, how far their relative rotation is from the truth's (the
+    cameras `recon synth` wrote into `capture_dir`)."""
+    truth_path = capture_dir / "truth" / "cameras.json"
+    truth = {camera.name: camera for camera in read_cameras_json(truth_path)}
     angles = relative_rotation_differences_deg(
         np.array([camera.R for camera in placed]),
         np.array([truth[camera.name].R for camera in placed]),
@@ -24,13 +28,18 @@ def relative_rotation_errors_deg(truth: dict, placed: list) -> np.ndarray:
     return angles[np.triu_indices(len(placed), k=1)]
 
 
-def twin_box_capture(tmp_path, background: str):
+def synthetic_capture(model, tmp_path: Path, options: synth.SynthOptions):
+    """A capture of `model` (path or procedural name) and a workspace holding its photos."""
+    capture = synth.run(model, tmp_path / "capture", options)
+    photos = sorted((capture.out_dir / "images").glob("*.jpg"))
+    return capture, make_workspace(tmp_path / "job", photos)
+
+
+def twin_box_capture(tmp_path: Path, background: str):
     options = synth.SynthOptions(
         views=24, size_px=480, novel_views=0, background=synth.Background(background)
     )
-    capture = synth.run("twin_box", tmp_path / "capture", options)
-    photos = sorted((capture.out_dir / "images").glob("*.jpg"))
-    return capture, make_workspace(tmp_path / "job", photos)
+    return synthetic_capture("twin_box", tmp_path, options)
 
 
 def test_a_table_under_the_twin_box_gives_the_right_poses(tmp_path) -> None:
@@ -44,9 +53,7 @@ def test_a_table_under_the_twin_box_gives_the_right_poses(tmp_path) -> None:
     # A walk around the box; the folded model turned half-way round between neighbours.
     assert order_check["largest_step_deg"]["in order"] < 60
     assert order_check["largest_step_deg"]["all pairs"] > 100
-    truth_path = capture.out_dir / "truth" / "cameras.json"
-    truth = {camera.name: camera for camera in read_cameras_json(truth_path)}
-    errors = relative_rotation_errors_deg(truth, result.cameras)
+    errors = relative_rotation_errors_deg(capture.out_dir, result.cameras)
     assert np.median(errors) < 0.5
     assert errors.max() < 2.0
 

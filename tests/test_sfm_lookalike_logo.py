@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from recon import sfm, synth
-from recon.cameras import read_cameras_json
-from tests.test_lookalike_sides import relative_rotation_errors_deg
-from tests.test_sfm import make_workspace
+from tests.test_lookalike_sides import relative_rotation_errors_deg, synthetic_capture
 
 
 @pytest.mark.slow
@@ -21,9 +19,7 @@ def test_a_box_with_its_logo_on_every_face_is_placed_by_consensus(
 ) -> None:
     model = shared_data / "models" / "ycb_003_cracker_box"
     options = synth.SynthOptions(views=24, size_px=960, novel_views=0)
-    capture = synth.run(model, tmp_path / "capture", options)
-    photos = sorted((capture.out_dir / "images").glob("*.jpg"))
-    workspace = make_workspace(tmp_path / "job", photos)
+    capture, workspace = synthetic_capture(model, tmp_path, options)
     result = sfm.run(workspace)
 
     assert result.registered == 24
@@ -31,8 +27,6 @@ def test_a_box_with_its_logo_on_every_face_is_placed_by_consensus(
     # Both the all-pairs and the capture-order placements fold; the consensus does not.
     assert order_check["pairs_disagreeing"] > 0.5
     assert order_check["kept"] == "consensus of trusted pairs"
-    truth_path = capture.out_dir / "truth" / "cameras.json"
-    truth = {camera.name: camera for camera in read_cameras_json(truth_path)}
-    errors = relative_rotation_errors_deg(truth, result.cameras)
+    errors = relative_rotation_errors_deg(capture.out_dir, result.cameras)
     assert np.median(errors) < 0.1
     assert errors.max() < 1.0

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from recon import sfm, synth
-from recon.cameras import read_cameras_json
-from tests.test_lookalike_sides import relative_rotation_errors_deg
-from tests.test_sfm import make_workspace
+from tests.test_lookalike_sides import relative_rotation_errors_deg, synthetic_capture
 
 
 @pytest.mark.slow
@@ -24,16 +22,12 @@ def test_a_plain_product_on_a_repeating_table_is_placed_from_the_product_alone(
     options = synth.SynthOptions(
         views=24, size_px=960, novel_views=0, background=synth.Background.TABLE
     )
-    capture = synth.run(model, tmp_path / "capture", options)
-    photos = sorted((capture.out_dir / "images").glob("*.jpg"))
-    workspace = make_workspace(tmp_path / "job", photos)
+    capture, workspace = synthetic_capture(model, tmp_path, options)
     result = sfm.run(workspace)
 
     assert result.registered == 24
     order_check = json.loads(workspace.sfm_cameras_path.read_text())["order_check"]
     assert order_check["product_only"]["kept"]
-    truth_path = capture.out_dir / "truth" / "cameras.json"
-    truth = {camera.name: camera for camera in read_cameras_json(truth_path)}
-    errors = relative_rotation_errors_deg(truth, result.cameras)
+    errors = relative_rotation_errors_deg(capture.out_dir, result.cameras)
     assert np.median(errors) < 0.1
     assert errors.max() < 1.0
