@@ -225,7 +225,9 @@ def run(
         # Photos are taken on a thread per core: Pillow lets go of the GIL while it decodes,
         # resizes and encodes. Results (and progress) still come in photo order; on an error
         # the photos not started are cancelled and those under way finish before the cleanup.
-        workers = max(1, min(len(order), len(os.sched_getaffinity(0))))
+        # At most 4 at once, as capture QA reads them: each holds a whole decoded photo (a
+        # 48 MP phone photo is ~150 MB), and a many-core server must not hold dozens.
+        workers = max(1, min(len(order), 4, len(os.sched_getaffinity(0))))
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 for index, (name, taken) in enumerate(
