@@ -13,7 +13,6 @@ import re
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +23,7 @@ from PIL import Image, ImageOps
 from recon import capture_qa, video
 from recon.errors import CaptureError, InputError
 from recon.progress import ProgressCallback
+from recon.threads import PHOTOS_AT_ONCE, each_photo
 from recon.workspace import Workspace, atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -225,14 +225,10 @@ def run(
         # Photos are taken on a thread per core: Pillow lets go of the GIL while it decodes,
         # resizes and encodes. Results (and progress) still come in photo order; on an error
         # the photos not started are cancelled and those under way finish before the cleanup.
-        # At most 4 at once, as capture QA reads them: each holds a whole decoded photo (a
-        # 48 MP phone photo is ~150 MB), and a many-core server must not hold dozens.
-        workers = max(1, min(len(order), 4, len(os.sched_getaffinity(0))))
+        # At most PHOTOS_AT_ONCE, as capture QA reads them.
         try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for index, (name, taken) in enumerate(
-                    zip(order, pool.map(take, order), strict=True)
-                ):
+            with contextlib.closing(each_photo(take, order, most=PHOTOS_AT_ONCE)) as taking:
+                for index, (name, taken) in enumerate(zip(order, taking, strict=True)):
                     if isinstance(taken, _RejectedError):
                         rejected.append({"image": by_name[name].source, "reason": str(taken)})
                     else:

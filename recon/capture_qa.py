@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from recon.cameras import Camera
 from recon.errors import InputError
 from recon.morphology import grow_mask
 from recon.textured_mesh import TexturedMesh
+from recon.threads import PHOTOS_AT_ONCE, available_cores, each_photo
 
 logger = logging.getLogger(__name__)
 
@@ -289,12 +289,13 @@ def check_photos(image_paths: Sequence[Path], options: QaOptions | None = None) 
     """The capture stage's checks of its working photos: name -> {"measures", "problems"}."""
     options = options or QaOptions()
     # A photo at a time per core: OpenCV decodes and measures without the GIL.
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        measures = list(
-            pool.map(
-                lambda p: measure_photo(p.name, read_grey(p, options.analysis_px)), image_paths
-            )
+    measures = list(
+        each_photo(
+            lambda p: measure_photo(p.name, read_grey(p, options.analysis_px)),
+            image_paths,
+            most=PHOTOS_AT_ONCE,
         )
+    )
     problems = photo_problems(measures, options)
     return {m.name: {"measures": m.to_json(), "problems": problems[m.name]} for m in measures}
 
@@ -330,7 +331,7 @@ def match_photos(
     masks = masks if masks is not None else [None] * len(greys)
     # OpenCV's SIFT, matcher and RANSAC run on one core each and let go of the GIL: threads
     # share the work out over the cores.
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=available_cores()) as pool:
         found = list(
             pool.map(lambda grey, mask: _sift(options).detectAndCompute(grey, mask), greys, masks)
         )

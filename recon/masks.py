@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +27,7 @@ from recon.cameras import Camera, nearest_point_to_axes
 from recon.errors import StageError
 from recon.morphology import disc_kernel, grow_mask
 from recon.progress import ProgressCallback
+from recon.threads import each_photo
 from recon.workspace import Workspace, write_json_atomic
 
 if TYPE_CHECKING:
@@ -356,20 +354,6 @@ def silhouette_region(
     # Hull cells are no stray matches: a mug's handle is a sliver of them, and must stay in.
     box_corners = product_box(xyz, region.up, region.ground, options.box_margin, trim_percent=0)
     return dataclasses.replace(region, box_corners=box_corners)
-
-
-def each_photo(function: Callable, *per_photo: Iterable) -> Iterator:
-    """`function` over the photos (one argument from each of `per_photo`, like `map`), on a
-    thread per available core, results in photo order as they come. OpenCV (GrabCut, warps,
-    decoding) and NumPy's array loops let go of the GIL, so the photos share the cores; each
-    photo's work is unchanged (product_mask seeds OpenCV's generator, which is per thread)."""
-    columns = [list(values) for values in per_photo]
-    workers = max(1, min(len(columns[0]) if columns else 1, len(os.sched_getaffinity(0))))
-    if workers == 1:
-        yield from map(function, *columns)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(function, *columns)
 
 
 def mean_camera_up(cameras: list[Camera]) -> np.ndarray:

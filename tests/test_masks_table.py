@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from recon import masks
+from recon import threads
 from recon.cameras import Camera, look_at
 from recon.masks import MaskOptions, ObjectRegion, product_mask, table_pixels
 
@@ -121,7 +121,7 @@ def test_the_foot_of_a_dark_product_on_dark_grain_stays_in_its_mask() -> None:
 
 
 def test_photos_segmented_on_two_threads_get_the_masks_of_one(monkeypatch) -> None:
-    """The stage runs photos on a thread per core (masks.each_photo): GrabCut and k-means draw
+    """The stage runs photos on a thread per core (threads.each_photo): GrabCut and k-means draw
     from OpenCV's generator, which is per thread, so each photo's masks must not depend on
     which thread ran it, nor on the photos that thread ran before."""
     cameras = ring()
@@ -138,9 +138,9 @@ def test_photos_segmented_on_two_threads_get_the_masks_of_one(monkeypatch) -> No
     side = np.stack([RADIUS * np.cos(angle), np.full(40, 0.15), RADIUS * np.sin(angle)], -1)
 
     def segmented(cores: set[int]) -> tuple[list, list]:
-        monkeypatch.setattr(masks.os, "sched_getaffinity", lambda _: cores)
+        monkeypatch.setattr(threads.os, "sched_getaffinity", lambda _: cores)
         views = table_pixels(cameras, photos, REGION, options)
-        made = masks.each_photo(
+        made = threads.each_photo(
             lambda camera, photo, view: product_mask(
                 photo, camera, REGION, side, options, table=view
             )[0],
