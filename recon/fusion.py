@@ -15,6 +15,7 @@ import open3d as o3d
 from recon import hull
 from recon.cameras import Camera
 from recon.errors import StageError
+from recon.geometry import canonical_order
 from recon.masks import ObjectRegion, up_aligned_axes
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, atomic_path
@@ -209,6 +210,7 @@ def run(
             "dense stereo found almost no surface on the product: the photos may be blurred, "
             "or the product plain or shiny; add texture around it or take sharper photos",
         )
+    mesh = in_canonical_order(mesh)
     with atomic_path(workspace.fused_mesh_path) as tmp:
         o3d.io.write_triangle_mesh(str(tmp), mesh)
     logger.info(
@@ -216,6 +218,21 @@ def run(
         views, len(mesh.triangles), 100 * hull_pixels / max(1, hull_pixels + stereo_pixels),
     )  # fmt: skip
     return FusionResult(views, len(mesh.triangles), time.perf_counter() - start)
+
+
+def in_canonical_order(mesh: o3d.geometry.TriangleMesh) -> o3d.geometry.TriangleMesh:
+    """`mesh` (with its vertex normals) listed in geometry.canonical_order: the grid's blocks
+    come out in thread order, and the mesh stage's result depended on it (a soup can's fused
+    surface, extracted twice from the same depth maps: the same 528k vertices, listed in two
+    orders; listed canonically, the model came out byte for byte the same)."""
+    vertices = np.asarray(mesh.vertices)
+    order, faces = canonical_order(vertices, np.asarray(mesh.triangles))
+    listed = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(vertices[order]), o3d.utility.Vector3iVector(faces)
+    )
+    if mesh.has_vertex_normals():
+        listed.vertex_normals = o3d.utility.Vector3dVector(np.asarray(mesh.vertex_normals)[order])
+    return listed
 
 
 def close_with_hull(

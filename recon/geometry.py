@@ -80,3 +80,20 @@ def sample_surface(mesh: trimesh.Trimesh, count: int, *, seed: int = 0) -> np.nd
     """(count, 3) points spread uniformly by area over the mesh surface."""
     points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
     return np.asarray(points, dtype=np.float64)
+
+
+def canonical_order(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same surface listed in an order fixed by its geometry alone: (order, faces), where
+    `vertices[order]` are sorted by x, then y, then z, and `faces` (m, 3) index them, each
+    face starting at its lowest index (winding kept) and the faces sorted.
+
+    A mesh whose vertices come out in a varying order (open3d hands voxel blocks out in
+    thread order) then gives the stages after it the same input, and them the same result."""
+    order = np.lexsort(vertices.T[::-1])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    renamed = rank[faces]
+    first = renamed.argmin(axis=1)
+    rows = np.arange(len(renamed))[:, None]
+    rotated = renamed[rows, (first[:, None] + np.arange(3)) % 3]
+    return order, rotated[np.lexsort(rotated.T[::-1])]

@@ -16,6 +16,7 @@ from recon.cameras import (
 from recon.errors import InputError
 from recon.geometry import (
     Similarity,
+    canonical_order,
     fit_similarity,
     fit_similarity_robust,
     relative_rotation_differences_deg,
@@ -139,3 +140,30 @@ def test_relative_rotations_ignore_the_world_frame_and_show_a_turned_photo() -> 
     differences = relative_rotation_differences_deg(rotations, turned)
     np.testing.assert_allclose(differences[2, [0, 1, 3, 4]], 180, atol=1e-4)
     np.testing.assert_allclose(np.delete(np.delete(differences, 2, 0), 2, 1), 0, atol=1e-5)
+
+
+def test_canonical_order_lists_a_reshuffled_mesh_the_same_way() -> None:
+    """However a mesh's vertices and faces are listed, and wherever each face's listing starts,
+    the canonical listing is the same, and it is the same surface with the same winding."""
+    rng = np.random.default_rng(0)
+    vertices = rng.normal(size=(200, 3))
+    faces = np.array([rng.choice(200, 3, replace=False) for _ in range(300)])
+    order, canonical = canonical_order(vertices, faces)
+
+    shuffle = rng.permutation(200)  # vertex i of the shuffle is vertex shuffle[i]
+    renamed = np.argsort(shuffle)[faces][rng.permutation(300)]
+    renamed = np.roll(renamed, 1, axis=1)  # each face listed from another corner
+    order2, canonical2 = canonical_order(vertices[shuffle], renamed)
+
+    np.testing.assert_array_equal(vertices[shuffle][order2], vertices[order])
+    np.testing.assert_array_equal(canonical2, canonical)
+
+    # The same triangles, with the same winding (the normal keeps its sign).
+    def normals(points, tris):
+        a, b, c = (points[tris[:, k]] for k in range(3))
+        return np.cross(b - a, c - a)
+
+    ordered = vertices[order]
+    before = {tuple(np.round(n, 9)) for n in normals(vertices, faces)}
+    after = {tuple(np.round(n, 9)) for n in normals(ordered, canonical)}
+    assert before == after
