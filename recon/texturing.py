@@ -2,6 +2,9 @@
 
 The steps, and why each is there:
 
+0. **Surface offsets** (`refine_surface`, from `run`): the mesh moves along its normals, by at
+   most three pixel footprints, to where its photos agree on its colour: a surface a pixel off
+   shows its print shifted in every other view (the cereal box: 21.3 -> 23.2 dB).
 1. **Visibility**: the mesh's depth is rendered from every photo's camera; a face counts as seen
    when its sample points match that depth, lie inside the photo and inside the eroded product
    mask (so background next to the silhouette is never baked).
@@ -81,6 +84,19 @@ class TextureOptions:
     smoothness: float = 0.4  # Potts cost of a photo change across an edge (data cost is 0..1)
     smoothing_iterations: int = 12  # rounds of greedy relabelling (ICM)
     min_patch_faces: int = 24  # patches smaller than this join a neighbouring patch's photo
+    # Surface offsets (refine_surface): before baking, the mesh moves along its normals, by up to
+    # offset_search_px pixel footprints in steps of offset_step_px, to where the photos that see
+    # it agree best on its colour (their colour variance, summed over
+    # offset_smoothing_rounds rings of neighbours, must fall by offset_min_gain). A surface
+    # ~1 px off (the cereal box's sides, 0.5 mm) shows its print shifted in every other view;
+    # 0 turns this off.
+    offset_search_px: float = 3.0
+    offset_step_px: float = 0.25
+    offset_smoothing_rounds: int = 8
+    offset_min_gain: float = 0.1
+    offset_min_variance: float = 10.0  # levels²: photos agreeing better than this stay put
+    # faces near a silhouette or depth step in more than this share of their photos stay put
+    offset_rim_share: float = 0.5
     level_exposure: bool = True  # per-photo colour gains estimated from overlaps
     # A photo whose colour of a face lies this far (RGB distance, 0-255 levels) from the median
     # of the photos that see it is not used for that face (occlusions the depth test missed,
@@ -154,15 +170,17 @@ def run(
     if len(cameras) >= options.holdout_min_photos:
         holdout = fidelity.choose_holdout(cameras, options.holdout_photos)
     baked_from = [i for i in range(len(cameras)) if i not in holdout]
-    baked = bake_texture(
-        vertices,
-        np.asarray(mesh.faces, dtype=np.int64),
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    used = (
         [cameras[i] for i in baked_from],
         [images[i] for i in baked_from],
         [masks[i] for i in baked_from] if any(m is not None for m in masks) else None,
-        options,
-        progress=progress,
     )
+    offset_stats: dict = {}
+    if options.offset_search_px > 0:
+        vertices, offset_stats = refine_surface(vertices, faces, *used, options)
+    refined = time.perf_counter()
+    baked = bake_texture(vertices, faces, *used, options, progress=progress)
     written = time.perf_counter()
     # The photo of each face, by its index in cameras.json: size tiers lay their charts out so.
     face_views = np.where(baked.face_view >= 0, np.asarray(baked_from)[baked.face_view], -1)
@@ -186,6 +204,7 @@ def run(
     )
     timings = {
         "load": loaded - started,
+        "offsets": refined - loaded,
         **baked.stats["timings_s"],
         "write": checked - written,
         "fidelity": time.perf_counter() - checked,
@@ -197,7 +216,7 @@ def run(
         faces=len(baked.faces),
         texture_size=options.texture_size,
         timings_s=timings,
-        stats=baked.stats,
+        stats={**baked.stats, **offset_stats},
         fidelity=faithfulness,
     )
 
@@ -597,6 +616,112 @@ def analyse_views(
     return ViewAnalysis(
         list(cameras), quality, tolerance, depths, eroded, bands, blurred, face_colors, near_edge
     )
+
+
+def refine_surface(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    cameras: list[Camera],
+    images: list[np.ndarray],
+    masks: list[np.ndarray | None] | None,
+    options: TextureOptions,
+) -> tuple[np.ndarray, dict]:
+    """(n, 3) `vertices` moved along their normals to where the photos agree on the surface's
+    colour, and facts about the move (bake_texture's inputs and options).
+
+    A surface a pixel off its true place is coloured from each photo at a point shifted towards
+    that photo, so other views see its print shifted and seams misalign (the cereal box's
+    sides, 0.4-0.5 mm ≈ 1 px out: 21.3 dB novel-view PSNR where its true surface gets 28).
+    Each face's centroid is moved along its normal in steps of offset_step_px pixel footprints
+    up to ±offset_search_px; at each offset the colour variance across its sharp photos (exposure
+    gains applied) is summed over offset_smoothing_rounds rings of neighbouring faces, and the
+    offset of least variance is kept where it beats none by offset_min_gain, lies inside the
+    search (not at its end) and the photos disagreed by more than offset_min_variance at none.
+    Faces near a silhouette in more than offset_rim_share of their photos stay (the avocado's
+    rim moved in by 1 px cost it 1 dB: the outline came up short). Vertices take the mean of
+    their faces' offsets. Measured (novel-view PSNR, standard preset): turntable cereal box
+    21.26 -> 23.17 dB, cracker box 26.93 -> 29.48, soup can 27.68 -> 28.63, shoe on a table
+    25.89 -> 26.78, WaterBottle 26.58 -> 27.17, mustard 31.63 -> 31.71, avocado 35.64 ->
+    35.61; ~9 CPU-s on a 100k-face mesh.
+    """
+    vertices, faces = _check_inputs(vertices, faces, cameras, images, masks, options)
+    masks = list(masks) if masks is not None else [None] * len(cameras)
+    views = analyse_views(vertices, faces, cameras, images, masks, options)
+    face, view, _ = views.face_colors
+    quality = views.quality
+    n_faces = len(faces)
+    # Faces near the silhouette (or a depth step) in most of their photos stay: the masks fix
+    # the outline there, and a rim moved in leaves the product's outline short in other views.
+    near = np.bincount(face[views.sample_near_edge], minlength=n_faces)
+    rim = near > options.offset_rim_share * np.bincount(face, minlength=n_faces)
+    # Sharp photos away from silhouettes and depth steps (as the consistency check's voters).
+    keep = ~views.sample_near_edge & (quality[face, view] >= 0.3 * quality.max(axis=1)[face])
+    face, view = face[keep], view[keep]
+    corners = vertices[faces]
+    centroids = corners.mean(axis=1)
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    gains = exposure_gains(views.exposure_samples(), len(cameras))
+    # A pixel's footprint at each face, in the nearest of its photos.
+    footprint = np.full(n_faces, np.inf)
+    for v, camera in enumerate(cameras):
+        mine = face[view == v]
+        depth = project(camera, centroids[mine])[1]
+        footprint[mine] = np.minimum(footprint[mine], np.abs(depth) / camera.K[0, 0])
+    steps = np.arange(
+        -options.offset_search_px, options.offset_search_px + 1e-9, options.offset_step_px
+    )
+    counts = np.bincount(face, minlength=n_faces).astype(np.float64)
+    variance = np.zeros((n_faces, len(steps)))
+    rows_of = [np.flatnonzero(view == v) for v in range(len(cameras))]
+    for k, step in enumerate(steps):
+        colours = np.zeros((len(face), 3), np.float32)
+        for v, camera in enumerate(cameras):
+            mine = face[rows_of[v]]
+            points = centroids[mine] + (step * footprint[mine])[:, None] * normals[mine]
+            colours[rows_of[v]] = _sample(views.blurred[v], project(camera, points)[0]) * gains[v]
+        total = np.stack(
+            [np.bincount(face, colours[:, c], minlength=n_faces) for c in range(3)], axis=1
+        )
+        square = np.bincount(face, (colours.astype(np.float64) ** 2).sum(axis=1), minlength=n_faces)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            variance[:, k] = square / counts - (total**2).sum(axis=1) / counts**2
+    # Faces seen sharply by < 3 photos carry no weight; the neighbourhood sums speak for them.
+    weight = (counts >= 3).astype(np.float64)
+    variance = np.where(weight[:, None] > 0, variance, 0.0)
+    adjacency = trimesh.Trimesh(vertices, faces, process=False).face_adjacency
+    a = np.concatenate([adjacency[:, 0], adjacency[:, 1], np.arange(n_faces)])
+    b = np.concatenate([adjacency[:, 1], adjacency[:, 0], np.arange(n_faces)])
+    graph = scipy.sparse.csr_matrix((np.ones(len(a)), (a, b)), shape=(n_faces, n_faces))
+    summed, summed_weight = variance * weight[:, None], weight
+    for _ in range(options.offset_smoothing_rounds):
+        summed, summed_weight = graph @ summed, graph @ summed_weight
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smoothed = summed / summed_weight[:, None]
+    best = np.argmin(np.nan_to_num(smoothed, nan=np.inf), axis=1)
+    zero = int(np.argmin(np.abs(steps)))
+    valid = (summed_weight > 0) & np.isfinite(footprint)
+    better = smoothed[np.arange(n_faces), best] < (1 - options.offset_min_gain) * smoothed[:, zero]
+    # A least variance at the end of the search is no minimum found (shading that changes with
+    # the photo, a plain surface): those faces stay.
+    inside = (best > 0) & (best < len(steps) - 1)
+    # Photos that already agree within noise (a plain surface) have nothing to say.
+    disagree = smoothed[:, zero] >= options.offset_min_variance
+    chosen = np.where(valid & better & inside & disagree & ~rim, steps[best], 0.0)
+    offset = chosen * np.where(np.isfinite(footprint), footprint, 0.0)
+    vertex_sum = np.zeros(len(vertices))
+    vertex_count = np.zeros(len(vertices))
+    for j in range(3):
+        np.add.at(vertex_sum, faces[:, j], offset)
+        np.add.at(vertex_count, faces[:, j], 1.0)
+    vertex_offset = vertex_sum / np.maximum(vertex_count, 1)
+    moved = vertices + vertex_offset[:, None] * vertex_normals(vertices, faces)
+    stats = {
+        "offset_moved_faces": int((chosen != 0).sum()),
+        "offset_median_px": float(np.median(chosen[chosen != 0])) if (chosen != 0).any() else 0.0,
+        "offset_max_px": float(np.abs(chosen).max(initial=0.0)),
+    }
+    return moved, stats
 
 
 def _depth_test(
