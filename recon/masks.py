@@ -124,6 +124,7 @@ class MaskOptions:
     # too, and its patches, mostly grain, agree where other photos see them: what the photo
     # recognises is table only where its colour is one of the recognised table's own
     table_own_colours: bool = True
+    table_colours_covered: bool = True
     # Off the table, pixels of a plain backdrop's own colours (`rim_likeness`) are surely
     # background: GrabCut gave the product a grey halo of backdrop, up to 10 px at 960 px,
     # round a pale bottle's shoulders and cap and along the table's far edge (its share of
@@ -1161,6 +1162,11 @@ def product_mask(
         )
         footing = standing & footprint
         standing &= covered
+        if options.table_colours_covered:
+            # Table hidden from the photos further round (under an armchair's seat) differs
+            # there too: what has the recognised table's colours is table seen here
+            lab = cv2.cvtColor(small, cv2.COLOR_BGR2LAB).astype(np.float32)
+            standing &= unlike_colours(lab, table, options.rim_colours)
         # (not along the table's far edge: the backdrop beside it joined the product there)
         foot_edge = grow_mask(
             (~table_closed & footprint).astype(np.uint8), options.table_sure_inset_px
