@@ -204,3 +204,22 @@ def test_a_table_the_sparse_points_miss_is_placed_by_the_photos() -> None:
         assert all(view is not None for view in found_tables)
         np.testing.assert_allclose(plane[:3], [0, 1, 0], atol=np.sin(np.radians(0.1)))
         assert abs(plane[3]) < 0.002  # 0.05 % of the camera distance (the sparse table: 1 %)
+
+
+def test_colours_unlike_a_tables_are_told_though_its_sample_holds_a_few() -> None:
+    """A white runner tube lying on wood grain agrees with the table's plane, so the table
+    recognised by it holds a few of the tube's pixels: their colour is still no table's."""
+    from recon.masks import unlike_colours
+
+    rng = np.random.default_rng(4)
+    grain = cv2.resize(rng.uniform(0.5, 1.2, (30, 30)), (200, 200))[..., None]
+    photo = np.clip(grain * (64, 107, 158), 0, 255).astype(np.uint8)  # brown wood (BGR)
+    photo[90:100] = (240, 240, 240)  # the tube
+    lab = cv2.cvtColor(photo, cv2.COLOR_BGR2LAB).astype(np.float32)
+    sample = np.ones((200, 200), bool)
+    sample[91:99] = False  # the recognised table: all but the tube's middle
+    unlike = unlike_colours(lab, sample, 8)
+    assert unlike[90:100].all()
+    assert unlike[:90].mean() < 0.01
+    assert unlike[100:].mean() < 0.01
+    assert not unlike_colours(lab, np.zeros((200, 200), bool), 8).any()  # nothing to tell by
