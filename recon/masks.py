@@ -6,7 +6,9 @@ the product. Its bounding box, projected into each photo, bounds where dense ste
 colour segmentation (GrabCut) seeded by the projected product points and the box refines that into
 a product mask. On a table, the pixels that show it are found by its plane (a table pixel looks
 the same where other photos see its point of the plane; `table_pixels`), so product parts coloured
-like the grain or the backdrop are not given to the background. The table itself is removed in 3D
+like the grain or the backdrop are not given to the background. When the sparse points hold too
+little of the table to tell it (SfM matched the product's features alone), its plane is found
+where the photos' table patterns agree (`ground_by_photos`). The table itself is removed in 3D
 by its plane, later, in fusion.
 """
 
