@@ -126,6 +126,8 @@ class MaskOptions:
     # too, and its patches, mostly grain, agree where other photos see them: what the photo
     # recognises is table only where its colour is one of the recognised table's own
     table_own_colours: bool = True
+    # Table hidden from the photos further round (under an armchair's seat) looks covered
+    # there; it stands on the table as product only where its colour is not the table's
     table_colours_covered: bool = True
     # Off the table, pixels of a plain backdrop's own colours (`rim_likeness`) are surely
     # background: GrabCut gave the product a grey halo of backdrop, up to 10 px at 960 px,
