@@ -1052,6 +1052,7 @@ def unlike_colours(lab: np.ndarray, sample: np.ndarray, colours: int) -> np.ndar
         return np.zeros(sample.shape, bool)
     samples = np.ascontiguousarray(samples[:: max(1, len(samples) // 5000)])
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)  # k-means draws from OpenCV's generator (per thread): the same each run
     _, labels, centres = cv2.kmeans(samples, colours, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     # (a colour few of them have is no typical one: the product's pixels the sample holds)
     typical = np.bincount(labels.ravel(), minlength=colours) >= 0.25 * len(samples) / colours

@@ -220,6 +220,6 @@ def test_colours_unlike_a_tables_are_told_though_its_sample_holds_a_few() -> Non
     sample[91:99] = False  # the recognised table: all but the tube's middle
     unlike = unlike_colours(lab, sample, 8)
     assert unlike[90:100].all()
-    assert unlike[:90].mean() < 0.01
-    assert unlike[100:].mean() < 0.01
+    assert unlike[:90].mean() < 0.03  # (the grain's extremes: a few per cent)
+    assert unlike[100:].mean() < 0.03
     assert not unlike_colours(lab, np.zeros((200, 200), bool), 8).any()  # nothing to tell by
