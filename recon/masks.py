@@ -6,7 +6,9 @@ the product. Its bounding box, projected into each photo, bounds where dense ste
 colour segmentation (GrabCut) seeded by the projected product points and the box refines that into
 a product mask. On a table, the pixels that show it are found by its plane (a table pixel looks
 the same where other photos see its point of the plane; `table_pixels`), so product parts coloured
-like the grain or the backdrop are not given to the background. The table itself is removed in 3D
+like the grain or the backdrop are not given to the background. When the sparse points hold too
+little of the table to tell it (SfM matched the product's features alone), its plane is found
+where the photos' table patterns agree (`ground_by_photos`). The table itself is removed in 3D
 by its plane, later, in fusion.
 """
 
@@ -43,6 +45,9 @@ MIN_PRODUCT_POINTS = 10  # fewer sparse points on the product: its box comes fro
 SILHOUETTE_HULL_RESOLUTION = 64  # the coarse hull that boxes a product with no points
 PLANE_RANSAC_ITERATIONS = 2000  # planes tried per search for the table
 RANSAC_SCORED_POINTS = 1500  # ... each scored on about this many of the sparse points
+GROUND_SWEEP_PHOTOS = 8  # photos whose table patterns place a table the sparse points miss
+GROUND_SWEEP_POINTS = 4000  # ... each giving at most this many points of it
+GROUND_SWEEP_MIN_POINTS = 200  # fewer agreeing points all told: no table there
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +116,17 @@ class MaskOptions:
     table_max_reach: float = 3.0  # the table's extent counts to this × the camera distance
     table_min_colour_change: float = 25.0  # a table point seen in another colour (8-bit Lab)
     table_unlike_ncc: float = -1.0  # ... or in another pattern (a plain cap over grain)
+    # When the sparse points show no table (SfM kept the product's features alone: a plain
+    # armchair over repeating grain), the plane where the photos' table patterns agree is the
+    # table if a median photo recognises this share of its pixels by it (the armchair's: 29 %)
+    table_found_min_share: float = 0.05
+    # A product's part lying on the table (an armchair's white runner tube) lies on its plane
+    # too, and its patches, mostly grain, agree where other photos see them: what the photo
+    # recognises is table only where its colour is one of the recognised table's own
+    table_own_colours: bool = True
+    # Table hidden from the photos further round (under an armchair's seat) looks covered
+    # there; it stands on the table as product only where its colour is not the table's
+    table_colours_covered: bool = True
     # Off the table, pixels of a plain backdrop's own colours (`rim_likeness`) are surely
     # background: GrabCut gave the product a grey halo of backdrop, up to 10 px at 960 px,
     # round a pale bottle's shoulders and cap and along the table's far edge (its share of
@@ -213,6 +229,10 @@ def run(
 
     images = list(each_photo(read, cameras))
     tables = table_pixels(cameras, images, region, options)
+    if region.ground is None and region.ground_by_photo is None:
+        region, object_mask, tables = table_by_photos(cameras, images, points, region,
+                                                      object_mask, tables, options)  # fmt: skip
+        object_xyz = points["xyz"][object_mask]
     if len(object_xyz) < MIN_PRODUCT_POINTS:
         # A plain product (a white mug on a table) leaves SfM nothing to match on itself: only
         # the table holds points. Its outline in every photo still tells where it is; the
@@ -270,15 +290,21 @@ def run(
 
 
 def find_object_region(
-    cameras: list[Camera], points: dict[str, np.ndarray], options: MaskOptions
+    cameras: list[Camera],
+    points: dict[str, np.ndarray],
+    options: MaskOptions,
+    *,
+    ground: np.ndarray | None = None,
 ) -> tuple[ObjectRegion, np.ndarray]:
-    """The product region and a (n,) bool mask of the sparse points that belong to the product."""
+    """The product region and a (n,) bool mask of the sparse points that belong to the product.
+    `ground`: the table's plane [n, d] when known (else fitted to the sparse points)."""
     xyz = points["xyz"]
     center = nearest_point_to_axes(cameras)
     distances = np.array([np.linalg.norm(c.center - center) for c in cameras])
     camera_distance = float(np.median(distances))
     up = mean_camera_up(cameras)
-    ground = fit_ground_plane(xyz, center, up, camera_distance, options)
+    if ground is None:
+        ground = fit_ground_plane(xyz, center, up, camera_distance, options)
     if ground is not None:
         up = ground[:3]
     # Product points: near the centre (the product fills part of each frame, never all of it),
@@ -295,6 +321,154 @@ def find_object_region(
     keep &= spread <= 2.5 * np.percentile(spread[keep], 90)
     box_corners = product_box(xyz[keep], up, ground, options.box_margin)
     return ObjectRegion(center, up, box_corners, ground, camera_distance), keep
+
+
+def table_by_photos(
+    cameras: list[Camera],
+    images: list[np.ndarray],
+    points: dict[str, np.ndarray],
+    region: ObjectRegion,
+    object_mask: np.ndarray,
+    tables: list[TableView | None],
+    options: MaskOptions,
+) -> tuple[ObjectRegion, np.ndarray, list[TableView | None]]:
+    """The region, product points and `table_pixels` with the table the photos agree on
+    (`ground_by_photos`) when the sparse points showed none, if it is one: a plane whose
+    patches a median photo recognises over `table_found_min_share` of its pixels. Else the
+    arguments as they came."""
+    if not (options.segment and options.table_plane):
+        return region, object_mask, tables
+    ground = ground_by_photos(cameras, images, points["xyz"], region, options)
+    if ground is None:
+        return region, object_mask, tables
+    found, found_mask = find_object_region(cameras, points, options, ground=ground)
+    found_tables = table_pixels(cameras, images, found, options)
+    shares = [0.0 if view is None else float(view.table.mean()) for view in found_tables]
+    if np.median(shares) < options.table_found_min_share or found_mask.sum() < MIN_PRODUCT_POINTS:
+        logger.info("a plane under the product is no table (median photo recognises %.1f %%)",
+                    100 * np.median(shares))  # fmt: skip
+        return region, object_mask, tables
+    logger.info("the table came from the photos: a median photo recognises %.0f %% of it",
+                100 * np.median(shares))  # fmt: skip
+    return found, found_mask, found_tables
+
+
+def ground_by_photos(
+    cameras: list[Camera],
+    images: list[np.ndarray],
+    xyz: np.ndarray,
+    region: ObjectRegion,
+    options: MaskOptions,
+) -> np.ndarray | None:
+    """[n, d] of the table under a product whose sparse points hold too little of it to be
+    told from the product (or None): the plane of the densest level at the product's foot,
+    moved and tilted onto the plane where the photos' table patterns agree (`sweep_ground`).
+
+    SfM on a plain product over repeating grain matches features on the product alone
+    (sfm.place_from_product), which keeps only the table seen round the product's foot and
+    between its legs: an armchair's table held 10 % of its points, all within its footprint,
+    which fit_ground_plane takes for a ring on the product. That plane was 0.5 deg and 0.1 %
+    of the camera distance off the true one, and a table patch then matched no photo further
+    round at the segmentation size (`table_pixels`); swept onto the photos' agreement it did.
+    Whether that plane is a table is for the caller to check (how much of the photos it
+    recognises): the level might be a product's base ring on plain paper."""
+    distance = options.plane_distance_rel * region.camera_distance
+    rng = np.random.default_rng(0)
+    height = (xyz - region.center) @ region.up
+    below = np.flatnonzero(height < 0)
+    if len(below) < max(30, options.plane_min_level_inliers * len(xyz)):
+        return None
+    levels = np.floor(height[below] / distance).astype(int)
+    values, counts = np.unique(levels, return_counts=True)
+    level = values[np.argmax(counts)]
+    band = below[np.abs(levels - level) <= 2]
+    if len(band) < max(30, options.plane_min_level_inliers * len(xyz)):
+        return None
+    plane, _, _ = _plane_under(xyz, band, region.center, region.up, distance, rng, options)
+    # the table is under the whole product: a level with points below it is on the product
+    if plane is None or np.mean(xyz @ plane[:3] + plane[3] < -2 * distance) > 0.02:
+        return None
+    views = [segmentation_view(image, camera, options.segment_px) for camera, image
+             in zip(cameras, images, strict=True)]  # fmt: skip
+    greys = [cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) for small, _ in views]
+    directions = np.array([camera.R[2] for camera in cameras])
+    angles = np.degrees(np.arccos(np.clip(directions @ directions.T, -1.0, 1.0)))
+    pairs = []
+    for index in range(0, len(cameras), max(1, len(cameras) // GROUND_SWEEP_PHOTOS)):
+        usable = np.flatnonzero(angles[index] >= options.table_views_deg[0])
+        if len(usable):
+            partner = usable[np.argmin(angles[index, usable])]
+            pairs.append(((greys[index], views[index][1]), (greys[partner], views[partner][1])))
+    if not pairs:
+        return None
+    reach = 2 * distance
+    for steps in (16, 8):  # coarse, then fine about the coarse plane
+        swept = sweep_ground(pairs, plane, reach, steps, options)
+        if len(swept) < GROUND_SWEEP_MIN_POINTS:
+            return None
+        step = 2 * reach / steps
+        fitted, inliers = ransac_plane(swept, step, PLANE_RANSAC_ITERATIONS, rng)
+        if len(inliers) < GROUND_SWEEP_MIN_POINTS:
+            return None
+        if fitted[:3] @ region.up < 0:
+            fitted = -fitted
+        tilt = np.degrees(np.arccos(np.clip(fitted[:3] @ region.up, -1, 1)))
+        if tilt > options.plane_max_tilt_deg or fitted[:3] @ region.center + fitted[3] <= 0:
+            return None
+        plane, reach = fitted, 2 * step
+    return plane
+
+
+def sweep_ground(
+    pairs: list[tuple[tuple[np.ndarray, Camera], tuple[np.ndarray, Camera]]],
+    plane: np.ndarray,
+    reach: float,
+    steps: int,
+    options: MaskOptions,
+) -> np.ndarray:
+    """(m, 3) points where the photos of `pairs` ((grey (h, w) float32, camera) of a photo and
+    of one further round) agree on a plane parallel to `plane` [n, d], moved along n by up to
+    `reach` either way in `steps` steps: each textured pixel's best-matching plane, where its
+    patch matches (normalised cross-correlation) better than `table_min_ncc` at a plane
+    inside the sweep (at its ends the match may lie beyond)."""
+    window = (options.table_window_px, options.table_window_px)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    offsets = np.linspace(-reach, reach, steps + 1)
+    found = []
+    for (grey, camera), (other_grey, other) in pairs:
+        height, width = grey.shape
+        mean = cv2.blur(grey, window)
+        variance = cv2.blur(grey * grey, window) - mean * mean
+        best = np.full((height, width), -1.0, np.float32)
+        best_at = np.zeros((height, width), np.int32)
+        for at, offset in enumerate(offsets):
+            moved = np.append(plane[:3], plane[3] - offset)  # offset along n, up from the table
+            homography = plane_homography(camera, other, moved)
+            warped = cv2.warpPerspective(other_grey, homography, (width, height), flags=flags)
+            seen = cv2.warpPerspective(np.ones_like(other_grey, np.uint8), homography,
+                                       (width, height), flags=flags) > 0  # fmt: skip
+            other_mean = cv2.blur(warped, window)
+            other_variance = cv2.blur(warped * warped, window) - other_mean * other_mean
+            covariance = cv2.blur(grey * warped, window) - mean * other_mean
+            ncc = covariance / np.sqrt(np.maximum(variance * other_variance, 1e-6))
+            ncc[~seen | (other_variance <= options.table_min_texture**2)] = -1.0
+            better = ncc > best
+            best[better], best_at[better] = ncc[better], at
+        good = (best > options.table_min_ncc) & (variance > options.table_min_texture**2)
+        good &= (best_at > 0) & (best_at < steps)
+        rows, cols = np.nonzero(good)
+        if len(rows) == 0:
+            continue
+        if len(rows) > GROUND_SWEEP_POINTS:  # evenly thinned: RANSAC needs no more
+            pick = np.linspace(0, len(rows) - 1, GROUND_SWEEP_POINTS).astype(int)
+            rows, cols = rows[pick], cols[pick]
+        rays = np.stack([cols, rows, np.ones_like(cols)], axis=-1).astype(np.float64)
+        rays = rays @ np.linalg.inv(camera.K).T @ camera.R
+        offset = offsets[best_at[rows, cols]]
+        along = -(plane[:3] @ camera.center + plane[3] - offset) / (rays @ plane[:3])
+        ahead = along > 0
+        found.append(camera.center + along[ahead, None] * rays[ahead])
+    return np.concatenate(found) if found else np.empty((0, 3))
 
 
 def framed_box(
@@ -757,6 +931,9 @@ def table_pixels(
             ahead,
             options,
         )
+        if options.table_own_colours:  # (a part lying on it lies over the product's footprint)
+            footprint = over_footprint(points, ahead, region.box_corners, ground[:3])
+            table &= ~(unlike_colours(labs[index], table, options.rim_colours) & footprint)
         return table, covered, points, ahead
 
     found = list(each_photo(recognise, range(len(cameras))))
@@ -848,6 +1025,25 @@ def table_in_photo(
     covered = (differ * 2 > seen_textured) & (seen_textured >= options.table_min_views)
     covered &= ~any_alike
     return table, covered
+
+
+def unlike_colours(lab: np.ndarray, sample: np.ndarray, colours: int) -> np.ndarray:
+    """(h, w) bool: pixels of the (h, w, 3) float32 Lab image whose colour is far from all
+    `colours` typical colours of its pixels `sample` ((h, w) bool): 3× their spread about
+    them, at least 8 (8-bit Lab). None when the sample is too small to tell."""
+    samples = lab[sample]
+    if len(samples) < 20 * colours:
+        return np.zeros(sample.shape, bool)
+    samples = np.ascontiguousarray(samples[:: max(1, len(samples) // 5000)])
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)  # k-means draws from OpenCV's generator (per thread): the same each run
+    _, labels, centres = cv2.kmeans(samples, colours, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    # (a colour few of them have is no typical one: the product's pixels the sample holds)
+    typical = np.bincount(labels.ravel(), minlength=colours) >= 0.25 * len(samples) / colours
+    distance = np.full(sample.shape, np.inf, np.float32)
+    for centre in centres[typical]:
+        distance = np.minimum(distance, colour_distance(lab, centre))
+    return distance > max(8.0, 3.0 * float(np.median(distance[sample])))
 
 
 def table_outline(points: list[np.ndarray], center: np.ndarray, reach: float) -> np.ndarray | None:
@@ -955,6 +1151,11 @@ def product_mask(
         )
         footing = standing & footprint
         standing &= covered
+        if options.table_colours_covered:
+            # Table hidden from the photos further round (under an armchair's seat) differs
+            # there too: what has the recognised table's colours is table seen here
+            lab = cv2.cvtColor(small, cv2.COLOR_BGR2LAB).astype(np.float32)
+            standing &= unlike_colours(lab, table, options.rim_colours)
         # (not along the table's far edge: the backdrop beside it joined the product there)
         foot_edge = grow_mask(
             (~table_closed & footprint).astype(np.uint8), options.table_sure_inset_px
