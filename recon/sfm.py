@@ -391,11 +391,14 @@ def _read_photos(workspace: Workspace) -> list[dict]:
 
 
 def _clean(workspace: Workspace) -> None:
-    """Start from nothing: COLMAP appends to an existing database instead of replacing it."""
+    """Start from nothing: COLMAP appends to an existing database instead of replacing it, and
+    features are searched only inside masks found in the workspace (a turntable's, written
+    next): an earlier run's product masks, left from before the options changed, would have
+    narrowed the search (a rerun of the avocado on a table placed it 0.113° off, not 0.038°)."""
     workspace.sfm_dir.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-shm", "-wal"):
         Path(f"{workspace.sfm_database_path}{suffix}").unlink(missing_ok=True)
-    for folder in (workspace.sfm_images_dir, workspace.sfm_model_dir):
+    for folder in (workspace.sfm_images_dir, workspace.sfm_model_dir, workspace.masks_dir):
         shutil.rmtree(folder, ignore_errors=True)
 
 

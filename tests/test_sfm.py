@@ -125,6 +125,21 @@ def test_synthetic_capture_matches_truth(capture: str, tmp_path: Path) -> None:
     assert fractions[-1] == 1.0
 
 
+def test_masks_left_by_an_earlier_run_do_not_narrow_the_search(tmp_path: Path) -> None:
+    """A rerun with new options starts SfM again in a workspace whose masks stage ran before:
+    those masks belong to the old cameras and must not limit where features are searched
+    (COLMAP would read them as it reads a turntable's). Masks that hide everything would leave
+    no feature at all."""
+    capture_dir = SAMPLE_CAPTURES_DIR / "cereal_box"
+    workspace = make_workspace(tmp_path / "job", sorted((capture_dir / "images").iterdir()))
+    workspace.masks_dir.mkdir(parents=True)
+    for path in workspace.images_dir.iterdir():
+        height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
+        cv2.imwrite(str(workspace.mask_path(path.name)), np.zeros((height, width), np.uint8))
+    result = sfm.run(workspace)
+    assert result.registered == result.total == 24
+
+
 def test_unrelated_photos_raise_capture_error(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     photos = []
