@@ -1030,7 +1030,7 @@ def table_in_photo(
 def unlike_colours(lab: np.ndarray, sample: np.ndarray, colours: int) -> np.ndarray:
     """(h, w) bool: pixels of the (h, w, 3) float32 Lab image whose colour is far from all
     `colours` typical colours of its pixels `sample` ((h, w) bool): 3× their spread about
-    them, at least 8 (8-bit Lab). None when the sample is too small to tell."""
+    them, at least 8 (8-bit Lab). No pixel when the sample is too small to tell."""
     samples = lab[sample]
     if len(samples) < 20 * colours:
         return np.zeros(sample.shape, bool)
