@@ -67,6 +67,9 @@ _FACE_SAMPLES = np.array(
 _FALLBACK_VIEWS = 4  # photos tried, best first, for texels hidden in their face's photo
 _HUBER_LEVELS = 6.0  # seam colour mismatch (0-255 levels) beyond which a seam point counts less
 _HUBER_LOG = 0.05  # log-colour mismatch (~5 %) beyond which an exposure sample counts less
+# A photo that sees a face under this share of its best photo's quality blurs its detail: it
+# neither votes in the photo-consistency check nor judges the surface offsets.
+SHARP_QUALITY_SHARE = 0.3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,16 +269,13 @@ def bake_texture(
     report(0.55, "views analysed")
 
     clock = time.perf_counter()
-    gains = np.ones((len(cameras), 3))
-    if options.level_exposure:
-        gains = exposure_gains(views.exposure_samples(), len(cameras))
+    gains = views.photo_gains(options)
     quality = views.quality
     rejected = 0
     if options.consistency_levels > 0:
         # Photos that see a face much smaller than its best photo blur its detail: they do
         # not outvote the sharp ones.
-        face, view, _ = views.face_colors
-        sharp = quality[face, view] >= 0.3 * quality.max(axis=1)[face]
+        sharp = views.sharp_samples()
         outliers = inconsistent_samples(views.face_colors, gains, options.consistency_levels, sharp)
         face, view = views.face_colors[0][outliers], views.face_colors[1][outliers]
         quality = quality.copy()
@@ -440,8 +440,7 @@ def transfer_texture(
         # simplified surface turned) would fold its chart over, so it is box-projected; the
         # label borders come out ragged, so small patches join a neighbour's photo that faces
         # them (as in select_views) rather than making thousands of tiny charts.
-        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+        normals = unit_face_normals(corners)
         rays = np.array([camera.center for camera in cameras])[None] - corners.mean(axis=1)[:, None]
         cos = np.einsum("fd,fvd->fv", normals, rays) / np.linalg.norm(rays, axis=2)
         cost = np.where(cos >= options.min_view_cos, 1.0 - cos, np.inf).astype(np.float32)
@@ -528,6 +527,18 @@ class ViewAnalysis:
         keep = ~self.sample_near_edge
         return tuple(values[keep] for values in self.face_colors)
 
+    def photo_gains(self, options: TextureOptions) -> np.ndarray:
+        """(V, 3) per-photo colour gains (`exposure_gains`; all 1 without level_exposure)."""
+        if not options.level_exposure:
+            return np.ones((len(self.cameras), 3))
+        return exposure_gains(self.exposure_samples(), len(self.cameras))
+
+    def sharp_samples(self) -> np.ndarray:
+        """(k,) bool: face_colors samples from a photo that sees their face at least
+        SHARP_QUALITY_SHARE as well as the face's best photo does."""
+        face, view, _ = self.face_colors
+        return self.quality[face, view] >= SHARP_QUALITY_SHARE * self.quality.max(axis=1)[face]
+
 
 def analyse_views(
     vertices: np.ndarray,
@@ -542,8 +553,7 @@ def analyse_views(
     """Per face and photo: visibility (z-buffer), and the quality of the photo for that face."""
     corners = vertices[faces]
     centroids = corners.mean(axis=1)
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    normals = unit_face_normals(corners)
     samples = np.einsum("sk,fkd->sfd", _FACE_SAMPLES, corners).reshape(-1, 3)
     n_faces, n_samples = len(faces), len(_FACE_SAMPLES)
 
@@ -648,20 +658,18 @@ def refine_surface(
     masks = list(masks) if masks is not None else [None] * len(cameras)
     views = analyse_views(vertices, faces, cameras, images, masks, options)
     face, view, _ = views.face_colors
-    quality = views.quality
     n_faces = len(faces)
     # Faces near the silhouette (or a depth step) in most of their photos stay: the masks fix
     # the outline there, and a rim moved in leaves the product's outline short in other views.
     near = np.bincount(face[views.sample_near_edge], minlength=n_faces)
     rim = near > options.offset_rim_share * np.bincount(face, minlength=n_faces)
     # Sharp photos away from silhouettes and depth steps (as the consistency check's voters).
-    keep = ~views.sample_near_edge & (quality[face, view] >= 0.3 * quality.max(axis=1)[face])
+    keep = ~views.sample_near_edge & views.sharp_samples()
     face, view = face[keep], view[keep]
     corners = vertices[faces]
     centroids = corners.mean(axis=1)
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
-    gains = exposure_gains(views.exposure_samples(), len(cameras))
+    normals = unit_face_normals(corners)
+    gains = views.photo_gains(options)
     # A pixel's footprint at each face, in the nearest of its photos.
     footprint = np.full(n_faces, np.inf)
     for v, camera in enumerate(cameras):
@@ -1043,8 +1051,7 @@ def _box_axes(
     """(c,) axis 0..5 (+x, +y, +z, -x, -y, -z) to project each chosen face along, smoothed
     like the view selection so the charts come out large."""
     corners = vertices[faces[chosen]]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    normals = unit_face_normals(corners)
     alignment = np.hstack([normals, -normals])
     # Up to ~70° off the axis still projects without folding; the best axis is ≤ 55° off.
     cost = np.where(alignment > 0.35, 1.0 - alignment, np.inf).astype(np.float32)
@@ -1596,6 +1603,12 @@ def project(camera: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         u = (K[0, 0] * cam[0] + K[0, 1] * cam[1]) / cam[2] + K[0, 2]
         v = K[1, 1] * cam[1] / cam[2] + K[1, 2]
     return np.column_stack([u, v]), cam[2]
+
+
+def unit_face_normals(corners: np.ndarray) -> np.ndarray:
+    """(m, 3) unit normals of the (m, 3, 3) triangle `corners` (zero for a degenerate one)."""
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
 
 
 def _face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
