@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from recon.textured_mesh import Primitive, TexturedMesh
 from recon.workspace import atomic_path
 
 logger = logging.getLogger(__name__)
+
+# 1980-01-02 UTC: zip's earliest date (1980-01-01, local time) with a day to spare for any zone.
+ZIP_TIMESTAMP = 315_619_200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,10 +58,12 @@ def write_usdz(path: Path, mesh: TexturedMesh, *, options: UsdzOptions | None = 
             # USD's own zip writer stores files uncompressed and 64-byte aligned, as USDZ
             # requires; ARKit wants the root layer (usdc) first. (UsdUtils'
             # CreateNewARKitUsdzPackage does the same but moves textures into numbered folders.)
+            # The zip records each file's modification time: a fixed one makes the same model
+            # the same bytes, run after run (caches and ETags can trust it).
             writer = Sdf.ZipFileWriter.CreateNew(str(tmp))
-            writer.AddFile(str(layer_path), layer_path.name)
-            for image in images:
-                writer.AddFile(str(image), image.name)
+            for member in [layer_path, *images]:
+                os.utime(member, (ZIP_TIMESTAMP, ZIP_TIMESTAMP))
+                writer.AddFile(str(member), member.name)
             writer.Save()
     logger.info("wrote %s (%.2f MB)", path, path.stat().st_size / 1e6)
 

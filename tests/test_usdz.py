@@ -63,6 +63,16 @@ def test_round_trip_keeps_geometry_uv_scale_and_up(tmp_path) -> None:
     np.testing.assert_allclose(np.asarray(world), np.eye(4))  # no hidden transform
 
 
+def test_the_same_model_gives_the_same_bytes(tmp_path) -> None:
+    first, second = tmp_path / "first.usdz", tmp_path / "second.usdz"
+    write_usdz(first, textured_mesh())
+    write_usdz(second, textured_mesh())
+    assert first.read_bytes() == second.read_bytes()
+    # Not the time of writing, which would differ on a run a few seconds later.
+    with zipfile.ZipFile(first) as package:
+        assert {info.date_time[:2] for info in package.infolist()} == {(1980, 1)}
+
+
 def test_material_reads_the_base_colour_texture_inside_the_package(tmp_path) -> None:
     path = tmp_path / "model.usdz"
     write_usdz(path, textured_mesh())
