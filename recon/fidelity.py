@@ -167,15 +167,21 @@ def looks_like_background(image: np.ndarray, where: np.ndarray, palette: np.ndar
     result = np.zeros(where.shape, dtype=bool)
     if not where.any() or not len(palette):
         return result
-    pixels = image[where].astype(np.float32)[:, None, :]  # (n, 1, 3)
-    first, second = np.triu_indices(len(palette))
-    start = palette[first][None]  # (1, m, 3), each colour with itself too
-    step = palette[second][None] - start
-    along = np.clip(
-        ((pixels - start) * step).sum(axis=2) / np.maximum((step**2).sum(axis=2), 1e-6), 0.0, 1.0
-    )
-    distance = np.linalg.norm(pixels - (start + along[..., None] * step), axis=2).min(axis=1)
-    result[where] = distance < BACKGROUND_COLOUR_DISTANCE
+    pixels = image[where].astype(np.float32)  # (n, 3)
+    limit = BACKGROUND_COLOUR_DISTANCE**2
+    matched = np.zeros(len(pixels), dtype=bool)
+    for colour in palette:
+        matched |= ((pixels - colour) ** 2).sum(axis=1) < limit
+    rest = pixels[~matched]  # the blends of two colours, for those no one colour explains
+    nearest = np.full(len(rest), np.inf, np.float32)  # squared distance to the nearest blend
+    for first in range(len(palette)):
+        for second in range(first + 1, len(palette)):
+            start, step = palette[first], palette[second] - palette[first]
+            along = np.clip((rest - start) @ step / max(float(step @ step), 1e-6), 0.0, 1.0)
+            offset = rest - start - along[:, None] * step
+            np.minimum(nearest, (offset**2).sum(axis=1), out=nearest)
+    matched[~matched] = nearest < limit
+    result[where] = matched
     return result
 
 
