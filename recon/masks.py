@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from recon import turntable
 from recon.cameras import Camera, nearest_point_to_axes
@@ -79,6 +80,16 @@ class MaskOptions:
     # bars, a plain patch) is a tunnel through the model; a real opening (a mug's handle) is
     # larger and seen in many photos.
     max_hole_rel: float = 0.01
+    # Larger holes are filled too where the backdrop's colours fill them pixel by pixel, but
+    # their median colour lies more than this (8-bit Lab) beyond the backdrop's own spread
+    # from its colours (`fill_tinted_holes`): a white armchair's front legs on pale paper,
+    # 2.2 from its grey and lit alike, were holes between their shaded edges in all the photos
+    # from the front half, so no visual hull held them; paper seen through an opening is the
+    # paper's own colour. 0: larger holes stay open.
+    tinted_hole_min: float = 1.0
+    tinted_hole_share: float = 0.9  # ... and this share of their pixels has its colours
+    # ... whose outlines may have gaps 2 × this × the long side wide (at segmentation size)
+    tinted_hole_gap_rel: float = 0.0125
     # The box comes from the sparse points, which a plain product has only where it is printed
     # (a bottle's logo): when the segmented product runs into the box's outline in the photos,
     # the box grows and the photos are segmented again.
@@ -778,7 +789,29 @@ def rim_likeness(
     a wooden table near the product differs from the table at the rim, and was taken for
     product. `exclude`: (h, w) bool, rim pixels not to learn from (the table, found by its
     plane, leaves the backdrop behind it)."""
-    none = np.zeros(image.shape[:2], bool)
+    found = rim_distance(image, colours, rim_rel, max_rim_spread, exclude)
+    if found is None:
+        none = np.zeros(image.shape[:2], bool)
+        return none, none
+    unlike = unlike_backdrop(*found)
+    return unlike, ~unlike
+
+
+def unlike_backdrop(distance: np.ndarray, spread: float) -> np.ndarray:
+    """(h, w) bool: rim_distance's pixels unlike the backdrop (see rim_likeness)."""
+    return distance > max(4.0, 3.0 * spread)
+
+
+def rim_distance(
+    image: np.ndarray,
+    colours: int,
+    rim_rel: float = 0.03,
+    max_rim_spread: float = 2.5,
+    exclude: np.ndarray | None = None,
+) -> tuple[np.ndarray, float] | None:
+    """The (h, w) float32 distance (8-bit Lab) of each pixel's colour to the nearest of the
+    rim's typical colours, and the rim's own spread (the median of those distances over it:
+    its noise); None unless the rim is a plain backdrop (see rim_likeness)."""
     lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
     rim = max(1, round(rim_rel * max(image.shape[:2])))
     band = np.ones(image.shape[:2], bool)
@@ -787,7 +820,7 @@ def rim_likeness(
         band &= ~exclude
     samples = lab[band]
     if len(samples) < colours:
-        return none, none
+        return None
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     count = min(colours, len(samples))
     _, _, centres = cv2.kmeans(samples, count, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
@@ -795,9 +828,8 @@ def rim_likeness(
     for centre in centres:
         distance = np.minimum(distance, colour_distance(lab, centre))
     if np.percentile(distance[band], 90) > max_rim_spread:
-        return none, none
-    unlike = distance > max(4.0, 3.0 * float(np.median(distance[band])))
-    return unlike, ~unlike
+        return None
+    return distance, float(np.median(distance[band]))
 
 
 def unlike_rim_region(
@@ -1167,7 +1199,11 @@ def product_mask(
     # seat) start as product where their colour is unlike anything on the photo's rim, which
     # is background. A white frame on pale paper differs from it only along its edges and
     # shaded faces: closing those outlines fills the tubes between them.
-    unlike_anywhere, backdrop = rim_likeness(small, options.rim_colours, exclude=on_table)
+    rim_colour = rim_distance(small, options.rim_colours, exclude=on_table)
+    unlike_anywhere = (
+        np.zeros(small.shape[:2], bool) if rim_colour is None else unlike_backdrop(*rim_colour)
+    )
+    backdrop = ~unlike_anywhere if rim_colour is not None else unlike_anywhere
     unlike = unlike_anywhere & (small_box > 0)
     if on_table is not None:
         # the backdrop's colours tell only above the horizon: below it lies more table or
@@ -1259,6 +1295,11 @@ def product_mask(
         foreground[surely_not] = 0
     if table is not None:  # the table seen through a handle is no hole to fill
         surely_not = table if surely_not is None else surely_not | table
+    if rim_colour is not None and options.tinted_hole_min > 0:
+        foreground = fill_tinted_holes(
+            foreground, *rim_colour, backdrop, options.tinted_hole_min, options.tinted_hole_share,
+            surely_not, round(options.tinted_hole_gap_rel * max(small_size)),
+        )  # fmt: skip
     foreground = fill_small_holes(foreground, options.max_hole_rel, surely_not)
     # The outline is where the box's projection meets the rest of the frame (not the frame's
     # edge: a product cut by the frame is not cut by the box).
@@ -1338,6 +1379,55 @@ def refine_outline(
     out = mask.copy()
     out[y0:y1, x0:x1] = refined
     return out
+
+
+def fill_tinted_holes(
+    mask: np.ndarray,
+    distance: np.ndarray,
+    spread: float,
+    backdrop: np.ndarray,
+    min_tint: float,
+    min_share: float,
+    keep_open: np.ndarray | None = None,
+    gap_px: int = 0,
+) -> np.ndarray:
+    """(h, w) uint8: `mask` (h, w) uint8 0 / 1 with the holes it encloses filled where their
+    pixels have the backdrop's colours (`backdrop`, (h, w) bool, for `min_share` of them at
+    least) one by one, but their median distance to its colours (rim_distance's `distance`,
+    (h, w)) exceeds the backdrop's own `spread` by `min_tint` (8-bit Lab): a pale face between
+    a product's outlines, tinted unlike the backdrop though too little for one noisy pixel to
+    tell, and no opening onto the backdrop, which is its colour. Holes holding pixels of
+    `keep_open` ((h, w) bool: surely background) stay open. A hole's outline may have gaps up
+    to 2 × `gap_px` wide (a shaded edge one pixel wide, broken where the JPEG blurred it): the
+    holes are found among the pixels farther than `gap_px` from the mask, and each pixel off
+    the mask goes with the nearest of them."""
+    free = (mask == 0).astype(np.uint8)
+    core = cv2.erode(free, disc_kernel(gap_px), borderValue=1) if gap_px > 0 else free
+    count, parts = cv2.connectedComponents(core, connectivity=4)
+    if count <= 2:  # the background alone: no hole
+        return mask
+    index = np.arange(1, count)
+    tint = np.asarray(ndimage.median(distance, parts, index)) - spread
+    share = np.asarray(ndimage.mean(backdrop, parts, index))
+    fill = np.zeros(count, bool)
+    fill[1:] = (tint > min_tint) & (share >= min_share)
+    # (label 0 is the mask and its gap_px rim; what reaches the frame's edge is no hole)
+    fill[np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))] = False
+    if keep_open is not None:
+        fill[np.unique(parts[keep_open])] = False
+    fill[0] = False
+    if not fill.any():
+        return mask
+    owner = parts
+    if gap_px > 0:  # each pixel off the mask belongs where its nearest core pixel does
+        _, nearest = cv2.distanceTransformWithLabels(
+            1 - core, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        core_y, core_x = np.nonzero(core)  # (the labels number them in raster order)
+        owner = parts[core_y, core_x][nearest - 1]
+    filled = mask.copy()
+    filled[fill[owner] & (free > 0)] = 1
+    return filled
 
 
 def fill_small_holes(

@@ -9,9 +9,11 @@ import numpy as np
 from recon.masks import (
     MaskOptions,
     fill_small_holes,
+    fill_tinted_holes,
     fit_ground_plane,
     ransac_plane,
     refine_outline,
+    rim_distance,
     rim_likeness,
     unlike_rim_region,
 )
@@ -33,6 +35,35 @@ def test_small_holes_in_a_product_mask_are_filled_and_openings_kept() -> None:
     keep_open[20:25, 20:25] = True
     assert not fill_small_holes(mask, 0.01, keep_open)[20:25, 20:25].any()
     assert fill_small_holes(mask, 0.0)[20:25, 20:25].sum() == 0  # 0: nothing filled
+
+
+def test_a_face_tinted_almost_like_the_backdrop_is_filled_and_an_opening_kept() -> None:
+    """A white frame on pale grey paper: the face of its front leg, 2 Lab units from the paper
+    and too large for fill_small_holes, lies between the leg's shaded edges, one of them broken;
+    the paper seen through the frame beside it is the paper's own colour and stays open."""
+    photo = np.full((200, 200, 3), (220, 216, 215), np.uint8)  # the paper (BGR)
+    mask = np.zeros((200, 200), np.uint8)
+    mask[40:60, 40:160] = 1  # the seat
+    mask[60:160, 40:43] = mask[60:160, 67:70] = 1  # the leg's shaded edges ...
+    mask[150:160, 40:70] = 1  # ... and its foot
+    mask[100:102, 40:43] = 0  # a gap in one edge: the face touches the paper
+    photo[60:150, 43:67] = (214, 214, 214)  # the leg's face, lit as pale as the paper
+    mask[60:160, 110:113] = mask[60:160, 137:140] = mask[150:160, 110:140] = 1  # the opening
+    distance, spread = rim_distance(photo, 8)
+    backdrop = ~(distance > 4)
+    assert backdrop[60:150, 43:67].all()  # one by one, the face's pixels are the paper's
+    filled = fill_tinted_holes(mask, distance, spread, backdrop, 1.0, 0.9, gap_px=2)
+    assert filled[60:150, 43:67].all()
+    assert not filled[60:150, 113:137].any()
+    assert not filled[100:102, :40].any()  # nothing beyond the broken edge
+    # without room for the gap the face is open to the paper, and stays so
+    assert not fill_tinted_holes(mask, distance, spread, backdrop, 1.0, 0.9)[60:150, 43:67].any()
+    # surely background stays open
+    keep_open = np.zeros((200, 200), bool)
+    keep_open[70, 50] = True
+    assert not fill_tinted_holes(mask, distance, spread, backdrop, 1.0, 0.9, keep_open, 2)[
+        60:150, 43:67
+    ].any()
 
 
 def test_the_table_plane_is_found_exactly_and_the_same_every_run() -> None:
