@@ -6,17 +6,21 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from recon.cameras import Camera, look_at
 from recon.masks import (
     MaskOptions,
+    ObjectRegion,
     fill_small_holes,
     fill_tinted_holes,
     fit_ground_plane,
     ransac_plane,
+    recover_from_other_views,
     refine_outline,
     rim_distance,
     rim_likeness,
     unlike_rim_region,
 )
+from recon.morphology import disc_kernel
 
 
 def test_small_holes_in_a_product_mask_are_filled_and_openings_kept() -> None:
@@ -254,3 +258,45 @@ def test_colours_unlike_a_tables_are_told_though_its_sample_holds_a_few() -> Non
     assert unlike[:90].mean() < 0.03  # (the grain's extremes: a few per cent)
     assert unlike[100:].mean() < 0.03
     assert not unlike_colours(lab, np.zeros((200, 200), bool), 8).any()  # nothing to tell by
+
+
+def test_a_part_one_photo_lost_to_its_backdrop_is_taken_back_from_the_others() -> None:
+    """A pale post on grey paper, lit almost like the paper in three neighbouring photos
+    (2 Lab units off it: their masks lost it), plain white in the rest: the others' silhouettes
+    hold it, so the four photos' masks take its tinted pixels back, and no paper."""
+    size = 160
+    corners = np.array([[x, y, z] for x in (-0.1, 0.1) for y in (0.0, 0.5) for z in (-0.1, 0.1)])
+    region = ObjectRegion(
+        center=np.array([0.0, 0.25, 0.0]),
+        up=np.array([0.0, 1.0, 0.0]),
+        box_corners=corners * 1.3,
+        ground=None,
+        camera_distance=1.9,
+    )
+    options = MaskOptions(recover_max_dissent=3)
+    radius = max(1, round(options.mask_dilate_rel * size))
+    cameras, photos, masks, posts = [], [], [], []
+    for index, angle in enumerate(np.radians(np.arange(0, 360, 30))):
+        eye = np.array([1.6 * np.cos(angle), 1.0, 1.6 * np.sin(angle)])
+        R, t = look_at(eye, np.array([0.0, 0.25, 0.0]), up=(0.0, 1.0, 0.0))
+        K = np.array([[150.0, 0, size / 2 - 0.5], [0, 150.0, size / 2 - 0.5], [0, 0, 1]])
+        camera = Camera(name=f"{index}", width=size, height=size, K=K, R=R, t=t)
+        uv, _ = camera.project(corners)
+        post = np.zeros((size, size), np.uint8)
+        cv2.fillConvexPoly(post, cv2.convexHull(np.round(uv).astype(np.int32)), 1)
+        lost = index in (2, 3, 4)
+        photo = np.full((size, size, 3), (220, 216, 215), np.uint8)
+        photo[post > 0] = (216, 214, 213) if lost else (250, 250, 250)
+        mask = np.zeros_like(post) if lost else cv2.dilate(post, np.ones((5, 5), np.uint8))
+        cameras.append(camera)
+        photos.append(photo)
+        masks.append(mask > 0)
+        posts.append(post > 0)
+    recovered = recover_from_other_views(cameras, photos, masks, region, options)
+    for index in (2, 3, 4):
+        inner = cv2.erode(posts[index].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert recovered[index][inner].all()
+        grown = cv2.dilate(posts[index].astype(np.uint8), disc_kernel(radius + 2)) > 0
+        assert not recovered[index][~grown].any()
+    for index in (0, 1, 6, 7):
+        assert (recovered[index] == masks[index]).all()
