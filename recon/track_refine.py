@@ -37,7 +37,7 @@ class TrackRefineOptions:
 @dataclass(frozen=True)
 class TrackRefineStats:
     observations: int  # observations that could be aligned (the reference ones excluded)
-    moved: int  # observations that were moved
+    moved: int  # observations whose alignment was kept (moved to it)
     median_shift_px: float  # over those moved
     ncc_before: float  # median NCC with the reference patch
     ncc_after: float
