@@ -165,8 +165,9 @@ class SfmOptions:
     # two photos only, where both photos see at least this many points seen three times
     refine_keypoints: bool = True  # the final adjustment is run again after each point's
     # keypoints are aligned to one another by their patches (see recon.track_refine): median
-    # rotation error 0.134 -> 0.05° on a plain mustard bottle, 0.112 -> 0.06° on a plain
-    # avocado, 0.017 -> 0.004° on a cracker box on a table, for 1-2 CPU-s
+    # rotation error 0.134 -> 0.031° on a plain mustard bottle, 0.112 -> 0.049° on a plain
+    # avocado, 0.017 -> 0.004° on a cracker box on a table, 0.21 -> 0.16° on the Middlebury
+    # temple's sparse ring, for 1-3 CPU-s
     track_refine: TrackRefineOptions = field(default_factory=TrackRefineOptions)
     robust_loss_factor: float = 1.0  # Cauchy scale of the final adjustment, × the median error
     max_reprojection_error_px: float = 4.0  # points worse than this after adjustment are dropped
@@ -1703,7 +1704,9 @@ def refine(
     true intrinsics change that by 0.01° at most. Each camera's error is a slide along its
     ring with the turn that keeps the product in view (rotation error = -1.25 to -1.3 × the
     sideways centre error over the distance, correlation 0.8-1.0), the direction a product
-    filling a small part of the photo pins down least.
+    filling a small part of the photo pins down least. So the observations are improved: the
+    keypoints of each track, aligned by their patches, disagree 0.04 px under the true cameras
+    on the mustard bottle instead of 0.25 (median), and its cameras end 0.03° off.
     """
     # The loss scale follows the noise the mapper's model shows: on sharp photos (0.3 px) a
     # 1 px scale still let SIFT's long-tailed errors double the rotation error.
