@@ -49,6 +49,7 @@ RANSAC_SCORED_POINTS = 1500  # ... each scored on about this many of the sparse 
 GROUND_SWEEP_PHOTOS = 8  # photos whose table patterns place a table the sparse points miss
 GROUND_SWEEP_POINTS = 4000  # ... each giving at most this many points of it
 GROUND_SWEEP_MIN_POINTS = 200  # fewer agreeing points all told: no table there
+RIM_EDGE_REL = 0.01  # the backdrop's colours are learnt this far (× the long side) in from the edge
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -833,6 +834,12 @@ def rim_distance(
     rim = max(1, round(rim_rel * max(image.shape[:2])))
     band = np.ones(image.shape[:2], bool)
     band[rim:-rim, rim:-rim] = False
+    # Not the photo's very edge: undistortion fills its corners from outside the photo, and
+    # those few dark pixels took a colour of the rim's model and moved its threshold enough to
+    # lose a white armchair's legs on pale paper in every photo.
+    edge = max(1, round(RIM_EDGE_REL * max(image.shape[:2])))
+    band[:edge] = band[-edge:] = False
+    band[:, :edge] = band[:, -edge:] = False
     if exclude is not None:
         band &= ~exclude
     samples = lab[band]
@@ -840,6 +847,9 @@ def rim_distance(
         return None
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     count = min(colours, len(samples))
+    # Seeded here, not only per photo: how many draws earlier steps took depends on the photo,
+    # so a photo a resampling apart drew other centres.
+    cv2.setRNGSeed(0)
     _, _, centres = cv2.kmeans(samples, count, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     distance = np.full(image.shape[:2], np.inf, np.float32)
     for centre in centres:

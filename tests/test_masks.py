@@ -154,6 +154,22 @@ def test_the_backdrops_own_colours_are_told_and_nothing_on_a_table() -> None:
     assert not like.any()
 
 
+def test_the_backdrop_is_learnt_without_undistortions_black_corners() -> None:
+    """Undistortion fills a photo's corners from outside it: the backdrop's colours, and how
+    far each pixel is from them, are the same with or without those few black pixels."""
+    rng = np.random.default_rng(0)
+    paper = np.clip(rng.normal(200, 2.0, (320, 320, 3)), 0, 255).astype(np.uint8)
+    paper[100:220, 140:180] = (60, 90, 200)
+    filled = paper.copy()
+    for rows in (slice(0, 3), slice(-3, None)):
+        for columns in (slice(0, 3), slice(-3, None)):
+            filled[rows, columns] = 0
+    plain, plain_spread = rim_distance(paper, 12)
+    cornered, cornered_spread = rim_distance(filled, 12)
+    assert cornered_spread == plain_spread
+    np.testing.assert_array_equal(cornered[3:-3, 3:-3], plain[3:-3, 3:-3])
+
+
 def test_a_product_on_a_patterned_table_is_found_before_any_camera() -> None:
     """An orange seat on a white frame, on brown wood grain before a grey backdrop: the region
     holds the whole product and little of the table, though the rim is no plain backdrop."""
