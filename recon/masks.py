@@ -808,8 +808,16 @@ def rim_likeness(
     product. `exclude`: (h, w) bool, rim pixels not to learn from (the table, found by its
     plane, leaves the backdrop behind it)."""
     found = rim_distance(image, colours, rim_rel, max_rim_spread, exclude)
+    return split_by_backdrop(found, image.shape[:2])
+
+
+def split_by_backdrop(
+    found: tuple[np.ndarray, float] | None, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """rim_likeness's two (h, w) bool halves from rim_distance's result `found`: both none
+    when it is None (no plain backdrop)."""
     if found is None:
-        none = np.zeros(image.shape[:2], bool)
+        none = np.zeros(shape, bool)
         return none, none
     unlike = unlike_backdrop(*found)
     return unlike, ~unlike
@@ -1227,10 +1235,7 @@ def product_mask(
     # is background. A white frame on pale paper differs from it only along its edges and
     # shaded faces: closing those outlines fills the tubes between them.
     rim_colour = rim_distance(small, options.rim_colours, exclude=on_table)
-    unlike_anywhere = (
-        np.zeros(small.shape[:2], bool) if rim_colour is None else unlike_backdrop(*rim_colour)
-    )
-    backdrop = ~unlike_anywhere if rim_colour is not None else unlike_anywhere
+    unlike_anywhere, backdrop = split_by_backdrop(rim_colour, small.shape[:2])
     unlike = unlike_anywhere & (small_box > 0)
     if on_table is not None:
         # the backdrop's colours tell only above the horizon: below it lies more table or
