@@ -327,7 +327,7 @@ def product_features(sub: Workspace, mask_options: masks.MaskOptions) -> PassFea
             on_product = np.flatnonzero(sighted >= 0)
             if len(on_product) == 0:
                 continue
-            image_descriptors = np.asarray(_descriptor_array(database, image.image_id))
+            image_descriptors = sfm.descriptor_array(database, image.image_id)
             descriptors.append(image_descriptors[on_product].astype(np.float32))
             point_of.append(sighted[on_product])
     finally:
@@ -340,12 +340,6 @@ def product_features(sub: Workspace, mask_options: masks.MaskOptions) -> PassFea
         point_of=np.concatenate(point_of),
         region=region,
     )
-
-
-def _descriptor_array(database: pycolmap.Database, image_id: int) -> np.ndarray:
-    """(k, 128) SIFT descriptors of an image's keypoints, in keypoint order."""
-    descriptors = database.read_descriptors(image_id)
-    return np.asarray(getattr(descriptors, "data", descriptors))
 
 
 def match_points(

@@ -12,6 +12,7 @@ from recon import sfm
 from recon.cameras import read_middlebury_par
 from recon.geometry import Similarity, rotation_angle_deg
 from tests.test_sfm import check_outputs, make_workspace, pose_errors, ring_of_cameras
+from tests.test_sfm_order import rings_model
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -69,3 +70,34 @@ def test_middlebury_dino_sparse_ring(shared_data: Path, tmp_path: Path) -> None:
     assert errors["rotation_error_deg"]["median"] < 1.0
     assert result.cameras[0].K[0, 0] == pytest.approx(truth[0].K[0, 0], rel=0.05)
     check_outputs(workspace, result)
+
+
+def test_matching_along_a_models_epipolar_lines_skips_look_alikes() -> None:
+    """A product whose every feature repeats elsewhere on it (a holder alike every 90°): each
+    keypoint of the first photo has a true match and a twin (the same descriptor, 40 px below)
+    in the second. The
+    ratio test over the whole photo keeps none of the true matches; along the model's
+    epipolar lines (nearly level for photos side by side on a ring) every true match is
+    found and no twin. A photo 120° round is not matched at all."""
+    rng = np.random.default_rng(3)
+    model = rings_model([0.0, 30.0, 120.0], [0.0, 0.0, 0.0])
+    points = rng.uniform(-0.6, 0.6, size=(80, 3))
+    codes = rng.normal(size=(len(points), 128))
+    features = {}
+    for image in model.images.values():
+        pose = image.cam_from_world().matrix()
+        xy = image.camera.img_from_cam(points @ pose[:, :3].T + pose[:, 3])
+        if image.image_id > 1:  # the later photos see each feature's twin too
+            xy = np.vstack([xy, xy + np.array([0.0, 40.0])])
+        descriptors = codes[np.arange(len(xy)) % len(codes)]
+        features[image.image_id] = (xy, descriptors + rng.normal(scale=0.02, size=(len(xy), 128)))
+
+    matches = sfm.match_along_model(model, features, sfm.SfmOptions())
+
+    assert set(matches) == {(1, 2)}
+    true = np.column_stack([np.arange(len(points)), np.arange(len(points))])
+    assert {tuple(row) for row in matches[(1, 2)]} == {tuple(row) for row in true}
+    # The ratio test without the model: each keypoint's twin is as near as its true match.
+    unit = [features[i][1] / np.linalg.norm(features[i][1], axis=1, keepdims=True) for i in (1, 2)]
+    distance = np.sort(2 - 2 * unit[0] @ unit[1].T, axis=1)
+    assert not np.any(np.sqrt(distance[:, 0]) < 0.8 * np.sqrt(distance[:, 1]))
