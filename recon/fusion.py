@@ -324,12 +324,12 @@ def _close_blocks(
                 for x in range(8):
                     flat = base + z * 64 + y * 8 + x
                     old_weight = weight[flat]
+                    px = (keys[b, 0] * 8 + x) * voxel
+                    py = (keys[b, 1] * 8 + y) * voxel
+                    pz = (keys[b, 2] * 8 + z) * voxel
                     if old_weight <= min_weight:
                         # open3d extracts voxels whose weight exceeds the threshold: those at
                         # it are set too.
-                        px = (keys[b, 0] * 8 + x) * voxel
-                        py = (keys[b, 1] * 8 + y) * voxel
-                        pz = (keys[b, 2] * 8 + z) * voxel
                         gx = axes[0, 0] * px + axes[0, 1] * py + axes[0, 2] * pz - origin[0]
                         gy = axes[1, 0] * px + axes[1, 1] * py + axes[1, 2] * pz - origin[1]
                         gz = axes[2, 0] * px + axes[2, 1] * py + axes[2, 2] * pz - origin[2]
@@ -360,6 +360,13 @@ def _close_blocks(
                         tsdf[flat] = share * tsdf[flat] + (1 - share) * hull_tsdf
                         weight[flat] = min_weight + 0.5
                         closed += 1
+                    if has_ground:
+                        # Stereo's walls run on a truncation's depth below the cut (their
+                        # rays' signed distances reach past the last depth kept): the product
+                        # ends at the cut there too, or the mesh stage takes that skirt for
+                        # the bottom to rest on the ground and leaves the base short of it.
+                        height = ground[0] * px + ground[1] * py + ground[2] * pz + ground[3]
+                        tsdf[flat] = max(tsdf[flat], min((clearance - height) / truncation, 1.0))
                     # A voxel at (or a hair from) zero puts the marching cubes' vertex on its
                     # corner, where up to six cubes' vertices meet: welded, they pin the
                     # surface into non-manifold edges.
