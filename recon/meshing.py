@@ -73,12 +73,11 @@ def run(
             progress("mesh", 0.3, "repair")
         # Before simplifying: filling adds faces.
         mesh = repair(mesh, options.max_hole_perimeter_rel, options.max_hole_bend)
-    if len(mesh.faces) > options.max_faces:
-        if progress:
-            progress("mesh", 0.6, "simplify")
-        mesh = simplify(mesh, options.max_faces)
     if len(mesh.faces) == 0:
         raise StageError("mesh", "nothing of the product survived cleaning the fused surface")
+    # Before simplifying: the fused base is flat at fusion's cut, while a simplified one can
+    # have vertices under it, and the stretch takes the lowest for the base (the turntable
+    # cereal box's base then stopped 0.7 mm short of the ground; stretched first: 0.03 mm).
     if options.ground_band_rel > 0 and workspace.region_path.exists():
         region = json.loads(workspace.region_path.read_text())
         if region.get("ground") is not None:
@@ -86,6 +85,10 @@ def run(
             mesh.vertices = rest_on_ground(
                 mesh.vertices, np.asarray(region["ground"]), options.ground_band_rel * diagonal
             )
+    if len(mesh.faces) > options.max_faces:
+        if progress:
+            progress("mesh", 0.6, "simplify")
+        mesh = simplify(mesh, options.max_faces)
     with atomic_path(workspace.mesh_path) as tmp:
         mesh.export(tmp)
     if progress:

@@ -164,3 +164,39 @@ def test_a_hollow_seen_from_above_sinks_to_its_floor_and_stops_at_a_seen_surface
     np.testing.assert_array_equal(
         hull.sink_hollows(dent, inside, occupied, floor_cells=2, min_run=4), dent
     )
+
+
+def test_stereo_walls_end_at_the_ground_cut_like_the_hull() -> None:
+    """A sphere standing in a table cut 1 cm above the table: the photos' stereo sees its sides
+    below the cut, and their signed distances carry the wall on below it; closed from the hull,
+    the surface ends at the cut, flat, stereo's wall included (else the mesh stage takes the
+    wall's foot for the base to rest on the table)."""
+    from tests.test_hull import RADIUS, sphere_depth, sphere_mask
+
+    cameras = ring_cameras(
+        np.zeros(3), 3 * RADIUS, 24, SynthOptions(views=24, size_px=160), np.random.default_rng(0)
+    )
+    box = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (-0.15, 0.15)])
+    field = hull.silhouette_field(
+        cameras, [sphere_mask(c) for c in cameras], box, np.eye(3)[1], resolution=96
+    )
+    voxel, clearance = 0.004, 0.01
+    ground = np.array([0.0, 1.0, 0.0, 0.6 * RADIUS])  # the table at y = -0.06, the cut at -0.05
+    grid = fusion.tsdf_grid(voxel, block_count=20_000)
+    seen = cameras[::4]
+    depths = [(c, sphere_depth(c).astype(np.float32), c.K) for c in seen]
+    for camera, depth, K in depths:
+        for _ in range(3):  # above the extraction threshold, like three agreeing photos
+            fusion.integrate(grid, depth, K, camera, 4.0)
+    fusion.close_with_hull(
+        grid, field, depths, voxel=voxel, truncation_voxels=4.0, min_weight=2.0,
+        margin_rel=0.02, ground=ground, clearance=clearance,
+    )  # fmt: skip
+    legacy = grid.extract_triangle_mesh(weight_threshold=2.0).to_legacy()
+    surface = trimesh.Trimesh(np.asarray(legacy.vertices), np.asarray(legacy.triangles))
+    surface.merge_vertices()
+    height = surface.vertices @ ground[:3] + ground[3]
+    assert height.min() > clearance - 0.25 * voxel  # stereo's wall went on to the table
+    base = np.abs(height - clearance) < 0.25 * voxel
+    assert base.sum() > 100  # ... where a flat base closes it now
+    assert surface.is_watertight
