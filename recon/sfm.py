@@ -954,8 +954,10 @@ def _place_ring_pairs(
         return None, {"placed": 0, "kept": False}
     model = refine(model, options, _photo_loader(workspace))
     if options.ring_rematch:
-        model = rematch_along_model(model, database_path, workspace, options)
-        model = refine(model, options, _photo_loader(workspace))
+        rematched = rematch_along_model(model, database_path, workspace, options)
+        # The armchair on its repeating table: 4 pairs of a few photos, none triangulated.
+        if rematched.num_points3D():
+            model = refine(rematched, options, _photo_loader(workspace))
     consistency = model_visibility(model, names)
     _, smooth = smooth_in_order(model, names, options)
     round_rings = rings_go_round(model, names, size, options)
