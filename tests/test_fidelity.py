@@ -33,6 +33,14 @@ def ring(count: int, *, crowded: int | None = None) -> list:
     ]
 
 
+def coloured_box(extents, colour, at=(0.0, 0.0, 0.0)) -> trimesh.Trimesh:
+    """A box of one colour (RGB), centred at `at`."""
+    box = trimesh.creation.box(extents=extents)
+    box.apply_translation(at)
+    box.visual.face_colors = np.tile((*colour, 255), (len(box.faces), 1))
+    return box
+
+
 def test_holdout_takes_redundant_photos_far_apart() -> None:
     cameras = ring(24, crowded=5)
     chosen = choose_holdout(cameras, 2)
@@ -69,12 +77,9 @@ def test_faithful_model_scores_high_and_a_wrong_one_low() -> None:
 
 
 def test_missing_part_counts_against_psnr_but_a_gap_in_the_mask_does_not() -> None:
-    lower = trimesh.creation.box(extents=(1.0, 0.7, 0.8))
-    lower.apply_translation((0.0, -0.35, 0.0))
-    upper = lower.copy()
-    upper.apply_translation((0.0, 0.7, 0.0))
-    for part in (lower, upper):  # one colour: what the half model shows agrees with the photos
-        part.visual.face_colors = np.tile((200, 60, 40, 255), (len(part.faces), 1))
+    # one colour: what the half model shows agrees with the photos
+    lower = coloured_box((1.0, 0.7, 0.8), (200, 60, 40), at=(0.0, -0.35, 0.0))
+    upper = coloured_box((1.0, 0.7, 0.8), (200, 60, 40), at=(0.0, 0.35, 0.0))
     whole, half = from_trimesh(trimesh.util.concatenate([lower, upper])), from_trimesh(lower)
     cameras = ring(3)
     backdrop = (128, 128, 128)
@@ -125,8 +130,7 @@ def test_outline_overhanging_the_backdrop_is_a_silhouette_error_not_a_colour_one
     """A model a pixel or two wider than the product draws its colour over the photo's light
     backdrop along the outline; `recon evaluate` scores colour inside the true silhouette only,
     so the check does too. A wrong colour inside still counts."""
-    product = trimesh.creation.box(extents=(1.0, 1.4, 0.8))
-    product.visual.face_colors = np.tile((60, 90, 30, 255), (len(product.faces), 1))
+    product = coloured_box((1.0, 1.4, 0.8), (60, 90, 30))
     cameras = ring(3)
     with OffscreenRenderer(from_trimesh(product), lighting=Lighting.UNLIT) as renderer:
         renders = [renderer.render(c, background=(215, 215, 220), supersample=2) for c in cameras]
@@ -184,8 +188,7 @@ def test_an_outline_a_pixel_off_costs_as_in_the_evaluation(scale, colour, backdr
     times the product's colour, not the backdrop's. The check un-blends the photo's outline
     from the backdrop to count the same (it read 6 dB kinder than the truth on the white mug,
     2 dB harder on the avocado)."""
-    product = trimesh.creation.box(extents=(1.0, 1.4, 0.8))
-    product.visual.face_colors = np.tile((*colour, 255), (len(product.faces), 1))
+    product = coloured_box((1.0, 1.4, 0.8), colour)
     model = product.copy()
     model.apply_scale(scale)  # about a pixel off all round at this size
     cameras = ring(3)
@@ -200,12 +203,9 @@ def test_a_thin_missing_part_counts_against_psnr() -> None:
     was missing within 2 % of the mask's outline, so thin parts were passed over (the armchair
     read 8 dB kinder than the truth); and the whole model, drawn over light paper, scores high
     (the outline blends with the paper, not with black: 26 dB before un-blending)."""
-    seat = trimesh.creation.box(extents=(1.0, 0.8, 0.8))
-    seat.apply_translation((0.0, 0.3, 0.0))
-    leg = trimesh.creation.box(extents=(0.05, 0.7, 0.05))  # about 6 px wide
-    leg.apply_translation((0.45, -0.45, 0.35))
-    seat.visual.face_colors = np.tile((230, 150, 20, 255), (len(seat.faces), 1))
-    leg.visual.face_colors = np.tile((250, 250, 250, 255), (len(leg.faces), 1))  # white metal
+    seat = coloured_box((1.0, 0.8, 0.8), (230, 150, 20), at=(0.0, 0.3, 0.0))
+    # about 6 px wide, white metal
+    leg = coloured_box((0.05, 0.7, 0.05), (250, 250, 250), at=(0.45, -0.45, 0.35))
     product = trimesh.util.concatenate([seat, leg])
     cameras = ring(3)
     photos, masks = photos_of(product, cameras, (214, 216, 220))  # light paper
@@ -222,15 +222,11 @@ def test_an_outline_coloured_like_the_backdrop_counts_where_the_model_draws_it()
     legs, a few pixels wide, with them, so it missed what `recon evaluate` counts there, the
     model's legs a pixel or two off (drawn over black against the truth's): it read 2.5 dB
     kinder than the truth. Where the model draws them they are compared as the photo shows them."""
-    seat = trimesh.creation.box(extents=(1.0, 0.8, 0.8))
-    seat.apply_translation((0.0, 0.3, 0.0))
-    seat.visual.face_colors = np.tile((230, 150, 20, 255), (len(seat.faces), 1))
+    seat = coloured_box((1.0, 0.8, 0.8), (230, 150, 20), at=(0.0, 0.3, 0.0))
     paper, metal = (214, 216, 220), (206, 206, 206)
     product, model = seat.copy(), seat.copy()
     for side in (-1.0, 1.0):
-        leg = trimesh.creation.box(extents=(0.05, 0.7, 0.05))
-        leg.apply_translation((0.45 * side, -0.45, 0.35))
-        leg.visual.face_colors = np.tile((*metal, 255), (len(leg.faces), 1))
+        leg = coloured_box((0.05, 0.7, 0.05), metal, at=(0.45 * side, -0.45, 0.35))
         product = trimesh.util.concatenate([product, leg])
         leg = leg.copy()
         leg.apply_translation((0.03, 0.0, 0.0))  # the model's legs 2-3 px off
@@ -246,8 +242,7 @@ def test_stray_pixels_beside_the_outline_are_not_a_missing_part() -> None:
     """JPEG rings beside a dark outline on light paper: a few pixels a little off the paper's
     colour, in the margin the mask is grown by. A missing part is a patch of them (the thin
     leg above counts); ten stray pixels took 1.8 dB off the avocado on plain paper."""
-    product = trimesh.creation.box(extents=(1.0, 1.4, 0.8))
-    product.visual.face_colors = np.tile((40, 60, 20, 255), (len(product.faces), 1))
+    product = coloured_box((1.0, 1.4, 0.8), (40, 60, 20))
     cameras = ring(3)
     paper = (214, 216, 220)
     photos, masks = photos_of(product, cameras, paper)
