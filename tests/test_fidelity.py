@@ -174,6 +174,16 @@ def photos_of(product, cameras, backdrop):
     return [r.rgb for r in renders], masks
 
 
+def check_and_truth(product, model, backdrop) -> tuple[float, float]:
+    """The check's PSNR of `model` against photos of `product` on `backdrop` (three views),
+    and the PSNR `recon evaluate` would give it there."""
+    cameras = ring(3)
+    photos, masks = photos_of(product, cameras, backdrop)
+    truth = evaluate_like_psnr(product, model, cameras)
+    check = summarise(check_fidelity(from_trimesh(model), cameras, photos, masks))["psnr_db"]
+    return check, truth
+
+
 @pytest.mark.parametrize(
     ("scale", "colour", "backdrop"),
     [
@@ -191,10 +201,7 @@ def test_an_outline_a_pixel_off_costs_as_in_the_evaluation(scale, colour, backdr
     product = coloured_box((1.0, 1.4, 0.8), colour)
     model = product.copy()
     model.apply_scale(scale)  # about a pixel off all round at this size
-    cameras = ring(3)
-    photos, masks = photos_of(product, cameras, backdrop)
-    truth = evaluate_like_psnr(product, model, cameras)
-    check = summarise(check_fidelity(from_trimesh(model), cameras, photos, masks))["psnr_db"]
+    check, truth = check_and_truth(product, model, backdrop)
     assert abs(check - truth) < 1.5, (check, truth)
 
 
@@ -231,10 +238,7 @@ def test_an_outline_coloured_like_the_backdrop_counts_where_the_model_draws_it()
         leg = leg.copy()
         leg.apply_translation((0.03, 0.0, 0.0))  # the model's legs 2-3 px off
         model = trimesh.util.concatenate([model, leg])
-    cameras = ring(3)
-    photos, masks = photos_of(product, cameras, paper)
-    truth = evaluate_like_psnr(product, model, cameras)
-    check = summarise(check_fidelity(from_trimesh(model), cameras, photos, masks))["psnr_db"]
+    check, truth = check_and_truth(product, model, paper)
     assert abs(check - truth) < 1.5, (check, truth)
 
 
