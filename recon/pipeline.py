@@ -78,23 +78,27 @@ class ReconOptions:
         if Mode(mode) == Mode.SCENE:
             return cls.for_scene(preset)
         image_px, depth_px, faces, texture_px, fusion_voxel = {
-            Preset.PREVIEW: (640, 400, 30_000, 1024, 0.003),
+            Preset.PREVIEW: (800, 400, 30_000, 1024, 0.003),
             Preset.STANDARD: (1600, depth.DepthOptions().max_image_px, 100_000, 2048, 0.0015),
             Preset.HIGH: (None, 960, 250_000, 4096, 0.001),
         }[preset]
-        # Preview works at 640 px: SfM's upsampled search (most of its time) costs about a
-        # quarter less than at 800. Its depth aims at half standard's mask pixels, 360 px at
-        # least (soup can on a table, 320 px at least: depth 12.2 -> 8.4 s, F@1 % 0.989 ->
-        # 0.988, F@0.5 % 0.935 -> 0.929; but the printed mat under a 640 px cereal box bled
-        # into its base, accuracy@1 % 0.953 -> 0.948, and 360 px gives 0.955).
+        # Preview works at 800 px. At 640 SfM placed plain products worse for no time saved
+        # (24 × 960 px, 640 -> 800, whole preview run: avocado on plain paper rotation 0.58 ->
+        # 0.08°, PSNR 27.6 -> 32.6 dB, 19 -> 22 s; plain mustard 0.13 -> 0.08°, 28.5 -> 29.4
+        # dB, 35 -> 29 s; plain cracker box 26.8 -> 28.0 dB, 47 s both; on a table cracker
+        # box, soup can, shoe within 0.5 dB and 2 s, WaterBottle 24.3 -> 23.5 dB, 22 -> 27 s).
+        # Its depth aims at half standard's mask pixels, 360 px at least (soup can on a table,
+        # 320 px at least: depth 12.2 -> 8.4 s, F@1 % 0.989 -> 0.988, F@0.5 % 0.935 -> 0.929;
+        # but the printed mat under a 640 px cereal box bled into its base, accuracy@1 % 0.953
+        # -> 0.948, and 360 px gives 0.955).
         quick = preset == Preset.PREVIEW
         depth_options = dataclasses.replace(depth.DepthOptions(), max_image_px=depth_px)
         mask_options = masks.MaskOptions()
         sfm_options = sfm.SfmOptions()
         if quick:
-            # Only photos under 600 keypoints at 640 px are searched at twice the size (plain
-            # products: every photo of the plain mustard, cracker box and cereal box but one);
-            # products on a table have 650-2500 and are placed without. SfM CPU, soup can on a
+            # Only photos under 600 keypoints are searched at twice the size (at 640 px every
+            # photo of the plain mustard, cracker box and cereal box but one; products on a
+            # table had 650-2500 and are placed without). At 640 px, SfM CPU, soup can on a
             # table 24 -> 8 s (F@1 % 0.986 -> 0.983, PSNR 20.3 -> 19.7 dB), shoe on a table
             # 28 -> 21 s (F@1 % 0.790 -> 0.777, F@0.5 % 0.710 -> 0.663, PSNR 17.9 both).
             sfm_options = dataclasses.replace(sfm_options, upsample_below_features=600)

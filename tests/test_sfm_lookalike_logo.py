@@ -36,10 +36,10 @@ def test_a_box_with_its_logo_on_every_face_is_placed_by_consensus(
 
 @pytest.mark.slow
 def test_the_box_at_previews_size_is_placed_ring_by_ring(shared_data: Path, tmp_path: Path) -> None:
-    """At preview's 640 px the box's true pairs are weaker (median 125 matches, 233 at 960)
-    and every placement from all pairs, capture order or consensus folds, 90° off; the pairs
-    one place apart on its two rings, less those whose matches fit no calibrated camera, place
-    it right by global mapping."""
+    """At preview's size the box's true pairs are weaker (at 640 px a median of 125 matches,
+    233 at 960) and the placements from all pairs and capture order fold, 90° off (at 640 the
+    consensus too); the pairs one place apart on its two rings, less those whose matches fit
+    no calibrated camera, place it right by global mapping."""
     model = shared_data / "models" / "ycb_003_cracker_box"
     rendered = synth.run(model, tmp_path / "capture", synth.SynthOptions(views=24, novel_views=0))
     preview = ReconOptions.for_preset("preview")
