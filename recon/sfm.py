@@ -952,6 +952,12 @@ def _place_ring_pairs(
             model = _extend(path, workspace, len(names), options, quiet, model)
     if model is None:
         return None, {"placed": 0, "kept": False}
+    # Rings that do not go round once as placed are refused before the costly refinement and
+    # rematching, which move cameras by degrees, not round a ring: the twin-print box read as
+    # rings of 6 (windings 0) took 5 minutes to fail, the armchair on its table placed 7 photos.
+    placed_rings = rings_go_round(model, names, size, options)
+    if not winds_once(placed_rings["windings"]):
+        return model, {"placed": model.num_reg_images(), "rings": placed_rings, "kept": False}
     model = refine(model, options, _photo_loader(workspace))
     if options.ring_rematch:
         rematched = rematch_along_model(model, database_path, workspace, options)
@@ -1142,6 +1148,16 @@ def epipolar_descriptor_matches(
     return np.column_stack([rows[keep], best[keep]])
 
 
+def winds_once(windings: list[float]) -> bool:
+    """Whether rings with these turns (`rings_go_round`) each go round once, all the same way
+    (one capture goes round its rings one way)."""
+    return (
+        bool(windings)
+        and all(abs(abs(winding) - 1.0) < 0.5 for winding in windings)
+        and len({np.sign(winding) for winding in windings}) == 1
+    )
+
+
 def rings_go_round(
     model: pycolmap.Reconstruction, names: list[str], size: int, options: SfmOptions
 ) -> dict:
@@ -1200,14 +1216,11 @@ def rings_go_round(
         windings.append(round(winding, 2))
         goes_round &= bool(
             off_plane <= options.ring_max_off_plane
-            and abs(abs(winding) - 1.0) < 0.5
             and np.all(steps * direction > 0)
             and worst <= options.order_max_step_ratio
         )
-    if len({np.sign(w) for w in windings}) > 1:  # one capture goes round its rings one way
-        goes_round = False
     return {
-        "round": bool(goes_round and windings),
+        "round": goes_round and winds_once(windings),
         "off_plane": round(max(off_planes, default=0.0), 3),
         "worst_step": round(max(worst_steps, default=0.0), 2),
         "windings": windings,

@@ -205,3 +205,21 @@ def test_rings_go_round_once_in_order_near_one_plane() -> None:
     found = sfm.rings_go_round(rings_model(angles, bobbing), names, 12, options)
     assert not found["round"]
     assert found["off_plane"] > options.ring_max_off_plane
+
+
+def test_rings_read_at_the_wrong_size_do_not_wind_once() -> None:
+    """What `_place_ring_pairs` refuses before refining: two rings of 12 read as rings of 6
+    (half rings, closing with a 180° step) or 24 (both rings, twice round), or one ring turned
+    the other way. Two rings of 12 read as such wind once each, either way round."""
+    options = sfm.SfmOptions()
+    names = [f"img_{index:03d}.jpg" for index in range(24)]
+    angles = [30.0 * (index % 12) for index in range(24)]
+    model = rings_model(angles, [1.0] * 12 + [2.5] * 12)
+
+    assert sfm.winds_once(sfm.rings_go_round(model, names, 12, options)["windings"])
+    backwards = rings_model([-angle for angle in angles], [1.0] * 12 + [2.5] * 12)
+    assert sfm.winds_once(sfm.rings_go_round(backwards, names, 12, options)["windings"])
+    for size in (6, 24):
+        assert not sfm.winds_once(sfm.rings_go_round(model, names, size, options)["windings"])
+    assert not sfm.winds_once([1.0, -1.0])
+    assert not sfm.winds_once([])
