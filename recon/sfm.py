@@ -958,12 +958,13 @@ def _place_ring_pairs(
     placed_rings = rings_go_round(model, names, size, options)
     if not winds_once(placed_rings["windings"]):
         return model, {"placed": model.num_reg_images(), "rings": placed_rings, "kept": False}
-    model = refine(model, options, _photo_loader(workspace))
+    load_photo = _photo_loader(workspace)
+    model = refine(model, options, load_photo)
     if options.ring_rematch:
         rematched = rematch_along_model(model, database_path, workspace, options)
         # The armchair on its repeating table: 4 pairs of a few photos, none triangulated.
         if rematched.num_points3D():
-            model = refine(rematched, options, _photo_loader(workspace))
+            model = refine(rematched, options, load_photo)
     consistency = model_visibility(model, names)
     _, smooth = smooth_in_order(model, names, options)
     round_rings = rings_go_round(model, names, size, options)
@@ -1422,27 +1423,33 @@ def uncalibrated_pairs(database_path: Path) -> set[frozenset[str]]:
     calibrated or planar pairs 53 did (by the true cameras)."""
     database = pycolmap.Database.open(database_path)
     try:
-        names = {image.image_id: image.name for image in database.read_all_images()}
-        pair_ids, geometries = database.read_two_view_geometries()
-        uncalibrated = set()
-        for pair_id, geometry in zip(pair_ids, geometries, strict=True):
-            if geometry.config == pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED:
-                first, second = pycolmap.pair_id_to_image_pair(pair_id)
-                uncalibrated.add(frozenset((names[first], names[second])))
+        return {
+            pair
+            for pair, _, geometry in named_two_view_geometries(database)
+            if geometry.config == pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
+        }
     finally:
         database.close()
-    return uncalibrated
+
+
+def named_two_view_geometries(
+    database: pycolmap.Database,
+) -> list[tuple[frozenset[str], tuple[int, int], pycolmap.TwoViewGeometry]]:
+    """Every verified pair of `database`: its photos' names, its image ids and its geometry."""
+    names = {image.image_id: image.name for image in database.read_all_images()}
+    found = []
+    for pair_id, geometry in zip(*database.read_two_view_geometries(), strict=True):
+        first, second = pycolmap.pair_id_to_image_pair(pair_id)
+        found.append((frozenset((names[first], names[second])), (first, second), geometry))
+    return found
 
 
 def keep_only_pairs(database_path: Path, keep: set[frozenset[str]]) -> None:
     """Delete the verified pairs whose two photos' names are not a pair in `keep`."""
     database = pycolmap.Database.open(database_path)
     try:
-        names = {image.image_id: image.name for image in database.read_all_images()}
-        pair_ids, _ = database.read_two_view_geometries()
-        for pair_id in pair_ids:
-            first, second = pycolmap.pair_id_to_image_pair(pair_id)
-            if frozenset((names[first], names[second])) not in keep:
+        for pair, (first, second), _ in named_two_view_geometries(database):
+            if pair not in keep:
                 database.delete_two_view_geometry(first, second)
     finally:
         database.close()
@@ -1538,11 +1545,9 @@ def keep_pairs_near_in_order(database_path: Path, names: list[str], window: int)
     order = {name: index for index, name in enumerate(names)}
     database = pycolmap.Database.open(database_path)
     try:
-        ids = {image.image_id: order[image.name] for image in database.read_all_images()}
-        pair_ids, _ = database.read_two_view_geometries()
-        for pair_id in pair_ids:
-            first, second = pycolmap.pair_id_to_image_pair(pair_id)
-            gap = abs(ids[first] - ids[second])
+        for pair, (first, second), _ in named_two_view_geometries(database):
+            low, high = sorted(order[name] for name in pair)
+            gap = high - low
             if min(gap, len(names) - gap) > window:
                 database.delete_two_view_geometry(first, second)
     finally:
