@@ -11,6 +11,9 @@ def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
     assert standard.masks == masks.MaskOptions()
     assert standard.depth == depth.DepthOptions()
     preview = pipeline.ReconOptions.for_preset("preview")
+    # DESIGN.md's working sizes: at 640 px preview placed plain products worse (pipeline.py)
+    assert preview.capture.max_image_px == 800
+    assert standard.capture.max_image_px == 1600
     assert preview.masks.grabcut_iterations < standard.masks.grabcut_iterations
     # GrabCut on fewer pixels, the table told apart with fewer photos
     assert preview.masks.segment_px < standard.masks.segment_px
