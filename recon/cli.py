@@ -110,6 +110,13 @@ def _build_parser(
         metavar="MB",
         help="fit model.glb under this many MB (lower JPEG quality, texture size, triangles)",
     )
+    reconstruct.add_argument(
+        "--depth-on",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="where depth maps are searched: cpu (default; faster and better on our benchmarks) "
+        "or cuda (COLMAP's PatchMatch on an NVIDIA GPU; needs pycolmap-cuda12)",
+    )
     reconstruct.set_defaults(handler=_reconstruct)
 
     check = verbs.add_parser(
@@ -274,6 +281,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         pipeline.ReconOptions.for_preset(args.preset, args.mode)
         .with_known_dimensions(known)
         .with_asset_budget(compress=args.compress, max_mb=args.max_mb)
+        .with_depth_device(args.depth_on)
     )
     with progress_bar() as progress:
         result = pipeline.reconstruct(

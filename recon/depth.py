@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ import cv2
 import numba
 import numpy as np
 
+from recon import patchmatch_cuda
 from recon.cameras import Camera
 from recon.errors import StageError
 from recon.morphology import grow_mask
@@ -90,6 +92,9 @@ class DepthOptions:
     average_consistent: bool = True  # replace each kept depth by the mean of the agreeing ones
     workers: int = 0  # threads for the pixel loops; 0: one per available core
     seed: int = 0  # drives the random planes (results do not depend on the number of threads)
+    # Where the search runs: "cpu" (ours, above) or "cuda" (COLMAP's PatchMatch on an NVIDIA GPU,
+    # recon.patchmatch_cuda, which says why it is not the default; the cross-check still applies).
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class DepthResult:
     valid_fraction: float  # mean over views of valid pixels within the mask (or the image)
     seconds: float
     long_side_px: int  # the size depth was computed at (see working_long_side)
+    device: str  # where the search ran: "cpu" or "cuda"
 
 
 @dataclass(frozen=True)
@@ -161,30 +167,17 @@ def run(
         except ValueError as error:
             logger.warning("depth: skipping %s: %s", camera.name, error)
             ranges.append(None)
-    passes = 2 if options.geometric_iterations > 0 else 1
+    device = search_device(options)
     # Views run side by side, one per core, each on one thread: the kernels release the GIL,
     # so one view's Python and OpenCV steps overlap another's search instead of leaving cores
     # idle between the pixel loops (as chunks of one view at a time did).
     workers = options.workers or len(os.sched_getaffinity(0))
     view_workers = max(1, min(workers, len(small)))
     per_view = replace(options, workers=max(1, workers // view_workers))
-    raw: list[DepthMap] = []
-
-    def search(index: int, previous: list[DepthMap]) -> DepthMap:
-        others = neighbors[index]
-        if ranges[index] is None:
-            return _empty_map(small[index])
-        return compute_depth_map(
-            images[index],
-            small[index],
-            [images[j] for j in others],
-            [small[j] for j in others],
-            ranges[index],
-            masks[index],
-            per_view,
-            prior=previous[index] if previous else None,
-            neighbor_depths=[previous[j] for j in others] if previous else None,
-        )
+    if device == "cuda":
+        raw = _cuda_maps(workspace, images, small, masks, neighbors, ranges, progress)
+    else:
+        raw = _cpu_maps(images, small, masks, neighbors, ranges, per_view, view_workers, progress)
 
     def check_and_write(index: int) -> float:
         depth_map = consistent_map(raw[index], [raw[j] for j in neighbors[index]], per_view)
@@ -193,15 +186,6 @@ def run(
         return float((depth_map.depth[region] > 0).mean()) if region.any() else 0.0
 
     with ThreadPoolExecutor(max_workers=view_workers) as pool:
-        for step in range(passes):
-            previous = raw
-            futures = [pool.submit(search, index, previous) for index in range(len(small))]
-            raw = []
-            for index, future in enumerate(futures):
-                raw.append(future.result())
-                if progress:
-                    done = (step * len(small) + index + 1) / (passes * len(small))
-                    progress(STAGE, 0.9 * done, small[index].name)
         fractions = list(pool.map(check_and_write, range(len(small))))
     if not any(fractions):
         raise StageError(
@@ -214,9 +198,10 @@ def run(
     seconds = time.perf_counter() - start
     valid_fraction = float(np.mean(fractions))
     logger.info(
-        "depth: %d maps at %d px, %.0f %% valid, %.1f s",
+        "depth: %d maps at %d px (%s), %.0f %% valid, %.1f s",
         len(cameras),
         long_side_px,
+        device,
         100 * valid_fraction,
         seconds,
     )
@@ -225,7 +210,87 @@ def run(
         valid_fraction=valid_fraction,
         seconds=seconds,
         long_side_px=long_side_px,
+        device=device,
     )
+
+
+def search_device(options: DepthOptions) -> str:
+    """Where the depth search runs ("cpu" or "cuda"), checked against what this machine has."""
+    if options.device not in ("cpu", "cuda"):
+        raise StageError(STAGE, f"depth device {options.device!r}: use cpu or cuda")
+    if options.device == "cuda" and not patchmatch_cuda.available():
+        raise StageError(
+            STAGE,
+            "depth on cuda needs pycolmap built with CUDA (pip install pycolmap-cuda12 in place "
+            "of pycolmap) and an NVIDIA GPU; or run it on the CPU (--depth-on cpu)",
+        )
+    return options.device
+
+
+def _cpu_maps(images, cameras, masks, neighbors, ranges, options, view_workers, progress):
+    """Our PatchMatch search's raw maps: a photometric pass, then a geometric one."""
+    passes = 2 if options.geometric_iterations > 0 else 1
+    raw: list[DepthMap] = []
+
+    def search(index: int, previous: list[DepthMap]) -> DepthMap:
+        others = neighbors[index]
+        if ranges[index] is None:
+            return _empty_map(cameras[index])
+        return compute_depth_map(
+            images[index],
+            cameras[index],
+            [images[j] for j in others],
+            [cameras[j] for j in others],
+            ranges[index],
+            masks[index],
+            options,
+            prior=previous[index] if previous else None,
+            neighbor_depths=[previous[j] for j in others] if previous else None,
+        )
+
+    with ThreadPoolExecutor(max_workers=view_workers) as pool:
+        for step in range(passes):
+            previous = raw
+            futures = [pool.submit(search, index, previous) for index in range(len(cameras))]
+            raw = []
+            for index, future in enumerate(futures):
+                raw.append(future.result())
+                if progress:
+                    done = (step * len(cameras) + index + 1) / (passes * len(cameras))
+                    progress(STAGE, 0.9 * done, cameras[index].name)
+    return raw
+
+
+def _cuda_maps(workspace, images, cameras, masks, neighbors, ranges, progress):
+    """COLMAP's CUDA PatchMatch's raw maps, cut to the grown masks as the CPU search is."""
+    known = [r for r in ranges if r is not None]
+    if not known:
+        return [_empty_map(camera) for camera in cameras]
+    depth_range = (min(r[0] for r in known), max(r[1] for r in known))
+    if progress:
+        progress(STAGE, 0.05, f"PatchMatch on the GPU: {len(cameras)} photos")
+    with tempfile.TemporaryDirectory(prefix="colmap-", dir=workspace.work_dir) as root:
+        maps = patchmatch_cuda.compute_depth_maps(
+            Path(root), images, cameras, neighbors, depth_range
+        )
+    raw = []
+    for index, (camera, (depth, normal)) in enumerate(zip(cameras, maps, strict=True)):
+        keep = depth > 0
+        if masks[index] is not None:
+            keep &= masks[index]
+        if ranges[index] is None:
+            keep[:] = False
+        raw.append(
+            DepthMap(
+                depth=np.where(keep, depth, 0.0).astype(np.float32),
+                normal=np.where(keep[..., None], normal, 0.0).astype(np.float32),
+                confidence=keep.astype(np.float32),
+                camera=camera,
+            )
+        )
+    if progress:
+        progress(STAGE, 0.9, "PatchMatch done")
+    return raw
 
 
 # -- inputs ----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from recon import (
     sfm,
     texturing,
 )
-from recon.errors import InputError, QualityError, ReconError
+from recon.errors import InputError, QualityError, ReconError, StageError
 from recon.progress import ProgressCallback
 from recon.report import TrustOptions, build_report, trust_failures
 from recon.workspace import MODEL_FILE, USDZ_FILE, Workspace, atomic_path, write_json_atomic
@@ -221,6 +221,16 @@ class ReconOptions:
             self.export, compress=compress, max_mb=self.export.max_mb if max_mb is None else max_mb
         )
         return dataclasses.replace(self, export=export)
+
+    def with_depth_device(self, device: str) -> ReconOptions:
+        """These options with the depth search on "cpu" (default) or "cuda" (COLMAP's
+        PatchMatch on an NVIDIA GPU: recon.patchmatch_cuda)."""
+        options = dataclasses.replace(self, depth=dataclasses.replace(self.depth, device=device))
+        try:  # refused now, not after SfM
+            depth.search_device(options.depth)
+        except StageError as error:
+            raise InputError(error.why) from error
+        return options
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
         warnings.append(UNKNOWN_SCALE_WARNING)
     warnings += orientation.get("warnings", [])  # the printed mat: unusable, or contradicted
     fidelity_section = fidelity.summarise(workspace.stage_info("texture").get("fidelity", []))
+    depth_info = workspace.stage_info("depth")
     warnings += fidelity_warnings(fidelity_section)
     state = json.loads(workspace.state_path.read_text())
     timings = {stage: round(float(info["seconds"]), 3) for stage, info in state.items()}
@@ -141,6 +142,12 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
         # What kind of capture SfM saw: a turntable's still room is left out of placing the
         # photos (recon.turntable); its "message" says so to the merchant.
         "capture": {"turntable": sfm_info.get("turntable", {"detected": False, "checked": False})},
+        # Where and at what size the depth maps were searched (recon.depth).
+        "depth": {
+            key: depth_info[key]
+            for key in ("device", "long_side_px", "views", "valid_fraction")
+            if key in depth_info
+        },
         "mesh": {
             "vertices": vertices,
             "faces": faces,

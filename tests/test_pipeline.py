@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recon import cli, pipeline
+from recon import cli, patchmatch_cuda, pipeline
 from recon.errors import CaptureError, InputError, QualityError
 from recon.evaluation import evaluate
 from recon.report import TrustOptions, trust_failures
@@ -51,6 +51,8 @@ def test_outputs_follow_the_contract(reconstruction: pipeline.Result) -> None:
     assert {"K", "R", "t", "image", "width", "height"} <= set(report["cameras"][0])
     assert 0 < report["mesh"]["faces"] <= 30_000  # the preview budget
     assert report["texture"]["size"] == 1024
+    assert report["depth"]["device"] == "cpu"  # the GPU search only when asked for
+    assert report["depth"]["views"] == 24
     assert set(pipeline.STAGES) <= set(report["timings_s"])
     assert report["units"] == "unknown"
     validation = validate_glb(reconstruction.model_path)
@@ -214,3 +216,18 @@ def test_known_dimensions_go_to_the_orient_stage_and_bad_ones_are_refused(tmp_pa
     )
     assert "--height-m must be a length above 0 metres" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_depth_on_cuda_is_refused_at_once_without_a_cuda_pycolmap(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(patchmatch_cuda, "available", lambda: False)
+    options = pipeline.ReconOptions.for_preset("preview")
+    assert options.depth.device == "cpu"
+    photos = SAMPLE_CAPTURES_DIR / "cereal_box" / "images"
+    out = tmp_path / "out"
+    assert cli.main(["reconstruct", str(photos), "-o", str(out), "--depth-on", "cuda"]) == 2
+    error = capsys.readouterr().err
+    assert "pycolmap-cuda12" in error
+    assert "--depth-on cpu" in error
+    assert not out.exists()
