@@ -8,10 +8,11 @@ masks, so the depth stage's own cross-check, fusion and everything after them ar
 
 It is not the default, even on a GPU: on an H200 it took about 3 minutes for 24 photos of
 500-600 px (COLMAP sweeps a photo with one GPU thread per column, so a photo this small leaves
-the GPU idle: 0.9 s per iteration, 5 iterations, two passes; searching 8 photos at once on the
-one GPU was no faster and broke the plane test) where ours takes 14 s on 2 CPU cores, and its
-models scored lower: plain avocado F@0.5 % 0.974 against 0.992 and PSNR 33.3 against 36.0 dB,
-plain cracker box 0.981 against 0.990 and 28.8 against 30.1 dB.
+the GPU idle: 0.9 s per iteration, 5 iterations, two passes) where ours takes 14 s on 2 CPU
+cores, and the plain avocado's model scored lower: F@0.5 % 0.974 against 0.992, PSNR 33.3
+against 36.0 dB. (Searching 8 photos at once on the one GPU, as COLMAP allows by listing it 8
+times, was no faster and failed the plane test; the plain cracker box's maps from that run gave
+0.981 against 0.990 and 28.8 against 30.1 dB.)
 
 COLMAP reads a small dense workspace written here (``images/``, ``sparse/`` as text,
 ``stereo/patch-match.cfg`` naming each photo's neighbours) and writes its photometric and
