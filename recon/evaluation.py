@@ -219,8 +219,9 @@ def score_surface(
 ) -> dict:
     """Accuracy (reconstruction → truth), completeness (seen truth → reconstruction) and F-score."""
     truth_points = sample_surface(truth_mesh, options.surface_samples, seed=options.seed)
-    seen = visible_from_any(truth_mesh, truth_points, cameras)
-    truth_points = truth_points[seen]
+    views = views_seeing(truth_mesh, truth_points, cameras)
+    seen = views > 0
+    truth_points, views = truth_points[seen], views[seen]
     if len(recon_mesh.faces) == 0:
         recon_points = np.empty((0, 3))
         accuracy_distances = np.array([np.inf])
@@ -238,6 +239,13 @@ def score_surface(
         "completeness": {},
         "f_score": {},
         "outside_truth_box": {},
+        # What stereo could reach at all: surface one photo alone sees (a shoe's inside seen
+        # through its opening) cannot be triangulated, yet counts in completeness above. So
+        # completeness again over the surface at least two photos see, and its share.
+        "seen_twice": {
+            "fraction": float((views >= 2).mean()) if len(views) else 0.0,
+            "completeness": {},
+        },
     }
     for tau_pct in options.thresholds_pct:
         tau = tau_pct / 100 * diagonal
@@ -253,6 +261,10 @@ def score_surface(
         result["accuracy"][key] = precision
         result["completeness"][key] = recall
         result["f_score"][key] = f_score
+        twice = views >= 2
+        result["seen_twice"]["completeness"][key] = (
+            float((completeness_distances[twice] < tau).mean()) if twice.any() else 0.0
+        )
     return result
 
 
@@ -275,17 +287,15 @@ def distance_to_mesh(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     return distances.numpy().astype(np.float64)
 
 
-def visible_from_any(
-    mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Camera]
-) -> np.ndarray:
-    """(n,) bool: which surface points some camera sees (inside its image, not occluded)."""
+def views_seeing(mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Camera]) -> np.ndarray:
+    """(n,) int: how many cameras see each surface point (inside the image, not occluded)."""
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
         o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
         o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
     )
     diagonal = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
-    seen = np.zeros(len(points), dtype=bool)
+    count = np.zeros(len(points), dtype=np.int32)
     for camera in cameras:
         uv, depth = camera.project(points)
         inside = (
@@ -294,7 +304,6 @@ def visible_from_any(
             & (uv[:, 0] < camera.width - 0.5)
             & (uv[:, 1] >= -0.5)
             & (uv[:, 1] < camera.height - 0.5)
-            & ~seen
         )
         candidates = np.flatnonzero(inside)
         if len(candidates) == 0:
@@ -306,8 +315,8 @@ def visible_from_any(
         )
         hits = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
         # Visible when the first hit is the point itself (up to float32 precision).
-        seen[candidates[hits >= distance - 1e-4 * diagonal]] = True
-    return seen
+        count[candidates[hits >= distance - 1e-4 * diagonal]] += 1
+    return count
 
 
 def score_texture(recon_mesh, novel_dir: Path, render_dir: Path | None = None) -> dict:

@@ -14,7 +14,12 @@ from scipy.spatial.transform import Rotation
 from recon import cli, synth
 from recon.cameras import Camera, look_at, read_cameras_json, write_cameras_json
 from recon.errors import InputError
-from recon.evaluation import EvaluateOptions, evaluate, score_texture_in_best_frame
+from recon.evaluation import (
+    EvaluateOptions,
+    evaluate,
+    score_texture_in_best_frame,
+    views_seeing,
+)
 from recon.geometry import Similarity
 from recon.textured_mesh import load_textured_mesh
 
@@ -87,11 +92,31 @@ def test_truth_scores_perfect(sphere_capture, tmp_path) -> None:
     assert scores["pose"]["center_error_pct"]["max"] < 1e-7
     geometry = scores["geometry"]
     assert geometry["seen_fraction"] == 1.0
+    assert geometry["seen_twice"] == {"fraction": 1.0, "completeness": {"0.5": 1.0, "1": 1.0}}
     assert geometry["f_score"] == {"0.5": 1.0, "1": 1.0}
     assert geometry["outside_truth_box"] == {"0.5": 0.0, "1": 0.0}
     # The surface ICP finds nothing to correct but the noise of sampling a sphere.
     assert geometry["accuracy_median_pct"] < 1e-3
     assert scores["alignment"]["icp_shift_pct"] < 1e-3
+
+
+def test_views_seeing_counts_the_cameras_facing_each_point(sphere_capture) -> None:
+    _, cameras = sphere_capture
+    mesh = sphere()
+    points = mesh.vertices[::5]
+    # On a sphere a camera sees a point when it lies beyond the point's tangent plane; the
+    # whole sphere fits in each image, so nothing else hides it.
+    facing = np.array([c.center for c in cameras]) @ points.T  # eye · p, |p| = 1
+    # Away from grazing rays: one that dips less than a facet's sagitta into the true sphere
+    # passes the faceted one (at eye · p = 0.93 it dips 0.00016).
+    clear = (np.abs(facing - 1) > 0.2).all(axis=0)
+    counts = views_seeing(mesh, points, cameras)
+    np.testing.assert_array_equal(counts[clear], (facing > 1).sum(axis=0)[clear])
+    assert counts.min() >= 2
+    # Seen by one camera only: on the far side of the others, the only count is that one
+    np.testing.assert_array_equal(
+        views_seeing(mesh, points, cameras[:1])[clear], (facing[0] > 1)[clear]
+    )
 
 
 # The metric itself, on surfaces placed off on purpose: without the surface ICP, which would
