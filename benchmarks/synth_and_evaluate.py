@@ -93,6 +93,8 @@ def main() -> int:
                         "rotation_error_deg_max": scores["pose"]["rotation_error_deg"]["max"],
                         "center_error_pct_max": scores["pose"]["center_error_pct"]["max"],
                         "seen_fraction": scores["geometry"]["seen_fraction"],
+                        # of that, the share two photos or more see (what stereo can reach)
+                        "seen_twice_fraction": scores["geometry"]["seen_twice"]["fraction"],
                     }
                 entry["capture_mb"] = folder_mb(capture)
             results.append(entry)
