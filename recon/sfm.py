@@ -1465,9 +1465,12 @@ def _global_map(
     pipeline.random_seed = options.seed
     pipeline.mapper.random_seed = options.seed
     pipeline.mapper.num_threads = _threads(options)
-    # GLOMAP asks for the GPU by default and warns when COLMAP was built without CUDA.
-    pipeline.mapper.global_positioning.use_gpu = pycolmap.has_cuda
-    pipeline.mapper.bundle_adjustment.ceres.use_gpu = pycolmap.has_cuda
+    # GLOMAP asks for the GPU by default (and warns when COLMAP has no CUDA). The CPU solvers
+    # always, as for features and matching: the same photos give the same model on every
+    # machine, a CUDA build of pycolmap (--depth-on cuda) included, and on the CPU path alone
+    # were the SfM choices here measured.
+    pipeline.mapper.global_positioning.use_gpu = False
+    pipeline.mapper.bundle_adjustment.ceres.use_gpu = False
     output_path.mkdir(parents=True, exist_ok=True)
     models = pycolmap.global_mapping(
         database_path, workspace.images_dir, output_path, options=pipeline
