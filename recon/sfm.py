@@ -208,6 +208,11 @@ class SfmOptions:
     # candidate's on that line
     product_only: bool = True  # when the model is still folded, place the photos a last time
     # from features on the product alone (see place_from_product): a repeating table
+    product_only_min_background_share: float = 0.1  # ... unless under this share of the
+    # keypoints lie on the background (background_keypoint_share), where the product alone
+    # has the same features: 0.94 on the armchair's wooden table (which it placed), 0.00-0.02
+    # on the benchmarks' plain backdrops, where it placed no capture the first try had not and
+    # took 105 of the twin-print box's 132 s to fail
     min_features: int = 64  # fewer keypoints: the photo is reported as blurry or plain
     use_masks: bool = True  # extract only inside product masks when every photo has one
     # A turntable capture's still background is masked out first (recon.turntable)
@@ -309,14 +314,26 @@ def run(
             and masks_dir is None
         ):
             start = time.perf_counter()
-            report("map", 0.97, "placing the photos again from the product alone")
-            placed = place_from_product(workspace, photos, options, report)
-            order_check["product_only"] = placed.summary
-            if placed.kept:
-                best, models, stats, consistency = (
-                    placed.model, placed.models, placed.stats, placed.visibility
-                )  # fmt: skip
-                order_failure = None
+            share = background_keypoint_share(database_path, workspace)
+            if share < options.product_only_min_background_share:
+                logger.info(
+                    "sfm: %.0f %% of the keypoints lie on the background: the product alone has "
+                    "the same features, so the photos are not placed again from it",
+                    100 * share,
+                )
+                order_check["product_only"] = {
+                    "tried": False,
+                    "background_share": round(share, 4),
+                }
+            else:
+                report("map", 0.97, "placing the photos again from the product alone")
+                placed = place_from_product(workspace, photos, options, report)
+                order_check["product_only"] = placed.summary
+                if placed.kept:
+                    best, models, stats, consistency = (
+                        placed.model, placed.models, placed.stats, placed.visibility
+                    )  # fmt: skip
+                    order_failure = None
             timings["product_only"] = time.perf_counter() - start
         if order_failure is not None:
             raise order_failure
@@ -585,6 +602,29 @@ def _extract(
         extraction_options=extraction,
         device=pycolmap.Device.cpu,
     )
+
+
+def background_keypoint_share(database_path: Path, workspace: Workspace) -> float:
+    """Share of the database's keypoints outside the product as the photos' colours show it
+    (masks.unlike_rim_region: on the table or backdrop). 0 when there are none."""
+    database = pycolmap.Database.open(database_path)
+    try:
+        outside = total = 0
+        for image in database.read_all_images():
+            keypoints = database.read_keypoints(image.image_id)
+            photo = cv2.imread(str(workspace.image_path(image.name)), cv2.IMREAD_COLOR)
+            if photo is None or not len(keypoints):
+                continue
+            product = masks.unlike_rim_region(photo) > 0
+            height, width = product.shape
+            # COLMAP's keypoints put pixel centres at +0.5
+            cols = np.clip(np.floor(keypoints[:, 0]).astype(int), 0, width - 1)
+            rows = np.clip(np.floor(keypoints[:, 1]).astype(int), 0, height - 1)
+            outside += int((~product[rows, cols]).sum())
+            total += len(keypoints)
+    finally:
+        database.close()
+    return outside / total if total else 0.0
 
 
 def keypoint_counts(database_path: Path) -> dict[str, int]:

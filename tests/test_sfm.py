@@ -14,7 +14,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from recon import sfm
+from recon import masks, sfm
 from recon.cameras import Camera, look_at, read_cameras_json, read_middlebury_par
 from recon.errors import CaptureError, InputError
 from recon.evaluation import score_poses
@@ -477,3 +477,32 @@ def test_visibility_consistency_tells_a_folded_model() -> None:
     # Real folded models score lower still (0.24-0.32, see the docstring): there the
     # misplaced photos' matches also pull points to the wrong side.
     assert sfm.visibility_consistency(folded, xyz, visible_in) < right - 0.2
+
+
+def test_background_keypoint_share_tells_a_plain_backdrop_from_a_patterned_one(
+    tmp_path: Path,
+) -> None:
+    """The product alone is tried again only where the background holds keypoints: none on
+    the cereal box's plain backdrop, most once a checkerboard floor replaces it."""
+    photos = sorted((SAMPLE_CAPTURES_DIR / "cereal_box" / "images").glob("*.jpg"))[:3]
+    patterned_dir = tmp_path / "patterned"
+    patterned_dir.mkdir()
+    for photo in photos:
+        image = cv2.imread(str(photo))
+        backdrop = masks.unlike_rim_region(image) == 0
+        rows, cols = np.indices(backdrop.shape)
+        board = ((rows // 24 + cols // 24) % 2).astype(bool)
+        image[backdrop & board] = (40, 80, 140)  # brown and tan squares: two rim colours
+        image[backdrop & ~board] = (140, 190, 220)
+        cv2.imwrite(str(patterned_dir / photo.name), image)
+    shares = {}
+    for label, folder in (("plain", photos), ("patterned", sorted(patterned_dir.glob("*.jpg")))):
+        workspace = make_workspace(tmp_path / label, folder)
+        workspace.sfm_dir.mkdir(parents=True)
+        options = sfm.SfmOptions()
+        entries = workspace.read_capture()["images"]
+        sfm._create_database(workspace.sfm_database_path, workspace.images_dir, entries, options)
+        sfm._extract_features(workspace.sfm_database_path, workspace, entries, None, options)
+        shares[label] = sfm.background_keypoint_share(workspace.sfm_database_path, workspace)
+    assert shares["plain"] < sfm.SfmOptions().product_only_min_background_share
+    assert shares["patterned"] > 0.5
