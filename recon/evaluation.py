@@ -221,7 +221,7 @@ def score_surface(
     truth_points = sample_surface(truth_mesh, options.surface_samples, seed=options.seed)
     views = views_seeing(truth_mesh, truth_points, cameras)
     seen = views > 0
-    truth_points, views = truth_points[seen], views[seen]
+    truth_points, twice = truth_points[seen], views[seen] >= 2
     if len(recon_mesh.faces) == 0:
         recon_points = np.empty((0, 3))
         accuracy_distances = np.array([np.inf])
@@ -243,7 +243,7 @@ def score_surface(
         # through its opening) cannot be triangulated, yet counts in completeness above. So
         # completeness again over the surface at least two photos see, and its share.
         "seen_twice": {
-            "fraction": float((views >= 2).mean()) if len(views) else 0.0,
+            "fraction": float(twice.mean()) if len(twice) else 0.0,
             "completeness": {},
         },
     }
@@ -261,7 +261,6 @@ def score_surface(
         result["accuracy"][key] = precision
         result["completeness"][key] = recall
         result["f_score"][key] = f_score
-        twice = views >= 2
         result["seen_twice"]["completeness"][key] = (
             float((completeness_distances[twice] < tau).mean()) if twice.any() else 0.0
         )

@@ -150,15 +150,6 @@ def read_colmap_array(path: Path) -> np.ndarray:
     return planes[0].copy() if channels == 1 else np.moveaxis(planes, 0, -1).copy()
 
 
-def write_colmap_array(path: Path, array: np.ndarray) -> None:
-    """Write (h, w) or (h, w, c) float32 as COLMAP does (for tests and tools)."""
-    planes = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
-    channels, height, width = planes.shape
-    with open(path, "wb") as out:
-        out.write(f"{width}&{height}&{channels}&".encode())
-        out.write(np.ascontiguousarray(planes, dtype="<f4").tobytes())
-
-
 def _image_file(index: int) -> str:
     # Plain names: COLMAP names its maps after the image files; photos' own names may hold
     # characters or extensions it would mishandle.

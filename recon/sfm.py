@@ -941,7 +941,6 @@ def place_in_rings(
     model, finding = _place_ring_pairs(
         database_path, workspace, names, near, size, folded, options, global_mapping=False
     )
-    finding = {"photos_per_ring": size, "offset": offset, **finding}
     if not finding["kept"]:
         untrusted = uncalibrated_pairs(database_path)
         adjacent = {
@@ -952,15 +951,8 @@ def place_in_rings(
         model, again = _place_ring_pairs(
             database_path, workspace, names, adjacent, size, folded, options, global_mapping=True
         )
-        finding = {
-            "photos_per_ring": size,
-            "offset": offset,
-            "pairs": "calibrated, one place apart",
-            **again,
-            "first_try": {
-                key: finding[key] for key in finding if key not in ("photos_per_ring", "offset")
-            },
-        }
+        finding = {"pairs": "calibrated, one place apart", **again, "first_try": finding}
+    finding = {"photos_per_ring": size, "offset": offset, **finding}
     logger.info("sfm: placed ring by ring: %s", finding)
     return (model if finding["kept"] else folded), finding
 

@@ -54,6 +54,15 @@ def plane_views(count: int = 5) -> tuple[list[np.ndarray], list[Camera], list[np
     return images, cameras, depths
 
 
+def write_colmap_array(path: Path, array: np.ndarray) -> None:
+    """Write (h, w) or (h, w, c) float32 as COLMAP does."""
+    planes = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+    channels, height, width = planes.shape
+    with open(path, "wb") as out:
+        out.write(f"{width}&{height}&{channels}&".encode())
+        out.write(np.ascontiguousarray(planes, dtype="<f4").tobytes())
+
+
 def neighbours(count: int) -> list[list[int]]:
     return [[j for j in range(count) if j != i][:4] for i in range(count)]
 
@@ -67,10 +76,10 @@ def test_colmap_arrays_read_as_colmap_writes_them(tmp_path: Path) -> None:
     array = patchmatch_cuda.read_colmap_array(path)
     expected = values.reshape((4, 3, 2), order="F").transpose(1, 0, 2)
     np.testing.assert_array_equal(array, expected)
-    patchmatch_cuda.write_colmap_array(tmp_path / "again.bin", array)
+    write_colmap_array(tmp_path / "again.bin", array)
     assert (tmp_path / "again.bin").read_bytes() == path.read_bytes()
     single = tmp_path / "depth.bin"
-    patchmatch_cuda.write_colmap_array(single, expected[..., 0])
+    write_colmap_array(single, expected[..., 0])
     np.testing.assert_array_equal(patchmatch_cuda.read_colmap_array(single), expected[..., 0])
 
 
