@@ -8,6 +8,7 @@ import numpy as np
 
 from recon.cameras import Camera
 from recon.masks import MaskOptions
+from recon.morphology import shrink_mask
 from recon.render import Lighting, OffscreenRenderer, Rendering
 from recon.textured_mesh import TexturedMesh
 
@@ -148,8 +149,7 @@ def mask_core(mask: np.ndarray, size_px: int) -> np.ndarray:
     (masks.MaskOptions.mask_dilate_rel of `size_px`): the product's silhouette as the masks stage
     found it, by cues the photo's colours alone may not show."""
     radius = max(1, round(MaskOptions().mask_dilate_rel * size_px))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.erode(mask.astype(np.uint8), disc) > 0
+    return shrink_mask(mask.astype(np.uint8), radius) > 0
 
 
 def masked_psnr_db(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:

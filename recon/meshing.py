@@ -225,8 +225,17 @@ def _open3d_decimate(
 
 
 def drop_collapsed_faces(mesh: trimesh.Trimesh) -> None:
-    """Drop faces that name a vertex twice and the vertices no face uses. Thin faces stay:
-    dropping those (trimesh's nondegenerate_faces) would open a closed surface."""
+    """Weld vertices that are one once stored as float32 (as PLY and glTF store them), then
+    drop faces that name a vertex twice and the vertices no face uses. Thin faces stay:
+    dropping those (trimesh's nondegenerate_faces) would open a closed surface.
+
+    (Decimation can leave two vertices a hair apart: stored, the Middlebury dino's closed
+    surface had two faces with a corner twice, which the GLB's welded seams showed as an
+    open piece.)"""
+    stored = np.asarray(mesh.vertices, dtype=np.float32)
+    _, first, same = np.unique(stored, axis=0, return_index=True, return_inverse=True)
+    if len(first) < len(stored):
+        mesh.faces = first[same.reshape(-1)][mesh.faces]
     faces = mesh.faces
     keep = (
         (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])

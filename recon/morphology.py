@@ -17,3 +17,10 @@ def grow_mask(mask: np.ndarray, radius_px: int) -> np.ndarray:
     if radius_px <= 0:
         return mask
     return cv2.dilate(mask, disc_kernel(radius_px))
+
+
+def shrink_mask(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    """`mask` (h, w) uint8 eroded by a disc of `radius_px` (unchanged for 0)."""
+    if radius_px <= 0:
+        return mask
+    return cv2.erode(mask, disc_kernel(radius_px))

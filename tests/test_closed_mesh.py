@@ -79,6 +79,22 @@ def test_simplifying_a_closed_surface_keeps_it_closed() -> None:
     assert simplified.volume == pytest.approx(sphere.volume, rel=0.02)
 
 
+def test_vertices_one_in_float32_are_welded() -> None:
+    """Two vertices a hair apart are one once stored (PLY, glTF): welded, a surface that names
+    one here and the other there is closed."""
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    vertices = np.vstack([sphere.vertices, sphere.vertices[:1] * (1 + 1e-9)])
+    faces = sphere.faces.copy()
+    around = np.flatnonzero((faces == 0).any(axis=1))[:2]
+    faces[around] = np.where(faces[around] == 0, len(sphere.vertices), faces[around])
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert not mesh.is_watertight
+    meshing.drop_collapsed_faces(mesh)
+    assert mesh.is_watertight
+    assert len(mesh.vertices) == len(sphere.vertices)
+    assert len(mesh.faces) == len(sphere.faces)
+
+
 def test_simplifying_ends_when_the_fast_decimator_stalls(monkeypatch) -> None:
     """fast_simplification can stop collapsing above its target (a sunk white mug's inner wall
     stayed at 110,790 faces call after call): the loop that asked again never ended."""

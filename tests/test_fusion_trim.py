@@ -1,9 +1,12 @@
-"""Fusion trims stereo to the visual hull on plain backdrops only."""
+"""Fusion trims stereo to the visual hull on plain backdrops only, and there finds the ground
+below the product where its stereo ends, not where stereo carried past its foot."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import open3d as o3d
 import trimesh
@@ -11,6 +14,7 @@ from PIL import Image
 
 from recon import fusion, masks
 from recon.masks import ObjectRegion
+from recon.morphology import grow_mask
 from tests.conftest import SAMPLE_CAPTURES_DIR
 from tests.test_geometry_stages import truth_workspace, write_truth_depth
 
@@ -55,3 +59,56 @@ def test_a_mask_short_of_a_part_on_a_table_keeps_that_part(tmp_path) -> None:
     distance = scene.compute_distance(o3d.core.Tensor(points[lost].astype(np.float32))).numpy()
     diagonal = float(np.linalg.norm(np.ptp(truth.vertices, axis=0)))
     assert (distance < 0.005 * diagonal).mean() > 0.95
+
+
+def carry_depths_onto_the_paper(workspace, capture) -> None:
+    """Each photo's mask its true outline grown by the masks stage's margin, and its depth map
+    as PatchMatch leaves it at worst beside a product on plain paper: every pixel of that margin
+    takes the depth of the nearest product pixel (its window's plane carried onto the paper)."""
+    margin = masks.MaskOptions().mask_dilate_rel
+    for camera in workspace.read_sfm_cameras():
+        truth = cv2.imread(str(capture / "truth" / "masks" / f"{Path(camera.name).stem}.png"), 0)
+        grown = grow_mask((truth > 0).astype(np.uint8), round(margin * max(truth.shape)))
+        cv2.imwrite(str(workspace.mask_path(camera.name)), grown * 255)
+        path = workspace.depth_path(camera.name)
+        with np.load(path) as saved:
+            maps = dict(saved)
+        depth = maps["depth"]
+        mask = cv2.resize(grown, depth.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        _, labels = cv2.distanceTransformWithLabels(
+            (depth <= 0).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        nearest = np.zeros(labels.max() + 1, np.float32)
+        nearest[labels[depth > 0]] = depth[depth > 0]
+        empty = (mask > 0) & (depth <= 0)
+        depth[empty] = nearest[labels[empty]]
+        maps["depth"], maps["confidence"] = depth, np.where(depth > 0, 1.0, 0.0).astype(np.float32)
+        np.savez(path, **maps)
+
+
+def fused_base_height(workspace) -> float:
+    """Height (truth frame, y up) of the lowest 0.1 % of the fused surface's vertices."""
+    fused = o3d.io.read_triangle_mesh(str(workspace.fused_mesh_path))
+    return float(np.percentile(np.asarray(fused.vertices)[:, 1], 0.1))
+
+
+def test_depths_carried_onto_the_paper_do_not_sink_a_plain_products_base(tmp_path) -> None:
+    """On plain paper the ground is where the product's stereo ends; depths that stereo carries
+    from a face past the product's foot onto the paper, in the masks' margin, lie below it and
+    must not pull the base down with them."""
+    capture = SAMPLE_CAPTURES_DIR / "cereal_box"
+    workspace = truth_workspace(capture, tmp_path)
+    masks.run(workspace)
+    assert ObjectRegion.from_json(json.loads(workspace.region_path.read_text())).ground is None
+    write_truth_depth(workspace, capture)
+    carry_depths_onto_the_paper(workspace, capture)
+    truth = trimesh.load(capture / "truth" / "mesh.ply", process=False)
+    diagonal = float(np.linalg.norm(np.ptp(truth.vertices, axis=0)))
+
+    fusion.run(workspace)
+    base = fused_base_height(workspace)
+    # Set by all the product's depths, margin and all, the base sinks into the paper.
+    fusion.run(workspace, fusion.FusionOptions(plain_ground_allowance_rel=1.0))
+    sunk = fused_base_height(workspace)
+    assert abs(base) < 0.008 * diagonal
+    assert sunk < -0.015 * diagonal
