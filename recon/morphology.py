@@ -1,5 +1,6 @@
 """Mask morphology shared by the stages that cut products out of photos (masks, turntable,
-capture QA, depth): one disc for growing and shrinking outlines."""
+capture QA) and those that take their cut-outs (depth, fusion, fidelity): one disc for growing
+and shrinking outlines."""
 
 from __future__ import annotations
 
