@@ -13,6 +13,7 @@ import trimesh
 from PIL import Image
 
 from recon import fusion, masks
+from recon.cameras import Camera
 from recon.masks import ObjectRegion
 from recon.morphology import grow_mask
 from tests.conftest import SAMPLE_CAPTURES_DIR
@@ -112,3 +113,36 @@ def test_depths_carried_onto_the_paper_do_not_sink_a_plain_products_base(tmp_pat
     sunk = fused_base_height(workspace)
     assert abs(base) < 0.008 * diagonal
     assert sunk < -0.015 * diagonal
+
+
+def test_legs_outside_the_masks_outline_keep_the_ground_at_their_feet() -> None:
+    """A mask that holds a product's thin legs too thinly to keep an outline: the ground is
+    lifted at most FusionOptions.plain_ground_max_lift_rel above their feet, not to its body."""
+    # Looking along +z at a board on two legs, 2 m away; the world's y is up.
+    camera = Camera(
+        name="front", width=200, height=200,
+        K=np.array([[200.0, 0, 100], [0, 200, 100], [0, 0, 1]]),
+        R=np.diag([-1.0, -1.0, 1.0]), t=np.array([0.0, 0.5, 2.0]),
+    )  # fmt: skip
+    body = np.zeros((200, 200), np.uint8)
+    body[70:120, 70:131] = 255  # y 0.3-0.8 m
+    legs = np.zeros_like(body)
+    legs[120:151, 72:74] = legs[120:151, 127:129] = 255  # y 0-0.3 m, 1 cm thick
+    mask = np.maximum(grow_mask(body, 3), legs)
+    depth = np.where((body | legs) > 0, 2.0, 0.0).astype(np.float32)
+    options = fusion.FusionOptions()
+    diagonal = 1.0
+
+    ground = fusion.plain_ground(
+        {0: (camera, depth, camera.K)}, [mask], np.array([0.0, 1.0, 0.0]), options, diagonal
+    )
+
+    feet = fusion.lowest_plane([(camera, depth, camera.K)], np.array([0.0, 1.0, 0.0]), 0.1)
+    lift = feet[3] - ground[3]  # planes are [up, -height]
+    assert 0 <= lift <= options.plain_ground_max_lift_rel * diagonal + 1e-9
+    # Without the cap the legs would go: cut at the body's foot, 0.3 m up.
+    uncapped = fusion.FusionOptions(plain_ground_max_lift_rel=1.0)
+    body_foot = -fusion.plain_ground(
+        {0: (camera, depth, camera.K)}, [mask], np.array([0.0, 1.0, 0.0]), uncapped, diagonal
+    )[3]
+    assert body_foot > 0.25
