@@ -226,7 +226,7 @@ def run(
     close = options.truncation_voxels * options.voxel_rel <= options.hull_close_max_truncation_rel
     if field is not None and options.hull_close_carve_views > 0 and close:
         others = list(evidence.values())
-        ground, cut, cut_field = floor, 0.0, field  # plain paper: cut at the floor above
+        ground, cut, cut_field = floor, 0.0, field  # plain paper: cut at the floor already
         if region.ground is not None:
             ground, cut = region.ground, clearance
             # Cut first: a hollow sinks down to a floor above the ground, not the hull's
