@@ -3,6 +3,7 @@ below the product where its stereo ends, not where stereo carried past its foot.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -28,9 +29,41 @@ def test_a_mask_short_of_a_part_on_a_table_keeps_that_part(tmp_path) -> None:
     workspace = truth_workspace(capture, tmp_path)
     masks.run(workspace)
     write_truth_depth(workspace, capture)
-    region = ObjectRegion.from_json(json.loads(workspace.region_path.read_text()))
-    assert region.ground is not None
-    # The first photo's mask loses the product's lower third.
+    assert read_region(workspace).ground is not None
+    camera, cut = cut_first_mask(workspace)
+    fusion.run(workspace)
+    assert share_kept(workspace, capture, camera, cut) > 0.95
+
+
+def test_only_one_pass_on_plain_paper_is_trimmed_to_the_hull(tmp_path) -> None:
+    """On plain paper stereo is trimmed to the hull, but not in a capture of two passes (upright,
+    then on its side), whose hull cut away the side the product lay on: there, as on a table,
+    a part one photo's mask lost is kept."""
+    capture = SAMPLE_CAPTURES_DIR / "cereal_box"
+    workspace = truth_workspace(capture, tmp_path)
+    masks.run(workspace)
+    write_truth_depth(workspace, capture)
+    camera, cut = cut_first_mask(workspace)
+    one_pass = read_region(workspace)
+    assert one_pass.ground is None
+    assert one_pass.ground_by_photo is None
+    fusion.run(workspace)
+    assert share_kept(workspace, capture, camera, cut) < 0.5
+    # Two passes on plain paper: each photo's own pass shows no table (recon.passes).
+    names = [c.name for c in workspace.read_sfm_cameras()]
+    two_passes = dataclasses.replace(one_pass, ground_by_photo=dict.fromkeys(names))
+    workspace.region_path.write_text(json.dumps(two_passes.to_json()))
+    fusion.run(workspace)
+    assert share_kept(workspace, capture, camera, cut) > 0.95
+
+
+def read_region(workspace) -> ObjectRegion:
+    return ObjectRegion.from_json(json.loads(workspace.region_path.read_text()))
+
+
+def cut_first_mask(workspace) -> tuple[Camera, np.ndarray]:
+    """The first photo's mask less the product's lower third; that photo's camera and the
+    (h, w) bool pixels cut."""
     camera = workspace.read_sfm_cameras()[0]
     path = workspace.mask_path(camera.name)
     mask = np.asarray(Image.open(path)).copy()
@@ -40,26 +73,29 @@ def test_a_mask_short_of_a_part_on_a_table_keeps_that_part(tmp_path) -> None:
     cut[cut_from:] = mask[cut_from:] > 0
     mask[cut] = 0
     Image.fromarray(mask).save(path)
+    return camera, cut
 
-    fusion.run(workspace)
 
+def share_kept(workspace, capture, camera: Camera, cut: np.ndarray) -> float:
+    """Share of the truth surface that `camera` sees in its `cut` pixels (above 1 % of the
+    diagonal: the part's own surface, not its foot) within 0.5 % of the diagonal of the fused
+    surface."""
     truth = trimesh.load(capture / "truth" / "mesh.ply", process=False)
+    diagonal = float(np.linalg.norm(np.ptp(truth.vertices, axis=0)))
     points, _ = trimesh.sample.sample_surface(truth, 20_000, seed=0)
     uv, depth = camera.project(points)
     pixel = np.round(uv).astype(int)
     on_photo = (depth > 0) & (pixel >= 0).all(axis=1)
-    on_photo &= (pixel[:, 0] < mask.shape[1]) & (pixel[:, 1] < mask.shape[0])
+    on_photo &= (pixel[:, 0] < cut.shape[1]) & (pixel[:, 1] < cut.shape[0])
     lost = np.zeros(len(points), dtype=bool)
     lost[on_photo] = cut[pixel[on_photo, 1], pixel[on_photo, 0]]
-    # Above the fusion's table clearance: the part's own surface, not its foot.
-    lost &= points[:, 1] > 0.01 * np.linalg.norm(np.ptp(truth.vertices, axis=0))
+    lost &= points[:, 1] > 0.01 * diagonal
     assert lost.sum() > 1000
     fused = o3d.io.read_triangle_mesh(str(workspace.fused_mesh_path))
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(fused))
     distance = scene.compute_distance(o3d.core.Tensor(points[lost].astype(np.float32))).numpy()
-    diagonal = float(np.linalg.norm(np.ptp(truth.vertices, axis=0)))
-    assert (distance < 0.005 * diagonal).mean() > 0.95
+    return float((distance < 0.005 * diagonal).mean())
 
 
 def carry_depths_onto_the_paper(workspace, capture) -> None:
