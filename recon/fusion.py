@@ -186,7 +186,9 @@ def run(
     # 24.2 -> 18.6 dB, F@1 % 0.764 -> 0.748): only plain-backdrop captures are trimmed, and
     # only in one pass: the hull of a cereal box photographed upright and then on its side on
     # plain paper cut away the side it lay on, where the upright photos' stereo saw it (its
-    # fused surface's completeness@1 % 0.836 trimmed, 0.998 not).
+    # fused surface's completeness@1 % 0.836 trimmed, 0.998 not): two photos of the second
+    # pass, which SfM placed 54° and 73° off, cut it with their silhouettes. A pass's own
+    # check of its photos' order sees fewer of them.
     plain = region.ground is None and region.ground_by_photo is None
     trim_to_hull = field is not None and options.hull_stereo_outside_cells > 0
     trim_to_hull = trim_to_hull and plain and bool((field.values > 0).any())
