@@ -189,9 +189,8 @@ def run(
     # fused surface's completeness@1 % 0.836 trimmed, 0.998 not): two photos of the second
     # pass, which SfM placed 54° and 73° off, cut it with their silhouettes. A pass's own
     # check of its photos' order sees fewer of them.
-    plain = region.ground is None and region.ground_by_photo is None
     trim_to_hull = field is not None and options.hull_stereo_outside_cells > 0
-    trim_to_hull = trim_to_hull and plain and bool((field.values > 0).any())
+    trim_to_hull = trim_to_hull and region.plain_one_pass and bool((field.values > 0).any())
     views, hull_pixels, stereo_pixels = 0, 0, 0
     for index, (camera, mask) in enumerate(zip(cameras, masks, strict=True)):
         if index not in maps:

@@ -176,6 +176,12 @@ class ObjectRegion:
     # pass, by photo name (None: no table seen); `ground` is the upright pass's.
     ground_by_photo: dict[str, np.ndarray | None] | None = None
 
+    @property
+    def plain_one_pass(self) -> bool:
+        """No table seen, in a capture of one pass (a flipped capture's passes each have
+        their own ground, ground_by_photo)."""
+        return self.ground is None and self.ground_by_photo is None
+
     def for_photo(self, name: str) -> ObjectRegion:
         """The region as one photo sees it: its own pass's table as the ground."""
         if self.ground_by_photo is None or name not in self.ground_by_photo:
@@ -255,7 +261,7 @@ def run(
 
     images = list(each_photo(read, cameras))
     tables = table_pixels(cameras, images, region, options)
-    if region.ground is None and region.ground_by_photo is None:
+    if region.plain_one_pass:
         region, object_mask, tables = table_by_photos(cameras, images, points, region,
                                                       object_mask, tables, options)  # fmt: skip
         object_xyz = points["xyz"][object_mask]
@@ -301,8 +307,7 @@ def run(
             region, box_corners=grown_box(region.box_corners, region.up, region.ground,
                                           options.box_growth),
         )  # fmt: skip
-    plain = region.ground is None and region.ground_by_photo is None
-    if options.recover_max_dissent > 0 and plain:
+    if options.recover_max_dissent > 0 and region.plain_one_pass:
         masks = recover_from_other_views(cameras, images, masks, region, options)
     if progress:
         progress("masks", 1.0, "")
