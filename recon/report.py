@@ -83,6 +83,20 @@ def trust_failures(report: dict, options: TrustOptions | None = None) -> list[st
     return failures
 
 
+def placement_warnings(order_check: dict) -> list[str]:
+    """A warning when SfM kept photos that, placed, do not go round the product in the order
+    they were taken (sfm.check_capture_order's "walks_in_order") and placing them ring by ring
+    did not replace them: right for photos not taken in order, a misplaced photo otherwise."""
+    if order_check.get("walks_in_order") is not False or order_check.get("rings", {}).get("kept"):
+        return []
+    return [
+        "the photos, as placed, do not go round the product in the order they were taken "
+        "(successive photos jump or turn back): if they were taken in order, one may be placed "
+        "on the wrong side of a face that looks alike. Look at the model from every side; a "
+        "capture in one steady walk round the product, each photo overlapping the last, avoids it"
+    ]
+
+
 def build_report(workspace: Workspace, options: Any, *, total_seconds: float) -> dict:
     """The report of a finished reconstruction, read from its workspace."""
     capture_info = workspace.read_capture()
@@ -101,6 +115,7 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
     warnings += [
         f"{item['image']} not used: {item['reason']}" for item in sfm_info.get("unregistered", [])
     ]
+    warnings += placement_warnings(sfm_info.get("order_check", {}))
     scale_known = orientation.get("scale", "unknown") != "unknown"
     if not scale_known:
         warnings.append(UNKNOWN_SCALE_WARNING)

@@ -10,7 +10,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from recon import sfm
+from recon import report, sfm
 from recon.cameras import look_at
 from recon.workspace import Workspace
 
@@ -293,3 +293,14 @@ def test_agreement_of_too_few_photos_placed_in_order_does_not_clear_a_model(
     assert "walks_in_order" not in check(rings_model(mirrored, heights), 12)
     assert check(rings_model(mirrored, heights), 5)["walks_in_order"] is False
     assert check(rings_model(angles, heights), 5)["walks_in_order"] is True
+
+
+def test_a_kept_model_that_does_not_walk_in_order_is_reported() -> None:
+    """Kept because nothing placed the photos better (no rings to place them by): the report
+    says the model may hold a misplaced photo. Replaced ring by ring, or cleared, it does not."""
+    unconfirmed = {"kept": "all pairs", "walks_in_order": False}
+    assert len(report.placement_warnings(unconfirmed)) == 1
+    assert "turn back" in report.placement_warnings({**unconfirmed, "rings": {"kept": False}})[0]
+    assert not report.placement_warnings({**unconfirmed, "rings": {"kept": True}})
+    assert not report.placement_warnings({"kept": "all pairs", "walks_in_order": True})
+    assert not report.placement_warnings({"kept": "all pairs"})
