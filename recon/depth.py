@@ -227,7 +227,16 @@ def search_device(options: DepthOptions) -> str:
     return options.device
 
 
-def _cpu_maps(images, cameras, masks, neighbors, ranges, options, view_workers, progress):
+def _cpu_maps(
+    images: list[np.ndarray],
+    cameras: list[Camera],
+    masks: list[np.ndarray | None],
+    neighbors: list[list[int]],
+    ranges: list[tuple[float, float] | None],
+    options: DepthOptions,
+    view_workers: int,
+    progress: ProgressCallback | None,
+) -> list[DepthMap]:
     """Our PatchMatch search's raw maps: a photometric pass, then a geometric one."""
     passes = 2 if options.geometric_iterations > 0 else 1
     raw: list[DepthMap] = []
@@ -261,7 +270,15 @@ def _cpu_maps(images, cameras, masks, neighbors, ranges, options, view_workers, 
     return raw
 
 
-def _cuda_maps(workspace, images, cameras, masks, neighbors, ranges, progress):
+def _cuda_maps(
+    workspace: Workspace,
+    images: list[np.ndarray],
+    cameras: list[Camera],
+    masks: list[np.ndarray | None],
+    neighbors: list[list[int]],
+    ranges: list[tuple[float, float] | None],
+    progress: ProgressCallback | None,
+) -> list[DepthMap]:
     """COLMAP's CUDA PatchMatch's raw maps, cut to the grown masks as the CPU search is."""
     known = [r for r in ranges if r is not None]
     if not known:

@@ -504,6 +504,10 @@ def write_joined(
         visibility_consistency=min(info["visibility_consistency"] for info in infos),
         intrinsics=[item for info in infos for item in info.get("intrinsics", [])],
         passes=passes_info,
+        order_check_by_pass={
+            name: info.get("order_check", {})
+            for name, info in zip(pass_workspaces, infos, strict=True)
+        },
     )
     return PassesResult(
         registered=len(cameras),

@@ -115,7 +115,10 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
     warnings += [
         f"{item['image']} not used: {item['reason']}" for item in sfm_info.get("unregistered", [])
     ]
-    warnings += placement_warnings(sfm_info.get("order_check", {}))
+    # (A capture in passes placed each pass on its own.)
+    by_pass = sfm_info.get("order_check_by_pass", {}).values()
+    for order_check in (sfm_info.get("order_check", {}), *by_pass):
+        warnings += placement_warnings(order_check)
     scale_known = orientation.get("scale", "unknown") != "unknown"
     if not scale_known:
         warnings.append(UNKNOWN_SCALE_WARNING)

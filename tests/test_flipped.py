@@ -273,6 +273,9 @@ def test_two_passes_make_a_model_with_its_base(tmp_path: Path) -> None:
     assert scores["geometry"]["f_score"]["1"] >= 0.85
     assert result.report["orientation"]["up"] == "table plane"  # the upright pass's table
     assert base_completeness(capture_dir, out_dir) >= 0.8
+    # Each pass's own placement check stays on record (the report warns from it).
+    joined = json.loads(Workspace(out_dir).sfm_cameras_path.read_text())
+    assert set(joined["order_check_by_pass"]) == {"upright", "flipped"}
 
 
 def ring(count: int, distance: float = 4.0) -> list[Camera]:
