@@ -1,11 +1,14 @@
 """Benchmark flipped-object captures (issue 4): two passes, upright then on its side, make one
 model with its base.
 
-For each product (the procedural cereal box and the YCB tomato soup can), `recon synth --flip`
-photographs two passes of 24 views at 960 px on a wooden table; the two-pass capture and the
-upright pass alone are reconstructed with the `standard` preset and scored against the whole
-truth surface (base included). Acceptance: the two-pass model's F@1 % ≥ 0.90; the base (truth
-faces facing down) is measured on its own too, since the upright pass alone cannot see it.
+For each product (the procedural cereal box and the YCB tomato soup can) and background (a
+wooden table, plain paper), `recon synth --flip` photographs two passes of 24 views at 960 px;
+the two-pass capture and the upright pass alone are reconstructed with the `standard` preset
+and scored against the whole truth surface (base included). Acceptance: the two-pass model's
+F@1 % ≥ 0.90, with no photo placed more than 1° off (on plain paper two photos of the cereal
+box's flipped pass were once placed 54° and 73° off, and F@1 % still reached 0.92); the base
+(truth faces facing down) is measured on its own too, since the upright pass alone cannot see
+it.
 
 Writes ``OUT/hard_flipped.json``.
 
@@ -20,6 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reconstruction import REPO, SHARED_DATA, recon, reconstruct_and_score
 
@@ -27,7 +32,9 @@ sys.path.insert(0, str(REPO))
 from tests.test_flipped import base_completeness
 
 PRODUCTS = ["cereal_box", "ycb_005_tomato_soup_can"]
+BACKGROUNDS = ["table", "plain"]
 TARGET_F_SCORE_1 = 0.90
+MAX_ROTATION_ERROR_DEG = 1.0  # any photo's: more is a misplaced photo
 
 
 def main() -> int:
@@ -37,7 +44,7 @@ def main() -> int:
     parser.add_argument("--views", type=int, default=24, help="photos per pass")
     parser.add_argument("--size", type=int, default=960)
     parser.add_argument("--preset", default="standard")
-    parser.add_argument("--background", default="table")
+    parser.add_argument("--backgrounds", nargs="*", default=BACKGROUNDS)
     parser.add_argument(
         "--shared",
         type=Path,
@@ -47,27 +54,42 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for product in args.products:
-        model = args.shared / "models" / product if product.startswith("ycb_") else product
-        capture = args.out / "captures" / f"{product}_flipped"
-        if not (capture / "truth" / "cameras.json").exists():
-            recon(["synth", str(model), str(capture), "--flip", "--views", str(args.views),
-                   "--size", str(args.size), "--background", args.background,
-                   "--overwrite"])  # fmt: skip
-        upright = upright_pass_capture(capture, args.out / "captures" / f"{product}_upright")
-        entry: dict = {"product": product, "views_per_pass": args.views, "size_px": args.size}
-        for label, source in (("single_pass", upright), ("two_pass", capture)):
-            out = args.out / "runs" / f"{product}_{label}"
-            run = reconstruct_and_score(source, out, args.preset)
-            run["summary"] = summary(run, source, out)
-            if label == "two_pass" and (out / "work" / "sfm" / "passes.json").exists():
-                run["passes"] = json.loads((out / "work" / "sfm" / "passes.json").read_text())
-            entry[label] = run
-            print(json.dumps({"product": product, label: run["summary"]}))
-        two = entry["two_pass"]["summary"]
-        entry["acceptable"] = (two.get("f_score_1") or 0) >= TARGET_F_SCORE_1
-        results.append(entry)
+        for background in args.backgrounds:
+            results.append(run_product(product, background, args))
     (args.out / "hard_flipped.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+def run_product(product: str, background: str, args: argparse.Namespace) -> dict:
+    """One product on one background: its two-pass capture and its upright pass alone,
+    reconstructed and scored."""
+    model = args.shared / "models" / product if product.startswith("ycb_") else product
+    name = f"{product}_{background}"
+    capture = args.out / "captures" / f"{name}_flipped"
+    if not (capture / "truth" / "cameras.json").exists():
+        recon(["synth", str(model), str(capture), "--flip", "--views", str(args.views),
+               "--size", str(args.size), "--background", background,
+               "--overwrite"])  # fmt: skip
+    upright = upright_pass_capture(capture, args.out / "captures" / f"{name}_upright")
+    entry: dict = {
+        "product": product,
+        "background": background,
+        "views_per_pass": args.views,
+        "size_px": args.size,
+    }
+    for label, source in (("single_pass", upright), ("two_pass", capture)):
+        out = args.out / "runs" / f"{name}_{label}"
+        run = reconstruct_and_score(source, out, args.preset)
+        run["summary"] = summary(run, source, out)
+        if label == "two_pass" and (out / "work" / "sfm" / "passes.json").exists():
+            run["passes"] = json.loads((out / "work" / "sfm" / "passes.json").read_text())
+        entry[label] = run
+        print(json.dumps({"product": product, "background": background, label: run["summary"]}))
+    two = entry["two_pass"]["summary"]
+    entry["acceptable"] = (two.get("f_score_1") or 0) >= TARGET_F_SCORE_1 and (
+        two.get("rotation_error_deg_max", np.inf) <= MAX_ROTATION_ERROR_DEG
+    )
+    return entry
 
 
 def upright_pass_capture(capture: Path, target: Path) -> Path:
