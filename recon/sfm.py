@@ -730,11 +730,11 @@ def check_capture_order(
     can go wrong in other ways). When the two models agree the first is kept (more pairs,
     better poses); when they agree on too few photos to tell (`order_min_compared_share`), it
     is kept too, with "walks_in_order" saying whether its successive photos turn smoothly
-    (the sfm stage places the photos again ring by ring when they do not). When they disagree, the one whose successive photos turn smoothly is kept,
-    the all-pairs model first, the ordered one only if it places nearly as many photos, then
-    one placed by consensus (`place_by_consensus`) on the same terms; else the capture fails
-    with advice (naming a still background instead of look-alike sides where the photos do not
-    turn at all).
+    (the sfm stage places the photos again ring by ring when they do not). When they
+    disagree, the one whose successive photos turn smoothly is kept, the all-pairs model first,
+    the ordered one only if it places nearly as many photos, then one placed by consensus
+    (`place_by_consensus`) on the same terms; else the capture fails with advice (naming a
+    still background instead of look-alike sides where the photos do not turn at all).
     """
     with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
         ordered_path = Path(folder) / "ordered.db"
