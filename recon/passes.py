@@ -508,6 +508,7 @@ def write_joined(
             name: info.get("order_check", {})
             for name, info in zip(pass_workspaces, infos, strict=True)
         },
+        match_agreement=joined_agreement([info.get("match_agreement", {}) for info in infos]),
     )
     return PassesResult(
         registered=len(cameras),
@@ -521,6 +522,17 @@ def write_joined(
         turn_deg=registration.turn_deg,
         seconds=0.0,
     )
+
+
+def joined_agreement(summaries: list[dict]) -> dict:
+    """The passes' "match_agreement" (sfm.agreement_summary) as one: the worse pass's figures,
+    with every pass's doubtful photos."""
+    summaries = [summary for summary in summaries if summary]
+    if not summaries:
+        return {}
+    worse = min(summaries, key=lambda summary: summary["min"])
+    doubtful = {name: share for summary in summaries for name, share in summary["doubtful"].items()}
+    return {**worse, "doubtful": doubtful}
 
 
 def read_similarity(workspace: Workspace) -> Similarity:

@@ -97,6 +97,17 @@ def placement_warnings(order_check: dict) -> list[str]:
     ]
 
 
+def agreement_warnings(match_agreement: dict) -> list[str]:
+    """A warning per photo whose verified matches the model mostly contradicts (sfm's
+    "match_agreement" "doubtful": placed far from where its matches put it)."""
+    return [
+        f"{name}: only {share:.0%} of its matches with other photos agree with where it was "
+        "placed: it may be misplaced, and the model wrong where it sees. Look at the model from "
+        "its side; retake that photo overlapping its neighbours"
+        for name, share in match_agreement.get("doubtful", {}).items()
+    ]
+
+
 def build_report(workspace: Workspace, options: Any, *, total_seconds: float) -> dict:
     """The report of a finished reconstruction, read from its workspace."""
     capture_info = workspace.read_capture()
@@ -119,6 +130,7 @@ def build_report(workspace: Workspace, options: Any, *, total_seconds: float) ->
     by_pass = sfm_info.get("order_check_by_pass", {}).values()
     for order_check in (sfm_info.get("order_check", {}), *by_pass):
         warnings += placement_warnings(order_check)
+    warnings += agreement_warnings(sfm_info.get("match_agreement", {}))
     scale_known = orientation.get("scale", "unknown") != "unknown"
     if not scale_known:
         warnings.append(UNKNOWN_SCALE_WARNING)
@@ -227,6 +239,13 @@ def quality_figures(
     return {
         "registered_share": round(len(cameras) / taken, 4) if taken else 0.0,
         "mean_reprojection_error_px": sfm_info.get("mean_reprojection_error_px"),
+        # share of each photo's verified matches the placement explains: median, worst photo
+        "match_agreement": {
+            key: value
+            for key, value in sfm_info.get("match_agreement", {}).items()
+            if key in ("median", "min", "worst_image")
+        }
+        or None,
         "mask_agreement": agreement,
         "coverage": {
             key: coverage.get(key)

@@ -14,13 +14,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 import pytest
 from PIL import Image
+from scipy.spatial.transform import Rotation
 
-from recon import cli, patchmatch_cuda, pipeline
+from recon import cli, patchmatch_cuda, pipeline, sfm
 from recon.errors import CaptureError, InputError, QualityError
 from recon.evaluation import evaluate
 from recon.report import TrustOptions, trust_failures
+from recon.workspace import Workspace
 from tests.conftest import REPO_ROOT, SAMPLE_CAPTURES_DIR
 from tests.gltf_validator import validate_glb
 
@@ -80,6 +83,30 @@ def test_model_is_upright_on_the_origin(reconstruction: pipeline.Result) -> None
     width, height, depth = report["mesh"]["bbox_m"]
     # The box is 19 × 28 × 7 cm: its height is the longest side, standing up.
     assert height > width > depth
+
+
+def test_a_photo_turned_off_its_place_contradicts_its_matches(reconstruction) -> None:
+    """The sample's photos keep most of their verified matches (no doubtful photo, no warning);
+    the same model with one photo turned 70° where it stands explains under the bar of that
+    photo's matches, and only that photo drops under it."""
+    report = json.loads(reconstruction.report_path.read_text())
+    bar = sfm.SfmOptions().min_photo_agreement
+    assert report["quality"]["match_agreement"]["min"] >= bar
+    assert not any("of its matches" in warning for warning in report["warnings"])
+    workspace = Workspace(reconstruction.report_path.parent)
+    model = pycolmap.Reconstruction(workspace.sfm_model_dir)
+    image = next(image for image in model.images.values() if image.name == "img_010.jpg")
+    pose = image.cam_from_world().matrix()
+    centre = -pose[:, :3].T @ pose[:, 3]
+    turned = Rotation.from_euler("y", 70, degrees=True).as_matrix() @ pose[:, :3]
+    model.frame(image.frame_id).rig_from_world = pycolmap.Rigid3d(
+        pycolmap.Rotation3d(turned), -turned @ centre
+    )
+    shares = sfm.photo_agreement(
+        model, workspace.sfm_database_path, sfm.SfmOptions().max_pose_error_px
+    )
+    assert shares["img_010.jpg"] < bar
+    assert min(share for name, share in shares.items() if name != "img_010.jpg") >= bar
 
 
 def test_resume_after_kill_gives_the_same_result(reconstruction, tmp_path: Path) -> None:
