@@ -466,37 +466,32 @@ def plain_ground(
     yet no higher than the lift above the lowest of all its depths
     (FusionOptions.plain_ground_allowance_rel, plain_ground_max_lift_rel); None without any
     depth."""
-    whole = lowest_plane(list(evidence.values()), up, options.plain_ground_percentile)
-    within = []
+    heights, inner_heights = [], []
     for index, (camera, depth, K) in evidence.items():
+        rows, cols = np.nonzero(depth > 0)
+        view_heights = hull.world_points(camera, K, depth, rows, cols) @ up
         mask = masks[index]
         outline = shrink_mask(mask, round(options.hull_mask_margin_rel * max(mask.shape)))
         inside = cv2.resize(outline, depth.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-        within.append((camera, np.where(inside, depth, 0), K))
-    inner = lowest_plane(within, up, options.plain_ground_percentile)
-    if whole is None or inner is None:
-        return whole
-    lowest = -whole[3]  # planes are [up, -height]
+        heights.append(view_heights)
+        inner_heights.append(view_heights[inside[rows, cols]])
+    lowest = lowest_height(heights, options.plain_ground_percentile)
+    if lowest is None:
+        return None
+    inner = lowest_height(inner_heights, options.plain_ground_percentile)
+    if inner is None:
+        return np.append(up, -lowest)
     height = min(
-        max(lowest, -inner[3] - options.plain_ground_allowance_rel * diagonal),
+        max(lowest, inner - options.plain_ground_allowance_rel * diagonal),
         lowest + options.plain_ground_max_lift_rel * diagonal,
     )
     return np.append(up, -height)
 
 
-def lowest_plane(
-    evidence: list[tuple[Camera, np.ndarray, np.ndarray]], up: np.ndarray, percentile: float
-) -> np.ndarray | None:
-    """(4,) plane [up, d] through the `percentile` of the heights along `up` of the product's
-    stereo points (`evidence`: camera, product depth map, K), or None without any."""
-    heights = []
-    for camera, depth, K in evidence:
-        rows, cols = np.nonzero(depth > 0)
-        heights.append(hull.world_points(camera, K, depth, rows, cols) @ up)
+def lowest_height(heights: list[np.ndarray], percentile: float) -> float | None:
+    """The `percentile` of all `heights` (one array per view), None when there are none."""
     joined = np.concatenate(heights) if heights else np.zeros(0)
-    if len(joined) == 0:
-        return None
-    return np.append(up, -np.percentile(joined, percentile))
+    return float(np.percentile(joined, percentile)) if len(joined) else None
 
 
 def tsdf_grid(voxel: float, block_count: int = 100_000) -> o3d.t.geometry.VoxelBlockGrid:

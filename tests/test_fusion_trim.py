@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import open3d as o3d
+import pytest
 import trimesh
 from PIL import Image
 
@@ -173,7 +174,12 @@ def test_legs_outside_the_masks_outline_keep_the_ground_at_their_feet() -> None:
         {0: (camera, depth, camera.K)}, [mask], np.array([0.0, 1.0, 0.0]), options, diagonal
     )
 
-    feet = fusion.lowest_plane([(camera, depth, camera.K)], np.array([0.0, 1.0, 0.0]), 0.1)
+    # With no lift allowed the ground is the lowest of all the depths: the legs' feet.
+    feet = fusion.plain_ground(
+        {0: (camera, depth, camera.K)}, [mask], np.array([0.0, 1.0, 0.0]),
+        fusion.FusionOptions(plain_ground_max_lift_rel=0.0), diagonal,
+    )  # fmt: skip
+    assert feet[3] == pytest.approx(0.0, abs=0.02)  # y = 0 m
     lift = feet[3] - ground[3]  # planes are [up, -height]
     assert 0 <= lift <= options.plain_ground_max_lift_rel * diagonal + 1e-9
     # Without the cap the legs would go: cut at the body's foot, 0.3 m up.
