@@ -133,7 +133,7 @@ def run_sfm(
         pass_workspaces[name] = sub
         try:
             sfm.run(sub, sfm_options, progress=_share(progress, "sfm", number / 2, 0.45))
-            leave_out_strays(sub, options.max_distance_ratio)
+            leave_out_strays(sub, options.max_distance_ratio, sfm_options.min_photo_agreement)
         except CaptureError as error:
             raise CaptureError(f"the {name} pass: {error}") from None
     features = {}
@@ -216,10 +216,11 @@ def split_pass(workspace: Workspace, photos: list[dict], name: str) -> Workspace
     return sub
 
 
-def leave_out_strays(sub: Workspace, max_distance_ratio: float) -> None:
+def leave_out_strays(sub: Workspace, max_distance_ratio: float, min_agreement: float) -> None:
     """Rewrite a pass's cameras.json and points.npz without the photos SfM placed far off the
-    ring around the product (`stray_cameras`), listing them as not placed. Raises CaptureError
-    when fewer than 3 photos are left."""
+    ring around the product (`stray_cameras`), listing them as not placed, and its match
+    agreement over the photos kept (doubtful below `min_agreement`, as sfm.run made it).
+    Raises CaptureError when fewer than 3 photos are left."""
     cameras = sub.read_sfm_cameras()
     strays = stray_cameras(cameras, max_distance_ratio)
     if not strays.any():
@@ -242,6 +243,11 @@ def leave_out_strays(sub: Workspace, max_distance_ratio: float) -> None:
             f"product; {sfm.CAPTURE_ADVICE}"
         )
     info["registered"] = len(kept)
+    kept_names = {camera.name for camera in kept}
+    shares = info.get("match_agreement", {}).get("photos", {})
+    info["match_agreement"] = sfm.agreement_summary(
+        {name: share for name, share in shares.items() if name in kept_names}, min_agreement
+    )
     points = sub.read_sfm_points()
     new_index = np.cumsum(~strays) - 1
     visible = points["visible_in"][~strays[points["visible_in"][:, 1]]]
@@ -526,13 +532,16 @@ def write_joined(
 
 def joined_agreement(summaries: list[dict]) -> dict:
     """The passes' "match_agreement" (sfm.agreement_summary) as one: the worse pass's figures,
-    with every pass's doubtful photos."""
+    with every pass's doubtful photos and shares."""
     summaries = [summary for summary in summaries if summary]
     if not summaries:
         return {}
     worse = min(summaries, key=lambda summary: summary["min"])
-    doubtful = {name: share for summary in summaries for name, share in summary["doubtful"].items()}
-    return {**worse, "doubtful": doubtful}
+    joined = {
+        key: {name: share for summary in summaries for name, share in summary[key].items()}
+        for key in ("doubtful", "photos")
+    }
+    return {**worse, **joined}
 
 
 def read_similarity(workspace: Workspace) -> Similarity:

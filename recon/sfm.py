@@ -2030,17 +2030,18 @@ def photo_agreement(
 
 def agreement_summary(agreement: dict[str, float], min_agreement: float) -> dict:
     """cameras.json's "match_agreement": the median and the worst photo's share of `agreement`
-    (`photo_agreement`), and the photos under `min_agreement` ("doubtful", name -> share)."""
+    (`photo_agreement`), the photos under `min_agreement` ("doubtful") and every photo's share
+    ("photos", so a summary can be made again over fewer photos), each name -> share."""
     if not agreement:
         return {}
-    worst = min(agreement, key=agreement.__getitem__)
+    shares = {name: round(share, 4) for name, share in agreement.items()}
+    worst = min(shares, key=shares.__getitem__)
     return {
         "median": round(float(np.median(list(agreement.values()))), 4),
-        "min": round(agreement[worst], 4),
+        "min": shares[worst],
         "worst_image": worst,
-        "doubtful": {
-            name: round(share, 4) for name, share in agreement.items() if share < min_agreement
-        },
+        "doubtful": {name: share for name, share in shares.items() if share < min_agreement},
+        "photos": shares,
     }
 
 

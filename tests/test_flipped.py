@@ -14,7 +14,7 @@ import trimesh
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from recon import capture, passes, synth
+from recon import capture, passes, sfm, synth
 from recon.cameras import Camera, look_at, read_cameras_json
 from recon.errors import CaptureError
 from recon.geometry import Similarity, rotation_angle_deg
@@ -306,7 +306,12 @@ def test_strays_are_left_out_of_a_pass_with_a_reason(tmp_path: Path) -> None:
     cameras[2] = Camera(name="img_002.jpg", width=640, height=480, K=cameras[2].K,
                         R=cameras[2].R, t=cameras[2].t * 5)  # fmt: skip
     sub = Workspace(tmp_path)
-    sub.write_sfm_cameras(cameras, registered=6, total=6, unregistered=[])
+    # The stray contradicts its matches; with it left out, no kept photo is doubtful.
+    shares = {camera.name: 0.9 for camera in cameras} | {"img_002.jpg": 0.1}
+    agreement = sfm.agreement_summary(shares, 0.3)
+    sub.write_sfm_cameras(
+        cameras, registered=6, total=6, unregistered=[], match_agreement=agreement
+    )
     visible = np.array([[0, 0], [0, 2], [0, 3], [1, 2], [1, 4]], dtype=np.int32)
     sub.write_sfm_points(
         xyz=np.zeros((2, 3)),
@@ -315,8 +320,11 @@ def test_strays_are_left_out_of_a_pass_with_a_reason(tmp_path: Path) -> None:
         track=np.array([3, 2], np.int32),
         visible_in=visible,
     )
-    passes.leave_out_strays(sub, 1.67)
+    passes.leave_out_strays(sub, 1.67, 0.3)
     info = json.loads(sub.sfm_cameras_path.read_text())
+    assert info["match_agreement"]["doubtful"] == {}
+    assert info["match_agreement"]["min"] == 0.9
+    assert "img_002.jpg" not in info["match_agreement"]["photos"]
     assert [c.name for c in sub.read_sfm_cameras()] == [f"img_{i:03d}.jpg" for i in (0, 1, 3, 4, 5)]
     assert info["registered"] == 5
     assert [entry["image"] for entry in info["unregistered"]] == ["img_002.jpg"]

@@ -23,6 +23,8 @@ def test_passes_join_as_the_worse_pass_with_every_doubtful_photo() -> None:
     joined = passes.joined_agreement([upright, flipped])
     assert joined["worst_image"] == "flipped__a.jpg"
     assert joined["doubtful"] == {"upright__b.jpg": 0.2, "flipped__a.jpg": 0.1}
+    assert set(joined["photos"]) == {"upright__a.jpg", "upright__b.jpg", "flipped__a.jpg",
+                                     "flipped__b.jpg"}  # fmt: skip
     assert passes.joined_agreement([{}, {}]) == {}
 
 
