@@ -74,6 +74,10 @@ VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".3gp"}
 @dataclass(frozen=True, kw_only=True)
 class CaptureOptions:
     max_image_px: int | None = 1600  # long side of working copies; None keeps full resolution
+    retry_image_px: int | None = None  # photos shrunk to max_image_px that SfM cannot place
+    # are taken in again at up to this long side and placed once more (see retry_size); None:
+    # no second try. Preview's 800 px photos of a plain water bottle on plain paper failed
+    # SfM's checks where the same 960 px photos were placed
     max_pixels: int = 100_000_000  # per-photo pixel cap: larger photos are refused, not decoded
     min_images: int = 3  # fewer usable photos than this cannot make a model
     max_zip_bytes: int = 2 * 2**30  # total uncompressed size allowed from a zip
@@ -95,8 +99,10 @@ class CaptureOptions:
     # in long sides of the frame (the picture moving 1 % of its width); closer is a duplicate
 
     def __post_init__(self) -> None:
-        if self.max_image_px is not None and self.max_image_px < 16:
-            raise InputError(f"max_image_px {self.max_image_px}: choose 16 px or more, or None")
+        for name in ("max_image_px", "retry_image_px"):
+            value = getattr(self, name)
+            if value is not None and value < 16:
+                raise InputError(f"{name} {value}: choose 16 px or more, or None")
         if self.max_pixels < 1 or self.max_zip_bytes < 1 or self.max_files < 1:
             raise InputError("max_pixels, max_zip_bytes and max_files must be positive")
         if not 1 <= self.jpeg_quality <= 100:
@@ -902,6 +908,45 @@ def photo_checks(workspace: Workspace, images: list[dict]) -> dict:
     copies; about 10 ms a photo), which report.json and `recon check` build on."""
     paths = [workspace.image_path(entry["name"]) for entry in images]
     return {"images": capture_qa.check_photos(paths)}
+
+
+# -- a second try at a larger size ----------------------------------------------------------------
+
+# A second try is only worth its time when the photos grow by at least this factor.
+_MIN_RETRY_GROWTH = 1.1
+
+
+def retry_size(workspace: Workspace, options: CaptureOptions) -> int | None:
+    """The long side to take the capture in again at when SfM could not place its working
+    copies: `retry_image_px`, or the photos' own size if smaller; None when no larger copies
+    can be made (no retry size, or the photos are already about that size)."""
+    if options.retry_image_px is None or not workspace.capture_path.exists():
+        return None
+    images = workspace.read_capture()["images"]
+    original = max(max(image["original_width"], image["original_height"]) for image in images)
+    size = min(original, options.retry_image_px)
+    return size if size >= _MIN_RETRY_GROWTH * working_long_side(workspace) else None
+
+
+def working_long_side(workspace: Workspace) -> int:
+    """The longest side of the capture's working copies, px."""
+    images = workspace.read_capture()["images"]
+    return max(max(image["width"], image["height"]) for image in images)
+
+
+def note_retry(workspace: Workspace, first_size: int) -> None:
+    """Say in capture.json (and so in the report's warnings) that the photos were taken in
+    again at their present size, after SfM failed on copies `first_size` px long."""
+    capture = workspace.read_capture()
+    size = working_long_side(workspace)
+    capture["retried_from_px"] = first_size
+    capture["warnings"].append(
+        f"the photos could not be placed at {first_size} px, so they were taken in again at "
+        f"{size} px, which took longer: the product shows few distinct features "
+        "(plain, alike on several sides, or small in the frame). A patterned mat or newspaper "
+        "under it, or filling more of the frame, gives more to go on"
+    )
+    write_json_atomic(workspace.capture_path, capture)
 
 
 # -- summaries ------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from recon import (
     sfm,
     texturing,
 )
-from recon.errors import InputError, QualityError, ReconError, StageError
+from recon.errors import CaptureError, InputError, QualityError, ReconError, StageError
 from recon.progress import ProgressCallback
 from recon.report import TrustOptions, build_report, trust_failures
 from recon.workspace import MODEL_FILE, USDZ_FILE, Workspace, atomic_path, write_json_atomic
@@ -77,11 +77,12 @@ class ReconOptions:
         preset = Preset(preset)
         if Mode(mode) == Mode.SCENE:
             return cls.for_scene(preset)
-        image_px, depth_px, faces, texture_px, fusion_voxel = {
+        sizes = {
             Preset.PREVIEW: (800, 400, 30_000, 1024, 0.003),
             Preset.STANDARD: (1600, depth.DepthOptions().max_image_px, 100_000, 2048, 0.0015),
             Preset.HIGH: (None, 960, 250_000, 4096, 0.001),
-        }[preset]
+        }
+        image_px, depth_px, faces, texture_px, fusion_voxel = sizes[preset]
         # Preview works at 800 px. At 640 SfM placed plain products worse for no time saved
         # (24 × 960 px, 640 -> 800, whole preview run: avocado on plain paper rotation 0.58 ->
         # 0.08°, PSNR 27.6 -> 32.6 dB, 19 -> 22 s; plain mustard 0.13 -> 0.08°, 28.5 -> 29.4
@@ -125,7 +126,11 @@ class ReconOptions:
             )
         return cls(
             preset=preset,
-            capture=capture.CaptureOptions(max_image_px=image_px),
+            # Photos preview cannot place get a second try at standard's size.
+            capture=capture.CaptureOptions(
+                max_image_px=image_px,
+                retry_image_px=sizes[Preset.STANDARD][0] if quick else None,
+            ),
             sfm=sfm_options,
             masks=mask_options,
             # (Without the geometric depth pass preview is faster, but the sample cereal box's
@@ -292,12 +297,7 @@ def reconstruct(
     workspace.create()
     runners: dict[str, Callable[[], Any]] = {
         "capture": lambda: capture.run(input_path, workspace, options.capture, progress=progress),
-        # A capture in two passes (upright, flipped) places and masks each pass, then joins them.
-        "sfm": lambda: (
-            passes.run_sfm(workspace, options.sfm, options.masks, options.passes, progress=progress)
-            if passes.has_passes(workspace)
-            else sfm.run(workspace, options.sfm, progress=progress)
-        ),
+        "sfm": lambda: place_photos(input_path, workspace, options, progress=progress),
         "masks": lambda: (
             passes.run_masks(workspace, options.masks, progress=progress)
             if passes.has_passes(workspace)
@@ -387,6 +387,44 @@ def reconstruct(
         )
     publish(workspace, report)
     return Result(out_dir, workspace.model_path, workspace.report_path, report)
+
+
+def place_photos(
+    input_path: Path,
+    workspace: Workspace,
+    options: ReconOptions,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """The sfm stage. A capture in two passes (upright, flipped) places and masks each pass,
+    then joins them. Photos shrunk for speed that cannot be placed are taken in again larger
+    (`CaptureOptions.retry_image_px`, preview's) and placed once more: a failure then means
+    the capture, not the preset, and a merchant is not told to reshoot what standard places."""
+
+    def place() -> Any:
+        if passes.has_passes(workspace):
+            return passes.run_sfm(
+                workspace, options.sfm, options.masks, options.passes, progress=progress
+            )
+        return sfm.run(workspace, options.sfm, progress=progress)
+
+    try:
+        return place()
+    except CaptureError as error:
+        size = capture.retry_size(workspace, options.capture)
+        if size is None:
+            raise
+        first_size = capture.working_long_side(workspace)
+        logger.warning("sfm: %s; taking the photos in again at %d px", error, size)
+    larger = dataclasses.replace(options.capture, max_image_px=size)
+
+    def retaking(_stage: str, _fraction: float, message: str) -> None:
+        if progress is not None:  # still the sfm stage: a job's progress does not go back
+            progress("sfm", 0.0, f"taking the photos in again at {size} px: {message}")
+
+    capture.run(input_path, workspace, larger, progress=retaking)
+    capture.note_retry(workspace, first_size)  # kept through a kill and resume from here on
+    return place()
 
 
 def peak_memory_mb() -> float:

@@ -3,7 +3,15 @@ keeps the stages' own defaults there."""
 
 from __future__ import annotations
 
-from recon import depth, masks, pipeline, sfm
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from recon import capture, depth, masks, pipeline, sfm
+from recon.errors import CaptureError
+from recon.workspace import Workspace
+from tests.test_capture import copy_photos
 
 
 def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
@@ -25,3 +33,64 @@ def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
     # only photos with few keypoints (plain products) are searched at twice the size
     assert preview.sfm.upsample_below_features < standard.sfm.upsample_below_features
     assert standard.sfm == sfm.SfmOptions()
+
+
+def test_preview_takes_photos_it_cannot_place_in_again_at_standards_size() -> None:
+    preview = pipeline.ReconOptions.for_preset("preview")
+    standard = pipeline.ReconOptions.for_preset("standard")
+    assert preview.capture.retry_image_px == standard.capture.max_image_px
+    assert standard.capture.retry_image_px is None  # standard's failure is the capture's
+
+
+def _capture_of(tmp_path: Path, count: int, **options: int | None) -> tuple[Workspace, Path]:
+    photos = tmp_path / "photos"
+    copy_photos(photos, count)
+    workspace = Workspace(tmp_path / "out")
+    workspace.create()
+    capture.run(photos, workspace, capture.CaptureOptions(**options))
+    return workspace, photos
+
+
+def test_photos_sfm_cannot_place_are_placed_again_larger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sample photos are 640 px; preview-like options shrink them to 320 and may retry at 480.
+    workspace, photos = _capture_of(tmp_path, 4, max_image_px=320, retry_image_px=480)
+    sizes_placed: list[int] = []
+
+    def fake_sfm(workspace: Workspace, options: sfm.SfmOptions, **_: object) -> str:
+        sizes_placed.append(capture.working_long_side(workspace))
+        if len(sizes_placed) == 1:
+            raise CaptureError("the photos could not be placed consistently")
+        return "placed"
+
+    monkeypatch.setattr(sfm, "run", fake_sfm)
+    options = pipeline.ReconOptions.for_preset("preview")
+    options = dataclasses.replace(
+        options, capture=capture.CaptureOptions(max_image_px=320, retry_image_px=480)
+    )
+    events: list[tuple[str, float, str]] = []
+    placed = pipeline.place_photos(photos, workspace, options, progress=lambda *e: events.append(e))
+    assert placed == "placed"
+    assert sizes_placed == [320, 480]
+    # Taking them in again is part of the sfm stage: a job's progress does not go back.
+    assert {stage for stage, _, _ in events} == {"sfm"}
+    taken = workspace.read_capture()
+    assert {max(image["width"], image["height"]) for image in taken["images"]} == {480}
+    assert taken["retried_from_px"] == 320
+    assert any("taken in again at 480 px" in warning for warning in taken["warnings"])
+
+    # No second try when there is no larger size to take them in at: the photos' own size, or
+    # no retry size at all. The first failure stands.
+    for retry_px in (330, None):  # 330: under a tenth larger than 320, not worth it
+        workspace, photos = _capture_of(tmp_path / str(retry_px), 4, max_image_px=320)
+        sizes_placed.clear()
+        options = dataclasses.replace(
+            options, capture=capture.CaptureOptions(max_image_px=320, retry_image_px=retry_px)
+        )
+        with pytest.raises(CaptureError, match="placed consistently"):
+            pipeline.place_photos(photos, workspace, options)
+        assert sizes_placed == [320]
+    # Photos already at their full size cannot grow.
+    workspace, photos = _capture_of(tmp_path / "full", 4, max_image_px=None)
+    assert capture.retry_size(workspace, capture.CaptureOptions(retry_image_px=1600)) is None
