@@ -48,9 +48,11 @@ def silhouette_field(
     *,
     resolution: int = 128,
     erode_px: list[float] | None = None,
+    min_judging_views: int = MIN_JUDGING_VIEWS,
 ) -> HullField:
     """The hull field over the box `box_corners` (8, 3) from (h, w) uint8 `masks` (0 / 255,
-    the photos' sizes); `erode_px` per photo shrinks each silhouette (a mask's safety margin)."""
+    the photos' sizes); `erode_px` per photo shrinks each silhouette (a mask's safety margin).
+    A point inside the frames of fewer than `min_judging_views` photos is not hull."""
     axes = up_aligned_axes(np.asarray(up, dtype=np.float64))
     local = box_corners @ axes.T
     low, high = local.min(axis=0), local.max(axis=0)
@@ -70,7 +72,7 @@ def silhouette_field(
         # K·(R·x + t): the third row is the depth, as K's is (0, 0, 1).
         KR, Kt = camera.K @ camera.R, camera.K @ camera.t
         _carve(values, judged, KR @ corner + Kt, steps @ KR.T, signed, 1.0 / camera.K[0, 0])
-    values[judged < MIN_JUDGING_VIEWS] = -voxel
+    values[judged < min_judging_views] = -voxel
     return HullField(low, axes, voxel, values)
 
 

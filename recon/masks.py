@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ NO_PRODUCT_ADVICE = (
 )
 MIN_PRODUCT_POINTS = 10  # fewer sparse points on the product: its box comes from outlines
 SILHOUETTE_HULL_RESOLUTION = 64  # the coarse hull that boxes a product with no points
+# ... from the space this share of the photos frame at least: the product stands in the middle
+# of every photo, while space off to its side is framed by fewer, and there seedless outlines
+# that took a pale backdrop (a white mug's lower ring: 3-4x its area) left it all hull.
+SILHOUETTE_MIN_FRAMED_SHARE = 0.75
 PLANE_RANSAC_ITERATIONS = 2000  # planes tried per search for the table
 RANSAC_SCORED_POINTS = 1500  # ... each scored on about this many of the sparse points
 GROUND_SWEEP_PHOTOS = 8  # photos whose table patterns place a table the sparse points miss
@@ -549,7 +554,14 @@ def silhouette_region(
 
     masks = list(each_photo(outline, cameras, images, tables))
     field = hull.silhouette_field(
-        cameras, masks, region.box_corners, region.up, resolution=SILHOUETTE_HULL_RESOLUTION
+        cameras,
+        masks,
+        region.box_corners,
+        region.up,
+        resolution=SILHOUETTE_HULL_RESOLUTION,
+        min_judging_views=max(
+            hull.MIN_JUDGING_VIEWS, math.ceil(SILHOUETTE_MIN_FRAMED_SHARE * len(cameras))
+        ),
     )
     inside = np.argwhere(field.values > 0)
     if len(inside) < MIN_PRODUCT_POINTS:

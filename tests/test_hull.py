@@ -180,3 +180,30 @@ def test_a_cell_is_a_stereo_surface_where_two_photos_each_put_many_depths_in_it(
     assert occupied[7, 7, 7]
     assert not occupied[2, 2, 2]
     assert occupied.sum() == 1
+
+
+def test_space_only_some_photos_frame_is_not_hull_when_asked() -> None:
+    # The lower ring's outlines took the whole frame (a white mug's seedless outlines over a
+    # pale backdrop); the upper ring's are right. Space off to the sphere's side is framed by the
+    # lower ring alone: hull when 3 photos may judge it, not when 3/4 of the photos must
+    # (masks.silhouette_region asks that).
+    options = SynthOptions(views=24, size_px=120)
+    cameras = ring_cameras(np.zeros(3), 3 * RADIUS, 24, options, np.random.default_rng(0))
+    masks = [
+        sphere_mask(camera)
+        if index >= 12
+        else np.full((camera.height, camera.width), 255, np.uint8)
+        for index, camera in enumerate(cameras)
+    ]
+    box = np.array([[x, y, z] for x in (-0.4, 0.4) for y in (-0.4, 0.4) for z in (-0.4, 0.4)])
+    up = np.array([0, 1.0, 0])
+
+    def reach(min_judging_views: int) -> np.ndarray:
+        field = hull.silhouette_field(
+            cameras, masks, box, up, resolution=64, min_judging_views=min_judging_views
+        )
+        inside = np.argwhere(field.values > 0)
+        return np.abs((inside * field.voxel + field.origin) @ field.axes).max(axis=0)
+
+    assert reach(hull.MIN_JUDGING_VIEWS)[[0, 2]].min() > 3 * RADIUS
+    assert reach(18)[[0, 2]].max() < 1.1 * RADIUS
