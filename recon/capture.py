@@ -923,22 +923,25 @@ def retry_size(workspace: Workspace, options: CaptureOptions) -> int | None:
     if options.retry_image_px is None or not workspace.capture_path.exists():
         return None
     images = workspace.read_capture()["images"]
-    original = max(max(image["original_width"], image["original_height"]) for image in images)
-    size = min(original, options.retry_image_px)
-    return size if size >= _MIN_RETRY_GROWTH * working_long_side(workspace) else None
+    size = min(_longest_side(images, "original_width", "original_height"), options.retry_image_px)
+    return size if size >= _MIN_RETRY_GROWTH * _longest_side(images, "width", "height") else None
 
 
 def working_long_side(workspace: Workspace) -> int:
     """The longest side of the capture's working copies, px."""
-    images = workspace.read_capture()["images"]
-    return max(max(image["width"], image["height"]) for image in images)
+    return _longest_side(workspace.read_capture()["images"], "width", "height")
+
+
+def _longest_side(images: list[dict], width: str, height: str) -> int:
+    """The longest of capture.json's `images`' `width` and `height` entries."""
+    return max(max(image[width], image[height]) for image in images)
 
 
 def note_retry(workspace: Workspace, first_size: int) -> None:
     """Say in capture.json (and so in the report's warnings) that the photos were taken in
     again at their present size, after SfM failed on copies `first_size` px long."""
     capture = workspace.read_capture()
-    size = working_long_side(workspace)
+    size = _longest_side(capture["images"], "width", "height")
     capture["retried_from_px"] = first_size
     capture["warnings"].append(
         f"the photos could not be placed at {first_size} px, so they were taken in again at "

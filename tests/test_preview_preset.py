@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from recon import capture, depth, masks, pipeline, sfm
-from recon.errors import CaptureError
+from recon.errors import CaptureError, InputError
 from recon.workspace import Workspace
 from tests.test_capture import copy_photos
 
@@ -40,6 +40,8 @@ def test_preview_takes_photos_it_cannot_place_in_again_at_standards_size() -> No
     standard = pipeline.ReconOptions.for_preset("standard")
     assert preview.capture.retry_image_px == standard.capture.max_image_px
     assert standard.capture.retry_image_px is None  # standard's failure is the capture's
+    with pytest.raises(InputError, match="retry_image_px 8"):
+        capture.CaptureOptions(retry_image_px=8)
 
 
 def _capture_of(tmp_path: Path, count: int, **options: int | None) -> tuple[Workspace, Path]:
