@@ -197,11 +197,14 @@ class ReconOptions:
                 ground_band_rel=0.0,  # the floor is kept as fused (no product stands on it)
             ),
             orient=orient.OrientOptions(scene=scene_options),
-            # Surface offsets (texturing.refine_surface) were measured on products only (~9
-            # CPU-s for 100k faces and 24 photos); a room has 3× the faces and 4× the frames:
-            # off until measured there.
+            # Surface offsets (texturing.refine_surface) and flat faces (recon/planes.py) were
+            # measured on products only (offsets ~9 CPU-s for 100k faces and 24 photos); a room
+            # has 3× the faces and 4× the frames: off until measured there.
             texture=dataclasses.replace(
-                texturing.TextureOptions(), texture_size=texture_px, offset_search_px=0.0
+                texturing.TextureOptions(),
+                texture_size=texture_px,
+                offset_search_px=0.0,
+                planes=None,
             ),
             # A room is walked through in the browser: no AR file, poster or phone tiers.
             export=assets.AssetOptions(usdz=False, poster=False, tiers=()),
