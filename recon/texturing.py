@@ -110,9 +110,11 @@ class TextureOptions:
     # Flat faces made flat and their edges sharp (recon/planes.py), after the offsets; None
     # turns it off.
     planes: PlaneOptions | None = field(default_factory=PlaneOptions)
-    plane_step_px: float = 0.1  # steps of place_planes' search (over ±offset_search_px)
-    # ... and the share by which a plane's colour variance must fall to move it: a whole face
-    # of thousands of samples shows a real minimum where one face's neighbourhood shows noise
+    # place_planes' fine steps round its coarse best (PLANE_COARSE_STEP_PX, over
+    # ±offset_search_px), in pixel footprints
+    plane_step_px: float = 0.1
+    # The share by which a plane's colour variance must fall for it to move: a whole face of
+    # thousands of samples shows a real minimum where one face's neighbourhood shows noise
     # (the cereal box's sides: 3 % at 0.5-0.7 px in, where fusion left them 0.3-0.4 mm out).
     plane_min_gain: float = 0.01
     # A plane is refused where its faces' colour variance on it exceeds theirs as they are by
@@ -792,7 +794,8 @@ def place_planes(
 ) -> tuple[list[Plane], dict]:
     """The planes the photos agree with, each moved along its normal to where they agree best
     on the colour of its faces, and facts about it (`plane_shifts_px`: each kept plane's move
-    in pixel footprints; `planes_refused`).
+    in pixel footprints; `plane_losses`: for each plane the photos see, how much more their
+    colours differ on it than on the surface as it is; `planes_refused`).
 
     Summed over thousands of faces, the photos place a plane to a tenth of a pixel, where one
     face's neighbourhood (refine_surface) is off by a pixel: the turntable cereal box's narrow
@@ -801,7 +804,7 @@ def place_planes(
     it than where they are: flat in outline but not in fact (a soup can's lid, its rings a few
     tenths of a millimetre deep, lost 0.6 dB pulled flat)."""
     if not planes:
-        return planes, {"plane_shifts_px": [], "planes_refused": 0}
+        return planes, {"plane_shifts_px": [], "plane_losses": [], "planes_refused": 0}
     masks = list(masks) if masks is not None else [None] * len(cameras)
     views = analyse_views(vertices, faces, cameras, images, masks, options)
     gains = views.photo_gains(options)
@@ -820,7 +823,7 @@ def place_planes(
         centroids, unit_face_normals(corners), views, np.zeros(1), gains, pulled
     )
     # The search, coarse then fine: each plane's own faces at every coarse step, then at fine
-    # steps round its best (a sixth of the work of the fine steps throughout).
+    # steps round its best (24 looks at each face where fine steps throughout took 61).
     reach = options.offset_search_px
     coarse = np.arange(-reach, reach + 1e-9, PLANE_COARSE_STEP_PX)
     region = np.zeros(len(faces), bool)
