@@ -39,7 +39,10 @@ class PlaneOptions:
     inlier_px: float = 1.0  # faces this close to a plane (and facing its way) belong to it
     inlier_angle_deg: float = 15.0  # ... and turned from it by at most this (normals smoothed)
     snap_px: float = 3.0  # vertices this close to one plane (near its faces) move onto it
-    edge_px: float = 4.0  # vertices this close to two or three planes move onto their edge
+    # Vertices this close to two or three planes move onto their edge or corner; 0 turns it
+    # off, as it is by default: on the turntable cereal box it gained 0.7 dB (26.1 against 25.4)
+    # but left thin streaks of a neighbouring face's colour across its faces in the poster.
+    edge_px: float = 0.0
     # A plane pulls vertices this close to its faces only: fused edges are rounded over a few
     # footprints, so a face's flat region stops short of its edge.
     reach_px: float = 12.0
@@ -176,7 +179,7 @@ def _snap(
         region_vertices = vertices[np.unique(faces[plane.faces])]
         reach[:, k] = scipy.spatial.cKDTree(region_vertices).query(vertices)[0]
     near_region = reach <= options.reach_px * footprint
-    edge_close = near_region & (distance <= options.edge_px * footprint)
+    edge_close = near_region & (distance <= options.edge_px * footprint) & (options.edge_px > 0)
     snap_close = near_region & (distance <= options.snap_px * footprint)
     moved = vertices.copy()
     on_edge = np.zeros(len(vertices), bool)
