@@ -1,4 +1,4 @@
-"""Flat faces of a product found in its mesh and made flat, with sharp edges where two meet.
+"""Flat faces of a product found in its mesh and made flat (and, when asked, sharp where two meet).
 
 Packaging is mostly boxes. Fused depth leaves a box's faces ~0.1 mm rough and its edges rounded
 over a few pixel footprints, and texture is drawn from each photo where that photo sees the
@@ -8,8 +8,8 @@ way from the same cameras, 28). Planes are found by RANSAC over the faces: one i
 covers a real share of the surface and the faces it would pull do not bow away from it (a strip
 of a cylinder, flat within a pixel, bows by several over the band it would flatten). The
 texture stage then moves each plane to where the photos agree on its colour, or refuses it
-(texturing.place_planes), and vertices near one plane move onto it, vertices near two or three
-onto their edge or corner.
+(texturing.place_planes), and vertices near one plane move onto it (with edge_px, vertices near
+two or three onto their edge or corner).
 """
 
 from __future__ import annotations
