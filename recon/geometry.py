@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 import trimesh
 
 
@@ -26,6 +27,32 @@ class Similarity:
         matrix[:3, :3] = self.scale * self.rotation
         matrix[:3, 3] = self.translation
         return matrix
+
+
+def fit_plane(
+    points: np.ndarray, facing: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """(4,) least-squares plane [n, d] through (k, 3) points, n·x + d = 0, n turned towards
+    `facing`; `weights` (k,) weigh the points (faces by their area), equal by default."""
+    if weights is None:
+        centroid = points.mean(axis=0)
+        spread = points - centroid
+    else:
+        weights = weights / weights.sum()
+        centroid = weights @ points
+        spread = (points - centroid) * np.sqrt(weights)[:, None]
+    normal = np.linalg.svd(spread, full_matrices=False)[2][2]
+    if normal @ facing < 0:
+        normal = -normal
+    return np.append(normal, -normal @ centroid)
+
+
+def face_graph(adjacency: np.ndarray, n_faces: int) -> scipy.sparse.csr_matrix:
+    """(m, m) sparse 0/1 matrix linking each face to itself and to the faces in its (k, 2)
+    `adjacency` pairs: one product with it sums a value over each face's ring of neighbours."""
+    a = np.concatenate([adjacency[:, 0], adjacency[:, 1], np.arange(n_faces)])
+    b = np.concatenate([adjacency[:, 1], adjacency[:, 0], np.arange(n_faces)])
+    return scipy.sparse.csr_matrix((np.ones(len(a)), (a, b)), shape=(n_faces, n_faces))
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:

@@ -22,6 +22,8 @@ import scipy.sparse.csgraph
 import scipy.spatial
 import trimesh
 
+from recon.geometry import face_graph, fit_plane
+
 # A face moved onto a plane or edge that keeps under this share of its area is squashed, not
 # folded over its neighbours.
 SQUASHED_AREA_SHARE = 0.25
@@ -111,7 +113,7 @@ def find_planes(
     if len(faces) < 16 or total_area <= 0:
         return []
     adjacency = trimesh.graph.face_adjacency(faces)
-    graph = _face_graph(adjacency, len(faces))
+    graph = face_graph(adjacency, len(faces))
     normals = _smoothed_normals(cross, graph)
     distance_max = options.inlier_px * footprint
     snap_max = options.snap_px * footprint
@@ -138,7 +140,8 @@ def find_planes(
             inliers = _inliers(centroids, normals, free, normal, offset, distance_max, cos_min)
             if areas[inliers].sum() <= 0:
                 break
-            normal, offset = _fit_plane(centroids[inliers], areas[inliers], normal)
+            plane = fit_plane(centroids[inliers], normal, areas[inliers])
+            normal, offset = plane[:3], float(-plane[3])
         inliers = _inliers(centroids, normals, free, normal, offset, distance_max, cos_min)
         region = _largest_region(inliers, adjacency, areas)
         if areas[region].sum() < options.min_area_share * total_area:
@@ -172,13 +175,7 @@ def _snap(
     on an edge)."""
     normals = np.array([plane.normal for plane in planes])
     offsets = np.array([plane.offset for plane in planes])
-    distance = np.abs(vertices @ normals.T - offsets)  # (n, p)
-    # A plane pulls only vertices near its own faces, not the rest of its infinite extent.
-    reach = np.empty_like(distance)
-    for k, plane in enumerate(planes):
-        region_vertices = vertices[np.unique(faces[plane.faces])]
-        reach[:, k] = scipy.spatial.cKDTree(region_vertices).query(vertices)[0]
-    near_region = reach <= options.reach_px * footprint
+    distance, near_region = plane_gaps(vertices, vertices, faces, planes, footprint, options)
     edge_close = near_region & (distance <= options.edge_px * footprint) & (options.edge_px > 0)
     snap_close = near_region & (distance <= options.snap_px * footprint)
     moved = vertices.copy()
@@ -197,6 +194,46 @@ def _snap(
         residual = n @ vertices[i] - offsets[chosen]
         moved[i] = vertices[i] - n.T @ np.linalg.solve(n @ n.T, residual)
     return moved, on_edge
+
+
+def plane_gaps(
+    points: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    planes: list[Plane],
+    footprint: float,
+    options: PlaneOptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far each of the (n, 3) points lies from each plane ((n, p)), and whether it lies
+    within reach_px of that plane's own faces ((n, p) bool): a plane pulls only what is near
+    its faces, not the rest of its infinite extent."""
+    normals = np.array([plane.normal for plane in planes])
+    offsets = np.array([plane.offset for plane in planes])
+    distance = np.abs(points @ normals.T - offsets)
+    near_region = np.empty(distance.shape, bool)
+    for k, plane in enumerate(planes):
+        region = vertices[np.unique(faces[plane.faces])]
+        reach = scipy.spatial.cKDTree(region).query(points)[0]
+        near_region[:, k] = reach <= options.reach_px * footprint
+    return distance, near_region
+
+
+def nearest_planes(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    planes: list[Plane],
+    footprint: float,
+    options: PlaneOptions,
+) -> np.ndarray:
+    """(m,) int: the plane each face would be pulled to (its own, or the nearest within snap_px
+    of it and reach_px of its faces), -1 for none."""
+    centroids = vertices[faces].mean(axis=1)
+    gap, near_region = plane_gaps(centroids, vertices, faces, planes, footprint, options)
+    distance = np.where(near_region & (gap <= options.snap_px * footprint), gap, np.inf)
+    plane_of = np.where(np.isfinite(distance).any(axis=1), np.argmin(distance, axis=1), -1)
+    for k, plane in enumerate(planes):
+        plane_of[plane.faces] = k
+    return plane_of
 
 
 def _independent_planes(
@@ -229,12 +266,6 @@ def _folded_faces(before: np.ndarray, after: np.ndarray, faces: np.ndarray) -> n
     old_area, new_area = np.linalg.norm(old, axis=1), np.linalg.norm(new, axis=1)
     turned = np.einsum("fd,fd->f", old, new) < 0
     return turned & (new_area > SQUASHED_AREA_SHARE * old_area)
-
-
-def _face_graph(adjacency: np.ndarray, n_faces: int) -> scipy.sparse.csr_matrix:
-    a = np.concatenate([adjacency[:, 0], adjacency[:, 1], np.arange(n_faces)])
-    b = np.concatenate([adjacency[:, 1], adjacency[:, 0], np.arange(n_faces)])
-    return scipy.sparse.csr_matrix((np.ones(len(a)), (a, b)), shape=(n_faces, n_faces))
 
 
 def _smoothed_normals(cross: np.ndarray, graph: scipy.sparse.csr_matrix) -> np.ndarray:
@@ -280,19 +311,6 @@ def _best_hypothesis(
         if covered[k] > best_area:
             best, best_area = int(chunk[k]), float(covered[k])
     return best
-
-
-def _fit_plane(
-    points: np.ndarray, weights: np.ndarray, facing: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """The weighted least-squares plane through (k, 3) points: (unit normal turned the way of
-    `facing`, offset)."""
-    center = np.average(points, axis=0, weights=weights)
-    spread = (points - center) * np.sqrt(weights / weights.sum())[:, None]
-    normal = np.linalg.svd(spread, full_matrices=False)[2][-1]
-    if normal @ facing < 0:
-        normal = -normal
-    return normal, float(normal @ center)
 
 
 def _largest_region(inliers: np.ndarray, adjacency: np.ndarray, areas: np.ndarray) -> np.ndarray:

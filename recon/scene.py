@@ -19,7 +19,7 @@ import trimesh
 
 from recon.cameras import Camera
 from recon.errors import ReconError, StageError
-from recon.geometry import fit_similarity_robust
+from recon.geometry import fit_plane, fit_similarity_robust
 from recon.masks import ObjectRegion, mean_camera_up, up_aligned_axes
 from recon.surfaces import detect_surfaces
 
@@ -191,15 +191,6 @@ def fit_horizontal_plane(
     return plane, inliers
 
 
-def fit_plane(xyz: np.ndarray, up_hint: np.ndarray) -> np.ndarray:
-    """(4,) least-squares plane [n, d] through (k, 3) points, n·x + d = 0, n towards up_hint."""
-    centroid = xyz.mean(axis=0)
-    normal = np.linalg.svd(xyz - centroid, full_matrices=False)[2][2]
-    if normal @ up_hint < 0:
-        normal = -normal
-    return np.append(normal, -normal @ centroid)
-
-
 def refine_floor(
     vertices: np.ndarray, faces: np.ndarray, region: ObjectRegion, options: SceneOptions
 ) -> np.ndarray | None:
@@ -222,12 +213,7 @@ def refine_floor(
         near = valid & level & (np.abs(centres @ plane[:3] + plane[3]) < reach * distance)
         if areas[near].sum() <= 0 or near.sum() < 3:
             return plane
-        weights = areas[near] / areas[near].sum()
-        centroid = weights @ centres[near]
-        spread = (centres[near] - centroid) * np.sqrt(weights)[:, None]
-        normal = np.linalg.svd(spread, full_matrices=False)[2][2]
-        normal = normal if normal @ region.ground[:3] > 0 else -normal
-        plane = np.append(normal, -normal @ centroid)
+        plane = fit_plane(centres[near], region.ground[:3], areas[near])
     return plane
 
 

@@ -48,7 +48,6 @@ import open3d as o3d
 import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
-import scipy.spatial
 import trimesh
 import xatlas
 
@@ -56,7 +55,8 @@ from recon import fidelity
 from recon.cameras import Camera
 from recon.errors import InputError, StageError
 from recon.export import ExportOptions, vertex_normals, write_glb
-from recon.planes import Plane, PlaneOptions, find_planes, snap_to_planes
+from recon.geometry import face_graph
+from recon.planes import Plane, PlaneOptions, find_planes, nearest_planes, snap_to_planes
 from recon.progress import ProgressCallback
 from recon.render import Lighting, OffscreenRenderer
 from recon.textured_mesh import Primitive, TexturedMesh, load_textured_mesh
@@ -706,9 +706,7 @@ def refine_surface(
     weight = (counts >= 3).astype(np.float64)
     variance = np.where(weight[:, None] > 0, variance, 0.0)
     adjacency = trimesh.Trimesh(vertices, faces, process=False).face_adjacency
-    a = np.concatenate([adjacency[:, 0], adjacency[:, 1], np.arange(n_faces)])
-    b = np.concatenate([adjacency[:, 1], adjacency[:, 0], np.arange(n_faces)])
-    graph = scipy.sparse.csr_matrix((np.ones(len(a)), (a, b)), shape=(n_faces, n_faces))
+    graph = face_graph(adjacency, n_faces)
     summed, summed_weight = variance * weight[:, None], weight
     for _ in range(options.offset_smoothing_rounds):
         summed, summed_weight = graph @ summed, graph @ summed_weight
@@ -811,7 +809,7 @@ def place_planes(
     gains = views.photo_gains(options)
     corners = vertices[faces]
     centroids = corners.mean(axis=1)
-    plane_of = _nearest_plane(vertices, faces, centroids, planes, footprint, options.planes)
+    plane_of = nearest_planes(vertices, faces, planes, footprint, options.planes)
     on_plane, directions = centroids.copy(), np.zeros_like(centroids)
     for k, plane in enumerate(planes):
         mine = plane_of == k
@@ -867,28 +865,6 @@ def place_planes(
         placed.append(dataclasses.replace(plane, offset=plane.offset + shift))
         moves.append(round(step, 2))
     return placed, {"plane_shifts_px": moves, "plane_losses": losses, "planes_refused": refused}
-
-
-def _nearest_plane(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    centroids: np.ndarray,
-    planes: list[Plane],
-    footprint: float,
-    options: PlaneOptions,
-) -> np.ndarray:
-    """(m,) int: the plane each face would be pulled to (its own, or the nearest within
-    snap_px and reach_px of a plane's faces), -1 for none."""
-    distance = np.full((len(centroids), len(planes)), np.inf)
-    for k, plane in enumerate(planes):
-        region = vertices[np.unique(faces[plane.faces])]
-        near = scipy.spatial.cKDTree(region).query(centroids)[0] <= options.reach_px * footprint
-        gap = np.abs(centroids @ plane.normal - plane.offset)
-        distance[:, k] = np.where(near & (gap <= options.snap_px * footprint), gap, np.inf)
-    plane_of = np.where(np.isfinite(distance).any(axis=1), np.argmin(distance, axis=1), -1)
-    for k, plane in enumerate(planes):
-        plane_of[plane.faces] = k
-    return plane_of
 
 
 def median_footprint(vertices: np.ndarray, cameras: list[Camera]) -> float:
