@@ -60,6 +60,7 @@ from recon.planes import Plane, PlaneOptions, find_planes, nearest_planes, snap_
 from recon.progress import ProgressCallback
 from recon.render import Lighting, OffscreenRenderer
 from recon.textured_mesh import Primitive, TexturedMesh, load_textured_mesh
+from recon.turntable import still_pixels
 from recon.workspace import Workspace, atomic_path
 
 logger = logging.getLogger(__name__)
@@ -229,11 +230,17 @@ def run(
         options=options.export,
     )
     checked = time.perf_counter()
+    # On a turntable (SfM found one: recon.turntable) the product turned under the room's
+    # lights, and the room stayed still behind it: the check matches the shading and takes
+    # what other photos of the tripod position show unchanged for the room.
+    turntable = json.loads(workspace.sfm_cameras_path.read_text()).get("turntable", {})
     faithfulness = fidelity.check_fidelity(
         load_textured_mesh(workspace.textured_model_path),
         [cameras[i] for i in holdout],
         [images[i] for i in holdout],
         [masks[i] for i in holdout],
+        match_shading=bool(turntable.get("detected")),
+        still_room=[still_room(i, cameras, images, turntable) for i in holdout],
     )
     timings = {
         "load": loaded - started,
@@ -253,6 +260,22 @@ def run(
         stats={**baked.stats, **offset_stats, **plane_stats},
         fidelity=faithfulness,
     )
+
+
+def still_room(
+    index: int, cameras: list[Camera], images: list[np.ndarray], turntable: dict
+) -> np.ndarray | None:
+    """(h, w) bool where photo `index` shows the turntable's room unchanged from the other
+    photos of its tripod position (turntable.still_pixels), or None off a turntable."""
+    name = cameras[index].name
+    ring = next((set(r) for r in turntable.get("rings", []) if name in r), set())
+    shape = images[index].shape
+    others = [
+        image
+        for camera, image in zip(cameras, images, strict=True)
+        if camera.name in ring and camera.name != name and image.shape == shape
+    ]
+    return still_pixels(images[index], others) if others else None
 
 
 def read_orientation(path: Path) -> np.ndarray:

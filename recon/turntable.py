@@ -160,6 +160,22 @@ def same_colour(a: np.ndarray, b: np.ndarray, tolerance: float) -> np.ndarray:
     return cv2.inRange(cv2.absdiff(a, b), (0, 0, 0), limit) > 0
 
 
+def still_pixels(
+    image: np.ndarray, others: Sequence[np.ndarray], options: TurntableOptions | None = None
+) -> np.ndarray:
+    """(h, w) bool: where the (h, w, 3) uint8 photo `image` shows what enough of `others`
+    (photos from the same tripod position, the same size) show at the same place: the still
+    room, as `find_turntable` tells it (`background_repeats`, `still_tolerance`)."""
+    options = options or TurntableOptions()
+    repeats = min(options.background_repeats, len(others))
+    if repeats == 0:
+        return np.zeros(image.shape[:2], bool)
+    agreeing = np.zeros(image.shape[:2], np.int32)
+    for other in others:
+        agreeing += same_colour(image, other, options.still_tolerance)
+    return agreeing >= repeats
+
+
 def texture_mask(image: np.ndarray, min_gradient: float) -> np.ndarray:
     """(h, w) bool: where the (h, w, 3) uint8 image has texture (grey Sobel gradient)."""
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)

@@ -100,6 +100,53 @@ def test_missing_part_counts_against_psnr_but_a_gap_in_the_mask_does_not() -> No
     assert gap["psnr_db"] > 28  # the edge between them is soft: not a clean 40
 
 
+def test_turntable_shading_is_matched_but_a_wrong_print_still_counts() -> None:
+    """On a turntable each photo shades the product its own way (the room's lights stay): the
+    check matches that shading, which no texture can hold, but not a print the model has wrong."""
+    box = trimesh.creation.box(extents=(1.0, 1.4, 0.8))
+    two_colours = np.tile([[200, 60, 40, 255], [40, 90, 200, 255]], (6, 1))
+    box.visual.face_colors = two_colours
+    model = from_trimesh(box)
+    misprinted_box = box.copy()
+    misprinted_box.visual.face_colors = np.roll(two_colours, 1, axis=0)  # colours swapped
+    misprinted = from_trimesh(misprinted_box)
+    cameras = ring(3)
+    with OffscreenRenderer(model, lighting=Lighting.STUDIO) as lit:
+        renders = [lit.render(camera, supersample=2) for camera in cameras]
+    photos, masks = [r.rgb for r in renders], [r.mask for r in renders]
+
+    as_lit = summarise(check_fidelity(model, cameras, photos, masks))
+    matched = check_fidelity(model, cameras, photos, masks, match_shading=True)
+    assert summarise(matched)["psnr_db_min"] > as_lit["psnr_db"] + 8, (matched, as_lit)
+    assert all(item["psnr_db_unmatched"] < item["psnr_db"] for item in matched)
+    assert all(len(item["shading_gain"]) == 4 for item in matched)
+    wrong = summarise(check_fidelity(misprinted, cameras, photos, masks, match_shading=True))
+    assert wrong["psnr_db"] < 20, wrong
+
+
+def test_a_turntables_still_room_inside_the_mask_is_not_a_missing_part() -> None:
+    """A mask grown over a patterned room (no backdrop colour explains it) reads as a part the
+    model lacks, unless the room is known: on a turntable other photos repeat it."""
+    model = from_trimesh(coloured_box((1.0, 1.4, 0.8), (200, 60, 40)))
+    cameras = ring(3)
+    with OffscreenRenderer(model, lighting=Lighting.UNLIT) as renderer:
+        renders = [renderer.render(camera, supersample=2) for camera in cameras]
+    rng = np.random.default_rng(2)
+    photos, masks, rooms = [], [], []
+    for rendering in renders:
+        room = rng.integers(0, 256, rendering.rgb.shape, dtype=np.uint8)
+        product = rendering.coverage[..., None]
+        photos.append((product * rendering.rgb + (1 - product) * room).astype(np.uint8))
+        masks.append(cv2.dilate(rendering.mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+        rooms.append(~rendering.mask)
+
+    unknown = summarise(check_fidelity(model, cameras, photos, masks))
+    assert unknown["psnr_db"] < 20, unknown
+    known = summarise(check_fidelity(model, cameras, photos, masks, still_room=rooms))
+    assert known["psnr_db"] > 30, known
+    assert known["silhouette_iou"] == unknown["silhouette_iou"]  # the outline is the mask's
+
+
 def test_tolerant_iou_forgives_thin_margins_only() -> None:
     a = np.zeros((100, 100), bool)
     a[20:80, 20:80] = True

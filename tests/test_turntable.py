@@ -180,6 +180,21 @@ def test_turntable_synth_refuses_what_it_cannot_film(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_still_pixels_are_what_other_photos_of_the_ring_repeat() -> None:
+    rng = np.random.default_rng(5)
+    room = textured_room(rng)
+    photo = room.copy()
+    photo[40:90, 50:80] = 255 - photo[40:90, 50:80]  # the product, here in this photo only
+    still = turntable.still_pixels(photo, [room, room.copy()])
+    assert not still[40:90, 50:80].any()
+    assert still[:40].all() and still[90:].all()
+    # One other photo repeating a pixel could be chance: two must (background_repeats).
+    alone = turntable.still_pixels(photo, [room, np.roll(room, 9, axis=1)])
+    assert alone[:40].mean() < 0.2
+    assert turntable.still_pixels(photo, [room])[:40].all()  # a ring of two: its one other
+    assert not turntable.still_pixels(photo, []).any()
+
+
 def test_turntable_capture_reconstructs(tmp_path: Path) -> None:
     """Masked, the product alone places the photos: all of them, right, and the asset holds no
     disc or room (the truth is the product alone)."""
@@ -199,6 +214,10 @@ def test_turntable_capture_reconstructs(tmp_path: Path) -> None:
     # and preset a hand-held capture of it on a table scores 0.954 and F@1 % 0.949.)
     assert scores["geometry"]["accuracy"]["1"] > 0.9
     assert scores["geometry"]["f_score"]["1"] > 0.9
+    # The fidelity check knew the turntable: each held-out photo's shading was matched.
+    held_out = result.report["fidelity"]["per_photo"]
+    assert held_out
+    assert all(len(item["shading_gain"]) == 4 for item in held_out)
 
 
 def test_reaching_border_keeps_what_touches_the_frame() -> None:
