@@ -79,6 +79,7 @@ _HUBER_LOG = 0.05  # log-colour mismatch (~5 %) beyond which an exposure sample 
 # neither votes in the photo-consistency check nor judges the surface offsets.
 SHARP_QUALITY_SHARE = 0.3
 PLANE_COARSE_STEP_PX = 0.5  # place_planes' first search steps; then plane_step_px round the best
+FLAT_CHART_AREA_PX2 = 1e-6  # a face laid out in its chart with less area (photo px²) is a line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1169,8 +1170,20 @@ def build_atlas(
     texels = uv.astype(np.float64) * [atlas.width, atlas.height]
     uv = texels / max(atlas.width, atlas.height)
     uv[:, 1] = 1.0 - uv[:, 1]
+    # A face that is a line as its photo sees it (a sliver planes.snap_to_planes squashed onto
+    # a box's edge: it covers nothing) xatlas leaves unpacked, stretched across the atlas (up
+    # to 2,259 texels on the turntable cereal box), where it took the texels of the faces it
+    # crossed: they showed its colour, a neighbouring side's, as thin streaks. Its corners get
+    # atlas vertices of their own, all at one point, so it takes no texel.
+    flat = np.flatnonzero(_triangle_areas_2d(uv_px[uv_faces]) <= FLAT_CHART_AREA_PX2)
+    if len(flat):
+        corners = atlas_faces[flat]
+        atlas_faces[flat] = len(source_vertex) + np.arange(corners.size).reshape(-1, 3)
+        source_vertex = np.concatenate([source_vertex, source_vertex[corners.ravel()]])
+        uv = np.concatenate([uv, np.repeat(uv[corners[:, 0]], 3, axis=0)])
     info = {
         "charts": int(atlas.chart_count),
+        "flat_faces": len(flat),
         "atlas_utilization": float(atlas.utilization),
         "texels_per_photo_px": float(
             pack_options.texels_per_unit * size / max(atlas.width, atlas.height)

@@ -172,6 +172,26 @@ def test_uv_and_faces_describe_the_input_mesh(bottle) -> None:
     assert baked.stats["used_texel_fraction"] > 0.4  # the atlas is not mostly empty
 
 
+def test_a_face_squashed_to_a_line_takes_no_texel() -> None:
+    """Faces that are lines (slivers snapped flat onto a box's edge) cover nothing: xatlas
+    left them unpacked, stretched across the atlas, where they took other faces' texels."""
+    capture = load_capture("bottle_table")
+    vertices, faces = capture.vertices, capture.faces
+    edges = faces[:: len(faces) // 200, :2]  # 200 edges of the mesh, each given a sliver
+    middles = len(vertices) + np.arange(len(edges))
+    vertices = np.vstack([vertices, vertices[edges].mean(axis=1)])
+    slivers = np.column_stack([edges[:, 0], middles, edges[:, 1]])
+    faces = np.vstack([faces, slivers])
+    baked = bake_texture(vertices, faces, capture.cameras, capture.images, capture.masks, OPTIONS)
+    size = baked.texture.shape[0]
+    flat = np.arange(len(capture.faces), len(faces))
+    corners = baked.uv[baked.faces[flat]] * size
+    assert np.abs(corners - corners[:, :1]).max() == 0.0  # each at one point of the atlas
+    face_id, _ = rasterize_atlas(baked.uv * size, baked.faces, size)
+    assert not np.isin(face_id, flat).any()
+    assert baked.stats["flat_faces"] >= len(flat)
+
+
 def test_view_selection_smoothing_makes_large_patches(bottle) -> None:
     baked, _, _ = bottle
     stats = baked.stats

@@ -187,7 +187,8 @@ def test_still_pixels_are_what_other_photos_of_the_ring_repeat() -> None:
     photo[40:90, 50:80] = 255 - photo[40:90, 50:80]  # the product, here in this photo only
     still = turntable.still_pixels(photo, [room, room.copy()])
     assert not still[40:90, 50:80].any()
-    assert still[:40].all() and still[90:].all()
+    assert still[:40].all()
+    assert still[90:].all()
     # One other photo repeating a pixel could be chance: two must (background_repeats).
     alone = turntable.still_pixels(photo, [room, np.roll(room, 9, axis=1)])
     assert alone[:40].mean() < 0.2
