@@ -56,13 +56,13 @@ def box_edge_points(extents: np.ndarray, per_edge: int = 50) -> np.ndarray:
     return np.concatenate(points)
 
 
-def test_a_rounded_box_gets_its_six_faces_flat_and_its_edges_sharp_when_asked():
+def test_a_rounded_box_gets_its_six_faces_flat_and_its_edges_sharp():
     extents = np.array([100.0, 60.0, 30.0])
     vertices, faces = rounded_noisy_box(extents, radius_mm=2.5, noise_mm=0.1)
-    flat, flat_stats = flatten(vertices, faces)  # by default, faces only
+    flat, flat_stats = flatten(vertices, faces, PlaneOptions(edge_px=0.0))  # faces only
     assert flat_stats["planes"] == 6
     assert flat_stats["edge_vertices"] == 0
-    moved, stats = flatten(vertices, faces, PlaneOptions(edge_px=4.0))
+    moved, stats = flatten(vertices, faces)
     assert stats["planes"] == 6
     assert stats["edge_vertices"] > 0
 
