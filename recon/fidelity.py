@@ -66,14 +66,6 @@ UNBLEND_MIN_CONTRAST = 2 * BACKGROUND_COLOUR_DISTANCE
 # blurred or misplaced texture and missing parts still count (the box's held-out photos 23.5
 # and 22.5 -> 24.5 and 25.0 dB, its novel views 25.9). The gain is kept within these bounds.
 SHADING_GAIN_RANGE = (0.5, 2.0)
-# STILL_ROOM_NOTE: the masks stage grows a product's mask a little, and on a turntable it may
-# also take in some of the patterned room beside the product (the mustard bottle's masks held
-# wall lettering 30 px out), which the backdrop's main colours (backdrop_palette) cannot tell
-# from a part missing from the model: the check read 4 dB below the novel views there. The
-# room stays where it is while the product turns, so beyond the model's outline a pixel other
-# photos of the same tripod position show unchanged (`turntable.still_pixels`) is the room.
-# (A plain part the model lacks, lit alike at every turn, repeats too and goes uncounted in
-# the PSNR: the silhouette IoU still counts it.)
 # A rendered depth pixel gives a normal where its four neighbours are on the model and their
 # depths differ by under this share of its own (a face seen 87° off still passes at 960 px).
 NORMAL_MAX_DEPTH_STEP_REL = 0.05
@@ -113,8 +105,8 @@ def check_fidelity(
     With `match_shading` (a turntable's photos: see SHADING_GAIN_RANGE), the PSNR is taken
     after the render's shading is matched to the photo's (`matched_shading`), and the entry
     also holds the PSNR before (`psnr_db_unmatched`) and the gain's coefficients.
-    `still_room`: per photo, (h, w) bool where it shows a turntable's room unchanged (see
-    STILL_ROOM_NOTE) or None.
+    `still_room`: per photo, (h, w) bool where it shows a turntable's room unchanged, or None
+    (see product_as_evaluated).
 
     The product is what `recon evaluate` scores in its novel views, as far as the photo shows
     it: the mask, less what looks like background in it, with the outline band un-blended from
@@ -124,8 +116,8 @@ def check_fidelity(
     images: (h, w, 3) uint8 RGB at the cameras' sizes; masks: (h, w) bool or None.
     """
     results = []
+    still_room = still_room or [None] * len(cameras)
     with OffscreenRenderer(model, lighting=Lighting.UNLIT) as renderer:
-        still_room = still_room or [None] * len(cameras)
         for camera, image, mask, still in zip(cameras, images, masks, still_room, strict=True):
             rendering = renderer.render(camera, supersample=2)
             drawn = rendering.mask
@@ -207,7 +199,15 @@ def product_as_evaluated(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (h, w) bool pixels to compare and the (h, w, 3) float photo to compare them with:
     the photo over the product, un-blended from the backdrop along the render's outline.
-    Beyond the render's outline, `still_room` ((h, w) bool or None) is backdrop too."""
+
+    Beyond the render's outline, `still_room` ((h, w) bool or None) is backdrop too: the masks
+    stage grows a product's mask a little, and on a turntable it may take in some of the
+    patterned room beside the product (the mustard bottle's masks held wall lettering 30 px
+    out), which the backdrop's main colours (backdrop_palette) cannot tell from a part missing
+    from the model: the check read 4 dB below the novel views there. The room stays put while
+    the product turns, so a pixel other photos of the same tripod position repeat
+    (turntable.still_pixels) is the room. (A plain part the model lacks, lit alike at every
+    turn, repeats too and goes uncounted in the PSNR; the silhouette IoU still counts it.)"""
     drawn = rendering.mask
     palette = backdrop_palette(image, mask, size_px=size_px)
     room = np.zeros_like(mask) if still_room is None else still_room
@@ -225,8 +225,8 @@ def product_as_evaluated(
         share[untold] = mask_core(mask, size_px)[band][untold]
         target[band] -= (1.0 - share[:, None]) * backdrop
         product_in_band[band] = share >= 0.5
-        outside = band & ~drawn
-        product_in_band &= drawn | ~(room | looks_like_background(image, outside, palette))
+        beside = band & ~drawn
+        product_in_band &= drawn | ~(room | looks_like_background(image, beside, palette))
     beyond = mask & ~drawn & ~band  # a missing part, or the margin the mask is grown by
     missing = beyond & ~room & ~looks_like_background(image, beyond & ~room, palette)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(missing.astype(np.uint8))
