@@ -187,12 +187,16 @@ def test_still_pixels_are_what_other_photos_of_the_ring_repeat() -> None:
     photo[40:90, 50:80] = 255 - photo[40:90, 50:80]  # the product, here in this photo only
     still = turntable.still_pixels(photo, [room, room.copy()])
     assert not still[40:90, 50:80].any()
-    assert still[:40].all()
-    assert still[90:].all()
+    assert still[:39].all()  # a pixel beside the product takes some of its colour
+    assert still[91:].all()
+    # Noise of a few levels in every photo leaves the room still.
+    noisy = [np.clip(image + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
+             for image in (photo, room, room)]  # fmt: skip
+    assert turntable.still_pixels(noisy[0], noisy[1:])[:39].mean() > 0.99
     # One other photo repeating a pixel could be chance: two must (background_repeats).
     alone = turntable.still_pixels(photo, [room, np.roll(room, 9, axis=1)])
     assert alone[:40].mean() < 0.2
-    assert turntable.still_pixels(photo, [room])[:40].all()  # a ring of two: its one other
+    assert turntable.still_pixels(photo, [room])[:39].all()  # a ring of two: its one other
     assert not turntable.still_pixels(photo, []).any()
 
 
