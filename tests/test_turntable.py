@@ -179,7 +179,6 @@ def test_turntable_synth_refuses_what_it_cannot_film(tmp_path: Path) -> None:
             background=synth.Background.TURNTABLE, video=True))  # fmt: skip
 
 
-@pytest.mark.slow
 def test_still_pixels_are_what_other_photos_of_the_ring_repeat() -> None:
     rng = np.random.default_rng(5)
     room = textured_room(rng)
@@ -200,6 +199,7 @@ def test_still_pixels_are_what_other_photos_of_the_ring_repeat() -> None:
     assert not turntable.still_pixels(photo, []).any()
 
 
+@pytest.mark.slow
 def test_turntable_capture_reconstructs(tmp_path: Path) -> None:
     """Masked, the product alone places the photos: all of them, right, and the asset holds no
     disc or room (the truth is the product alone)."""
