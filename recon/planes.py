@@ -173,8 +173,7 @@ def _snap(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vertices moved onto one plane, or the edge or corner of two or three: ((n, 3), (n,) bool
     on an edge)."""
-    normals = np.array([plane.normal for plane in planes])
-    offsets = np.array([plane.offset for plane in planes])
+    normals, offsets = _stacked(planes)
     distance, near_region = plane_gaps(vertices, vertices, faces, planes, footprint, options)
     edge_close = near_region & (distance <= options.edge_px * footprint) & (options.edge_px > 0)
     snap_close = near_region & (distance <= options.snap_px * footprint)
@@ -196,6 +195,12 @@ def _snap(
     return moved, on_edge
 
 
+def _stacked(planes: list[Plane]) -> tuple[np.ndarray, np.ndarray]:
+    """The planes' (p, 3) normals and (p,) offsets."""
+    normals = np.array([plane.normal for plane in planes])
+    return normals, np.array([plane.offset for plane in planes])
+
+
 def plane_gaps(
     points: np.ndarray,
     vertices: np.ndarray,
@@ -207,8 +212,7 @@ def plane_gaps(
     """How far each of the (n, 3) points lies from each plane ((n, p)), and whether it lies
     within reach_px of that plane's own faces ((n, p) bool): a plane pulls only what is near
     its faces, not the rest of its infinite extent."""
-    normals = np.array([plane.normal for plane in planes])
-    offsets = np.array([plane.offset for plane in planes])
+    normals, offsets = _stacked(planes)
     distance = np.abs(points @ normals.T - offsets)
     near_region = np.empty(distance.shape, bool)
     for k, plane in enumerate(planes):

@@ -6,9 +6,9 @@ The steps, and why each is there:
    most three pixel footprints, to where its photos agree on its colour: a surface a pixel off
    shows its print shifted in every other view (the cereal box: 21.3 -> 23.2 dB).
    Then flat faces (`place_planes`, recon/planes.py): found, moved to where the photos agree
-   on their print (or refused where they agree less there), and made flat: a box side a
-   fraction of a pixel out or rough shows its print shifted in other views (the turntable
-   cereal box: 24.0 -> 25.4 dB).
+   on their print (or refused where they agree less there), and made flat, their edges sharp:
+   a box side a fraction of a pixel out or rough shows its print shifted in other views (the
+   turntable cereal box: 24.0 -> 26.8 dB).
 1. **Visibility**: the mesh's depth is rendered from every photo's camera; a face counts as seen
    when its sample points match that depth, lie inside the photo and inside the eroded product
    mask (so background next to the silhouette is never baked).
