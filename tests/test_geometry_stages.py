@@ -17,7 +17,7 @@ import trimesh
 from PIL import Image
 
 from recon import fusion, masks, meshing, orient, synth
-from recon.cameras import Camera, read_cameras_json, write_cameras_json
+from recon.cameras import Camera, look_at, read_cameras_json, write_cameras_json
 from recon.evaluation import EvaluateOptions, evaluate
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import TexturedMesh, from_trimesh
@@ -232,13 +232,41 @@ def test_small_holes_are_filled_and_big_ones_kept() -> None:
     small_hole = sphere.copy()
     small_hole.update_faces(np.arange(len(sphere.faces)) != 0)
     small_hole.remove_unreferenced_vertices()
-    repaired = meshing.repair(small_hole, max_hole_perimeter_rel=0.5)
+    options = meshing.MeshOptions(max_hole_perimeter_rel=0.5, max_seen_hole_perimeter_rel=0)
+    repaired = meshing.repair(small_hole, options)
     assert repaired.is_watertight
     assert repaired.is_winding_consistent
     cap = sphere.copy()
     cap.update_faces(sphere.triangles_center[:, 1] < 0.8)  # a hole of many edges
     cap.remove_unreferenced_vertices()
-    assert not meshing.repair(cap, max_hole_perimeter_rel=0.5).is_watertight
+    assert not meshing.repair(cap, options).is_watertight
+
+
+def test_a_big_hole_the_photos_look_into_is_filled_and_the_unseen_base_is_not() -> None:
+    """A box 19 × 28 × 7 with its top and its base open (stereo left the top open, the base
+    stood on the paper): each rim is 1.5 × the diagonal long. Photos on rings above the table
+    look into the top, none into the base."""
+    box = trimesh.creation.box(extents=[0.19, 0.28, 0.07]).subdivide().subdivide()
+    box.apply_translation([0, 0.14, 0])
+    normals = box.face_normals
+    box.update_faces(np.abs(normals[:, 1]) < 0.5)  # top and base gone
+    box.remove_unreferenced_vertices()
+    K = np.array([[500.0, 0, 320], [0, 500, 320], [0, 0, 1]])
+    cameras = []
+    for a in np.linspace(0, 2 * np.pi, 12, endpoint=False):
+        for height in (0.2, 0.45):
+            R, t = look_at(np.array([0.6 * np.cos(a), height, 0.6 * np.sin(a)]), [0, 0.14, 0])
+            cameras.append(Camera(name="photo", width=640, height=640, K=K, R=R, t=t))
+    repaired = meshing.repair(box.copy(), meshing.MeshOptions(), cameras)
+    assert repaired.is_winding_consistent
+    new_faces = repaired.faces[len(box.faces) :]
+    heights = repaired.vertices[new_faces].mean(axis=1)[:, 1]
+    assert len(new_faces) > 0
+    assert (heights > 0.27).all()  # the top is filled, the base is not
+    # ... and its normals face up, out of the box.
+    assert (repaired.face_normals[len(box.faces) :, 1] > 0.99).all()
+    # Without photos that see it, a hole that long stays open.
+    assert len(meshing.repair(box.copy(), meshing.MeshOptions()).faces) == len(box.faces)
 
 
 def test_pieces_beside_the_product_are_kept_and_floating_noise_dropped() -> None:
@@ -285,10 +313,11 @@ def test_only_roughly_flat_holes_are_filled() -> None:
     open_top = box.copy()
     open_top.update_faces(normals[:, 2] < 0.9)
     open_top.remove_unreferenced_vertices()
-    assert meshing.repair(open_top, max_hole_perimeter_rel=4.0, max_hole_bend=0.2).is_watertight
+    options = meshing.MeshOptions(max_hole_perimeter_rel=4.0, max_hole_bend=0.2)
+    assert meshing.repair(open_top, options).is_watertight
     open_corner = box.copy()
     open_corner.update_faces((normals[:, 2] < 0.9) & (normals[:, 0] < 0.9))
     open_corner.remove_unreferenced_vertices()
-    repaired = meshing.repair(open_corner, max_hole_perimeter_rel=4.0, max_hole_bend=0.2)
+    repaired = meshing.repair(open_corner, options)
     assert not repaired.is_watertight
     assert len(repaired.faces) == len(open_corner.faces)
