@@ -133,10 +133,11 @@ def test_resume_after_kill_gives_the_same_result(reconstruction, tmp_path: Path)
     first = json.loads(reconstruction.report_path.read_text())
     # Stages finished before the kill were not run again...
     assert resumed["timings_s"]["sfm"] == pytest.approx(finished["sfm"]["seconds"], abs=1e-3)
-    # ...and the result is the same as an uninterrupted run.
+    # ...and the result is the same as an uninterrupted run: the same photos give the same
+    # model (SfM's mapping on one thread, see sfm._global_map).
     assert resumed["images"]["registered"] == first["images"]["registered"]
-    np.testing.assert_allclose(resumed["mesh"]["bbox_m"], first["mesh"]["bbox_m"], rtol=0.02)
-    assert abs(resumed["mesh"]["faces"] - first["mesh"]["faces"]) <= 0.02 * first["mesh"]["faces"]
+    np.testing.assert_allclose(resumed["mesh"]["bbox_m"], first["mesh"]["bbox_m"], rtol=1e-4)
+    assert resumed["mesh"]["faces"] == first["mesh"]["faces"]
 
 
 def test_a_model_its_figures_call_wrong_is_not_published(reconstruction, tmp_path: Path) -> None:
