@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import fast_simplification
@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from recon import decimation
 from recon.cameras import Camera
+from recon.depth import DepthMap, read_depth_map
 from recon.errors import StageError
 from recon.progress import ProgressCallback
 from recon.workspace import Workspace, atomic_path
@@ -46,6 +47,12 @@ class MeshOptions:
     max_seen_hole_perimeter_rel: float = 3.0
     min_hole_views: int = 2  # ... by at least this many photos
     hole_view_cos: float = 0.15  # ... each facing the hole's outside at most acos(this) off
+    # ... unless their depths see through it: beyond this share of their depths within the
+    # hole lie farther than `hole_depth_rel` behind it. A mug's opening, whose inside stereo
+    # missed at preview, is seen through (60-74 % of each upper photo's depths, the cup's
+    # floor); the cereal box's top is not (0-5 %, the depths lie on the fan).
+    max_hole_see_through: float = 0.2
+    hole_depth_rel: float = 0.02
     # Fusion leaves out depths just above the table (0.4 % of the product box's diagonal), so
     # the surface stops short of the ground the product stands on: the band this far above the
     # ground (× the box's diagonal) is stretched down to meet it. 0: leave the surface as fused.
@@ -82,7 +89,8 @@ def run(
         if progress:
             progress("mesh", 0.3, "repair")
         # Before simplifying: filling adds faces.
-        mesh = repair(mesh, options, workspace.read_sfm_cameras())
+        cameras = workspace.read_sfm_cameras()
+        mesh = repair(mesh, options, lambda: read_depth_maps(workspace, cameras))
     if len(mesh.faces) == 0:
         raise StageError("mesh", "nothing of the product survived cleaning the fused surface")
     # Before simplifying: the fused base is flat at fusion's cut, while a simplified one can
@@ -255,11 +263,19 @@ def drop_collapsed_faces(mesh: trimesh.Trimesh) -> None:
     mesh.remove_unreferenced_vertices()
 
 
+def read_depth_maps(workspace: Workspace, cameras: Sequence[Camera]) -> list[DepthMap]:
+    """The depth stage's maps of the `cameras` that have one."""
+    paths = [(workspace.depth_path(camera.name), camera.name) for camera in cameras]
+    return [read_depth_map(path, name) for path, name in paths if path.exists()]
+
+
 def repair(
-    mesh: trimesh.Trimesh, options: MeshOptions, cameras: Sequence[Camera] = ()
+    mesh: trimesh.Trimesh,
+    options: MeshOptions,
+    depth_maps: Callable[[], Sequence[DepthMap]] = list,
 ) -> trimesh.Trimesh:
-    """Merge duplicate vertices, drop degenerate faces, fill small holes and those the
-    `cameras` look into.
+    """Merge duplicate vertices, drop degenerate faces, fill small holes and those the photos
+    look into (`depth_maps`: called for the photos' maps when a hole needs them).
 
     Winding needs no repair: marching cubes orients every face outwards and decimation keeps it.
     """
@@ -267,26 +283,28 @@ def repair(
     drop_collapsed_faces(mesh)
     mesh.update_faces(mesh.unique_faces())
     mesh.remove_unreferenced_vertices()
-    fill_holes(mesh, options, cameras)
+    fill_holes(mesh, options, depth_maps)
     return mesh
 
 
-def fill_holes(mesh: trimesh.Trimesh, options: MeshOptions, cameras: Sequence[Camera]) -> None:
+def fill_holes(
+    mesh: trimesh.Trimesh, options: MeshOptions, depth_maps: Callable[[], Sequence[DepthMap]]
+) -> None:
     """Close each roughly flat boundary loop (no farther than `max_hole_bend` × its radius from
     its best-fit plane) with a fan round its centroid: when it is at most
     `max_hole_perimeter_rel` × the mesh's diagonal long, or `max_seen_hole_perimeter_rel` and
-    `min_hole_views` of the `cameras` face the fan's outside."""
+    the photos look into it (`seen_into`)."""
     boundary = trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)
     if len(boundary) == 0:
         return
     diagonal = float(np.linalg.norm(mesh.extents))
     longest = max(options.max_hole_perimeter_rel, options.max_seen_hole_perimeter_rel) * diagonal
-    centres = np.array([camera.center for camera in cameras]).reshape(-1, 3)
     edges = mesh.edges[boundary]
     loops = trimesh.graph.connected_components(edges, min_len=3, engine="scipy")
     new_vertices = [mesh.vertices]
     new_faces = [mesh.faces]
     count = len(mesh.vertices)
+    maps: Sequence[DepthMap] | None = None
     for loop in loops:
         loop_edges = edges[np.isin(edges[:, 0], loop)]
         perimeter = np.linalg.norm(
@@ -304,19 +322,46 @@ def fill_holes(mesh: trimesh.Trimesh, options: MeshOptions, cameras: Sequence[Ca
         # that orientation reversed so the patch's normals agree with its neighbours.
         fan = np.column_stack([loop_edges[:, 1], loop_edges[:, 0], np.full(len(loop_edges), count)])
         if perimeter > options.max_hole_perimeter_rel * diagonal:
-            spokes = mesh.vertices[fan[:, :2]] - centroid
-            outside = np.cross(spokes[:, 0], spokes[:, 1]).sum(axis=0)  # area-weighted normal
-            towards = centres - centroid
-            cosines = (
-                towards
-                @ outside
-                / np.maximum(np.linalg.norm(towards, axis=1) * np.linalg.norm(outside), 1e-12)
-            )
-            if (cosines >= options.hole_view_cos).sum() < options.min_hole_views:
-                continue  # no photo saw this side: an unseen base stays open
+            maps = depth_maps() if maps is None else maps
+            if not seen_into(mesh.vertices[fan[:, :2]], centroid, maps, options):
+                continue
         new_vertices.append(centroid[None])
         new_faces.append(fan)
         count += 1
     if count > len(mesh.vertices):
         mesh.vertices = np.vstack(new_vertices)
         mesh.faces = np.vstack(new_faces)
+
+
+def seen_into(
+    rim: np.ndarray, centroid: np.ndarray, maps: Sequence[DepthMap], options: MeshOptions
+) -> bool:
+    """Whether the photos see a surface where a fan (`rim`: (k, 2, 3) the outer corners of its
+    triangles round `centroid`) would close a hole: `min_hole_views` of them face its outside,
+    and their depths within it do not lie behind it (a hollow's opening, not a face)."""
+    spokes = rim - centroid
+    outside = np.cross(spokes[:, 0], spokes[:, 1]).sum(axis=0)  # the area-weighted normal
+    outside /= max(float(np.linalg.norm(outside)), 1e-12)
+    # Points spread evenly over the fan, the same every run.
+    weights = np.random.default_rng(0).random((2000, 2))
+    weights[weights.sum(axis=1) > 1] = 1 - weights[weights.sum(axis=1) > 1]
+    triangle = np.random.default_rng(1).integers(0, len(rim), len(weights))
+    points = centroid + np.einsum("nk,nkd->nd", weights, spokes[triangle])
+    facing, behind, depths = 0, 0, 0
+    for depth_map in maps:
+        camera = depth_map.camera
+        towards = camera.center - centroid
+        if towards @ outside < options.hole_view_cos * np.linalg.norm(towards):
+            continue  # an unseen base faces no photo and stays open
+        facing += 1
+        uv, z = camera.project(points)
+        pixel = np.round(uv).astype(int)
+        inside = (pixel >= 0).all(axis=1) & (pixel[:, 0] < camera.width)
+        inside &= (pixel[:, 1] < camera.height) & (z > 0)
+        seen = depth_map.depth[pixel[inside, 1], pixel[inside, 0]]
+        valid = seen > 0
+        depths += int(valid.sum())
+        behind += int((seen[valid] > z[inside][valid] * (1 + options.hole_depth_rel)).sum())
+    if facing < options.min_hole_views:
+        return False
+    return behind <= options.max_hole_see_through * depths

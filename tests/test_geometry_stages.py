@@ -18,6 +18,7 @@ from PIL import Image
 
 from recon import fusion, masks, meshing, orient, synth
 from recon.cameras import Camera, look_at, read_cameras_json, write_cameras_json
+from recon.depth import DepthMap
 from recon.evaluation import EvaluateOptions, evaluate
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import TexturedMesh, from_trimesh
@@ -245,19 +246,32 @@ def test_small_holes_are_filled_and_big_ones_kept() -> None:
 def test_a_big_hole_the_photos_look_into_is_filled_and_the_unseen_base_is_not() -> None:
     """A box 19 × 28 × 7 with its top and its base open (stereo left the top open, the base
     stood on the paper): each rim is 1.5 × the diagonal long. Photos on rings above the table
-    look into the top, none into the base."""
+    look into the top, none into the base. Where their depths lie beyond the top, down on a
+    floor inside (a mug's opening), it is a hollow and stays open too."""
     box = trimesh.creation.box(extents=[0.19, 0.28, 0.07]).subdivide().subdivide()
     box.apply_translation([0, 0.14, 0])
     normals = box.face_normals
     box.update_faces(np.abs(normals[:, 1]) < 0.5)  # top and base gone
     box.remove_unreferenced_vertices()
-    K = np.array([[500.0, 0, 320], [0, 500, 320], [0, 0, 1]])
-    cameras = []
-    for a in np.linspace(0, 2 * np.pi, 12, endpoint=False):
-        for height in (0.2, 0.45):
-            R, t = look_at(np.array([0.6 * np.cos(a), height, 0.6 * np.sin(a)]), [0, 0.14, 0])
-            cameras.append(Camera(name="photo", width=640, height=640, K=K, R=R, t=t))
-    repaired = meshing.repair(box.copy(), meshing.MeshOptions(), cameras)
+
+    def depth_maps(surface_height: float) -> list[DepthMap]:
+        """Each photo's depths of a level surface at `surface_height`, as stereo saw it."""
+        K = np.array([[250.0, 0, 160], [0, 250, 160], [0, 0, 1]])
+        pixels = np.stack(np.meshgrid(np.arange(320), np.arange(320)), axis=-1).reshape(-1, 2)
+        maps = []
+        for a in np.linspace(0, 2 * np.pi, 12, endpoint=False):
+            for height in (0.2, 0.45):
+                eye = np.array([0.6 * np.cos(a), height, 0.6 * np.sin(a)])
+                R, t = look_at(eye, [0, 0.14, 0])
+                camera = Camera(name="photo", width=320, height=320, K=K, R=R, t=t)
+                rays = np.column_stack([pixels, np.ones(len(pixels))]) @ np.linalg.inv(K).T @ R
+                with np.errstate(divide="ignore"):  # rays level with the surface
+                    depth = (surface_height - eye[1]) / rays[:, 1]  # along the optical axis
+                depth = np.where(depth > 0, depth, 0).reshape(320, 320).astype(np.float32)
+                maps.append(DepthMap(depth, np.zeros((320, 320, 3)), np.ones((320, 320)), camera))
+        return maps
+
+    repaired = meshing.repair(box.copy(), meshing.MeshOptions(), lambda: depth_maps(0.28))
     assert repaired.is_winding_consistent
     new_faces = repaired.faces[len(box.faces) :]
     heights = repaired.vertices[new_faces].mean(axis=1)[:, 1]
@@ -265,8 +279,10 @@ def test_a_big_hole_the_photos_look_into_is_filled_and_the_unseen_base_is_not() 
     assert (heights > 0.27).all()  # the top is filled, the base is not
     # ... and its normals face up, out of the box.
     assert (repaired.face_normals[len(box.faces) :, 1] > 0.99).all()
-    # Without photos that see it, a hole that long stays open.
+    # Without photos that see it, a hole that long stays open; seen through, too.
     assert len(meshing.repair(box.copy(), meshing.MeshOptions()).faces) == len(box.faces)
+    hollow = meshing.repair(box.copy(), meshing.MeshOptions(), lambda: depth_maps(0.05))
+    assert len(hollow.faces) == len(box.faces)
 
 
 def test_pieces_beside_the_product_are_kept_and_floating_noise_dropped() -> None:
