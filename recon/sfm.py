@@ -1528,9 +1528,7 @@ def _global_map(
     """The largest model COLMAP's global mapper (GLOMAP) makes of the database's pairs."""
     pipeline = pycolmap.GlobalPipelineOptions()
     pipeline.min_num_matches = options.min_pair_inliers
-    # One thread: the same matches gave two models of the sample cereal box on two threads
-    # (1,509 or 1,507 points, the first about 4 runs in 6; downstream its top 3 px apart), on
-    # one thread the same model every time.
+    # One thread, as incremental mapping (see _pipeline_options): the same model every time.
     pipeline.num_threads = 1
     pipeline.random_seed = options.seed
     pipeline.mapper.random_seed = options.seed
@@ -1766,10 +1764,11 @@ def _map(
 def _pipeline_options(options: SfmOptions, *, relaxed: bool) -> pycolmap.IncrementalPipelineOptions:
     """COLMAP's incremental mapping options for the strict or the relaxed pass (see `_map`)."""
     pipeline = pycolmap.IncrementalPipelineOptions()
-    # A plain capture's few weak links make threaded mapping land differently run to run (the
-    # dino's median rotation error 0.79–1.6°); one thread gives the same model every time, and
-    # mapping its few points is quick.
-    pipeline.num_threads = 1 if options.two_view_points else _threads(options)
+    # Threaded mapping lands differently run to run: a plain capture's few weak links moved the
+    # dino's median rotation error between 0.79 and 1.6°, and the sample cereal box came out
+    # with 1,509 or 1,507 points (its top 3 px apart downstream). One thread gives the same
+    # model every time, and mapping a product's few thousand points is quick.
+    pipeline.num_threads = 1
     pipeline.random_seed = options.seed
     pipeline.min_num_matches = options.min_pair_inliers
     pipeline.ba_refine_extra_params = options.refine_distortion_while_mapping
