@@ -6,6 +6,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +42,10 @@ class OrientOptions:
     max_mat_tilt_deg: float = 30.0
     # A scene (recon.scene): the floor on y = 0, walls along X and Z, centred; None: a product.
     scene: SceneOptions | None = None
+
+
+# The dimensions a merchant may type, in the order they are taken, and their asset axes.
+KNOWN_DIMENSION_AXES = {"height_m": 1, "width_m": 0, "depth_m": 2}
 
 
 @dataclass(frozen=True)
@@ -90,10 +95,16 @@ def run(
         scale, scale_source = finding.fit.metres_per_unit, "mat"
     matrix[:3] *= scale  # about the origin, the product's bottom centre, which stays put
     bbox = extent * scale
+    # A typed dimension is what the finished model must measure: the texture stage, which
+    # still moves the surface (offsets, planes), holds it to it (hold_known_size).
+    known = {}
+    if scale_source in KNOWN_DIMENSION_AXES:
+        known = {"known_m": {"axis": KNOWN_DIMENSION_AXES[scale_source],
+                             "metres": float(getattr(options, scale_source))}}  # fmt: skip
     write_json_atomic(
         workspace.orient_path,
         {"matrix": matrix.tolist(), "up_source": up_source, "front": front_camera.name,
-         "scale": scale_source, "mat": finding.to_json(), "warnings": warnings},
+         "scale": scale_source, "mat": finding.to_json(), "warnings": warnings, **known},
     )  # fmt: skip
     if progress:
         progress("orient", 1.0, up_source)
@@ -156,11 +167,32 @@ def known_scale(extent: np.ndarray, options: OrientOptions) -> tuple[float, str]
     """(factor to metres, which dimension gave it) from the first known dimension in `options`
     (height, width, depth) and the oriented model's (3,) `extent` (x, y, z); (1, "unknown")
     when none is known."""
-    for field_name, axis in (("height_m", 1), ("width_m", 0), ("depth_m", 2)):
+    for field_name, axis in KNOWN_DIMENSION_AXES.items():
         known = getattr(options, field_name)
         if known is not None and known > 0 and extent[axis] > 0:
             return float(known / extent[axis]), field_name
     return 1.0, "unknown"
+
+
+def hold_known_size(orient_path: Path, vertices: np.ndarray) -> float:
+    """The factor that gives the asset-frame `vertices` the dimension typed for the model
+    (orient.json's "known_m"), about the origin (the bottom centre); 1 when none was typed.
+    orient.json's matrix takes the factor too, so the cameras and size tiers stay in the
+    model's frame.
+
+    The orient stage measured the surface as meshed; the texture stage moves it after (a box's
+    top flattened onto its plane lost the rim's zigzag: a typed 30 cm came out 29.88)."""
+    orientation = json.loads(Path(orient_path).read_text())
+    known = orientation.get("known_m")
+    if known is None:
+        return 1.0
+    extent = float(np.ptp(vertices[:, known["axis"]]))
+    factor = known["metres"] / extent if extent > 0 else 1.0
+    if factor != 1.0:
+        matrix = np.asarray(orientation["matrix"], dtype=np.float64)
+        matrix[:3] *= factor
+        write_json_atomic(orient_path, {**orientation, "matrix": matrix.tolist()})
+    return factor
 
 
 def asset_transform(vertices: np.ndarray, region: ObjectRegion, front: Camera) -> np.ndarray:

@@ -56,6 +56,7 @@ from recon.cameras import Camera
 from recon.errors import InputError, StageError
 from recon.export import ExportOptions, vertex_normals, write_glb
 from recon.geometry import face_graph
+from recon.orient import hold_known_size
 from recon.planes import Plane, PlaneOptions, find_planes, nearest_planes, snap_to_planes
 from recon.progress import ProgressCallback
 from recon.render import Lighting, OffscreenRenderer
@@ -214,6 +215,13 @@ def run(
         planes, placing = place_planes(vertices, faces, planes, footprint, *used, options)
         vertices, plane_stats = snap_to_planes(vertices, faces, planes, footprint, options.planes)
         plane_stats.update(placing)
+    # The surface has its final shape: a dimension the merchant typed holds on it exactly.
+    factor = hold_known_size(workspace.orient_path, vertices)
+    if factor != 1.0:
+        scaling = np.diag([factor, factor, factor, 1.0])
+        vertices = vertices * factor
+        cameras = [camera.transformed(scaling) for camera in cameras]
+        used = ([camera.transformed(scaling) for camera in used[0]], *used[1:])
     refined = time.perf_counter()
     baked = bake_texture(vertices, faces, *used, options, progress=progress)
     written = time.perf_counter()

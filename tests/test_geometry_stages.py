@@ -227,6 +227,18 @@ def test_orientation_puts_the_product_upright_on_the_origin(table_workspace) -> 
     np.testing.assert_allclose(uv_big, uv, atol=1e-3)
     np.testing.assert_allclose(depth_big, depth * factor, rtol=1e-5)
 
+    # The texture stage then flattens the top a little lower (by 1 mm): the typed height still
+    # holds on the finished surface, and the orientation's matrix keeps the cameras with it.
+    flattened = big.vertices.copy()
+    flattened[:, 1] = np.minimum(flattened[:, 1], flattened[:, 1].max() - 0.001)
+    hold = orient.hold_known_size(moved.orient_path, flattened)
+    assert np.ptp(flattened[:, 1] * hold) == pytest.approx(0.72)
+    matrix = np.asarray(json.loads(moved.orient_path.read_text())["matrix"])
+    np.testing.assert_allclose(matrix, scaled.matrix * [[hold], [hold], [hold], [1]])
+    assert orient.hold_known_size(moved.orient_path, flattened * hold) == pytest.approx(1.0)
+    orient.run(moved)  # no size typed: the surface keeps its size
+    assert orient.hold_known_size(moved.orient_path, flattened) == 1.0
+
 
 def test_small_holes_are_filled_and_big_ones_kept() -> None:
     sphere = trimesh.creation.icosphere(subdivisions=3)
