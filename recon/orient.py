@@ -182,6 +182,8 @@ def hold_known_size(orient_path: Path, vertices: np.ndarray) -> float:
 
     The orient stage measured the surface as meshed; the texture stage moves it after (a box's
     top flattened onto its plane lost the rim's zigzag: a typed 30 cm came out 29.88)."""
+    if not Path(orient_path).exists():  # a workspace textured without orienting: no size
+        return 1.0
     orientation = json.loads(Path(orient_path).read_text())
     known = orientation.get("known_m")
     if known is None:
