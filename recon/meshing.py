@@ -89,8 +89,9 @@ def run(
         if progress:
             progress("mesh", 0.3, "repair")
         # Before simplifying: filling adds faces.
-        cameras = workspace.read_sfm_cameras()
-        mesh = repair(mesh, options, lambda: read_depth_maps(workspace, cameras))
+        mesh = repair(
+            mesh, options, lambda: read_depth_maps(workspace, workspace.read_sfm_cameras())
+        )
     if len(mesh.faces) == 0:
         raise StageError("mesh", "nothing of the product survived cleaning the fused surface")
     # Before simplifying: the fused base is flat at fusion's cut, while a simplified one can
@@ -344,7 +345,8 @@ def seen_into(
     outside /= max(float(np.linalg.norm(outside)), 1e-12)
     # Points spread evenly over the fan, the same every run.
     weights = np.random.default_rng(0).random((2000, 2))
-    weights[weights.sum(axis=1) > 1] = 1 - weights[weights.sum(axis=1) > 1]
+    beyond = weights.sum(axis=1) > 1  # folded back into the triangle
+    weights[beyond] = 1 - weights[beyond]
     triangle = np.random.default_rng(1).integers(0, len(rim), len(weights))
     points = centroid + np.einsum("nk,nkd->nd", weights, spokes[triangle])
     facing, behind, depths = 0, 0, 0

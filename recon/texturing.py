@@ -221,7 +221,7 @@ def run(
         scaling = np.diag([factor, factor, factor, 1.0])
         vertices = vertices * factor
         cameras = [camera.transformed(scaling) for camera in cameras]
-        used = ([camera.transformed(scaling) for camera in used[0]], *used[1:])
+        used = ([cameras[i] for i in baked_from], *used[1:])
     refined = time.perf_counter()
     baked = bake_texture(vertices, faces, *used, options, progress=progress)
     written = time.perf_counter()
