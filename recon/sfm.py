@@ -46,7 +46,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -280,52 +279,32 @@ def run(
         _match(database_path, names, options)
         timings["match"] = time.perf_counter() - start
 
+        start = time.perf_counter()
+        report("map", 0.0, "placing photos")
+        best, models, stats = _place_photos(database_path, workspace, names, options, report)
+        timings["map"] = time.perf_counter() - start
         order_check: dict = {}
         order_failure: CaptureError | None = None  # raised unless the product alone places
-        refined = False  # `best` was refined while the order check ran
-        checks_order = (
+        if (
             options.order_check
             and _matches_exhaustively(len(names), options)
             and len(names) >= options.order_min_photos
-        )
-        # Both placements map on one thread, so on two cores the ordered one runs beside the
-        # all-pairs one, and the all-pairs model is refined while it finishes (the model most
-        # captures keep; one the check turns down costs its refinement). The same models as
-        # one after another, in less time (SfM alone; standard: plain WaterBottle 24.9 -> 22.1
-        # s, cracker box on a table 14.6 -> 13.5, avocado on a table 10.3 -> 9.5, plain
-        # cracker box, placed by consensus, 17.5 -> 17.9; preview: cracker box on a table
-        # 11.5 -> 8.1, soup can on a table 4.4 -> 3.9).
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ordered_placement = (
-                pool.submit(place_in_capture_order, database_path, workspace, names, options)
-                if checks_order
-                else None
-            )
+        ):
             start = time.perf_counter()
-            report("map", 0.0, "placing photos")
-            best, models, stats = _place_photos(database_path, workspace, names, options, report)
-            timings["map"] = time.perf_counter() - start
-            if ordered_placement is not None:
-                start = time.perf_counter()
-                report("map", 0.85, "refining cameras, checking them against the capture order")
-                adjusted = refine(pycolmap.Reconstruction(best), options, _photo_loader(workspace))
-                timings["refine"] = time.perf_counter() - start
-                start = time.perf_counter()
-                try:
-                    kept, order_check = check_capture_order(
-                        database_path, workspace, names, best, ordered_placement.result(), options
-                    )
-                    best, refined = (adjusted, True) if kept is best else (kept, False)
-                except CaptureError as error:
-                    order_failure = error
-                timings["order_check"] = time.perf_counter() - start
+            report("map", 0.85, "checking the placement against the capture order")
+            try:
+                best, order_check = check_capture_order(
+                    database_path, workspace, names, best, options
+                )
+            except CaptureError as error:
+                order_failure = error
+            timings["order_check"] = time.perf_counter() - start
         consistency = 0.0
         if order_failure is None:
-            if not refined:
-                start = time.perf_counter()
-                report("map", 0.9, "refining cameras")
-                best = refine(best, options, _photo_loader(workspace))
-                timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - start
+            start = time.perf_counter()
+            report("map", 0.9, "refining cameras")
+            best = refine(best, options, _photo_loader(workspace))
+            timings["refine"] = time.perf_counter() - start
             consistency = model_visibility(best, names)
         # Also when the order check failed: rings tie photos above one another, which neither
         # capture order nor a look-alike product's strongest pairs do (the 640 px cracker box).
@@ -743,35 +722,15 @@ def _matches_exhaustively(count: int, options: SfmOptions) -> bool:
     )
 
 
-def place_in_capture_order(
-    database_path: Path, workspace: Workspace, names: list[str], options: SfmOptions
-) -> pycolmap.Reconstruction | None:
-    """The photos placed from the pairs near each other in capture order only (`order_window`),
-    for `check_capture_order`. Safe to run beside the all-pairs placement: it maps a copy of
-    the database, on one thread, and reports no progress."""
-    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
-        ordered_path = Path(folder) / "ordered.db"
-        shutil.copyfile(database_path, ordered_path)
-        keep_pairs_near_in_order(ordered_path, names, options.order_window)
-        quiet = _Progress(None)
-        models = _map(ordered_path, workspace, len(names), options, quiet, relaxed=False)
-        ordered = models[0] if models else None
-        if options.relaxed_pass and (ordered is None or ordered.num_reg_images() < len(names)):
-            ordered = _extend(ordered_path, workspace, len(names), options, quiet, ordered)
-    return ordered
-
-
 def check_capture_order(
     database_path: Path,
     workspace: Workspace,
     names: list[str],
     best: pycolmap.Reconstruction,
-    ordered: pycolmap.Reconstruction | None,
     options: SfmOptions,
 ) -> tuple[pycolmap.Reconstruction, dict]:
-    """The model to keep, given the photos placed again from the pairs near each other in
-    capture order only (`ordered`, from `place_in_capture_order`), and what the comparison
-    found.
+    """The model to keep, after placing the photos again from the pairs near each other in
+    capture order only (`order_window`), and what the comparison found.
 
     Sides printed alike (a box with the same front and back) match each other as well as true
     neighbours do, and a model from all pairs can fold them onto one another with no sign of
@@ -786,6 +745,15 @@ def check_capture_order(
     (`place_by_consensus`) on the same terms; else the capture fails with advice (naming a
     still background instead of look-alike sides where the photos do not turn at all).
     """
+    with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
+        ordered_path = Path(folder) / "ordered.db"
+        shutil.copyfile(database_path, ordered_path)
+        keep_pairs_near_in_order(ordered_path, names, options.order_window)
+        quiet = _Progress(None)
+        models = _map(ordered_path, workspace, len(names), options, quiet, relaxed=False)
+        ordered = models[0] if models else None
+        if options.relaxed_pass and (ordered is None or ordered.num_reg_images() < len(names)):
+            ordered = _extend(ordered_path, workspace, len(names), options, quiet, ordered)
     if ordered is None:
         return best, {"compared": False, "reason": "no model from neighbouring photos"}
     disagreeing, compared = rotation_disagreement(best, ordered, options.order_disagreement_deg)
@@ -1394,8 +1362,7 @@ def place_from_product(
             return ProductPlacement(pycolmap.Reconstruction(), [], None, False, 0.0, summary)
         if _matches_exhaustively(len(names), plain) and len(names) >= plain.order_min_photos:
             try:
-                ordered = place_in_capture_order(database_path, workspace, names, plain)
-                best, _ = check_capture_order(database_path, workspace, names, best, ordered, plain)
+                best, _ = check_capture_order(database_path, workspace, names, best, plain)
             except CaptureError as error:
                 logger.info("sfm: the product alone folded the photos too: %s", error)
                 summary = {"placed": best.num_reg_images(), "order_check": "failed", "kept": False}
@@ -2264,7 +2231,17 @@ def _adjust(
     # COLMAP's default runs 100 iterations to tolerance 0; the poses stop moving long before.
     adjustment.ceres.solver_options.max_num_iterations = 40
     adjustment.ceres.solver_options.function_tolerance = 1e-7
-    pycolmap.bundle_adjustment(reconstruction, adjustment)
+    # What pycolmap.bundle_adjustment does, less its option manager, which turns COLMAP's
+    # logging back to INFO for the rest of the process: every later step (the ring-by-ring
+    # placement, a flipped capture's second pass) printed its progress over the terminal's
+    # progress bars. The same result, to the bit.
+    pycolmap.ObservationManager(reconstruction).filter_observations_with_negative_depth()
+    config = pycolmap.BundleAdjustmentConfig()
+    for image_id in reconstruction.reg_image_ids():
+        config.add_image(image_id)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    pycolmap.create_default_bundle_adjuster(adjustment, config, reconstruction).solve()
+    reconstruction.update_point_3d_errors()
 
 
 def fit_gain(

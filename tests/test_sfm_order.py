@@ -284,10 +284,7 @@ def test_agreement_of_too_few_photos_placed_in_order_does_not_clear_a_model(
             ordered.deregister_frame(ordered.image(image_id).frame_id)
         monkeypatch.setattr(sfm, "_map", lambda *args, **kwargs: [ordered])
         monkeypatch.setattr(sfm, "_extend", lambda *args: args[-1])
-        placed = sfm.place_in_capture_order(database_path, workspace, names, options)
-        kept, finding = sfm.check_capture_order(
-            database_path, workspace, names, best, placed, options
-        )
+        kept, finding = sfm.check_capture_order(database_path, workspace, names, best, options)
         assert kept is best
         assert finding["kept"] == "all pairs"
         assert finding["pairs_disagreeing"] == 0.0
