@@ -236,6 +236,40 @@ def test_undistort_photo_keeps_size_and_intrinsics(tmp_path: Path) -> None:
     assert sfm.max_distortion_px(K, sfm.opencv_distortion(colmap_camera), (width, height)) > 5
 
 
+def test_the_final_adjustment_matches_colmaps_and_leaves_its_logging_quiet() -> None:
+    """sfm._adjust gives pycolmap.bundle_adjustment's result without turning COLMAP's logging
+    back to INFO (which printed the later steps' progress over the terminal's)."""
+    options = pycolmap.SyntheticDatasetOptions()
+    options.num_rigs, options.num_frames_per_rig, options.num_points3D = 1, 8, 300
+    truth = pycolmap.synthesize_dataset(options)
+    noise = pycolmap.SyntheticNoiseOptions()
+    noise.point2D_stddev = 0.5
+    pycolmap.synthesize_noise(noise, truth)
+    ours, colmaps = pycolmap.Reconstruction(truth), pycolmap.Reconstruction(truth)
+    level = pycolmap.logging.minloglevel
+    try:
+        pycolmap.logging.minloglevel = 1
+        sfm._adjust(ours, sfm.SfmOptions(), loss_px=1.0, refine_principal_point=False)
+        assert pycolmap.logging.minloglevel == 1
+        adjustment = pycolmap.BundleAdjustmentOptions()
+        adjustment.refine_principal_point = False
+        adjustment.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+        adjustment.ceres.loss_function_scale = 1.0
+        adjustment.ceres.solver_options.num_threads = sfm._threads(sfm.SfmOptions())
+        adjustment.ceres.solver_options.max_num_iterations = 40
+        adjustment.ceres.solver_options.function_tolerance = 1e-7
+        pycolmap.bundle_adjustment(colmaps, adjustment)
+    finally:
+        pycolmap.logging.minloglevel = level
+    moved = 0.0
+    for image_id in truth.reg_image_ids():
+        a = ours.images[image_id].cam_from_world().matrix()
+        b = colmaps.images[image_id].cam_from_world().matrix()
+        np.testing.assert_allclose(a, b, atol=1e-9)
+        moved = max(moved, np.abs(a - truth.images[image_id].cam_from_world().matrix()).max())
+    assert moved > 1e-6  # the noise moved the cameras: the comparison compared something
+
+
 def test_options_are_checked() -> None:
     with pytest.raises(InputError, match="camera model"):
         sfm.run(Workspace(Path("/nonexistent")), sfm.SfmOptions(camera_model="FISHEYE"))
