@@ -256,6 +256,9 @@ def test_the_final_adjustment_matches_colmaps_and_leaves_its_logging_quiet() -> 
         adjustment.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
         adjustment.ceres.loss_function_scale = 1.0
         adjustment.ceres.solver_options.num_threads = sfm._threads(sfm.SfmOptions())
+        adjustment.ceres.min_num_residuals_for_cpu_multi_threading = (
+            sfm.SfmOptions().adjustment_threads_min_residuals
+        )
         adjustment.ceres.solver_options.max_num_iterations = 40
         adjustment.ceres.solver_options.function_tolerance = 1e-7
         pycolmap.bundle_adjustment(colmaps, adjustment)
