@@ -230,7 +230,7 @@ class SfmOptions:
     num_threads: int = -1  # -1: every core
     # The final adjustment runs on one thread up to this many residuals (COLMAP's threshold is
     # 50,000): Ceres's threads add the Schur complement up in varying order, and a product
-    # over it came out a little different every run (cereal box on a turntable 5,594 or 5,595
+    # over it came out a little different every run (cereal box on a turntable 5,594 to 5,596
     # points, novel-view PSNR 26.49 or 26.21 dB; shoe on a table 6,979 to 6,982), on one
     # thread the same each time, in no more time. A room's walk (~500,000) keeps its threads.
     adjustment_threads_min_residuals: int = 300_000
