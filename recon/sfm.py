@@ -2226,6 +2226,27 @@ def _adjust(
     loss_px: float,
     refine_principal_point: bool,
 ) -> None:
+    adjustment = adjustment_options(
+        options, loss_px=loss_px, refine_principal_point=refine_principal_point
+    )
+    # What pycolmap.bundle_adjustment does, less its option manager, which turns COLMAP's
+    # logging back to INFO for the rest of the process: every later step (the ring-by-ring
+    # placement, a flipped capture's second pass) printed its progress over the terminal's
+    # progress bars. The same result, to the bit.
+    pycolmap.ObservationManager(reconstruction).filter_observations_with_negative_depth()
+    config = pycolmap.BundleAdjustmentConfig()
+    for image_id in reconstruction.reg_image_ids():
+        config.add_image(image_id)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    pycolmap.create_default_bundle_adjuster(adjustment, config, reconstruction).solve()
+    reconstruction.update_point_3d_errors()
+
+
+def adjustment_options(
+    options: SfmOptions, *, loss_px: float, refine_principal_point: bool
+) -> pycolmap.BundleAdjustmentOptions:
+    """COLMAP's options for the final adjustment (`refine`): intrinsics refined, a Cauchy loss
+    of scale `loss_px`."""
     adjustment = pycolmap.BundleAdjustmentOptions()
     adjustment.refine_focal_length = True
     adjustment.refine_extra_params = True
@@ -2240,17 +2261,7 @@ def _adjust(
     # COLMAP's default runs 100 iterations to tolerance 0; the poses stop moving long before.
     adjustment.ceres.solver_options.max_num_iterations = 40
     adjustment.ceres.solver_options.function_tolerance = 1e-7
-    # What pycolmap.bundle_adjustment does, less its option manager, which turns COLMAP's
-    # logging back to INFO for the rest of the process: every later step (the ring-by-ring
-    # placement, a flipped capture's second pass) printed its progress over the terminal's
-    # progress bars. The same result, to the bit.
-    pycolmap.ObservationManager(reconstruction).filter_observations_with_negative_depth()
-    config = pycolmap.BundleAdjustmentConfig()
-    for image_id in reconstruction.reg_image_ids():
-        config.add_image(image_id)
-    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
-    pycolmap.create_default_bundle_adjuster(adjustment, config, reconstruction).solve()
-    reconstruction.update_point_3d_errors()
+    return adjustment
 
 
 def fit_gain(

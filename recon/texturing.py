@@ -210,7 +210,11 @@ def run(
     # 0.0001 F-score, for ~1.2 s more each.
     views = None
     if options.offset_search_px > 0 or options.planes is not None:
-        views = analyse_views(vertices, faces, *used[:2], _masks_or_none(used[2], used[0]), options)
+        baked_cameras, baked_images, baked_masks = used
+        views = analyse_views(
+            vertices, faces, baked_cameras, baked_images,
+            _masks_or_none(baked_masks, baked_cameras), options,
+        )  # fmt: skip
     offset_stats: dict = {}
     if options.offset_search_px > 0:
         vertices, offset_stats = refine_surface(vertices, faces, *used, options, views=views)

@@ -251,16 +251,9 @@ def test_the_final_adjustment_matches_colmaps_and_leaves_its_logging_quiet() -> 
         pycolmap.logging.minloglevel = 1
         sfm._adjust(ours, sfm.SfmOptions(), loss_px=1.0, refine_principal_point=False)
         assert pycolmap.logging.minloglevel == 1
-        adjustment = pycolmap.BundleAdjustmentOptions()
-        adjustment.refine_principal_point = False
-        adjustment.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
-        adjustment.ceres.loss_function_scale = 1.0
-        adjustment.ceres.solver_options.num_threads = sfm._threads(sfm.SfmOptions())
-        adjustment.ceres.min_num_residuals_for_cpu_multi_threading = (
-            sfm.SfmOptions().adjustment_threads_min_residuals
+        adjustment = sfm.adjustment_options(
+            sfm.SfmOptions(), loss_px=1.0, refine_principal_point=False
         )
-        adjustment.ceres.solver_options.max_num_iterations = 40
-        adjustment.ceres.solver_options.function_tolerance = 1e-7
         pycolmap.bundle_adjustment(colmaps, adjustment)
     finally:
         pycolmap.logging.minloglevel = level
