@@ -102,7 +102,11 @@ class ReconOptions:
             # table had 650-2500 and are placed without). At 640 px, SfM CPU, soup can on a
             # table 24 -> 8 s (F@1 % 0.986 -> 0.983, PSNR 20.3 -> 19.7 dB), shoe on a table
             # 28 -> 21 s (F@1 % 0.790 -> 0.777, F@0.5 % 0.710 -> 0.663, PSNR 17.9 both).
-            sfm_options = dataclasses.replace(sfm_options, upsample_below_features=600)
+            # No track completion either: its 0.4-1.3 s buy poses a few hundredths of a degree
+            # better (a tenth on the plain WaterBottle), which a preview does not show.
+            sfm_options = dataclasses.replace(
+                sfm_options, upsample_below_features=600, complete_tracks=False
+            )
             # Two coarse iterations and a 4 × 4-sample window: depth CPU, soup can on a table
             # 29 -> 20 s (F@1 % 0.989 -> 0.986, PSNR 21.2 -> 20.3 dB), shoe on a table 21 -> 14
             # s (F@1 % 0.793 -> 0.790, PSNR 17.9 both). On the soup can one coarse iteration

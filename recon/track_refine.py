@@ -8,12 +8,17 @@ each photo, those errors set the poses. Here every observation's patch is warped
 reference photo through the plane of the point (its normal: the least-spread direction of its
 nearest sparse points) and aligned to the reference patch by Lucas-Kanade on a translation, all
 observations of one photo at once.
+
+Tracks are completed the same way (`complete_tracks`): SIFT finds a point again in only some
+of the photos that show it, most of all on a plain product, so each point is looked for, by the
+same alignment, where it projects in the other photos that face it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -32,6 +37,17 @@ class TrackRefineOptions:
     max_shift_px: float = 2.0  # a keypoint that would move further is left where it was
     min_ncc: float = 0.7  # ... and so is one whose patch ends less alike than this
     min_track_length: int = 2  # only tracks with at least this many observations
+    complete_min_track_length: int = 3  # complete_tracks: points seen this often are looked
+    # for in the photos that face them but lack them (two-photo points are the least certain
+    # of where they are)
+    complete_max_normal_deg: float = 70.0  # ... in photos that see its surface at most this
+    # far from head-on
+    complete_max_reference_deg: float = 60.0  # ... and at most this far from the direction of
+    # its reference photo (the warp between the two stays mild)
+    complete_min_ncc: float = 0.7  # a point is found where its aligned patch is this alike
+    # (and it moved at most max_shift_px from where the model projects it)
+    complete_max_photo_points: int = 400  # photos that see this many points already are
+    # held well enough: they are not searched (on textured products that is most of them)
 
 
 @dataclass(frozen=True)
@@ -43,72 +59,58 @@ class TrackRefineStats:
     ncc_after: float
 
 
+# A keypoint whose Gauss-Newton step is under this has settled: it takes no more steps.
+STEP_CONVERGED_PX = 0.002
+
+
+class _Tracks(NamedTuple):
+    """Flat arrays over every observation of every point with a long enough track, and per
+    point. xy are COLMAP's pixel coordinates (pixel centres at +0.5)."""
+
+    image_ids: np.ndarray  # (n,) per observation
+    point2d_ids: np.ndarray  # (n,)
+    xy: np.ndarray  # (n, 2)
+    point_rows: np.ndarray  # (n,) the observation's point, a row of the per-point arrays
+    reference: np.ndarray  # (n,) the row of its point's reference observation
+    point_ids: np.ndarray  # (m,) per point
+    xyz: np.ndarray  # (m, 3)
+    normal: np.ndarray  # (m, 3) unit, towards the photos that see it
+
+
 def refine_keypoints(
     reconstruction: pycolmap.Reconstruction,
-    load_image: Callable[[str], np.ndarray],
+    load_image: Callable[[str], np.ndarray] | PreparedPhotos,
     options: TrackRefineOptions | None = None,
 ) -> TrackRefineStats:
     """Move the 2-D observations of every point of `reconstruction` (in place) so that their
     patches agree with the patch of the point's reference observation. `load_image(name)`
-    returns a photo as a (h, w) or (h, w, 3) uint8 array in the photo's pixel coordinates."""
+    returns a photo as a (h, w) or (h, w, 3) uint8 array in the photo's pixel coordinates (or
+    it is the PreparedPhotos of this model)."""
     options = options or TrackRefineOptions()
+    photos = PreparedPhotos.of(reconstruction, load_image, options)
     tracks = _tracks(reconstruction, options.min_track_length, options.normal_neighbours)
     if tracks is None:
         return TrackRefineStats(0, 0, 0.0, 0.0, 0.0)
-    image_ids, point2d_ids, xy, reference, warps = tracks
-    images = {
-        image_id: _prepare(load_image(reconstruction.images[image_id].name), options)
-        for image_id in np.unique(image_ids)
-    }
-    grid = _grid(options.patch_radius_px)  # (p, 2)
-    # Reference patches, sampled on the photo's own pixel grid.
-    is_ref = reference == np.arange(len(reference))
-    template = np.zeros((len(xy), len(grid)), np.float32)
-    for image_id, (gray, _, _) in images.items():
-        rows = np.flatnonzero(is_ref & (image_ids == image_id))
-        if len(rows):
-            template[rows] = _sample(gray, xy[rows, None, :] + grid[None])
-    template = template[reference]  # each observation gets its point's reference patch
-    template = _normalised(template)
-
+    is_ref = tracks.reference == np.arange(len(tracks.reference))
     moving = np.flatnonzero(~is_ref)
-    start = xy[moving].copy()
-    position = start.copy()
-    offsets = np.einsum("nij,pj->npi", warps[moving], grid)  # (n, p, 2)
-    ncc_before = np.zeros(len(moving))
-    ncc_after = np.zeros(len(moving))
-    for image_id, (gray, gx, gy) in images.items():
-        rows = np.flatnonzero(image_ids[moving] == image_id)
-        if not len(rows):
-            continue
-        target = template[moving[rows]]
-        p = position[rows]
-        for iteration in range(options.iterations + 1):
-            at = p[:, None, :] + offsets[rows]
-            values = _sample(gray, at)
-            centred = values - values.mean(axis=1, keepdims=True)
-            norm = np.linalg.norm(centred, axis=1, keepdims=True) + 1e-6
-            ncc = np.sum(centred / norm * target, axis=1)
-            if iteration == 0:
-                ncc_before[rows] = ncc
-            if iteration == options.iterations:
-                ncc_after[rows] = ncc
-                break
-            # Gauss-Newton on the normalised patch; the Jacobian keeps the mean removed.
-            jx, jy = _sample(gx, at), _sample(gy, at)
-            jx = (jx - jx.mean(axis=1, keepdims=True)) / norm
-            jy = (jy - jy.mean(axis=1, keepdims=True)) / norm
-            residual = target - centred / norm
-            a, b, c = (jx * jx).sum(1), (jx * jy).sum(1), (jy * jy).sum(1)
-            u, v = (jx * residual).sum(1), (jy * residual).sum(1)
-            det = a * c - b * b
-            ok = det > 1e-9 * (a + c) ** 2
-            det = np.where(ok, det, 1.0)
-            step = np.where(
-                ok[:, None], np.stack([c * u - b * v, a * v - b * u], 1) / det[:, None], 0
-            )
-            p = p + np.clip(step, -0.5, 0.5)
-        position[rows] = p
+    warps = _plane_warps(
+        reconstruction,
+        tracks.image_ids,
+        tracks.xy,
+        tracks.xyz[tracks.point_rows],
+        tracks.normal[tracks.point_rows],
+        tracks.reference,
+    )
+    references = tracks.reference[moving]
+    position, ncc_before, ncc_after = _align(
+        photos,
+        tracks.image_ids[moving],
+        tracks.xy[moving],
+        warps[moving],
+        _reference_patches(photos, tracks.image_ids[references], tracks.xy[references], options),
+        options,
+    )
+    start = tracks.xy[moving]
     shift = np.linalg.norm(position - start, axis=1)
     keep = (
         (shift <= options.max_shift_px)
@@ -118,8 +120,8 @@ def refine_keypoints(
     )
     for row in np.flatnonzero(keep):
         index = moving[row]
-        image = reconstruction.images[int(image_ids[index])]
-        image.points2D[int(point2d_ids[index])].xy = position[row].astype(np.float64)
+        image = reconstruction.images[int(tracks.image_ids[index])]
+        image.points2D[int(tracks.point2d_ids[index])].xy = position[row].astype(np.float64)
     return TrackRefineStats(
         observations=len(moving),
         moved=int(keep.sum()),
@@ -129,11 +131,209 @@ def refine_keypoints(
     )
 
 
-def _tracks(reconstruction: pycolmap.Reconstruction, min_length: int, neighbours: int):
-    """Flat arrays over every observation of every point with a long enough track: image id,
-    2-D index, xy (photo pixels, COLMAP's: pixel centres at +0.5), the row of the
-    point's reference observation, and the (2, 2) map from reference-photo offsets to this
-    photo's offsets through the point's plane."""
+def complete_tracks(
+    reconstruction: pycolmap.Reconstruction,
+    load_image: Callable[[str], np.ndarray] | PreparedPhotos,
+    options: TrackRefineOptions | None = None,
+) -> int:
+    """Add to each point of `reconstruction` (seen `complete_min_track_length` times or more)
+    an observation in every placed photo that faces it and lacks it, where its reference
+    patch, aligned as in refine_keypoints from where the model projects it, is found
+    (`complete_min_ncc`, within max_shift_px); returns how many were added.
+
+    A photo keeps only the keypoints SIFT found in it, and on a plain product few are found
+    again from photo to photo: the plain WaterBottle's 638 points were seen 4.2 times each, and
+    completing found them in 2.1 more photos each. Each camera is held by few observations,
+    which is what sets a plain capture's pose error (see sfm.refine). A part hidden from a photo
+    by another shows something else there, which the patch does not match (a print of the same
+    grain still matches once in a hundred: the adjustment's robust loss takes those)."""
+    options = options or TrackRefineOptions()
+    photos = PreparedPhotos.of(reconstruction, load_image, options)
+    tracks = _tracks(reconstruction, options.complete_min_track_length, options.normal_neighbours)
+    if tracks is None:
+        return 0
+    image_ids = np.array(sorted(reconstruction.reg_image_ids()), np.int64)
+    column = {int(image_id): index for index, image_id in enumerate(image_ids)}
+    seen = np.zeros((len(tracks.point_ids), len(image_ids)), bool)
+    seen[tracks.point_rows, [column[int(i)] for i in tracks.image_ids]] = True
+    reference_rows = tracks.reference[np.r_[0, np.flatnonzero(np.diff(tracks.point_rows)) + 1]]
+    reference_view = _unit(_centres(reconstruction, tracks.image_ids[reference_rows]) - tracks.xyz)
+    max_normal_cos = np.cos(np.radians(options.complete_max_normal_deg))
+    max_reference_cos = np.cos(np.radians(options.complete_max_reference_deg))
+    margin = options.patch_radius_px + 2 + options.max_shift_px
+    found: list[tuple[np.ndarray, int, np.ndarray]] = []  # (point rows, image id, xy)
+    for index, image_id in enumerate(image_ids):
+        image = reconstruction.images[int(image_id)]
+        if image.num_points3D >= options.complete_max_photo_points:
+            continue
+        pose = image.cam_from_world().matrix()
+        in_camera = tracks.xyz @ pose[:, :3].T + pose[:, 3]
+        view = _unit(image.projection_center() - tracks.xyz)
+        rows = np.flatnonzero(
+            ~seen[:, index]
+            & (in_camera[:, 2] > 0)
+            & (np.sum(view * tracks.normal, axis=1) > max_normal_cos)
+            & (np.sum(view * reference_view, axis=1) > max_reference_cos)
+        )
+        if not len(rows):
+            continue
+        xy = image.camera.img_from_cam(in_camera[rows])
+        inside = (
+            np.isfinite(xy).all(axis=1)
+            & (xy >= margin).all(axis=1)
+            & (xy[:, 0] <= image.camera.width - margin)
+            & (xy[:, 1] <= image.camera.height - margin)
+        )
+        found.append((rows[inside], int(image_id), xy[inside]))
+    point_rows = np.concatenate([rows for rows, _, _ in found]) if found else np.zeros(0, int)
+    if not len(point_rows):
+        return 0
+    candidate_ids = np.concatenate([np.full(len(rows), i) for rows, i, _ in found])
+    start = np.concatenate([xy for _, _, xy in found])
+    references = reference_rows[point_rows]
+    count = len(point_rows)
+    # The warps from each reference photo to the candidate's: the references' rows first.
+    warps = _plane_warps(
+        reconstruction,
+        np.r_[tracks.image_ids[references], candidate_ids],
+        np.r_[tracks.xy[references], start],
+        np.r_[tracks.xyz[point_rows], tracks.xyz[point_rows]],
+        np.r_[tracks.normal[point_rows], tracks.normal[point_rows]],
+        np.r_[np.arange(count), np.arange(count)],
+    )[count:]
+    template = _reference_patches(
+        photos, tracks.image_ids[references], tracks.xy[references], options
+    )
+    position, _, ncc = _align(photos, candidate_ids, start, warps, template, options)
+    keep = (
+        (np.linalg.norm(position - start, axis=1) <= options.max_shift_px)
+        & (ncc >= options.complete_min_ncc)
+        & np.isfinite(position).all(axis=1)
+    )
+    for row in np.flatnonzero(keep):
+        image = reconstruction.images[int(candidate_ids[row])]
+        image.points2D.append(pycolmap.Point2D(position[row].astype(np.float64)))
+        reconstruction.add_observation(
+            int(tracks.point_ids[point_rows[row]]),
+            pycolmap.TrackElement(int(candidate_ids[row]), len(image.points2D) - 1),
+        )
+    return int(keep.sum())
+
+
+class PreparedPhotos:
+    """Each photo of a model blurred and differentiated for alignment, loaded once:
+    `photos[image_id]` is (gray, d/dx, d/dy), float32."""
+
+    @classmethod
+    def of(
+        cls,
+        reconstruction: pycolmap.Reconstruction,
+        load_image: Callable[[str], np.ndarray] | PreparedPhotos,
+        options: TrackRefineOptions,
+    ) -> PreparedPhotos:
+        if isinstance(load_image, PreparedPhotos):
+            return load_image
+        return cls(reconstruction, load_image, options)
+
+    def __init__(
+        self,
+        reconstruction: pycolmap.Reconstruction,
+        load_image: Callable[[str], np.ndarray],
+        options: TrackRefineOptions,
+    ) -> None:
+        self._names = {image_id: image.name for image_id, image in reconstruction.images.items()}
+        self._load = load_image
+        self._options = options
+        self._prepared: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __getitem__(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image_id = int(image_id)
+        if image_id not in self._prepared:
+            photo = self._load(self._names[image_id])
+            gray = photo if photo.ndim == 2 else cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+            gray = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), self._options.blur_sigma_px)
+            gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+            gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+            self._prepared[image_id] = (gray, gx, gy)
+        return self._prepared[image_id]
+
+
+def _reference_patches(
+    photos: PreparedPhotos, image_ids: np.ndarray, xy: np.ndarray, options: TrackRefineOptions
+) -> np.ndarray:
+    """(n, p) normalised patches around `xy` (n, 2) in the photos `image_ids` (n,), sampled on
+    the photo's own pixel grid."""
+    grid = _grid(options.patch_radius_px)
+    patches = np.zeros((len(xy), len(grid)), np.float32)
+    for image_id in np.unique(image_ids):
+        rows = np.flatnonzero(image_ids == image_id)
+        patches[rows] = _sample(photos[image_id][0], xy[rows, None, :] + grid[None])
+    return _normalised(patches)
+
+
+def _align(
+    photos: PreparedPhotos,
+    image_ids: np.ndarray,
+    start: np.ndarray,
+    warps: np.ndarray,
+    template: np.ndarray,
+    options: TrackRefineOptions,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lucas-Kanade on a translation: each position of `start` (n, 2), in photo `image_ids`
+    (n,), moved so that the patch there, warped by `warps` (n, 2, 2) from the reference
+    photo's pixel grid, best matches its normalised `template` (n, p). Returns the positions
+    and the patches' NCC with the templates before and after."""
+    grid = _grid(options.patch_radius_px)
+    position = start.copy()
+    ncc_before = np.zeros(len(start))
+    ncc_after = np.zeros(len(start))
+    for image_id in np.unique(image_ids):
+        gray, gx, gy = photos[image_id]
+        rows = np.flatnonzero(image_ids == image_id)
+        offsets = grid @ warps[rows].transpose(0, 2, 1)  # (n, p, 2)
+        target = template[rows]
+        p = position[rows]
+        active = np.arange(len(rows))  # those still moving
+        for iteration in range(options.iterations + 1):
+            if not len(active):
+                break
+            at = p[active, None, :] + offsets[active]
+            values = _sample(gray, at)
+            centred = values - values.mean(axis=1, keepdims=True)
+            norm = np.linalg.norm(centred, axis=1, keepdims=True) + 1e-6
+            if iteration == 0:
+                ncc_before[rows] = np.sum(centred / norm * target, axis=1)
+            if iteration == options.iterations:
+                break
+            # Gauss-Newton on the normalised patch; the Jacobian keeps the mean removed.
+            jx, jy = _sample(gx, at), _sample(gy, at)
+            jx = (jx - jx.mean(axis=1, keepdims=True)) / norm
+            jy = (jy - jy.mean(axis=1, keepdims=True)) / norm
+            residual = target[active] - centred / norm
+            a, b, c = (jx * jx).sum(1), (jx * jy).sum(1), (jy * jy).sum(1)
+            u, v = (jx * residual).sum(1), (jy * residual).sum(1)
+            det = a * c - b * b
+            ok = det > 1e-9 * (a + c) ** 2
+            det = np.where(ok, det, 1.0)
+            step = np.where(
+                ok[:, None], np.stack([c * u - b * v, a * v - b * u], 1) / det[:, None], 0
+            )
+            step = np.clip(step, -0.5, 0.5)
+            p[active] += step
+            active = active[np.abs(step).max(axis=1) > STEP_CONVERGED_PX]
+        values = _sample(gray, p[:, None, :] + offsets)
+        centred = values - values.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(centred, axis=1, keepdims=True) + 1e-6
+        ncc_after[rows] = np.sum(centred / norm * target, axis=1)
+        position[rows] = p
+    return position, ncc_before, ncc_after
+
+
+def _tracks(
+    reconstruction: pycolmap.Reconstruction, min_length: int, neighbours: int
+) -> _Tracks | None:
+    """The observations of the points seen at least `min_length` times, and those points, each
+    with its reference observation and surface normal; None when there is none."""
     rows = []
     for point_id, point in reconstruction.points3D.items():
         elements = point.track.elements
@@ -146,23 +346,33 @@ def _tracks(reconstruction: pycolmap.Reconstruction, min_length: int, neighbours
     image_ids, point_ids, point2d_ids = table.T
     images = reconstruction.images
     xy = np.array([images[i].points2D[j].xy for i, j in zip(image_ids, point2d_ids, strict=True)])
-    xyz = np.array([reconstruction.points3D[p].xyz for p in point_ids])
-    centres = {i: images[i].projection_center() for i in np.unique(image_ids)}
-    view = np.array([centres[i] for i in image_ids]) - xyz
-    view /= np.linalg.norm(view, axis=1, keepdims=True)
+    starts = np.flatnonzero(np.r_[True, point_ids[1:] != point_ids[:-1]])
+    counts = np.diff(np.r_[starts, len(point_ids)])
+    point_rows = np.repeat(np.arange(len(starts)), counts)
+    xyz = np.array([reconstruction.points3D[p].xyz for p in point_ids[starts]])
+    view = _unit(_centres(reconstruction, image_ids) - xyz[point_rows])
     # Per point: the reference is the observation seen most nearly along the mean viewing
     # direction (the middle of the track, least foreshortened on either side).
-    starts = np.flatnonzero(np.r_[True, point_ids[1:] != point_ids[:-1]])
-    facing = np.add.reduceat(view, starts, axis=0)
-    facing /= np.linalg.norm(facing, axis=1, keepdims=True)
-    counts = np.diff(np.r_[starts, len(point_ids)])
-    normal = np.repeat(_surface_normals(xyz[starts], facing, neighbours), counts, axis=0)
-    along = np.sum(view * np.repeat(facing, counts, axis=0), axis=1)
+    facing = _unit(np.add.reduceat(view, starts, axis=0))
+    along = np.sum(view * facing[point_rows], axis=1)
     reference = np.empty(len(point_ids), np.int64)
     for start, count in zip(starts, counts, strict=True):
         reference[start : start + count] = start + int(np.argmax(along[start : start + count]))
-    warps = _plane_warps(reconstruction, image_ids, xy, xyz, normal, reference)
-    return image_ids, point2d_ids, xy, reference, warps
+    normal = _surface_normals(xyz, facing, neighbours)
+    return _Tracks(
+        image_ids, point2d_ids, xy, point_rows, reference, point_ids[starts], xyz, normal
+    )
+
+
+def _centres(reconstruction: pycolmap.Reconstruction, image_ids: np.ndarray) -> np.ndarray:
+    """(n, 3) projection centres of the photos `image_ids` (n,)."""
+    unique, inverse = np.unique(image_ids, return_inverse=True)
+    centres = np.array([reconstruction.images[int(i)].projection_center() for i in unique])
+    return centres[inverse]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
 
 
 def _surface_normals(points: np.ndarray, facing: np.ndarray, neighbours: int) -> np.ndarray:
@@ -214,14 +424,6 @@ def _plane_warps(reconstruction, image_ids, xy, xyz, normal, reference) -> np.nd
         warps[rows] = np.stack([uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]], axis=2) / delta
     warps[~np.isfinite(warps).all(axis=(1, 2))] = np.eye(2)
     return warps
-
-
-def _prepare(photo: np.ndarray, options: TrackRefineOptions):
-    gray = photo if photo.ndim == 2 else cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
-    gray = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), options.blur_sigma_px)
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    return gray, gx, gy
 
 
 def _grid(radius: int) -> np.ndarray:
