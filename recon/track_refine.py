@@ -47,7 +47,7 @@ class TrackRefineOptions:
     complete_min_ncc: float = 0.7  # a point is found where its aligned patch is this alike
     # (and it moved at most max_shift_px from where the model projects it)
     complete_max_photo_points: int = 400  # photos that see this many points already are
-    # held well enough: they are not searched (on textured products that is most of them)
+    # held well enough: they are not searched (half or more of a textured product's photos)
 
 
 @dataclass(frozen=True)
