@@ -330,10 +330,12 @@ def product_features(sub: Workspace, mask_options: masks.MaskOptions) -> PassFea
                 ],
                 dtype=np.int64,
             )
-            on_product = np.flatnonzero(sighted >= 0)
+            image_descriptors = sfm.descriptor_array(database, image.image_id)
+            # Keypoints past SIFT's own were found by completing the tracks (patch alignment,
+            # sfm.complete_and_adjust): they have no descriptor.
+            on_product = np.flatnonzero(sighted[: len(image_descriptors)] >= 0)
             if len(on_product) == 0:
                 continue
-            image_descriptors = sfm.descriptor_array(database, image.image_id)
             descriptors.append(image_descriptors[on_product].astype(np.float32))
             point_of.append(sighted[on_product])
     finally:
