@@ -2202,10 +2202,7 @@ def refine(
             stats.ncc_before,
             stats.ncc_after,
         )
-    pycolmap.ObservationManager(reconstruction).filter_all_points3D(
-        options.max_reprojection_error_px, 1.0
-    )
-    reconstruction.update_point_3d_errors()
+    _drop_disagreeing_observations(reconstruction, options)
     return reconstruction
 
 
@@ -2241,11 +2238,19 @@ def complete_and_adjust(
             refine_principal_point=False,
             refine_intrinsics=False,
         )
-        pycolmap.ObservationManager(reconstruction).filter_all_points3D(
-            options.max_reprojection_error_px, 1.0
-        )
-        reconstruction.update_point_3d_errors()
+        _drop_disagreeing_observations(reconstruction, options)
     return added
+
+
+def _drop_disagreeing_observations(
+    reconstruction: pycolmap.Reconstruction, options: SfmOptions
+) -> None:
+    """After an adjustment: observations still off by more than max_reprojection_error_px go,
+    and points left with too few."""
+    pycolmap.ObservationManager(reconstruction).filter_all_points3D(
+        options.max_reprojection_error_px, 1.0
+    )
+    reconstruction.update_point_3d_errors()
 
 
 def _loss_px(reconstruction: pycolmap.Reconstruction, options: SfmOptions) -> float:
