@@ -937,6 +937,11 @@ def _longest_side(images: list[dict], width: str, height: str) -> int:
     return max(max(image[width], image[height]) for image in images)
 
 
+def was_retried(workspace: Workspace) -> bool:
+    """Whether the working copies are a second try's (note_retry said so)."""
+    return workspace.capture_path.exists() and "retried_from_px" in workspace.read_capture()
+
+
 def note_retry(workspace: Workspace, first_size: int) -> None:
     """Say in capture.json (and so in the report's warnings) that the photos were taken in
     again at their present size, after SfM failed on copies `first_size` px long."""

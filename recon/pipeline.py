@@ -69,6 +69,9 @@ class ReconOptions:
     trust: TrustOptions = field(default_factory=TrustOptions)
     # A flipped-object capture (photos in upright/ and flipped/ folders): how the passes join.
     passes: passes.PassOptions = field(default_factory=passes.PassOptions)
+    # SfM's second try, at capture.retry_image_px (None: `sfm` again). Preview's is standard's
+    # SfM, so a capture it fails on has failed what standard does.
+    sfm_retry: sfm.SfmOptions | None = None
 
     @classmethod
     def for_preset(
@@ -103,9 +106,16 @@ class ReconOptions:
             # table 24 -> 8 s (F@1 % 0.986 -> 0.983, PSNR 20.3 -> 19.7 dB), shoe on a table
             # 28 -> 21 s (F@1 % 0.790 -> 0.777, F@0.5 % 0.710 -> 0.663, PSNR 17.9 both).
             # No track completion either: its 0.4-1.3 s buy poses a few hundredths of a degree
-            # better (a tenth on the plain WaterBottle), which a preview does not show.
+            # better (a tenth on the plain WaterBottle), which a preview does not show. No
+            # structure-less registration: at 800 px it placed no photo of our captures that
+            # PnP did not, and it is slow where it fails (the plain WaterBottle, which 800 px
+            # cannot place, failed in 30 s with it, 7.5 s without, before its second try at
+            # standard's size and SfM; the turntable mustard bottle's SfM 27.5 -> 11.3 s).
             sfm_options = dataclasses.replace(
-                sfm_options, upsample_below_features=600, complete_tracks=False
+                sfm_options,
+                upsample_below_features=600,
+                complete_tracks=False,
+                structure_less_registration=False,
             )
             # Two coarse iterations and a 4 × 4-sample window: depth CPU, soup can on a table
             # 29 -> 20 s (F@1 % 0.989 -> 0.986, PSNR 21.2 -> 20.3 dB), shoe on a table 21 -> 14
@@ -136,6 +146,7 @@ class ReconOptions:
                 retry_image_px=sizes[Preset.STANDARD][0] if quick else None,
             ),
             sfm=sfm_options,
+            sfm_retry=sfm.SfmOptions() if quick else None,
             masks=mask_options,
             # (Without the geometric depth pass preview is faster, but the sample cereal box's
             # novel-view PSNR fell from 21.4 to 19.4 dB: it stays.)
@@ -319,11 +330,17 @@ def reconstruct(
             workspace, options.export, texture_options=options.texture, progress=progress
         ),
     }
+    sfm_extras = {
+        name: value
+        for name, value, default in (
+            ("passes", options.passes, passes.PassOptions()),
+            ("retry", options.sfm_retry, None),
+        )
+        if value != default
+    }
     stage_options = {
         "capture": {"input": str(input_path.resolve()), "options": options.capture},
-        "sfm": options.sfm
-        if options.passes == passes.PassOptions()
-        else {"sfm": options.sfm, "passes": options.passes},
+        "sfm": {"sfm": options.sfm, **sfm_extras} if sfm_extras else options.sfm,
         "masks": options.masks,
         "depth": options.depth,
         "fusion": options.fusion,
@@ -405,18 +422,21 @@ def place_photos(
 ) -> Any:
     """The sfm stage. A capture in two passes (upright, flipped) places and masks each pass,
     then joins them. Photos shrunk for speed that cannot be placed are taken in again larger
-    (`CaptureOptions.retry_image_px`, preview's) and placed once more: a failure then means
-    the capture, not the preset, and a merchant is not told to reshoot what standard places."""
+    (`CaptureOptions.retry_image_px`, preview's) and placed once more, by `sfm_retry`
+    (preview's: standard's SfM): a failure then means the capture, not the preset, and a
+    merchant is not told to reshoot what standard places."""
 
-    def place() -> Any:
+    def place(sfm_options: sfm.SfmOptions) -> Any:
         if passes.has_passes(workspace):
             return passes.run_sfm(
-                workspace, options.sfm, options.masks, options.passes, progress=progress
+                workspace, sfm_options, options.masks, options.passes, progress=progress
             )
-        return sfm.run(workspace, options.sfm, progress=progress)
+        return sfm.run(workspace, sfm_options, progress=progress)
 
+    if capture.was_retried(workspace):  # resumed during the second try
+        return place(options.sfm_retry or options.sfm)
     try:
-        return place()
+        return place(options.sfm)
     except CaptureError as error:
         size = capture.retry_size(workspace, options.capture)
         if size is None:
@@ -431,7 +451,7 @@ def place_photos(
 
     capture.run(input_path, workspace, larger, progress=retaking)
     capture.note_retry(workspace, first_size)  # kept through a kill and resume from here on
-    return place()
+    return place(options.sfm_retry or options.sfm)
 
 
 def peak_memory_mb() -> float:

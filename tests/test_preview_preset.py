@@ -32,7 +32,12 @@ def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
     assert preview.depth.geometric_iterations == standard.depth.geometric_iterations
     # only photos with few keypoints (plain products) are searched at twice the size
     assert preview.sfm.upsample_below_features < standard.sfm.upsample_below_features
+    # no structure-less registration (slow where it fails); the second try is standard's SfM
+    assert not preview.sfm.structure_less_registration
+    assert standard.sfm.structure_less_registration
+    assert preview.sfm_retry == standard.sfm
     assert standard.sfm == sfm.SfmOptions()
+    assert standard.sfm_retry is None
 
 
 def test_preview_takes_photos_it_cannot_place_in_again_at_standards_size() -> None:
@@ -59,10 +64,12 @@ def test_photos_sfm_cannot_place_are_placed_again_larger(
     # The sample photos are 640 px; preview-like options shrink them to 320 and may retry at 480.
     workspace, photos = _capture_of(tmp_path, 4, max_image_px=320, retry_image_px=480)
     sizes_placed: list[int] = []
+    options_used: list[sfm.SfmOptions] = []
 
     def fake_sfm(workspace: Workspace, options: sfm.SfmOptions, **_: object) -> str:
         sizes_placed.append(capture.working_long_side(workspace))
-        if len(sizes_placed) == 1:
+        options_used.append(options)
+        if sizes_placed[-1] == 320:
             raise CaptureError("the photos could not be placed consistently")
         return "placed"
 
@@ -75,12 +82,18 @@ def test_photos_sfm_cannot_place_are_placed_again_larger(
     placed = pipeline.place_photos(photos, workspace, options, progress=lambda *e: events.append(e))
     assert placed == "placed"
     assert sizes_placed == [320, 480]
+    assert options_used == [options.sfm, options.sfm_retry]  # the second try is standard's SfM
     # Taking them in again is part of the sfm stage: a job's progress does not go back.
     assert {stage for stage, _, _ in events} == {"sfm"}
     taken = workspace.read_capture()
     assert {max(image["width"], image["height"]) for image in taken["images"]} == {480}
     assert taken["retried_from_px"] == 320
     assert any("taken in again at 480 px" in warning for warning in taken["warnings"])
+    # Resumed after a kill during the second try: its photos, and its SfM, straight away.
+    sizes_placed.clear()
+    options_used.clear()
+    assert pipeline.place_photos(photos, workspace, options) == "placed"
+    assert (sizes_placed, options_used) == ([480], [options.sfm_retry])
 
     # No second try when there is no larger size to take them in at: the photos' own size, or
     # no retry size at all. The first failure stands.
