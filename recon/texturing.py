@@ -10,8 +10,9 @@ The steps, and why each is there:
    a box side a fraction of a pixel out or rough shows its print shifted in other views (the
    turntable cereal box: 24.0 -> 26.8 dB).
 1. **Visibility**: the mesh's depth is rendered from every photo's camera; a face counts as seen
-   when its sample points match that depth, lie inside the photo and inside the eroded product
-   mask (so background next to the silhouette is never baked).
+   when its sample points match that depth, lie inside the photo and inside the product's
+   outline (`bakeable`: the mask less its grown margin, so background next to the
+   silhouette is never baked).
 2. **View selection**: each face prefers the photo that sees it largest and most frontally,
    away from silhouettes and depth steps (where pose error bleeds other surfaces in); a Potts
    smoothing over the face adjacency, then merging of small patches, gives large patches from
@@ -56,6 +57,8 @@ from recon.cameras import Camera
 from recon.errors import InputError, StageError
 from recon.export import ExportOptions, vertex_normals, write_glb
 from recon.geometry import face_graph
+from recon.masks import MaskOptions
+from recon.morphology import shrink_mask
 from recon.orient import hold_known_size
 from recon.planes import Plane, PlaneOptions, find_planes, nearest_planes, snap_to_planes
 from recon.progress import ProgressCallback
@@ -89,7 +92,9 @@ class TextureOptions:
 
     texture_size: int = 2048  # atlas side in px, a power of two (presets: 1024 / 2048 / 4096)
     padding_px: int = 4  # gutter between charts and how far chart colours are dilated into it
-    mask_erode_px: int = 4  # product masks shrink by this much so no background gets baked
+    # Photos colour the model only inside the product's outline (see bakeable): the masks'
+    mask_margin_rel: float = MaskOptions().mask_dilate_rel  # grown margin (× the long side)
+    outline_inset_px: int = 2  # is taken off, and this much more
     edge_band_px: int = 3  # faces this close to a silhouette or depth step in a photo ...
     edge_penalty: float = 0.1  # ... have their quality from that photo multiplied by this
     depth_edge_ratio: float = 0.03  # depth step (relative to depth) that counts as an edge
@@ -591,7 +596,7 @@ class ViewAnalysis:
     quality: np.ndarray  # (m, V) float32: projected px² × cos(view angle), 0 where not usable
     tolerance: np.ndarray  # (m, V) float32 depth-test slack per face and photo, world units
     depths: list[np.ndarray]  # per photo (h, w) float32 rendered depth, 0 off the mesh
-    masks: list[np.ndarray | None]  # per photo (h, w) bool eroded product mask, or None
+    masks: list[np.ndarray | None]  # per photo (h, w) bool pixels it may bake (bakeable), or None
     edge_bands: list[np.ndarray]  # per photo (h, w) bool: near a silhouette or depth step
     blurred: list[np.ndarray]  # per photo (h, w, 3) uint8, blurred for levelling samples
     # (face, photo, (k, 3) rgb) centroid colours of every usable (face, photo) pair, blurred
@@ -647,7 +652,7 @@ def analyse_views(
             depths.append(depth)
             product = None
             if mask is not None:
-                product = _erode(mask, options.mask_erode_px) & rendering.mask
+                product = bakeable(mask, options) & rendering.mask
             eroded.append(product)
             band = _edge_band(depth, rendering.mask, options)
             bands.append(band)
@@ -968,6 +973,23 @@ def _edge_band(depth: np.ndarray, covered: np.ndarray, options: TextureOptions) 
     edges = ((step & covered) | silhouette).astype(np.uint8)
     size = 2 * options.edge_band_px + 1
     return cv2.dilate(edges, np.ones((size, size), np.uint8)).astype(bool)
+
+
+def bakeable(mask: np.ndarray, options: TextureOptions) -> np.ndarray:
+    """(h, w) bool: the pixels of a photo that may colour the model: inside the product's
+    outline (its mask less the margin the masks stage grew it by, `mask_margin_rel`) by at
+    least `outline_inset_px`.
+
+    Stereo carries a product's foot on a little onto plain paper, and the masks' margin let
+    that rim take the paper's colour in every photo: a pale line round the black base of the
+    plain WaterBottle, where 42 % of its novel views' squared error lay in its lowest 2 %.
+    Such faces are now filled from their neighbours (24 × 960 px, standard, novel-view PSNR:
+    26.23 -> 28.73 dB; the other synthetic captures within -0.37 and +0.36 dB). Pixels on the
+    outline blend the product with the backdrop: baking from 1 px in left 0.02 dB more, from
+    3 px in 0.01 dB less."""
+    radius = round(options.mask_margin_rel * max(mask.shape))
+    outline = shrink_mask(mask.astype(np.uint8), radius)
+    return _erode(outline, options.outline_inset_px)
 
 
 def _erode(mask: np.ndarray, radius_px: int) -> np.ndarray:
