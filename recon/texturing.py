@@ -985,8 +985,8 @@ def bakeable(mask: np.ndarray, options: TextureOptions) -> np.ndarray:
     plain WaterBottle, where 42 % of its novel views' squared error lay in its lowest 2 %.
     Such faces are now filled from their neighbours (24 × 960 px, standard, novel-view PSNR:
     26.23 -> 28.73 dB; the other synthetic captures within -0.37 and +0.36 dB). Pixels on the
-    outline blend the product with the backdrop: baking from 1 px in left 0.02 dB more, from
-    3 px in 0.01 dB less."""
+    outline blend the product with the backdrop: baking from 1 px in scored the bottle 0.02 dB
+    lower, from 3 px in 0.01 dB lower."""
     radius = round(options.mask_margin_rel * max(mask.shape))
     outline = shrink_mask(mask.astype(np.uint8), radius)
     return _erode(outline, options.outline_inset_px)

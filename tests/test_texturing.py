@@ -24,6 +24,7 @@ from recon.texturing import (
     BakedTexture,
     TextureOptions,
     bake_texture,
+    bakeable,
     count_patches,
     data_cost,
     exposure_gains,
@@ -369,6 +370,28 @@ def test_fill_keeps_texels_and_leaves_no_holes() -> None:
     np.testing.assert_array_equal(texture[covered], np.tile([200, 100, 50], (100, 1)))
     np.testing.assert_array_equal(texture[17:33, 17:33].reshape(-1, 3)[0], [200, 100, 50])
     assert (texture.max(axis=2) > 0).all()
+
+
+def test_photos_colour_the_model_only_inside_the_products_outline() -> None:
+    # A product's outline as the masks stage finds it, then grown by its margin (400 px photo).
+    rows, columns = np.mgrid[:400, :400]
+    outline = (rows - 200) ** 2 + (columns - 180) ** 2 <= 120**2
+    options = TextureOptions()
+    margin_px = round(options.mask_margin_rel * 400)
+    grown = cv2.dilate(
+        outline.astype(np.uint8),
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1,) * 2),
+    ).astype(bool)
+    assert (grown & ~outline).sum() > 2000  # the margin: backdrop a photo must not bake
+    allowed = bakeable(grown, options)
+    assert not (allowed & ~outline).any()
+    depth_inside = cv2.distanceTransform(outline.astype(np.uint8), cv2.DIST_L2, 5)
+    assert not allowed[depth_inside <= options.outline_inset_px - 0.5].any()  # outline blends
+    assert allowed[depth_inside > options.outline_inset_px + 1.5].all()
+    # A mask that was not grown (mask_margin_rel 0) only loses the blended outline.
+    tight = bakeable(outline, dataclasses.replace(options, mask_margin_rel=0.0))
+    assert tight[depth_inside > options.outline_inset_px + 1.5].all()
+    assert not (tight & ~outline).any()
 
 
 def test_bad_arguments_are_refused() -> None:
