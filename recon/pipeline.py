@@ -330,25 +330,7 @@ def reconstruct(
             workspace, options.export, texture_options=options.texture, progress=progress
         ),
     }
-    sfm_extras = {
-        name: value
-        for name, value, default in (
-            ("passes", options.passes, passes.PassOptions()),
-            ("retry", options.sfm_retry, None),
-        )
-        if value != default
-    }
-    stage_options = {
-        "capture": {"input": str(input_path.resolve()), "options": options.capture},
-        "sfm": {"sfm": options.sfm, **sfm_extras} if sfm_extras else options.sfm,
-        "masks": options.masks,
-        "depth": options.depth,
-        "fusion": options.fusion,
-        "mesh": options.mesh,
-        "orient": options.orient,
-        "texture": options.texture,
-        "export": options.export,
-    }
+    stage_options = options_by_stage(input_path, options)
     start = time.perf_counter()
     rerun_rest = False
     try:
@@ -411,6 +393,30 @@ def reconstruct(
         )
     publish(workspace, report)
     return Result(out_dir, workspace.model_path, workspace.report_path, report)
+
+
+def options_by_stage(input_path: Path, options: ReconOptions) -> dict[str, Any]:
+    """What each stage's checkpoint is kept for (workspace.mark_done): a stage whose entry
+    changes runs again, and so do the stages after it."""
+    sfm_extras = {
+        name: value
+        for name, value, default in (
+            ("passes", options.passes, passes.PassOptions()),
+            ("retry", options.sfm_retry, None),
+        )
+        if value != default
+    }
+    return {
+        "capture": {"input": str(input_path.resolve()), "options": options.capture},
+        "sfm": {"sfm": options.sfm, **sfm_extras} if sfm_extras else options.sfm,
+        "masks": options.masks,
+        "depth": options.depth,
+        "fusion": options.fusion,
+        "mesh": options.mesh,
+        "orient": options.orient,
+        "texture": options.texture,
+        "export": options.export,
+    }
 
 
 def place_photos(
