@@ -235,11 +235,14 @@ def product_as_evaluated(
     return compared, np.clip(target, 0.0, 255.0)
 
 
-def mask_core(mask: np.ndarray, size_px: int) -> np.ndarray:
-    """(h, w) bool: the product mask less the margin the masks stage grows it by
-    (masks.MaskOptions.mask_dilate_rel of `size_px`): the product's silhouette as the masks stage
-    found it, by cues the photo's colours alone may not show."""
-    radius = max(1, round(MaskOptions().mask_dilate_rel * size_px))
+def mask_core(
+    mask: np.ndarray, size_px: int, grown_rel: float = MaskOptions().mask_dilate_rel
+) -> np.ndarray:
+    """(h, w) bool: the product mask less the margin the masks stage grows it by (`grown_rel`
+    of `size_px`, masks.MaskOptions.mask_dilate_rel; 0 for a mask that was not grown): the
+    product's silhouette as the masks stage found it, by cues the photo's colours alone may
+    not show."""
+    radius = max(1, round(grown_rel * size_px)) if grown_rel > 0 else 0
     return shrink_mask(mask.astype(np.uint8), radius) > 0
 
 

@@ -58,7 +58,6 @@ from recon.errors import InputError, StageError
 from recon.export import ExportOptions, vertex_normals, write_glb
 from recon.geometry import face_graph
 from recon.masks import MaskOptions
-from recon.morphology import shrink_mask
 from recon.orient import hold_known_size
 from recon.planes import Plane, PlaneOptions, find_planes, nearest_planes, snap_to_planes
 from recon.progress import ProgressCallback
@@ -987,8 +986,7 @@ def bakeable(mask: np.ndarray, options: TextureOptions) -> np.ndarray:
     26.23 -> 28.73 dB; the other synthetic captures within -0.37 and +0.36 dB). Pixels on the
     outline blend the product with the backdrop: baking from 1 px in scored the bottle 0.02 dB
     lower, from 3 px in 0.01 dB lower."""
-    radius = round(options.mask_margin_rel * max(mask.shape))
-    outline = shrink_mask(mask.astype(np.uint8), radius)
+    outline = fidelity.mask_core(mask, max(mask.shape), options.mask_margin_rel)
     return _erode(outline, options.outline_inset_px)
 
 
