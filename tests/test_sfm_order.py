@@ -295,6 +295,35 @@ def test_agreement_of_too_few_photos_placed_in_order_does_not_clear_a_model(
     assert check(rings_model(angles, heights), 5)["walks_in_order"] is True
 
 
+def test_the_order_checks_placement_leaves_out_the_structure_less_fallback(
+    tmp_path, monkeypatch
+) -> None:
+    """COLMAP's structure-less registration is slow where it fails, and from neighbouring
+    pairs alone it mostly fails (12 of the turntable mustard bottle's 16 s of SfM): the order
+    check places without it, while the main mapping keeps it."""
+    names = [f"img_{index:03d}.jpg" for index in range(12)]
+    workspace = Workspace(tmp_path)
+    workspace.sfm_dir.mkdir(parents=True)
+    workspace.capture_path.write_text(json.dumps({"images": [{"name": n} for n in names]}))
+    pycolmap.Database.open(workspace.sfm_database_path).close()
+    model = ring_model([30.0 * index for index in range(12)], names)
+    fallback_used: list[bool] = []
+
+    def fake_map(*args, **kwargs) -> list[pycolmap.Reconstruction]:
+        options = args[3]
+        fallback_used.append(
+            sfm._pipeline_options(options, relaxed=False).structure_less_registration_fallback
+        )
+        return [model]
+
+    monkeypatch.setattr(sfm, "_map", fake_map)
+    options = sfm.SfmOptions()
+    assert options.structure_less_registration
+    sfm.check_capture_order(workspace.sfm_database_path, workspace, names, model, options)
+    assert fallback_used == [False]
+    assert sfm._pipeline_options(options, relaxed=True).structure_less_registration_fallback
+
+
 def test_a_kept_model_that_does_not_walk_in_order_is_reported() -> None:
     """Kept because nothing placed the photos better (no rings to place them by): the report
     says the model may hold a misplaced photo. Replaced ring by ring, or cleared, it does not."""
