@@ -473,6 +473,13 @@ def _scores_table(scores: dict) -> Table:
                 f"{f_score:.4f}  (accuracy {geometry['accuracy'][tau]:.4f}, "
                 f"completeness {geometry['completeness'][tau]:.4f})",
             )
+        if observed := geometry.get("observed"):
+            for tau, f_score in observed["f_score"].items():
+                table.add_row(
+                    f"… on the seen surface @ {tau} %",
+                    f"{f_score:.4f}  (accuracy {observed['accuracy'][tau]:.4f} on the "
+                    f"{observed['fraction']:.0%} of the model by seen truth)",
+                )
     if (texture := scores.get("texture")) and texture.get("views"):
         frame = f", in the {texture['frame']} frame" if "frame" in texture else ""
         table.add_row(

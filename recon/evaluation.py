@@ -27,6 +27,7 @@ import numpy as np
 import open3d as o3d
 import trimesh
 from PIL import Image
+from scipy.spatial import cKDTree
 
 from recon.cameras import Camera, read_cameras_json, read_middlebury_par
 from recon.errors import InputError
@@ -218,18 +219,22 @@ def score_surface(
     options: EvaluateOptions,
 ) -> dict:
     """Accuracy (reconstruction → truth), completeness (seen truth → reconstruction) and F-score."""
-    truth_points = sample_surface(truth_mesh, options.surface_samples, seed=options.seed)
-    views = views_seeing(truth_mesh, truth_points, cameras)
+    all_truth_points = sample_surface(truth_mesh, options.surface_samples, seed=options.seed)
+    views = views_seeing(truth_mesh, all_truth_points, cameras)
     seen = views > 0
-    truth_points, twice = truth_points[seen], views[seen] >= 2
+    truth_points, twice = all_truth_points[seen], views[seen] >= 2
     if len(recon_mesh.faces) == 0:
         recon_points = np.empty((0, 3))
         accuracy_distances = np.array([np.inf])
         completeness_distances = np.full(len(truth_points), np.inf)
+        observed = np.ones(1, dtype=bool)
     else:
         recon_points = sample_surface(recon_mesh, options.surface_samples, seed=options.seed + 1)
         accuracy_distances = distance_to_mesh(truth_mesh, recon_points)
         completeness_distances = distance_to_mesh(recon_mesh, truth_points)
+        # The model's points whose nearest truth lies where some photo sees it.
+        _, nearest = cKDTree(all_truth_points).query(recon_points)
+        observed = seen[nearest]
     result: dict = {
         "diagonal_m": diagonal,
         "seen_fraction": float(seen.mean()),
@@ -245,6 +250,15 @@ def score_surface(
         "seen_twice": {
             "fraction": float(twice.mean()) if len(twice) else 0.0,
             "completeness": {},
+        },
+        # DTU's protocol (its observability mask): accuracy only over the model's surface
+        # by truth some photo sees. What no photo sees (a can's recessed base, closed flat;
+        # a shoe's inside) the model can only guess, and the accuracy above counts that guess
+        # too. The same completeness, so an F-score of what the photos could tell.
+        "observed": {
+            "fraction": float(observed.mean()),
+            "accuracy": {},
+            "f_score": {},
         },
     }
     for tau_pct in options.thresholds_pct:
@@ -263,6 +277,15 @@ def score_surface(
         result["f_score"][key] = f_score
         result["seen_twice"]["completeness"][key] = (
             float((completeness_distances[twice] < tau).mean()) if twice.any() else 0.0
+        )
+        observed_precision = (
+            float((accuracy_distances[observed] < tau).mean()) if observed.any() else 0.0
+        )
+        result["observed"]["accuracy"][key] = observed_precision
+        result["observed"]["f_score"][key] = (
+            2 * observed_precision * recall / (observed_precision + recall)
+            if observed_precision + recall > 0
+            else 0.0
         )
     return result
 

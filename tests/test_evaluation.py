@@ -148,6 +148,40 @@ def test_mesh_moved_by_two_percent_of_the_diagonal(sphere_capture, tmp_path) -> 
     assert scores["geometry"]["f_score"]["1"] < 0.55  # about 0.50: clearly worse than 1
 
 
+def test_a_guess_where_no_photo_looks_counts_against_accuracy_but_not_on_the_observed_surface(
+    tmp_path,
+) -> None:
+    # Photos from 15° up and higher (eyes at height ≥ 1 on a radius-4 shell) see no point of
+    # the unit sphere below y = -0.9: the model closes that cap flat, as a can's unseen base
+    # is closed.
+    capture = tmp_path / "capture"
+    (capture / "truth").mkdir(parents=True)
+    sphere().export(capture / "truth" / "mesh.ply")
+    K = np.array([[300.0, 0, 199.5], [0, 300.0, 199.5], [0, 0, 1]])
+    eyes = trimesh.creation.icosphere(subdivisions=2, radius=4.0).vertices
+    cameras = []
+    for eye in eyes[(eyes[:, 1] >= 1.0) & (eyes[:, 1] < 3.9)]:
+        R, t = look_at(eye, np.zeros(3), (0, 1, 0))
+        name = f"img_{len(cameras):03d}.jpg"
+        cameras.append(Camera(name=name, width=400, height=400, K=K, R=R, t=t))
+    write_cameras_json(capture / "truth" / "cameras.json", cameras)
+    flat = sphere()
+    flat.vertices[:, 1] = np.maximum(flat.vertices[:, 1], -0.9)
+    scores = evaluate(capture, write_reconstruction(tmp_path / "out", cameras, flat), METRIC_ONLY)
+    geometry = scores["geometry"]
+    # The cap is 5 % of the sphere (the lowest photos, 15° up, miss 7 %); the disc closing it
+    # lies up to 0.1 (2.9 % of the diagonal) from it.
+    assert geometry["seen_fraction"] < 0.95
+    assert geometry["completeness"]["1"] == pytest.approx(1.0, abs=0.001)
+    assert 0.95 < geometry["accuracy"]["1"] < 0.985
+    observed = geometry["observed"]
+    # Off the cap the model is the truth: its observed share is the seen one.
+    assert observed["fraction"] == pytest.approx(geometry["seen_fraction"], abs=0.01)
+    assert observed["accuracy"]["1"] == pytest.approx(1.0, abs=0.001)
+    assert observed["f_score"]["1"] == pytest.approx(1.0, abs=0.001)
+    assert geometry["f_score"]["1"] < 0.99
+
+
 def test_a_table_left_under_the_product_is_measured_outside_its_box(sphere_capture, tmp_path):
     capture, cameras = sphere_capture
     # A 6 × 6 square of table under the sphere's south pole, wider than its 2 × 2 box.
