@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -92,6 +93,13 @@ class FusionOptions:
     # ... and the ring of cells round it lies this share outside the hull at least: thin walls
     # (a mug's 0.71; an armchair's seat, ringed by its arms, back and front, 0.0).
     hull_sink_min_outside: float = 0.5
+    # ... and its walls are this × the hull grid's longest side thick (a ceramic mug's 3-6
+    # mm; 0: as stereo carved them), and the hull, so walled, alone decides the container's
+    # surface up to its rim (see hull.container_walls). The plain white mug on a table (24 ×
+    # 960 px, its wall 4 mm, 0.034 of its 117 mm): F@1 % 0.874 -> 0.950, F@0.5 % 0.696 ->
+    # 0.908, novel-view PSNR 24.4 -> 30.1 dB (a hole in its inner wall gone); at 0.025 F@0.5 %
+    # 0.599, at 0.045 0.713 (F@1 % 0.922, 0.950).
+    hull_sink_wall_rel: float = 0.035
     # ... only where the truncation (truncation_voxels × voxel_rel) is at most this × the box
     # diagonal: the hull's distance is blended in over ± the truncation, and at preview's
     # 1.2 % it is coarser than the 1 % the surface is held to (the sample cereal box's
@@ -242,6 +250,7 @@ def run(
             sink_floor_rel=options.hull_sink_floor_rel,
             sink_min_opening=options.hull_sink_min_opening,
             sink_min_outside=options.hull_sink_min_outside,
+            sink_wall_rel=options.hull_sink_wall_rel,
             agreeing_margin_rel=options.hull_carve_agreeing_rel,
         )  # fmt: skip
         closed = close_with_hull(
@@ -303,7 +312,8 @@ def close_with_hull(
     round the hull's surface, and a ring of blocks round both. A voxel near the hull's surface
     that a photo's stereo (`others`: camera, product depth map, K) looks through is empty. The
     marching cubes then find no edge of the defined voxels to stop at: the surface is closed
-    wherever stereo left it open (a thin wall seen from one side, a base on the table)."""
+    wherever stereo left it open (a thin wall seen from one side, a base on the table). In the
+    cells the field owns (hull.container_walls) it sets every voxel, whatever stereo said."""
     truncation = truncation_voxels * voxel
     if ground is not None:
         field = cut_at_ground(field, ground, clearance)
@@ -333,6 +343,7 @@ def close_with_hull(
         np.zeros(4) if ground is None else np.asarray(ground, dtype=np.float64),
         ground is not None, clearance, truncation, min_weight, stack.projections, stack.depths,
         stack.offsets, stack.shapes, margin_rel,
+        np.zeros((0, 0, 0), dtype=np.bool_) if field.owned is None else field.owned,
     )  # fmt: skip
 
 
@@ -357,11 +368,13 @@ def _close_blocks(
     offsets: np.ndarray,
     shapes: np.ndarray,
     margin_rel: float,
+    owned: np.ndarray,
 ) -> int:
     """close_with_hull's voxel work over the (b, 3) block `keys` at grid `buffers` (b,):
     tsdf and weight are the grid's flat attribute arrays (block buffer × 512 + z·64 + y·8 + x,
-    the voxel at (key·8 + (x, y, z)) × voxel in the world); the hull field and the stacked
-    depth maps (hull.DepthStack) as arrays. Returns how many voxels took the hull's value.
+    the voxel at (key·8 + (x, y, z)) × voxel in the world); the hull field, its `owned` cells
+    (empty: none) and the stacked depth maps (hull.DepthStack) as arrays. Returns how many
+    voxels took the hull's value.
     One pass with no temporaries: numpy's took 30 s on the 20M voxels round a soup can."""
     closed = 0
     for b in range(len(keys)):
@@ -374,12 +387,17 @@ def _close_blocks(
                     px = (keys[b, 0] * 8 + x) * voxel
                     py = (keys[b, 1] * 8 + y) * voxel
                     pz = (keys[b, 2] * 8 + z) * voxel
+                    gx = axes[0, 0] * px + axes[0, 1] * py + axes[0, 2] * pz - origin[0]
+                    gy = axes[1, 0] * px + axes[1, 1] * py + axes[1, 2] * pz - origin[1]
+                    gz = axes[2, 0] * px + axes[2, 1] * py + axes[2, 2] * pz - origin[2]
+                    field_owned = _in_cells(
+                        owned, gx / field_voxel, gy / field_voxel, gz / field_voxel
+                    )
+                    if field_owned:
+                        old_weight = 0.0
                     if old_weight <= min_weight:
                         # open3d extracts voxels whose weight exceeds the threshold: those at
                         # it are set too.
-                        gx = axes[0, 0] * px + axes[0, 1] * py + axes[0, 2] * pz - origin[0]
-                        gy = axes[1, 0] * px + axes[1, 1] * py + axes[1, 2] * pz - origin[1]
-                        gz = axes[2, 0] * px + axes[2, 1] * py + axes[2, 2] * pz - origin[2]
                         distance = hull.trilinear(
                             values, gx / field_voxel, gy / field_voxel, gz / field_voxel,
                             -field_voxel,
@@ -394,8 +412,10 @@ def _close_blocks(
                         # Space a photo's stereo looks through is empty, whatever the hull
                         # says (else the hull's surface and the seen one meet in a seam of
                         # holes).
+                        # (Not in the cells the field owns: stereo sees through their walls.)
                         if (
-                            abs(distance) < truncation
+                            not field_owned
+                            and abs(distance) < truncation
                             and hull._seen_through(
                                 px, py, pz, projections, depths, offsets, shapes, margin_rel, -1
                             )
@@ -421,6 +441,19 @@ def _close_blocks(
                     if abs(value) < ZERO_TSDF:
                         tsdf[flat] = -ZERO_TSDF if value < 0 else ZERO_TSDF
     return closed
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _in_cells(cells: np.ndarray, x: float, y: float, z: float) -> bool:
+    """Whether the (nx, ny, nz) bool `cells` hold grid point (x, y, z) (cell units): its
+    nearest cell, False outside the grid."""
+    i, j, k = int(np.floor(x + 0.5)), int(np.floor(y + 0.5)), int(np.floor(z + 0.5))
+    return (
+        0 <= i < cells.shape[0]
+        and 0 <= j < cells.shape[1]
+        and 0 <= k < cells.shape[2]
+        and cells[i, j, k]
+    )
 
 
 def unique_keys(keys: np.ndarray) -> np.ndarray:
@@ -450,7 +483,7 @@ def cut_at_ground(field: hull.HullField, ground: np.ndarray, clearance: float) -
         + (np.arange(nz) * slope[2])[None, None, :]
         + (field.origin @ field.axes @ ground[:3] + ground[3] - clearance)
     ).astype(np.float32)
-    return hull.HullField(field.origin, field.axes, field.voxel, np.minimum(field.values, height))
+    return dataclasses.replace(field, values=np.minimum(field.values, height))
 
 
 def plain_ground(

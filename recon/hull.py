@@ -34,6 +34,9 @@ class HullField:
     axes: np.ndarray  # (3, 3) rows: the box frame's axes in the world (x, up, z)
     voxel: float  # grid spacing, world units
     values: np.ndarray  # (nx, ny, nz) float32 signed distance to the hull, > 0 inside
+    # (nx, ny, nz) bool: cells whose surface this field alone decides, not stereo (a
+    # container's walls and hollow, see container_walls); None: none.
+    owned: np.ndarray | None = None
 
     def to_grid(self, xyz: np.ndarray) -> np.ndarray:
         """(n, 3) world points in grid index units (fractional)."""
@@ -346,6 +349,7 @@ def carve_seen_through(
     agreeing_views: int = 2,
     sink_min_opening: float = 0.0,
     sink_min_outside: float = 0.0,
+    sink_wall_rel: float = 0.0,
 ) -> HullField:
     """The hull less the space that at least `min_views` of the `others` (camera, depth map,
     K at the map's size) look through by `margin_rel`, or `agreeing_views` of them by
@@ -355,10 +359,13 @@ def carve_seen_through(
     cell off at worst); the hull's own surface keeps its smooth distance. With `sink_floor_rel`
     > 0 a hollow carved this way from the top sinks down to its floor (see sink_hollows; the
     floor's thickness is this × the grid's height) when its opening spans `sink_min_opening` of
-    the hull's plan at least and its walls are thin (`sink_min_outside`, see sink_hollows)."""
+    the hull's plan at least and its walls are thin (`sink_min_outside`, see sink_hollows);
+    with `sink_wall_rel` > 0 its walls are then this × the grid's longest side thick, and
+    the field alone decides them and the hollow (see container_walls)."""
     values = field.values
     candidates = np.argwhere(values > -field.voxel)  # in the hull or at its rim
     seen = np.zeros(values.shape, dtype=bool)
+    owned = None
     if len(candidates) and others:
         xyz = (candidates * field.voxel + field.origin) @ field.axes
         # Stereo's maps are sparse on a hollow's far wall: a cell whose pixel has no depth
@@ -375,17 +382,21 @@ def carve_seen_through(
         seen = ndimage.binary_opening(seen, iterations=open_cells) if open_cells else seen
         if sink_floor_rel > 0 and seen.any():
             floor_cells = max(2, round(sink_floor_rel * values.shape[1]))
-            seen = sink_hollows(
+            seen, openings = sink_hollows(
                 seen, values > 0, lambda: stereo_cells(field, others), floor_cells,
                 2 * floor_cells,
                 min_opening=sink_min_opening, min_outside=sink_min_outside,
             )  # fmt: skip
+            if sink_wall_rel > 0 and openings.any():
+                seen, owned = container_walls(
+                    seen, values > 0, openings, sink_wall_rel * max(values.shape)
+                )
     if not seen.any():
         return field
     # Signed distance to the seen region's outline, > 0 inside it (cells, then world units).
     inside_seen = ndimage.distance_transform_edt(seen) - ndimage.distance_transform_edt(~seen)
     carved = np.minimum(values, -inside_seen.astype(np.float32) * field.voxel)
-    return HullField(field.origin, field.axes, field.voxel, carved)
+    return HullField(field.origin, field.axes, field.voxel, carved, owned)
 
 
 def sink_hollows(
@@ -397,7 +408,7 @@ def sink_hollows(
     close_cells: int = 2,
     min_opening: float = 0.0,
     min_outside: float = 0.0,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """(nx, ny, nz) bool: the `seen` (carved) cells with each hollow that stereo saw into from
     above carried straight down (grid axis 1 is up) through the hull (`inside`) until a cell
     that stereo put a surface in (`occupied`, or a function that makes it, called only when
@@ -414,9 +425,11 @@ def sink_hollows(
     shoe's collar, 0.06-0.09) the cavity's floor (the insole, a third of the way up) is unknown,
     and sinking to the sole cost the shoe on a table F@1 % 0.776 -> 0.765. Nor does one whose
     ring of cells just outside it lies less than `min_outside` outside the hull: its walls
-    are not thin (an armchair's seat sank through, F@1 % 0.908 -> 0.869).
+    are not thin (an armchair's seat sank through, F@1 % 0.908 -> 0.869). Also returns the
+    (nx, nz) plan of the openings that sank (none: all False).
     """
     nx, ny, nz = seen.shape
+    whole = np.zeros((nx, nz), dtype=np.uint8)  # an image of rows x, columns z
     any_inside = inside.any(axis=1)
     lowest = np.where(any_inside, np.argmax(inside, axis=1), ny)  # (nx, nz)
     highest = np.where(any_inside, ny - 1 - np.argmax(inside[:, ::-1, :], axis=1), -1)
@@ -427,11 +440,10 @@ def sink_hollows(
     run = (seen & window).sum(axis=1)
     footprint = run >= min_run
     if not footprint.any():
-        return seen
+        return seen, whole > 0
     footprint = ndimage.binary_closing(footprint, iterations=close_cells) | footprint
     # The far wall's depths are patchy: each opening is taken whole, as its convex outline.
     labels, count = ndimage.label(footprint)
-    whole = np.zeros((nx, nz), dtype=np.uint8)  # an image of rows x, columns z
     plan = float(any_inside.sum())
     for label in range(1, count + 1):
         points = np.argwhere(labels == label)[:, ::-1].astype(np.int32)  # OpenCV's (col, row)
@@ -453,7 +465,7 @@ def sink_hollows(
             )  # fmt: skip
             whole |= opening
     if not whole.any():
-        return seen
+        return seen, whole > 0
     occupied = occupied() if callable(occupied) else occupied
     # Stereo finds no depths next to the rim, so the carved opening stops short of the inner
     # wall: grown out to a wall of `floor_cells` // 2 + 1 cells from the hull's outline.
@@ -466,7 +478,44 @@ def sink_hollows(
         carry = sinking & inside[:, j, :] & ~occupied[:, j, :] & (j >= lowest + floor_cells)
         sinking &= carry | (j > highest)  # a stereo surface or the floor stops the column
         out[:, j, :] |= carry
-    return out
+    return out, whole > 0
+
+
+def container_walls(
+    seen: np.ndarray,
+    inside: np.ndarray,
+    openings: np.ndarray,
+    wall_cells: float,
+    margin_cells: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A container's walls (round the (nx, nz) plan of `openings` that sank, see
+    sink_hollows), which stereo cannot place on a plain glaze: the `seen` (carved) cells less,
+    at every height up to the rim, the hull's (`inside`) cells within `wall_cells` of its
+    outline at that height; and (nx, ny, nz) bool the cells whose surface the hull alone
+    decides: the container's walls, hollow and floor, and `margin_cells` round them.
+
+    On a plain white mug stereo sees through its 4 mm wall as often as into its hollow (of
+    the hull's cells 1.5-3 mm inside its outline, and 6-10 mm inside, 60 % and 64 % were seen
+    through by a photo at least): the carved hollow reached the hull's outline, the wall was
+    only as thick as the TSDF's truncation (1 mm), and it tore where stereo's depths on the
+    wall scattered. Kept from stereo too, the noise left pockets in the wall, and the surface's
+    thousands of handles stopped its simplification.
+    """
+    areas = inside.sum(axis=(0, 2))
+    # The rim: the highest layer at 0.8 of the widest; above it the hull's cap over the opening
+    # (stereo carves it), which narrows fast.
+    rim = int(np.nonzero(areas >= 0.8 * areas.max())[0].max())
+    plan = ndimage.binary_dilation(openings, iterations=int(np.ceil(wall_cells)) + 2)
+    around = ndimage.binary_dilation(plan, iterations=margin_cells)
+    out = seen.copy()
+    owned = np.zeros(inside.shape, dtype=bool)
+    for j in range(rim + 1):
+        layer = inside[:, j, :]
+        if not layer.any():
+            continue
+        out[:, j, :] &= ~(layer & plan & (ndimage.distance_transform_edt(layer) <= wall_cells))
+        owned[:, j, :] = ndimage.binary_dilation(layer, iterations=margin_cells) & around
+    return out, owned
 
 
 def stereo_cells(

@@ -164,7 +164,9 @@ def test_a_hollow_seen_from_above_sinks_to_its_floor_and_stops_at_a_seen_surface
     seen[5:9, 16:22, 4:13] = True  # the opening, carved 6 layers down from the top
     occupied = np.zeros_like(inside)
     occupied[6, 10, 6] = True  # a textured surface inside, under the opening
-    sunk = hull.sink_hollows(seen, inside, occupied, floor_cells=2, min_run=4)
+    sunk, openings = hull.sink_hollows(seen, inside, occupied, floor_cells=2, min_run=4)
+    assert openings[5:9, 4:13].all()  # the opening that sank
+    assert openings.sum() == 4 * 9
     assert sunk[7, 4:16, 8].all()  # carried down to the floor (layer 2 + 2)
     assert not sunk[7, :4, 8].any()  # the floor stays
     assert sunk[6, 11:16, 6].all()  # down to the surface stereo saw ...
@@ -177,9 +179,9 @@ def test_a_hollow_seen_from_above_sinks_to_its_floor_and_stops_at_a_seen_surface
     assert not sunk[:, :, 17:].any()
     dent = np.zeros_like(inside)
     dent[5:9, 20:22, 4:13] = True  # 2 layers: noise
-    np.testing.assert_array_equal(
-        hull.sink_hollows(dent, inside, occupied, floor_cells=2, min_run=4), dent
-    )
+    sunk, openings = hull.sink_hollows(dent, inside, occupied, floor_cells=2, min_run=4)
+    np.testing.assert_array_equal(sunk, dent)
+    assert not openings.any()
 
 
 def test_stereo_walls_end_at_the_ground_cut_like_the_hull() -> None:
@@ -216,3 +218,42 @@ def test_stereo_walls_end_at_the_ground_cut_like_the_hull() -> None:
     base = np.abs(height - clearance) < 0.25 * voxel
     assert base.sum() > 100  # ... where a flat base closes it now
     assert surface.is_watertight
+
+
+def test_where_the_hull_owns_the_cells_its_surface_stands_whatever_stereo_said() -> None:
+    """Stereo puts a sphere's surface 2 cm too deep (a plain wall's scattered depths): closed
+    from the hull, the surface stays where stereo put it, unless the hull owns the cells (a
+    container's walls, hull.container_walls): then it is the hull's."""
+    from tests.test_hull import RADIUS, sphere_depth, sphere_mask
+
+    cameras = ring_cameras(
+        np.zeros(3), 3 * RADIUS, 24, SynthOptions(views=24, size_px=160), np.random.default_rng(0)
+    )
+    box = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (-0.15, 0.15)])
+    field = hull.silhouette_field(
+        cameras, [sphere_mask(c) for c in cameras], box, np.eye(3)[1], resolution=96
+    )
+    voxel = 0.004
+
+    def median_radius(owned: np.ndarray | None) -> float:
+        grid = fusion.tsdf_grid(voxel, block_count=20_000)
+        depths = []
+        for camera in cameras[::3]:
+            depth = sphere_depth(camera)
+            depths.append(
+                (camera, np.where(depth > 0, depth + 0.02, 0).astype(np.float32), camera.K)
+            )
+        for camera, depth, K in depths:
+            for _ in range(3):  # above the extraction threshold, like three agreeing photos
+                fusion.integrate(grid, depth, K, camera, 4.0)
+        fusion.close_with_hull(
+            grid, dataclasses.replace(field, owned=owned), depths, voxel=voxel,
+            truncation_voxels=4.0, min_weight=2.0, margin_rel=0.02,
+        )  # fmt: skip
+        legacy = grid.extract_triangle_mesh(weight_threshold=2.0).to_legacy()
+        return float(np.median(np.linalg.norm(np.asarray(legacy.vertices), axis=1)))
+
+    assert median_radius(None) < RADIUS - 0.005
+    assert median_radius(np.ones(field.values.shape, dtype=bool)) == pytest.approx(
+        RADIUS, abs=0.002
+    )

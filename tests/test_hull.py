@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from recon import fusion, hull
 from recon.synth import SynthOptions, ring_cameras
@@ -134,7 +135,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     seen = np.zeros_like(inside)
     seen[6:18, 16:22, 6:22] = True  # its opening, 12 x 16 of the 14 x 18 cells
     occupied = np.zeros_like(inside)
-    sunk = hull.sink_hollows(
+    sunk, _ = hull.sink_hollows(
         seen, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
     )
     assert sunk[12, 4:16, 14].all()  # down to the floor (layer 2 + 2) ...
@@ -144,7 +145,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     np.testing.assert_array_equal(
         hull.sink_hollows(
             seen, body, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
-        ),
+        )[0],
         seen,
     )
     collar = np.zeros_like(inside)
@@ -152,9 +153,35 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     np.testing.assert_array_equal(
         hull.sink_hollows(
             collar, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
-        ),
+        )[0],
         collar,
     )
+
+
+def test_a_container_keeps_its_walls_where_stereo_saw_through_them() -> None:
+    """A round cup of hull (radius 10 cells, 16 layers, a cap 3 layers narrower above it)
+    whose carved hollow reached its outline: up to the rim a wall 3 cells thick is kept, the
+    cap's carving stays, and the hull alone decides the cup's cells (and 2 round them) up to
+    the rim, nothing beyond it."""
+    x, z = np.mgrid[0:28, 0:28]
+    disc = (x - 14) ** 2 + (z - 14) ** 2 <= 10**2
+    cap = (x - 14) ** 2 + (z - 14) ** 2 <= 8**2
+    inside = np.zeros((28, 24, 28), dtype=bool)
+    inside[:, 2:18, :] = disc[:, None, :]  # layers 2..17; the rim is layer 17
+    inside[:, 18:21, :] = cap[:, None, :]  # the hull's cap over the opening
+    seen = inside.copy()
+    seen[:, 2:4, :] = False  # the floor
+    walled, owned = hull.container_walls(seen, inside, disc, wall_cells=3.0)
+    depth = ndimage.distance_transform_edt(disc)  # cells in from the outline
+    for layer in (4, 10, 17):
+        np.testing.assert_array_equal(walled[:, layer, :], disc & (depth > 3.0))
+    np.testing.assert_array_equal(walled[:, 18:21, :], seen[:, 18:21, :])  # the cap's carving
+    np.testing.assert_array_equal(walled[:, 2:4, :], seen[:, 2:4, :])  # the floor
+    grown = ndimage.binary_dilation(disc, iterations=2)
+    for layer in (2, 10, 17):
+        np.testing.assert_array_equal(owned[:, layer, :], grown)
+    assert not owned[:, 18:, :].any()
+    assert not owned[:, :2, :].any()
 
 
 def test_a_cell_is_a_stereo_surface_where_two_photos_each_put_many_depths_in_it() -> None:
