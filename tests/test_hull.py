@@ -136,7 +136,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     seen[6:18, 16:22, 6:22] = True  # its opening, 12 x 16 of the 14 x 18 cells
     occupied = np.zeros_like(inside)
     sunk, _ = hull.sink_hollows(
-        seen, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
+        seen, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, max_wall_cells=2.8
     )
     assert sunk[12, 4:16, 14].all()  # down to the floor (layer 2 + 2) ...
     assert not sunk[12, :4, 14].any()  # ... which stays
@@ -144,7 +144,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     body[0:24, 2:22, 0:28] = True  # the same opening in a wide body
     np.testing.assert_array_equal(
         hull.sink_hollows(
-            seen, body, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
+            seen, body, occupied, floor_cells=2, min_run=4, min_opening=0.2, max_wall_cells=2.8
         )[0],
         seen,
     )
@@ -152,7 +152,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     collar[10:13, 16:22, 12:15] = True  # 3 x 3 cells: narrow
     np.testing.assert_array_equal(
         hull.sink_hollows(
-            collar, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
+            collar, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, max_wall_cells=2.8
         )[0],
         collar,
     )
@@ -162,7 +162,7 @@ def test_a_container_keeps_its_walls_where_stereo_saw_through_them() -> None:
     """A round cup of hull (radius 10 cells, 16 layers, a cap 3 layers narrower above it)
     whose carved hollow reached its outline: up to the rim a wall 3 cells thick is kept, the
     cap's carving stays, and the hull alone decides the cup's cells (and 2 round them) up to
-    the rim, nothing beyond it."""
+    the rim, nothing beyond it, and none within 2 cells of where stereo saw a surface."""
     x, z = np.mgrid[0:28, 0:28]
     disc = (x - 14) ** 2 + (z - 14) ** 2 <= 10**2
     cap = (x - 14) ** 2 + (z - 14) ** 2 <= 8**2
@@ -171,15 +171,21 @@ def test_a_container_keeps_its_walls_where_stereo_saw_through_them() -> None:
     inside[:, 18:21, :] = cap[:, None, :]  # the hull's cap over the opening
     seen = inside.copy()
     seen[:, 2:4, :] = False  # the floor
-    walled, owned = hull.container_walls(seen, inside, disc, wall_cells=3.0)
+    occupied = np.zeros_like(inside)
+    occupied[14, 10, 5] = True  # stereo saw the wall there
+    walled, owned = hull.container_walls(seen, inside, disc, 3.0, occupied)
     depth = ndimage.distance_transform_edt(disc)  # cells in from the outline
     for layer in (4, 10, 17):
         np.testing.assert_array_equal(walled[:, layer, :], disc & (depth > 3.0))
     np.testing.assert_array_equal(walled[:, 18:21, :], seen[:, 18:21, :])  # the cap's carving
     np.testing.assert_array_equal(walled[:, 2:4, :], seen[:, 2:4, :])  # the floor
     grown = ndimage.binary_dilation(disc, iterations=2)
-    for layer in (2, 10, 17):
+    for layer in (2, 17):
         np.testing.assert_array_equal(owned[:, layer, :], grown)
+    assert not owned[14, 10, 5]  # where stereo saw the wall ...
+    assert not owned[14, 10, 7]  # ... and 2 cells from it
+    assert owned[14, 10, 8]
+    assert owned[14, 13, 5]
     assert not owned[:, 18:, :].any()
     assert not owned[:, :2, :].any()
 
