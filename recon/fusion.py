@@ -90,12 +90,12 @@ class FusionOptions:
     # ... when the opening's convex outline covers this share of the hull's plan at least (a
     # mug's 0.42; a shoe's collar 0.06-0.09, whose insole stereo does not see, sank to the sole).
     hull_sink_min_opening: float = 0.2
-    # ... and its outline lies this × the hull grid's longest side inside the hull's at most:
-    # thin walls (a white mug's 0.01, a printed mug's 0.06; an armchair's seat, ringed by its
-    # arms, back and front, 0.17). (Asking instead that the cells just round the opening lie
-    # outside the hull missed the printed mug, whose speckled inside stereo sees down to a
-    # false floor 6 cm up: F@1 % 0.843 -> 0.954 now, on a table 0.841 -> 0.956.)
-    hull_sink_max_wall_rel: float = 0.1
+    # ... and the ring of cells round it lies this share outside the hull at least: thin walls
+    # (a mug's 0.71; an armchair's seat, ringed by its arms, back and front, 0.0). (Asking
+    # instead that the opening's outline lie near the hull's also sank the project's printed
+    # mug, whose speckled inside stereo sees down to a false floor 6 cm up, F@1 % 0.843 ->
+    # 0.954, but with it a soup can's recessed end and the Middlebury dino's back.)
+    hull_sink_min_outside: float = 0.5
     # ... and its walls are this × the hull grid's longest side thick (a ceramic mug's 3-6
     # mm; 0: as stereo carved them), and the hull, so walled, alone decides the container's
     # surface up to its rim, but where stereo saw a surface (see hull.container_walls). The
@@ -252,7 +252,7 @@ def run(
             cut_field, others, options.hull_free_space_rel, options.hull_close_carve_views,
             sink_floor_rel=options.hull_sink_floor_rel,
             sink_min_opening=options.hull_sink_min_opening,
-            sink_max_wall_rel=options.hull_sink_max_wall_rel,
+            sink_min_outside=options.hull_sink_min_outside,
             sink_wall_rel=options.hull_sink_wall_rel,
             agreeing_margin_rel=options.hull_carve_agreeing_rel,
         )  # fmt: skip

@@ -349,7 +349,7 @@ def carve_seen_through(
     agreeing_margin_rel: float = 0.0,
     agreeing_views: int = 2,
     sink_min_opening: float = 0.0,
-    sink_max_wall_rel: float = np.inf,
+    sink_min_outside: float = 0.0,
     sink_wall_rel: float = 0.0,
 ) -> HullField:
     """The hull less the space that at least `min_views` of the `others` (camera, depth map,
@@ -360,10 +360,10 @@ def carve_seen_through(
     cell off at worst); the hull's own surface keeps its smooth distance. With `sink_floor_rel`
     > 0 a hollow carved this way from the top sinks down to its floor (see sink_hollows; the
     floor's thickness is this × the grid's height) when its opening spans `sink_min_opening` of
-    the hull's plan at least and its walls are thin (`sink_max_wall_rel` × the grid's longest
-    side at most, see sink_hollows); with `sink_wall_rel` > 0 its walls are then this × the
-    grid's longest side thick, and the field alone decides them and the hollow where stereo
-    saw no surface (see container_walls)."""
+    the hull's plan at least and its walls are thin (`sink_min_outside`, see sink_hollows);
+    with `sink_wall_rel` > 0 its walls are then this × the grid's longest side thick, and the
+    field alone decides them and the hollow where stereo saw no surface (see
+    container_walls)."""
     values = field.values
     candidates = np.argwhere(values > -field.voxel)  # in the hull or at its rim
     seen = np.zeros(values.shape, dtype=bool)
@@ -388,8 +388,7 @@ def carve_seen_through(
             seen, openings = sink_hollows(
                 seen, values > 0, occupied, floor_cells,
                 2 * floor_cells,
-                min_opening=sink_min_opening,
-                max_wall_cells=sink_max_wall_rel * max(values.shape),
+                min_opening=sink_min_opening, min_outside=sink_min_outside,
             )  # fmt: skip
             if sink_wall_rel > 0 and openings.any():
                 seen, owned = container_walls(
@@ -411,7 +410,7 @@ def sink_hollows(
     min_run: int,
     close_cells: int = 2,
     min_opening: float = 0.0,
-    max_wall_cells: float = np.inf,
+    min_outside: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(nx, ny, nz) bool: the `seen` (carved) cells with each hollow that stereo saw into from
     above carried straight down (grid axis 1 is up) through the hull (`inside`) until a cell
@@ -428,11 +427,9 @@ def sink_hollows(
     its plan with the handle) leads straight down to its floor, while under a narrow one (a
     shoe's collar, 0.06-0.09) the cavity's floor (the insole, a third of the way up) is unknown,
     and sinking to the sole cost the shoe on a table F@1 % 0.776 -> 0.765. Nor does one whose
-    outline lies farther than `max_wall_cells` inside the hull's outline (the median over
-    it): its walls are not thin (an armchair's seat, 21 cells in, sank through: F@1 % 0.908
-    -> 0.869; a white mug's opening reaches its outline, a printed mug's, whose speckled inner
-    wall stereo sees, stops 7-8 cells in). Also returns the (nx, nz) plan of the openings that
-    sank (none: all False).
+    ring of cells just outside it lies less than `min_outside` outside the hull: its walls
+    are not thin (an armchair's seat sank through, F@1 % 0.908 -> 0.869). Also returns the
+    (nx, nz) plan of the openings that sank (none: all False).
     """
     nx, ny, nz = seen.shape
     whole = np.zeros((nx, nz), dtype=np.uint8)  # an image of rows x, columns z
@@ -451,7 +448,6 @@ def sink_hollows(
     # The far wall's depths are patchy: each opening is taken whole, as its convex outline.
     labels, count = ndimage.label(footprint)
     plan = float(any_inside.sum())
-    in_from_outline = ndimage.distance_transform_edt(any_inside)
     for label in range(1, count + 1):
         points = np.argwhere(labels == label)[:, ::-1].astype(np.int32)  # OpenCV's (col, row)
         outline = cv2.convexHull(points)
@@ -460,14 +456,15 @@ def sink_hollows(
             continue
         opening = np.zeros((nx, nz), dtype=np.uint8)
         cv2.fillPoly(opening, [outline], 1)
-        # A container's walls are thin: its opening's outline lies near the hull's. An opening
-        # inside a wide body (an armchair's seat between its arms and back) has no known floor.
-        edge = (opening > 0) & ~ndimage.binary_erosion(opening > 0)
-        wall = float(np.median(in_from_outline[edge]))
-        if wall <= max_wall_cells:
+        # A container's walls are thin: the ring `floor_cells` + 1 cells round its opening
+        # lies mostly outside the hull (a white mug: 0.71 of it). An opening inside a wide
+        # body (an armchair's seat between its arms and back: 0.0) has no known floor.
+        ring = ndimage.binary_dilation(opening > 0, iterations=floor_cells + 1) & (opening == 0)
+        outside = float((~any_inside[ring]).mean()) if ring.any() else 0.0
+        if outside >= min_outside:
             logger.info(
-                "a hollow's opening, %.2f of the plan, %.1f cells in from its outline, sinks to "
-                "its floor", share, wall,
+                "a hollow's opening, %.2f of the plan, %.2f of its ring outside, sinks to its "
+                "floor", share, outside,
             )  # fmt: skip
             whole |= opening
     if not whole.any():
@@ -502,8 +499,8 @@ def container_walls(
     decides: the container's walls, hollow and floor, and `margin_cells` round them, but none
     within `margin_cells` of a cell stereo put a surface in (`occupied`, see stereo_cells):
     there stereo places it (the sample printed mug fused from its true depths, whose speckled
-    inside stereo sees: F@1 % 0.921 before walls, 0.864 with all its cells the hull's, 0.933
-    so).
+    inside stereo sees, under an opening rule that sank it: F@1 % 0.864 with all its cells the
+    hull's, 0.933 so; 0.921 not sunk).
 
     On a plain white mug stereo sees through its 4 mm wall as often as into its hollow (of
     the hull's cells 1.5-3 mm inside its outline, and 6-10 mm inside, 60 % and 64 % were seen

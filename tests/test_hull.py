@@ -136,7 +136,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     seen[6:18, 16:22, 6:22] = True  # its opening, 12 x 16 of the 14 x 18 cells
     occupied = np.zeros_like(inside)
     sunk, _ = hull.sink_hollows(
-        seen, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, max_wall_cells=2.8
+        seen, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
     )
     assert sunk[12, 4:16, 14].all()  # down to the floor (layer 2 + 2) ...
     assert not sunk[12, :4, 14].any()  # ... which stays
@@ -144,7 +144,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     body[0:24, 2:22, 0:28] = True  # the same opening in a wide body
     np.testing.assert_array_equal(
         hull.sink_hollows(
-            seen, body, occupied, floor_cells=2, min_run=4, min_opening=0.2, max_wall_cells=2.8
+            seen, body, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
         )[0],
         seen,
     )
@@ -152,7 +152,7 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     collar[10:13, 16:22, 12:15] = True  # 3 x 3 cells: narrow
     np.testing.assert_array_equal(
         hull.sink_hollows(
-            collar, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, max_wall_cells=2.8
+            collar, inside, occupied, floor_cells=2, min_run=4, min_opening=0.2, min_outside=0.5
         )[0],
         collar,
     )
