@@ -91,11 +91,15 @@ class FusionOptions:
     # mug's 0.42; a shoe's collar 0.06-0.09, whose insole stereo does not see, sank to the sole).
     hull_sink_min_opening: float = 0.2
     # ... and the ring of cells round it lies this share outside the hull at least: thin walls
-    # (a mug's 0.71; an armchair's seat, ringed by its arms, back and front, 0.0). (Asking
-    # instead that the opening's outline lie near the hull's also sank the project's printed
-    # mug, whose speckled inside stereo sees down to a false floor 6 cm up, F@1 % 0.843 ->
-    # 0.954, but with it a soup can's recessed end and the Middlebury dino's back.)
+    # (a mug's 0.71; an armchair's seat, ringed by its arms, back and front, 0.0) ...
     hull_sink_min_outside: float = 0.5
+    # ... or stereo carved it down this × its width at least and saw no floor under it: a well,
+    # whose floor a ring of photos cannot see (the project's printed mug, whose speckled inside
+    # stereo sees down to a false floor 6 cm up, carved 0.51 of its width; a soup can's
+    # recessed end 0.14, the Middlebury dino's back 0.21, an armchair's seat 0.10). (Asking
+    # instead that the opening's outline lie near the hull's sank the can's end and the dino's
+    # back too.) 0: no wells.
+    hull_sink_min_well_depth: float = 0.4
     # ... and its walls are this × the hull grid's longest side thick (a ceramic mug's 3-6
     # mm; 0: as stereo carved them), and the hull, so walled, alone decides the container's
     # surface up to its rim, but where stereo saw a surface (see hull.container_walls). The
@@ -253,6 +257,7 @@ def run(
             sink_floor_rel=options.hull_sink_floor_rel,
             sink_min_opening=options.hull_sink_min_opening,
             sink_min_outside=options.hull_sink_min_outside,
+            sink_min_well_depth=options.hull_sink_min_well_depth,
             sink_wall_rel=options.hull_sink_wall_rel,
             agreeing_margin_rel=options.hull_carve_agreeing_rel,
         )  # fmt: skip

@@ -158,6 +158,40 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
     )
 
 
+def test_a_well_sinks_to_its_floor_when_stereo_saw_no_floor_under_it() -> None:
+    """In a wide body (walls thick to the hull, as a printed mug's are) an opening stereo
+    carved deeper than half its width sinks to its floor: a ring of photos sees no deeper into
+    a well. One carved a third of its width (an armchair's seat) does not, nor a deep one with
+    a surface stereo saw at the bottom of the carve (its floor)."""
+    body = np.zeros((24, 24, 28), dtype=bool)
+    body[0:24, 2:22, 0:28] = True  # layers 2..21
+    occupied = np.zeros_like(body)
+
+    def sinks(seen: np.ndarray, occupied: np.ndarray) -> bool:
+        sunk, _ = hull.sink_hollows(
+            seen, body, occupied, floor_cells=2, min_run=4, min_opening=0.05, min_outside=0.5,
+            min_well_depth=0.4,
+        )  # fmt: skip
+        return bool((sunk & ~seen).any())
+
+    well = np.zeros_like(body)
+    well[8:16, 14:22, 10:18] = True  # 8 x 8 cells, carved 8 layers down
+    sunk, openings = hull.sink_hollows(
+        well, body, occupied, floor_cells=2, min_run=4, min_opening=0.05, min_outside=0.5,
+        min_well_depth=0.4,
+    )  # fmt: skip
+    assert openings[8:16, 10:18].all()
+    assert sunk[12, 4:22, 14].all()  # down to the floor (layer 2 + 2) ...
+    assert not sunk[12, :4, 14].any()  # ... which stays
+    seat = np.zeros_like(body)
+    seat[6:18, 18:22, 6:22] = True  # 12 x 16 cells, carved 4 layers down
+    assert not sinks(seat, occupied)
+    floor = occupied.copy()
+    floor[8:16, 13, 10:18] = True  # stereo saw the surface the carve stopped at
+    assert not sinks(well, floor)
+    assert sinks(well, occupied)
+
+
 def test_a_container_keeps_its_walls_where_stereo_saw_through_them() -> None:
     """A round cup of hull (radius 10 cells, 16 layers, a cap 3 layers narrower above it)
     whose carved hollow reached its outline: up to the rim a wall 3 cells thick is kept, the
