@@ -440,9 +440,9 @@ def sink_hollows(
     under most columns. A ring of photos sees a well's far wall only so far down and its floor
     not at all: the project's printed mug, whose carved opening stops 7-8 cells in from the
     hull's outline (its ring inside the hull, as round the dino's back), was carved 0.51 of
-    its width down to a false floor 6 cm up. Stereo carves what it saw down to a floor to the
-    floor: a soup can's recessed end 0.14 (its floor seen under 91 % of the columns), the
-    dino's back 0.21 (0.57 across its narrower side), an armchair's seat 0.10. Also returns
+    its width down to a false floor 6 cm up. What stereo saw down to its floor is carved to
+    it: a soup can's recessed end, 0.14 (its floor seen under 91 % of the columns); and the
+    dino's back is 0.21 (0.57 across its narrower side), an armchair's seat 0.10. Also returns
     the (nx, nz) plan of the openings that sank (none: all False).
     """
     nx, ny, nz = seen.shape
@@ -552,12 +552,12 @@ def container_walls(
     inside stereo sees, under an opening rule that sank it: F@1 % 0.864 with all its cells the
     hull's, 0.933 so; 0.921 not sunk). Where stereo saw the walls -- `min_seen_wall` of the
     cells in the outermost 2 of the walls up to the rim are `seen_walls` (looser stereo
-    cells, see stereo_cells) -- those cells stand for what stereo saw instead: the project's
-    printed mug, 0.39-0.43 of them with 2 depths from 3 photos each (its plain white twin
-    0.12), had with 8 depths from 2 photos got the hull's outer wall, which the handle's
-    silhouettes widen by 1-2 mm beside it: its print there came out in ghosts (novel-view PSNR
-    24.5 and 24.0 dB on plain paper and a table; 26.6 and 26.9 so). (The looser cells on the
-    white mug too cost it 1.0 dB.)
+    cells, see stereo_cells) -- those cells stand for what stereo saw instead. The project's
+    printed mug has 0.39-0.43 of them with 2 depths from 3 photos each (its plain white twin
+    0.12); by 8 depths from 2 photos its outer wall was the hull's, which the handle's
+    silhouettes widen by 1-2 mm beside it, and its print there came out in ghosts (novel-view
+    PSNR 24.5 and 24.0 dB on plain paper and a table; 26.6 and 26.9 so). (The looser cells on
+    the white mug too cost it 1.0 dB.)
 
     On a plain white mug stereo sees through its 4 mm wall as often as into its hollow (of
     the hull's cells 1.5-3 mm inside its outline, and 6-10 mm inside, 60 % and 64 % were seen
