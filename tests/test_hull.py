@@ -159,10 +159,11 @@ def test_only_a_wide_opening_in_thin_walls_sinks_to_its_floor() -> None:
 
 
 def test_a_well_sinks_to_its_floor_when_stereo_saw_no_floor_under_it() -> None:
-    """In a wide body (walls thick to the hull, as a printed mug's are) an opening stereo
-    carved deeper than half its width sinks to its floor: a ring of photos sees no deeper into
-    a well. One carved a third of its width (an armchair's seat) does not, nor a deep one with
-    a surface stereo saw at the bottom of the carve (its floor)."""
+    """In a wide body (the ring round the opening inside the hull, as round the printed mug's
+    carved opening) an opening stereo carved down 0.4 of its width or more sinks to its floor:
+    a ring of photos sees no deeper into a well. One carved a third of its width (an
+    armchair's seat) does not, nor a deep one with a surface stereo saw at the bottom of the
+    carve (its floor)."""
     body = np.zeros((24, 24, 28), dtype=bool)
     body[0:24, 2:22, 0:28] = True  # layers 2..21
     occupied = np.zeros_like(body)
