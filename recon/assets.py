@@ -16,7 +16,7 @@ from recon import meshing, texturing
 from recon.commerce import MB, inspect_glb
 from recon.compress import DracoOptions, compress_glb
 from recon.errors import InputError, ReconError, StageError
-from recon.export import glb_bytes
+from recon.export import ExportOptions, glb_bytes
 from recon.poster import PosterOptions, write_poster
 from recon.progress import ProgressCallback
 from recon.textured_mesh import TexturedMesh, load_textured_mesh
@@ -78,7 +78,8 @@ class AssetResult:
     usdz_arkit_compliant: bool | None  # USD's ARKit checker passed (None: no USDZ or no checker)
     warnings: list[str]
     seconds: float
-    # model.glb as written: bytes, faces, vertices, texture_size, jpeg_quality, compression
+    # model.glb as written: bytes, faces, vertices, texture_size, jpeg_quality, full_colour,
+    # compression
     glb: dict = field(default_factory=dict)
     # with max_mb: target_bytes, bytes, fits, reduced ([{"step", "from", "to", "bytes"}])
     budget: dict | None = None
@@ -170,11 +171,11 @@ def write_model(
     """Stage model.glb: the texture stage's GLB as it is, Draco-compressed with `compress`, and
     fitted under `max_mb`. Returns the written file's facts and the budget record (or None)."""
     source = workspace.textured_model_path.read_bytes()
-    quality = texture_options.export.jpeg_quality
+    export = texture_options.export
     data = compress_glb(source, options.draco) if options.compress else source
     budget = None
     if options.max_mb is not None:
-        data, quality, budget = fit_budget(data, mesh, options, texture_options, views)
+        data, export, budget = fit_budget(data, mesh, options, texture_options, views)
     with atomic_path(workspace.staged_path(MODEL_FILE)) as tmp:
         tmp.write_bytes(data)
         os.chmod(tmp, 0o644)  # served and shared, like every published file
@@ -185,7 +186,8 @@ def write_model(
         "faces": facts.triangles,
         "vertices": facts.vertices,
         "texture_size": max(sizes, default=0),
-        "jpeg_quality": quality,
+        "jpeg_quality": export.jpeg_quality,
+        "full_colour": export.full_colour,
         "compression": "draco" if options.compress else None,
     }
     return glb, budget
@@ -197,23 +199,24 @@ def fit_budget(
     options: AssetOptions,
     texture_options: texturing.TextureOptions,
     views: _TierSource,
-) -> tuple[bytes, int, dict]:
+) -> tuple[bytes, ExportOptions, dict]:
     """Shrink the GLB `data` (made from `mesh`) until it is at most options.max_mb MB.
 
     Each step cuts what takes more of the file, measured on the encoded bytes: while the
-    texture is at least half of it, the JPEG quality drops to 75, then the texture halves (not
-    below budget_min_texture_px), then the quality drops to 50; otherwise the triangles halve
-    (simplified and textured from the model, down to budget_min_faces), when the
-    product mesh is there. Returns the smallest bytes tried (the first that fits), its JPEG quality
-    and the budget record; the record's `fits` is False, with a `message`, when nothing fits.
+    texture is at least half of it, the JPEG's colour halves (4:2:0), its quality drops to 75,
+    then the texture halves (not below budget_min_texture_px), then the quality drops to 50;
+    otherwise the triangles halve (simplified and textured from the model, down to
+    budget_min_faces), when the product mesh is there. Returns the smallest bytes tried (the
+    first that fits), the export options they were written with and the budget record; the
+    record's `fits` is False, with a `message`, when nothing fits.
     """
     if not options.max_mb > 0:
         raise InputError(f"max_mb must be above 0 MB, got {options.max_mb}")
     target = int(options.max_mb * MB)
-    quality = texture_options.export.jpeg_quality
+    export = texture_options.export
     if len(data) <= target:  # the usual case: nothing to do
-        return data, quality, {"target_bytes": target, "bytes": len(data), "fits": True,
-                               "reduced": []}  # fmt: skip
+        return data, export, {"target_bytes": target, "bytes": len(data), "fits": True,
+                              "reduced": []}  # fmt: skip
     primitive = _single_textured(mesh)
     geometry = (primitive.vertices, primitive.faces, primitive.uv, primitive.normals)
     texture = primitive.texture
@@ -223,7 +226,7 @@ def fit_budget(
     while len(data) > target:
         texture_share = inspect_glb(data).image_bytes / len(data)
         step = None
-        texture_step = _texture_step(size, quality, options.budget_min_texture_px)
+        texture_step = _texture_step(size, export, options.budget_min_texture_px)
         can_simplify = faces > options.budget_min_faces and views.available()
         if texture_step and (texture_share >= 0.5 or not can_simplify):
             step = texture_step
@@ -232,8 +235,10 @@ def fit_budget(
         if step is None:
             break
         name, before, after = step
-        if name == "jpeg_quality":
-            quality = after
+        if name == "full_colour":
+            export = dataclasses.replace(export, full_colour=after)
+        elif name == "jpeg_quality":
+            export = dataclasses.replace(export, jpeg_quality=after)
         elif name == "texture_size":
             size = after
         else:
@@ -241,7 +246,6 @@ def fit_budget(
             geometry = (baked.vertices, baked.faces, baked.uv, baked.normals)
             texture, faces = baked.texture, len(baked.faces)
             after = faces
-        export = dataclasses.replace(texture_options.export, jpeg_quality=quality)
         vertices, triangles, uv, normals = geometry
         data = glb_bytes(vertices, triangles, uv, _resized(texture, size), normals=normals,
                          options=export)  # fmt: skip
@@ -257,21 +261,26 @@ def fit_budget(
     if not record["fits"]:
         record["message"] = (
             f"model.glb is {len(data) / MB:.2f} MB, above the {options.max_mb:g} MB budget even "
-            f"with a {size}² texture at JPEG quality {quality} and {faces} triangles: raise "
-            "--max-mb, or add --compress"
+            f"with a {size}² texture at JPEG quality {export.jpeg_quality} and {faces} "
+            "triangles: raise --max-mb, or add --compress"
             + ("" if views.available() else " (no product mesh here to simplify)")
         )
-    return data, quality, record
+    return data, export, record
 
 
-def _texture_step(size: int, quality: int, min_size: int) -> tuple[str, int, int] | None:
-    """The next texture reduction: quality to 75, then halve the size, then quality to 50."""
-    if quality > 75:
-        return ("jpeg_quality", quality, 75)
+def _texture_step(
+    size: int, export: ExportOptions, min_size: int
+) -> tuple[str, int | bool, int | bool] | None:
+    """The next texture reduction: colour at half size, quality to 75, then halve the size,
+    then quality to 50."""
+    if export.full_colour:
+        return ("full_colour", True, False)
+    if export.jpeg_quality > 75:
+        return ("jpeg_quality", export.jpeg_quality, 75)
     if size // 2 >= min_size:
         return ("texture_size", size, size // 2)
-    if quality > 50:
-        return ("jpeg_quality", quality, 50)
+    if export.jpeg_quality > 50:
+        return ("jpeg_quality", export.jpeg_quality, 50)
     return None
 
 
@@ -325,7 +334,11 @@ def write_tiers(
             geometry = (baked.vertices, baked.faces, baked.uv, baked.normals)
             texture = baked.texture
         # No finer JPEG than the model's own (a budget may have lowered it)
-        export = dataclasses.replace(texture_options.export, jpeg_quality=model["jpeg_quality"])
+        export = dataclasses.replace(
+            texture_options.export,
+            jpeg_quality=model["jpeg_quality"],
+            full_colour=model["full_colour"],
+        )
         vertices, triangles, uv, normals = geometry
         data = glb_bytes(vertices, triangles, uv, texture, normals=normals, options=export)
         if options.compress:

@@ -2468,7 +2468,13 @@ def undistort_photo(
         raise StageError(STAGE, f"cannot read {source}")
     map_x, map_y = cv2.initUndistortRectifyMap(K, distortion, None, K, size, cv2.CV_32FC1)
     undistorted = cv2.remap(photo, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
-    quality = [cv2.IMWRITE_JPEG_QUALITY, 95] if target.suffix.lower() in {".jpg", ".jpeg"} else []
+    # Colour at full size (4:4:4): the photo's own JPEG halved it already, and halving it again
+    # blurred the printed mug's fine colour print in its texture (novel-view PSNR 26.58 ->
+    # 27.00 dB; with the GLB's texture at full colour too, the 15 standard benchmark captures
+    # +0.11 dB mean, -0.19 to +0.41).
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, 95,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]  # fmt: skip
+    quality = jpeg if target.suffix.lower() in {".jpg", ".jpeg"} else []
     if not cv2.imwrite(str(target), undistorted, quality):
         raise StageError(STAGE, f"cannot write {target}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from recon.export import jpeg_bytes
 from recon.textured_mesh import Primitive, TexturedMesh
 from recon.workspace import atomic_path
 
@@ -190,6 +190,4 @@ def _jpeg(texture: np.ndarray, quality: int) -> bytes:
     if width != height or width & (width - 1):
         side = 1 << round(np.log2(max(width, height, 1)))
         image = image.resize((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, optimize=True)
-    return buffer.getvalue()
+    return jpeg_bytes(np.asarray(image), quality)

@@ -136,8 +136,9 @@ def test_a_budget_shrinks_the_texture_first_and_the_written_file_fits(tmp_path) 
     assert result.budget["fits"] is True
     assert result.budget["target_bytes"] == int(0.6 * full)
     steps = [step["step"] for step in result.budget["reduced"]]
-    assert steps
-    assert set(steps) <= {"jpeg_quality", "texture_size"}
+    assert steps[0] == "full_colour"  # the JPEG's colour halved first
+    assert set(steps) <= {"full_colour", "jpeg_quality", "texture_size"}
+    assert result.glb["full_colour"] is False
     assert result.glb["faces"] == 15_616  # the mesh was left alone
     assert result.glb["bytes"] == written
     assert_valid(workspace.staged_path("model.glb"))

@@ -9,7 +9,7 @@ import numpy as np
 import pygltflib
 import pytest
 import trimesh
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from recon.export import ExportOptions, glb_bytes, vertex_normals, write_glb
 from tests.gltf_validator import issue_summary, validate_glb, validator_missing
@@ -108,6 +108,7 @@ def test_gltf_structure_is_as_specified() -> None:
     jpeg = gltf.bufferViews[image.bufferView]
     decoded = Image.open(io.BytesIO(blob[jpeg.byteOffset : jpeg.byteOffset + jpeg.byteLength]))
     assert (decoded.format, decoded.size) == ("JPEG", (64, 64))
+    assert JpegImagePlugin.get_sampling(decoded) == 0  # colour at full size (4:4:4)
     # GLB header: magic, version 2, total length.
     magic, version, length = struct.unpack("<4sII", data[:12])
     assert (magic, version, length) == (b"glTF", 2, len(data))

@@ -12,7 +12,7 @@ import numpy as np
 import pycolmap
 import pytest
 import trimesh
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from recon import masks, sfm
 from recon.cameras import Camera, look_at, read_cameras_json, read_middlebury_par
@@ -234,6 +234,25 @@ def test_undistort_photo_keeps_size_and_intrinsics(tmp_path: Path) -> None:
     assert agreement(undistorted) > 0.99
     assert agreement(distorted) < 0.9  # the check can tell
     assert sfm.max_distortion_px(K, sfm.opencv_distortion(colmap_camera), (width, height)) > 5
+
+
+def test_an_undistorted_jpeg_keeps_its_colour_at_full_size(tmp_path: Path) -> None:
+    """Red and blue stripes a pixel wide (a fine colour print) stay apart when a JPEG photo is
+    undistorted: its colour is not halved (JPEG's default 4:2:0 blurs them purple)."""
+    width, height, focal = 320, 240, 300.0
+    colmap_camera = pycolmap.Camera.create_from_model_name(0, "SIMPLE_RADIAL", focal, width, height)
+    colmap_camera.params = [focal, width / 2, height / 2, -0.2]
+    K = np.array([[focal, 0, width / 2 - 0.5], [0, focal, height / 2 - 0.5], [0, 0, 1]])
+    stripes = np.zeros((height, width, 3), np.uint8)
+    stripes[:, 0::2] = (0, 0, 230)  # BGR red
+    stripes[:, 1::2] = (230, 0, 0)  # blue
+    source, target = tmp_path / "photo.jpg", tmp_path / "undistorted.jpg"
+    full_colour = [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    cv2.imwrite(str(source), stripes, [cv2.IMWRITE_JPEG_QUALITY, 100, *full_colour])
+    sfm.undistort_photo(source, target, colmap_camera, K)
+    assert JpegImagePlugin.get_sampling(Image.open(target)) == 0
+    centre = cv2.imread(str(target))[100:140, 140:180].astype(int)
+    assert np.abs(centre[..., 2] - centre[..., 0]).mean() > 60  # red and blue, not purple
 
 
 def test_the_final_adjustment_matches_colmaps_and_leaves_its_logging_quiet() -> None:
