@@ -387,7 +387,14 @@ def carve_seen_through(
         seen = ndimage.binary_opening(seen, iterations=open_cells) if open_cells else seen
         if sink_floor_rel > 0 and seen.any():
             floor_cells = max(2, round(sink_floor_rel * values.shape[1]))
-            occupied = functools.cache(lambda: stereo_cells(field, others))
+            # Where stereo put a surface, strictly (stereo_cells' default: stops a sinking
+            # hollow) and loosely (a container's walls stereo saw, see container_walls): the
+            # photos' depths projected once for both.
+            levels = functools.cache(lambda: stereo_cell_levels(field, others, ((8, 2), (2, 3))))
+
+            def occupied() -> np.ndarray:
+                return levels()[0]
+
             seen, openings = sink_hollows(
                 seen, values > 0, occupied, floor_cells,
                 2 * floor_cells,
@@ -397,7 +404,7 @@ def carve_seen_through(
             if sink_wall_rel > 0 and openings.any():
                 seen, owned = container_walls(
                     seen, values > 0, openings, sink_wall_rel * max(values.shape), occupied(),
-                    seen_walls=stereo_cells(field, others, min_points=2, min_views=3),
+                    seen_walls=levels()[1],
                 )  # fmt: skip
     if not seen.any():
         return field
@@ -603,17 +610,30 @@ def stereo_cells(
     A white mug's glaze gets a few stray depths a cell from several photos: counted together
     (8 in all) and grown by a cell they stopped the sinking hollow in pillars and ledges along
     the inner wall (F@1 % of its fused surface 0.75; 0.95 asking 8 from each of 2 photos)."""
-    views = np.zeros(field.values.size, dtype=np.int32)
+    return stereo_cell_levels(field, others, ((min_points, min_views),))[0]
+
+
+def stereo_cell_levels(
+    field: HullField,
+    others: list[tuple[Camera, np.ndarray, np.ndarray]],
+    levels: tuple[tuple[int, int], ...],
+) -> list[np.ndarray]:
+    """stereo_cells at each (min_points, min_views) of `levels`, the depths projected once."""
+    views = np.zeros((len(levels), field.values.size), dtype=np.int32)
     shape = np.array(field.values.shape)
     for camera, depth, K in others:
         rows, cols = np.nonzero(depth > 0)
         cells = np.round(field.to_grid(world_points(camera, K, depth, rows, cols))).astype(np.int64)
         cells = cells[((cells >= 0) & (cells < shape)).all(axis=1)]
         counts = np.bincount(
-            np.ravel_multi_index(tuple(cells.T), field.values.shape), minlength=views.size
+            np.ravel_multi_index(tuple(cells.T), field.values.shape), minlength=views.shape[1]
         )
-        views += counts >= min_points
-    return (views >= min_views).reshape(field.values.shape)
+        for level, (min_points, _) in enumerate(levels):
+            views[level] += counts >= min_points
+    return [
+        (count >= min_views).reshape(field.values.shape)
+        for count, (_, min_views) in zip(views, levels, strict=True)
+    ]
 
 
 def nearest_depth(depth: np.ndarray, window_px: int) -> np.ndarray:
