@@ -129,7 +129,8 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "nullable": True,
                 "description": "gaps around the product (degrees from the first photo), "
-                "largest_gap_deg, elevation_deg {min, max}, views_from_above",
+                "largest_gap_deg, elevation_deg {min, max}, views_from_above, judged (false: "
+                "gaps left to the reconstruction), little_detail (photos too bare to match)",
             },
             "images": {
                 "type": "array",

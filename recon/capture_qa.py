@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import combinations
+from itertools import combinations, pairwise
 from pathlib import Path
 
 import cv2
@@ -95,9 +95,14 @@ class QaOptions:
     estimate_poses: bool = True  # `check`: estimate rotations for overlap and coverage
     pose_px: int = 480  # long side of the thumbnails features are found on
     max_features: int = 800  # SIFT keypoints per thumbnail
+    min_keypoints: int = 300  # fewer (at a lower contrast threshold too): a photo with too
+    # little detail for the check to say it overlaps nothing (see `estimated_coverage`)
     max_exhaustive_photos: int = 30  # more photos: neighbours in order plus a spread subset
     min_pair_inliers: int = 20  # a pair overlaps with this many essential-matrix inliers
     max_gap_deg: float = 50.0  # no photos over a wider sector around the product: reshoot
+    min_steps_in_order: float = 0.7  # fewer steps between photos in capture order going on
+    # round by the estimated angles: they are not judged (`_steps_in_order`; well placed
+    # synthetic captures 0.74-1.0, a folded mustard bottle 0.61)
     min_top_elevation_deg: float = 35.0  # no photo higher than this above the product's
     # middle: "no views from above" (the sample captures' upper rings sit at 45–52°)
     min_photos: int = 3  # fewer photos without defects cannot make a model
@@ -311,6 +316,7 @@ class PairMatch:
     rotation: np.ndarray  # (3, 3) camera j from camera i: R_j = rotation @ R_i
     motion: float  # median image motion of the inliers, × the long side
     same_view: bool  # most keypoints matched and barely moved: a near-duplicate
+    trusted: bool = True  # False: the rotation is ambiguous (see `_relative_pose`)
 
 
 def match_photos(
@@ -318,8 +324,9 @@ def match_photos(
     focals_px: Sequence[float | None],
     options: QaOptions,
     masks: Sequence[np.ndarray] | None = None,
-) -> list[PairMatch]:
-    """Pairs of (h, w) uint8 thumbnails that overlap, with their relative rotations.
+) -> tuple[list[PairMatch], list[int]]:
+    """Pairs of (h, w) uint8 photos that overlap, with their relative rotations, and how
+    many keypoints each photo gave.
 
     SIFT features, Lowe's ratio test, then an essential matrix (RANSAC) with the EXIF focal
     length when known, else 1.2 × the long side (sfm's prior too): rotations need only be
@@ -332,15 +339,9 @@ def match_photos(
     # OpenCV's SIFT, matcher and RANSAC run on one core each and let go of the GIL: threads
     # share the work out over the cores.
     with ThreadPoolExecutor(max_workers=available_cores()) as pool:
-        found = list(
-            pool.map(lambda grey, mask: _sift(options).detectAndCompute(grey, mask), greys, masks)
+        features = list(
+            pool.map(lambda grey, mask: _find_features(grey, mask, options), greys, masks)
         )
-        features = []
-        for keypoints, descriptors in found:
-            points = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
-            order = np.argsort([-k.response for k in keypoints])[:_SCREEN_FEATURES]
-            strongest = None if descriptors is None else descriptors[order]
-            features.append(_Features(points, descriptors, strongest))
         count = len(greys)
         if count <= options.max_exhaustive_photos:
             pairs = list(combinations(range(count), 2))
@@ -359,7 +360,7 @@ def match_photos(
             ),
             pairs,
         )
-        return [m for m in matched if m is not None]
+        return [m for m in matched if m is not None], [len(f.points) for f in features]
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,49 @@ class _Features:
     points: np.ndarray  # (n, 2) keypoint positions, px
     descriptors: np.ndarray | None  # (n, 128) SIFT
     strongest: np.ndarray | None  # descriptors of the _SCREEN_FEATURES strongest keypoints
+    pixel: float = 1.0  # photo pixels per pixel features were found at
+
+
+def _find_features(grey: np.ndarray, mask: np.ndarray | None, options: QaOptions) -> _Features:
+    """SIFT keypoints of one (h, w) uint8 photo, in its pixels, found on the part of it that
+    shows detail (the product, on a plain backdrop), at most `pose_px` long."""
+    x0, y0, x1, y1 = _detail_box(grey if mask is None else mask)
+    crop = grey[y0:y1, x0:x1]
+    scale = min(1.0, options.pose_px / max(crop.shape))
+    crop = shrink(crop, options.pose_px)
+    crop_mask = (
+        None
+        if mask is None
+        else cv2.resize(mask[y0:y1, x0:x1], crop.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    )
+    keypoints, descriptors = _sift(options).detectAndCompute(crop, crop_mask)
+    if len(keypoints) < options.min_keypoints:
+        keypoints, descriptors = _sift(options, contrast=0.005).detectAndCompute(crop, crop_mask)
+    points = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
+    points = points / scale + (x0, y0)
+    order = np.argsort([-k.response for k in keypoints])[:_SCREEN_FEATURES]
+    strongest = None if descriptors is None else descriptors[order]
+    return _Features(points, descriptors, strongest, 1.0 / scale)
+
+
+def _detail_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the part of a (h, w) uint8 image with detail, a margin round it."""
+    height, width = image.shape[:2]
+    small = shrink(image, 200)
+    step = height / small.shape[0]
+    detail = cv2.morphologyEx(small, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 24
+    ys, xs = np.nonzero(detail)
+    if len(xs) < 50:
+        return 0, 0, width, height
+    margin = 0.08 * max(small.shape)
+    xlo, xhi = np.percentile(xs, [0.5, 99.5]) + np.array([-margin, margin + 1])
+    ylo, yhi = np.percentile(ys, [0.5, 99.5]) + np.array([-margin, margin + 1])
+    return (
+        max(0, int(xlo * step)),
+        max(0, int(ylo * step)),
+        min(width, int(xhi * step)),
+        min(height, int(yhi * step)),
+    )
 
 
 def _match_pair(
@@ -405,49 +449,59 @@ def _match_pair(
         a, b, repeated = a[moved], b[moved], False
         if len(a) < options.min_pair_inliers * 1.25:
             return None
-    pair = _relative_pose(a, b, shape, focal_px, options, repeated=repeated)
+    pixel = max(a_features.pixel, b_features.pixel)
+    pair = _relative_pose(a, b, shape, focal_px, options, repeated=repeated, pixel=pixel)
     if pair is None:
         return None
-    inliers, rotation, motion = pair
+    inliers, rotation, motion, trusted = pair
     same_view = repeated and motion < options.duplicate_motion
-    return PairMatch(i, j, inliers, rotation, motion, same_view)
+    return PairMatch(i, j, inliers, rotation, motion, same_view, trusted)
 
 
-def _sift(options: QaOptions) -> cv2.Feature2D:
+def _sift(options: QaOptions, contrast: float = 0.02) -> cv2.Feature2D:
     # One detector per thread; a low contrast threshold finds the print of plain products.
-    return cv2.SIFT_create(nfeatures=options.max_features, contrastThreshold=0.02)
+    return cv2.SIFT_create(nfeatures=options.max_features, contrastThreshold=contrast)
 
 
 def _relative_pose(
     a: np.ndarray, b: np.ndarray, shape: tuple[int, ...], focal_px: float | None,
-    options: QaOptions, *, repeated: bool,
-) -> tuple[int, np.ndarray, float] | None:  # fmt: skip
-    """(inliers, rotation of b's camera from a's, median motion × the long side) of matched
-    (n, 2) pixel positions, or None when no essential matrix holds enough of them."""
+    options: QaOptions, *, repeated: bool, pixel: float = 1.0,
+) -> tuple[int, np.ndarray, float, bool] | None:  # fmt: skip
+    """(inliers, rotation of b's camera from a's, median motion × the long side, whether the
+    rotation can be trusted) of matched (n, 2) pixel positions, or None when no essential
+    matrix holds enough of them.
+
+    A pair whose matches one homography explains better than the essential matrix saw mostly
+    one plane (a box side filling both photos): its rotation is ambiguous, and on the
+    synthetic cereal box every such pair's was 28-124° off (those with fewer homography
+    inliers: under 17°). The pair still overlaps.
+    """
     height, width = shape[:2]
     long_side = max(height, width)
     motion = np.linalg.norm(a - b, axis=1) / long_side
     if repeated and float(np.median(motion)) < options.duplicate_motion:
         # The same view twice: no baseline for an essential matrix, and none needed.
-        return len(a), np.eye(3), float(np.median(motion))
+        return len(a), np.eye(3), float(np.median(motion)), True
     focal = focal_px or 1.2 * long_side
     K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
     try:
         # 500 iterations find a pair with 40 % inliers 19 times in 20; pairs with fewer
         # are not worth the time (RANSAC's default 1000 doubled the check's run time).
         E, mask = cv2.findEssentialMat(
-            a, b, K, method=cv2.RANSAC, prob=0.99, threshold=1.5, maxIters=500
+            a, b, K, method=cv2.USAC_DEFAULT, prob=0.99, threshold=1.5 * pixel, maxIters=500
         )
         if E is None or mask is None or E.shape[0] < 3:
             return None
         # Several solutions come stacked; the first is RANSAC's best.
         inliers, R, _, mask = cv2.recoverPose(E[:3], a, b, K, mask=mask.copy())
+        _, on_plane = cv2.findHomography(a, b, cv2.RANSAC, 1.5 * pixel, maxIters=500)
     except cv2.error:  # degenerate point sets (all on a line, repeated) make the solver throw
         return None
     if inliers < options.min_pair_inliers:
         return None
     kept = mask.ravel() > 0
-    return int(inliers), R, float(np.median(motion[kept]))
+    planar = on_plane is not None and int(on_plane.sum()) > 1.05 * inliers
+    return int(inliers), R, float(np.median(motion[kept])), not planar
 
 
 def chain_rotations(
@@ -464,10 +518,7 @@ def chain_rotations(
     pairs alone cannot be trusted, the agreement of the rest can. The agreeing pairs are then
     averaged. Photos outside the group are absent.
     """
-    edges: dict[int, list[tuple[int, np.ndarray, int]]] = {k: [] for k in range(count)}
-    for m in matches:
-        edges[m.i].append((m.j, m.rotation, m.inliers))  # R_j = rotation @ R_i
-        edges[m.j].append((m.i, m.rotation.T, m.inliers))
+    edges = _edges(count, matches)
     groups = _components(count, edges)
     if not groups:
         return {}
@@ -501,6 +552,17 @@ def chain_rotations(
             if total.any():
                 rotations[node] = nearest_rotation(total)
     return rotations
+
+
+def _edges(
+    count: int, matches: Sequence[PairMatch]
+) -> dict[int, list[tuple[int, np.ndarray, int]]]:
+    """Each photo's pairs: (other photo, rotation of the other's camera from its own, inliers)."""
+    edges: dict[int, list[tuple[int, np.ndarray, int]]] = {k: [] for k in range(count)}
+    for m in matches:
+        edges[m.i].append((m.j, m.rotation, m.inliers))  # R_j = rotation @ R_i
+        edges[m.j].append((m.i, m.rotation.T, m.inliers))
+    return edges
 
 
 def _spanning_tree_rotations(
@@ -595,15 +657,15 @@ def coverage(
     elevation_deg: np.ndarray,
     options: QaOptions,
     *,
-    links: Sequence[tuple[int, int]] | None = None,
+    links: set[tuple[int, int]] | None = None,
 ) -> dict:
     """Gaps around the product and the height range of the photos; `names` in capture order.
 
-    `links` (index pairs of photos that share features), when given, veto gaps: a gap that two
-    overlapping photos span, or whose two edge photos overlap each other or a common third
-    photo, is an error of the estimated angles, not missing photos (two-view rotations of a
-    small product seen from afar are uncertain by tens of degrees and a ring can come out
-    squeezed, while photos on either side of a real 50° gap share no features).
+    `links` (index pairs of photos that share features and are less than `max_gap_deg` apart
+    by their own two-view rotation, see `estimated_coverage`), when given, veto gaps: a gap
+    that a linked pair spans, or whose two edge photos are linked, is an error of the chained
+    angles, not missing photos (two-view rotations of a small product seen from afar are
+    uncertain by tens of degrees and a ring can come out squeezed or folded).
 
     Returns {"photos", "gaps": [{"from_deg", "to_deg", "width_deg", "after", "before"}],
     "largest_gap_deg", "elevation_deg": {"min", "max"}, "views_from_above", "angles":
@@ -625,7 +687,7 @@ def coverage(
         after, before = int(order[k]), int(order[(k + 1) % len(order)])
         if links is not None and (
             any(_spans(azimuth_deg[a], azimuth_deg[b], start, float(widths[k])) for a, b in links)
-            or _within_two_links(after, before, links)
+            or (min(after, before), max(after, before)) in links
         ):
             continue
         result["gaps"].append(
@@ -645,17 +707,6 @@ def coverage(
     }
     result["views_from_above"] = bool(elevation_deg.max() >= options.min_top_elevation_deg)
     return result
-
-
-def _within_two_links(a: int, b: int, links: Sequence[tuple[int, int]]) -> bool:
-    """Whether photos a and b overlap, or both overlap a third photo. The photos either side
-    of a real gap of 50° or more cannot: nothing in between shows what they show."""
-    neighbours: dict[int, set[int]] = {}
-    for i, j in links:
-        neighbours.setdefault(i, set()).add(j)
-        neighbours.setdefault(j, set()).add(i)
-    near_a = neighbours.get(a, set())
-    return b in near_a or bool(near_a & neighbours.get(b, set()))
 
 
 def _spans(a_deg: float, b_deg: float, start_deg: float, width_deg: float) -> bool:
@@ -762,8 +813,19 @@ def assess(
             advice.append(
                 f"{len(names)} {_plural(check, len(names))}: " + _ADVICE[check].format(names=shown)
             )
-    placed = coverage_info["photos"] if coverage_info else 0
-    if (
+    estimate = coverage_info or {}
+    placed = estimate.get("overlapping", estimate.get("photos", 0))
+    plain = estimate.get("little_detail") or []
+    if plain:
+        shown = ", ".join(plain[:6]) + (f" and {len(plain) - 6} more" if len(plain) > 6 else "")
+        advice.append(
+            f"{len(plain)} {'photo shows' if len(plain) == 1 else 'photos show'} too little "
+            f"detail for the quick check to match ({shown}), so it cannot tell whether every "
+            "photo overlaps the others or the photos go all round; the reconstruction will. "
+            "A plain product is placed best on a patterned surface (a newspaper or a printed "
+            "mat), with a photo every 10–15°"
+        )
+    elif (
         poses != "none"
         and len(without_defects) >= options.min_photos
         and placed < max(options.min_photos, 0.5 * len(without_defects))
@@ -867,7 +929,7 @@ def check(input_path: Path | str, options: QaOptions | None = None) -> QaResult:
         notes: list[str] = []
         if options.estimate_poses and len(names) >= 2:
             pose_start = time.perf_counter()
-            greys = [read_grey(workspace.image_path(n), options.pose_px) for n in names]
+            greys = [read_grey(workspace.image_path(n), options.analysis_px) for n in names]
             focals = [
                 entry["focal_px"] * max(grey.shape) / max(entry["width"], entry["height"])
                 if entry.get("focal_px")
@@ -883,10 +945,15 @@ def check(input_path: Path | str, options: QaOptions | None = None) -> QaResult:
                 masks = turntable.feature_masks(finding, sizes, turntable.TurntableOptions())
             coverage_info = estimated_coverage(names, greys, focals, photos, options, masks)
             poses = "estimated"
-            if not coverage_info.get("judged", True):
+            if not coverage_info["judged"] and not coverage_info["little_detail"]:
+                why = (
+                    "the photos record no focal length (EXIF)"
+                    if any(f is None for f in focals)
+                    else "the quick check could not place the photos consistently round the product"
+                )
                 notes.append(
-                    "the photos record no focal length (EXIF), so the coverage around the product "
-                    "is judged only after reconstruction (report.json capture_qa)"
+                    f"{why}, so the coverage around the product is judged only after "
+                    "reconstruction (report.json capture_qa)"
                 )
             timings["poses"] = round(time.perf_counter() - pose_start, 3)
     timings["total"] = round(time.perf_counter() - start, 3)
@@ -929,8 +996,15 @@ def estimated_coverage(
 ) -> dict:
     """Match the thumbnails (features only inside `masks`, if given), flag photos that
     overlap nothing or repeat a view (in `photos`, in place), and measure the coverage of the
-    photos placed by their chained rotations."""
-    matches = match_photos(greys, focals_px, options, masks)
+    photos placed by their chained rotations.
+
+    Photos of a plain product show too little detail for thumbnails to link them all (the
+    synthetic avocado and water bottle on a plain backdrop, which reconstruct fine, give 60-350
+    keypoints a photo): when such a photo is left out, the check cannot tell a photo that does
+    not overlap from one it could not match, so it flags none and leaves coverage to the
+    reconstruction ("judged": False, "little_detail": the names).
+    """
+    matches, keypoints = match_photos(greys, focals_px, options, masks)
     by_name = {p["image"]: p for p in photos}
     problems = {p["image"]: p["problems"] for p in photos}
     for m in sorted(matches, key=lambda m: (m.j, m.i)):
@@ -941,11 +1015,19 @@ def estimated_coverage(
                 names[m.i],
                 f"the same view as (its features moved {m.motion:.1%} of the frame from)",
             )
-    rotations = chain_rotations(len(names), matches)
+    groups = _components(len(names), _edges(len(names), matches))
+    overlapping = set(max(groups, key=len)) if groups else set()
+    left_out = [k for k in range(len(names)) if k not in overlapping]
+    defective = {
+        p["image"] for p in photos if any(q["check"] in _PHOTO_DEFECTS for q in p["problems"])
+    }
+    plain = [
+        names[k]
+        for k in left_out
+        if keypoints[k] < options.min_keypoints and names[k] not in defective
+    ]
     linked = {m.i for m in matches} | {m.j for m in matches}
-    for index, name in enumerate(names):
-        if index in rotations:
-            continue
+    for index in [] if plain else left_out:
         if index in linked:
             reason = "overlaps only photos that do not overlap the rest (a separate group)"
         else:
@@ -953,16 +1035,36 @@ def estimated_coverage(
                 f"shares fewer than {options.min_pair_inliers} consistent features with any "
                 "other photo"
             )
-        by_name[name]["problems"].append(problem(Check.NOT_OVERLAPPING, reason))
+        by_name[names[index]]["problems"].append(problem(Check.NOT_OVERLAPPING, reason))
+    rotations = chain_rotations(
+        len(names), [m for m in matches if m.trusted and m.i in overlapping]
+    )
     placed = sorted(rotations)
-    if not placed:
-        return coverage([], np.zeros(0), np.zeros(0), options)
-    directions, up = directions_from_rotations([rotations[k] for k in placed])
-    azimuth, elevation = orbit_angles(directions, up)
-    position = {k: n for n, k in enumerate(placed)}
-    links = [(position[m.i], position[m.j]) for m in matches if m.i in position]
-    result = coverage([names[k] for k in placed], azimuth, elevation, options, links=links)
-    if any(focals_px[k] is None for k in placed):
+    if placed:
+        directions, up = directions_from_rotations([rotations[k] for k in placed])
+        azimuth, elevation = orbit_angles(directions, up)
+        position = {k: n for n, k in enumerate(placed)}
+        near = _near_pairs(matches, options.max_gap_deg)
+        links = {(position[i], position[j]) for i, j in near if {i, j} <= position.keys()}
+        # Photos that overlap but could not be placed (only ambiguous rotations) fill the
+        # gap between two placed photos they connect.
+        unplaced = overlapping - rotations.keys()
+        for a, b in _connected_through(matches, unplaced, placed):
+            links.add((position[a], position[b]))
+        result = coverage([names[k] for k in placed], azimuth, elevation, options, links=links)
+    else:
+        result = coverage([], np.zeros(0), np.zeros(0), options)
+    in_order = _steps_in_order(result, options.max_gap_deg)
+    result.update(
+        overlapping=len(overlapping),
+        little_detail=plain,
+        steps_in_order=None if in_order is None else round(in_order, 3),
+    )
+    if plain or (in_order is not None and in_order < options.min_steps_in_order):
+        # Photos left out may fill any gap or be the views from above; a folded ring's angles
+        # mean nothing.
+        result.update(gaps=[], largest_gap_deg=None, views_from_above=None, judged=False)
+    elif any(focals_px[k] is None for k in placed):
         # With a guessed focal length two-view rotations come out scaled and skewed (the
         # Middlebury temple, 1520 px taken for 768 px, squeezed its ring into 150°): the
         # angles are kept for reference but not judged; report.json judges the solved ones.
@@ -970,6 +1072,61 @@ def estimated_coverage(
     else:
         result["judged"] = True
     return result
+
+
+def _steps_in_order(result: dict, max_gap_deg: float) -> float | None:
+    """Share of steps from one placed photo to the next in capture order that go on round the
+    product by less than a gap, or across a gap found. People take photos in order round the
+    product; two-view rotations that fold the ring (a bottle's front taken for its back) send
+    the steps back and forth."""
+    angles = [a["azimuth_deg"] for a in result["angles"]]
+    if len(angles) < 3:
+        return None
+    good = 0
+    for a, b in pairwise(angles):
+        step = (b - a) % 360.0
+        crosses = any(_spans(a, b, g["from_deg"], g["width_deg"]) for g in result["gaps"])
+        good += step <= max_gap_deg or (step < 180.0 and crosses)
+    return good / (len(angles) - 1)
+
+
+def _near_pairs(matches: Sequence[PairMatch], max_deg: float) -> set[tuple[int, int]]:
+    """(i, j), i < j, of photos less than `max_deg` apart by their own rotation or through one
+    photo both overlap. A pair's own angle decides, not the mere overlap: a box's flat side
+    shows in photos 90° apart, either side of a real gap."""
+    relative: dict[tuple[int, int], np.ndarray] = {}
+    for m in matches:
+        if m.trusted:
+            relative[m.i, m.j] = m.rotation  # R_j = rotation @ R_i
+            relative[m.j, m.i] = m.rotation.T
+    near = {(i, j) for i, j in relative if i < j and rotation_angle_deg(relative[i, j]) < max_deg}
+    for (a, c), first in relative.items():
+        for (c2, b), second in relative.items():
+            if c2 == c and a < b and rotation_angle_deg(second @ first) < max_deg:
+                near.add((a, b))
+    return near
+
+
+def _connected_through(
+    matches: Sequence[PairMatch], inner: set[int], outer: Sequence[int]
+) -> set[tuple[int, int]]:
+    """(a, b), a < b, of `outer` photos joined by a path of overlapping `inner` photos."""
+    edges = _edges(max([m.j for m in matches], default=0) + 1, matches)
+    joined: set[tuple[int, int]] = set()
+    for start in outer:
+        seen, stack, reached = set(), [o for o, _, _ in edges[start] if o in inner], set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            for other, _, _ in edges[node]:
+                if other in inner:
+                    stack.append(other)
+                elif other != start:
+                    reached.add(other)
+        joined |= {(min(start, o), max(start, o)) for o in reached if o in outer}
+    return joined
 
 
 # -- after reconstruction: report.json ------------------------------------------------------------
