@@ -205,6 +205,74 @@ def test_photos_that_share_nothing_are_not_overlapping(tmp_path) -> None:
     assert any("only 6 of 7 photos are usable" in r for r in result.reshoot)
 
 
+def test_photos_too_plain_to_match_are_advice_not_reshoot(tmp_path) -> None:
+    """A plain product's photos give the thumbnails too few keypoints to link (the synthetic
+    water bottle and white mug): the check cannot tell they overlap nothing, so it says so in
+    advice and leaves overlap and coverage to the reconstruction."""
+    capture = copy_capture("mug", tmp_path / "photos")
+    height, width = cv2.imread(str(capture / "img_000.jpg")).shape[:2]
+    for name, centre, radius in (("img_100.jpg", (300, 240), 90), ("img_101.jpg", (350, 260), 70)):
+        plain = np.full((height, width, 3), 200, np.uint8)
+        cv2.circle(plain, centre, radius, (235, 235, 235), -1, lineType=cv2.LINE_AA)
+        cv2.imwrite(str(capture / name), plain)
+    result = capture_qa.check(capture)
+    assert "img_100.jpg" not in problems_of(result)
+    assert "img_101.jpg" not in problems_of(result)
+    assert result.coverage["little_detail"] == ["img_100.jpg", "img_101.jpg"]
+    assert result.coverage["judged"] is False
+    assert result.coverage["gaps"] == []
+    assert any("too little detail for the quick check" in a for a in result.advice)
+    assert result.verdict == "ok", result.reshoot
+
+
+def _project(points: np.ndarray, rotation: np.ndarray, centre: np.ndarray, K: np.ndarray):
+    camera = (points - centre) @ rotation.T
+    return (camera[:, :2] / camera[:, 2:]) * K[0, 0] + K[:2, 2]
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_a_rotation_one_plane_explains_better_is_not_trusted(flat) -> None:
+    """Two views of one plane (a box side filling both photos) leave the essential matrix
+    ambiguous: RANSAC may settle on a wrong one that holds only part of the matches, which a
+    homography then explains better. Such a pair overlaps but its rotation is not trusted; a
+    trusted rotation is right. A scene with depth always gives a trusted, right rotation."""
+    K = np.array([[500.0, 0, 239.5], [0, 500.0, 239.5], [0, 0, 1]])
+    turn = np.radians(25.0)  # cameras 2 m from the middle, 25° apart round the y axis
+    second = np.array(
+        [[np.cos(turn), 0, -np.sin(turn)], [0, 1, 0], [np.sin(turn), 0, np.cos(turn)]]
+    )
+    first_centre = np.array([0.0, 0.0, -2.0])
+    outcomes = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        points = rng.uniform(-0.5, 0.5, (300, 3))
+        points[:, 2] = 0.0 if flat else points[:, 2]
+        a = _project(points, np.eye(3), first_centre, K) + rng.normal(0, 0.3, (300, 2))
+        b = _project(points, second, second.T @ first_centre, K) + rng.normal(0, 0.3, (300, 2))
+        _, rotation, _, trusted = capture_qa._relative_pose(
+            a, b, (480, 480), 500.0, QaOptions(), repeated=False
+        )
+        error = capture_qa.rotation_angle_deg(rotation @ second.T)
+        assert error < 2.0 or not trusted, (seed, error)
+        outcomes.append(trusted)
+    # (With these seeds the flat scene misleads RANSAC twice.)
+    assert not all(outcomes) if flat else all(outcomes)
+
+
+def test_angles_that_fold_the_ring_against_the_capture_order_are_not_judged() -> None:
+    ring = [{"azimuth_deg": float(a)} for a in range(0, 360, 30)]
+    assert capture_qa._steps_in_order({"angles": ring, "gaps": []}, 50.0) == 1.0
+    # Photos missing between 90° and 150°: the one step across the gap found still goes on.
+    gap = {"from_deg": 60.0, "width_deg": 90.0}
+    missing = [a for a in ring if not 90 <= a["azimuth_deg"] <= 120]
+    assert capture_qa._steps_in_order({"angles": missing, "gaps": [gap]}, 50.0) == 1.0
+    # A bottle's back taken for its front: every other photo lands half a turn away.
+    folded = [
+        {"azimuth_deg": (a["azimuth_deg"] + 180.0 * (k % 2)) % 360} for k, a in enumerate(ring)
+    ]
+    assert capture_qa._steps_in_order({"angles": folded, "gaps": []}, 50.0) < 0.7
+
+
 # -- after reconstruction -------------------------------------------------------------------------
 
 
