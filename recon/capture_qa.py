@@ -92,6 +92,8 @@ class QaOptions:
     # below this: a copy of another photo (neighbours on a 15° ring differ by 0.13–0.3)
     duplicate_motion: float = 0.01  # matched features moved less than this × the long side
     # between two photos (the same view twice; video frames are kept this far apart too)
+    max_duplicate_distance: int = 3  # photos matched as the same view this far apart in
+    # capture order or less are near-duplicates (exact copies anywhere, by their thumbnails)
     estimate_poses: bool = True  # `check`: estimate rotations for overlap and coverage
     pose_px: int = 480  # long side of the thumbnails features are found on
     max_features: int = 800  # SIFT keypoints per thumbnail
@@ -1008,7 +1010,9 @@ def estimated_coverage(
     by_name = {p["image"]: p for p in photos}
     problems = {p["image"]: p["problems"] for p in photos}
     for m in sorted(matches, key=lambda m: (m.j, m.i)):
-        if m.same_view:
+        # Only photos taken one after another: a symmetric product's opposite sides give the
+        # same picture (the synthetic twin box and water bottle, photos 180° apart).
+        if m.same_view and m.j - m.i <= options.max_duplicate_distance:
             add_duplicate(
                 problems,
                 names[m.j],
