@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import combinations, pairwise
 from pathlib import Path
@@ -103,6 +103,13 @@ class QaOptions:
     max_exhaustive_photos: int = 30  # more photos: neighbours in order plus a spread subset
     min_pair_inliers: int = 20  # a pair overlaps with this many essential-matrix inliers
     max_gap_deg: float = 50.0  # no photos over a wider sector around the product: reshoot
+    estimate_margin_deg: float = 10.0  # `check` names a gap only this much wider than
+    # max_gap_deg (estimated angles are 5-20° off: the plain shoe's ring squeezed into a false
+    # 53° gap; photos missing between 90° and 150° leave 75-100°)
+    min_veto_inliers: int = 40  # a pair of photos proves a gap false (see `coverage`) only with
+    # this many inliers: on a table, two-view rotations of 20-46 inliers were 60-90° off on
+    # the cracker box (with 30 the twin box's missing sector went unseen, with 60 its whole
+    # ring showed a false gap)
     min_steps_in_order: float = 0.7  # fewer steps between photos in capture order going on
     # round by the estimated angles: they are not judged (`_steps_in_order`; well placed
     # synthetic captures 0.74-1.0, a folded mustard bottle 0.61)
@@ -1051,14 +1058,16 @@ def estimated_coverage(
         directions, up = directions_from_rotations([rotations[k] for k in placed])
         azimuth, elevation = orbit_angles(directions, up)
         position = {k: n for n, k in enumerate(placed)}
-        near = _near_pairs(matches, options.max_gap_deg)
+        near = _near_pairs(matches, options.max_gap_deg, options.min_veto_inliers)
         links = {(position[i], position[j]) for i, j in near if {i, j} <= position.keys()}
         # Photos that overlap but could not be placed (only ambiguous rotations) fill the
         # gap between two placed photos they connect.
         unplaced = overlapping - rotations.keys()
         for a, b in _connected_through(matches, unplaced, placed):
             links.add((position[a], position[b]))
-        result = coverage([names[k] for k in placed], azimuth, elevation, options, links=links)
+        # Estimated angles are off by 5-20°: a gap must be wider by a margin to be believed.
+        loose = replace(options, max_gap_deg=options.max_gap_deg + options.estimate_margin_deg)
+        result = coverage([names[k] for k in placed], azimuth, elevation, loose, links=links)
     else:
         result = coverage([], np.zeros(0), np.zeros(0), options)
     in_order = _steps_in_order(result, options.max_gap_deg)
@@ -1097,13 +1106,16 @@ def _steps_in_order(result: dict, max_gap_deg: float) -> float | None:
     return good / (len(angles) - 1)
 
 
-def _near_pairs(matches: Sequence[PairMatch], max_deg: float) -> set[tuple[int, int]]:
+def _near_pairs(
+    matches: Sequence[PairMatch], max_deg: float, min_inliers: int = 0
+) -> set[tuple[int, int]]:
     """(i, j), i < j, of photos less than `max_deg` apart by their own rotation or through one
-    photo both overlap. A pair's own angle decides, not the mere overlap: a box's flat side
-    shows in photos 90° apart, either side of a real gap."""
+    photo both overlap, counting trusted pairs of `min_inliers` or more. A pair's own angle
+    decides, not the mere overlap: a box's flat side shows in photos 90° apart, either side of
+    a real gap."""
     relative: dict[tuple[int, int], np.ndarray] = {}
     for m in matches:
-        if m.trusted:
+        if m.trusted and m.inliers >= min_inliers:
             relative[m.i, m.j] = m.rotation  # R_j = rotation @ R_i
             relative[m.j, m.i] = m.rotation.T
     near = {(i, j) for i, j in relative if i < j and rotation_angle_deg(relative[i, j]) < max_deg}
