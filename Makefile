@@ -57,6 +57,7 @@ bench: setup
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_flipped.py --out $(OUT)/bench/hard_flipped
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_dino.py --out $(OUT)/bench/hard_dino
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_low_texture.py --out $(OUT)/bench/hard_low_texture
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/capture_check.py --out $(OUT)/bench/capture_check
 	$(PY) benchmarks/scene.py --out $(OUT)/bench/scene
 	$(PY) benchmarks/api_load.py --out $(OUT)/bench/api.json
 	$(PY) benchmarks/throughput.py --out $(OUT)/bench/throughput.json
