@@ -76,7 +76,9 @@ STAGE = "sfm"
 
 CAPTURE_ADVICE = (
     "the photos share too few features: take photos every 10–15° around the product, "
-    "with the product filling most of the frame, in even light"
+    "with the product filling most of the frame, in even light; a plain product (white "
+    "ceramics, plain fabric) needs a patterned surface under it, such as a newspaper or a "
+    "printed mat"
 )
 
 # COLMAP camera models whose distortion OpenCV can undo, with the OpenCV coefficients they map to.
