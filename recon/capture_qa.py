@@ -1029,7 +1029,8 @@ def estimated_coverage(
                 names[m.i],
                 f"the same view as (its features moved {m.motion:.1%} of the frame from)",
             )
-    groups = _components(len(names), _edges(len(names), matches))
+    edges = _edges(len(names), matches)
+    groups = _components(len(names), edges)
     overlapping = set(max(groups, key=len)) if groups else set()
     left_out = [k for k in range(len(names)) if k not in overlapping]
     defective = {
@@ -1063,7 +1064,7 @@ def estimated_coverage(
         # Photos that overlap but could not be placed (only ambiguous rotations) fill the
         # gap between two placed photos they connect.
         unplaced = overlapping - rotations.keys()
-        for a, b in _connected_through(matches, unplaced, placed):
+        for a, b in _connected_through(edges, unplaced, set(placed)):
             links.add((position[a], position[b]))
         # Estimated angles are off by 5-20°: a gap must be wider by a margin to be believed.
         loose = replace(options, max_gap_deg=options.max_gap_deg + options.estimate_margin_deg)
@@ -1127,10 +1128,10 @@ def _near_pairs(
 
 
 def _connected_through(
-    matches: Sequence[PairMatch], inner: set[int], outer: Sequence[int]
+    edges: dict[int, list[tuple[int, np.ndarray, int]]], inner: set[int], outer: set[int]
 ) -> set[tuple[int, int]]:
-    """(a, b), a < b, of `outer` photos joined by a path of overlapping `inner` photos."""
-    edges = _edges(max([m.j for m in matches], default=0) + 1, matches)
+    """(a, b), a < b, of `outer` photos joined by a path of overlapping `inner` photos
+    (`edges` as `_edges` gives them)."""
     joined: set[tuple[int, int]] = set()
     for start in outer:
         seen, stack, reached = set(), [o for o, _, _ in edges[start] if o in inner], set()
