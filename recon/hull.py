@@ -26,6 +26,12 @@ from recon.masks import up_aligned_axes
 
 logger = logging.getLogger(__name__)
 
+# (depths a cell needs from each photo, photos) for stereo to count a surface in it (see
+# stereo_cells): strictly, against a white glaze's stray depths; loosely, for a container's
+# walls that stereo saw (see container_walls).
+STRICT_STEREO = (8, 2)
+LOOSE_STEREO = (2, 3)
+
 # A point must be inside the frame of this many photos to be judged (the rest are not hull).
 MIN_JUDGING_VIEWS = 3
 
@@ -390,7 +396,9 @@ def carve_seen_through(
             # Where stereo put a surface, strictly (stereo_cells' default: stops a sinking
             # hollow) and loosely (a container's walls stereo saw, see container_walls): the
             # photos' depths projected once for both.
-            levels = functools.cache(lambda: stereo_cell_levels(field, others, ((8, 2), (2, 3))))
+            levels = functools.cache(
+                lambda: stereo_cell_levels(field, others, (STRICT_STEREO, LOOSE_STEREO))
+            )
 
             def occupied() -> np.ndarray:
                 return levels()[0]
@@ -600,8 +608,8 @@ def container_walls(
 def stereo_cells(
     field: HullField,
     others: list[tuple[Camera, np.ndarray, np.ndarray]],
-    min_points: int = 8,
-    min_views: int = 2,
+    min_points: int = STRICT_STEREO[0],
+    min_views: int = STRICT_STEREO[1],
 ) -> np.ndarray:
     """(nx, ny, nz) bool: the field's cells that at least `min_views` of the `others` (camera,
     depth map, K at the map's size) put `min_points` depths > 0 in each (a textured surface
