@@ -3,6 +3,7 @@ advice; good captures get none; `recon check` exit codes; the API's check before
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -203,6 +204,30 @@ def test_photos_that_share_nothing_are_not_overlapping(tmp_path) -> None:
     assert any("photo not overlapping the others" in a for a in result.advice)
     assert result.verdict == "reshoot"  # 6 photos are too few anyway
     assert any("only 6 of 7 photos are usable" in r for r in result.reshoot)
+
+
+def test_a_photo_the_first_matching_misses_gets_a_second_look(monkeypatch) -> None:
+    """A photo with detail whose keypoints at the check's contrast match nothing (the avocado on
+    a smooth wooden table: 20-24 ratio-test matches with its neighbours, too few to verify) is
+    searched again at the low contrast threshold, with its neighbours in capture order, and
+    matched with them in full."""
+    greys = [capture_qa.read_grey(p, 800) for p in sorted(sample("cereal_box").iterdir())[:8]]
+    find = capture_qa._find_features
+
+    def photo_3_matches_nothing(grey, mask, options, contrast=capture_qa._CONTRAST):
+        found = find(grey, mask, options, contrast)
+        if grey is greys[3] and contrast > capture_qa._LOW_CONTRAST:
+            shuffled = np.random.default_rng(0).permutation(len(found.descriptors))
+            return dataclasses.replace(found, descriptors=found.descriptors[shuffled])
+        return found
+
+    monkeypatch.setattr(capture_qa, "_find_features", photo_3_matches_nothing)
+    matches, keypoints = capture_qa.match_photos(greys, [None] * len(greys), QaOptions())
+    assert keypoints[3] >= QaOptions().min_keypoints  # not a plain photo
+    partners = {m.i + m.j - 3 for m in matches if 3 in (m.i, m.j)}
+    assert partners, "photo 3 matched no neighbour"
+    assert partners <= {1, 2, 4, 5}, partners
+    assert len({(m.i, m.j) for m in matches}) == len(matches)  # each pair once
 
 
 def test_photos_too_plain_to_match_are_advice_not_reshoot(tmp_path) -> None:
