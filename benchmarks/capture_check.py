@@ -6,7 +6,8 @@ captures, on the same captures with a sector of photos taken out, and its time.
   box, printed mug, plain white mug and look-alike twin box on plain paper, and the cereal box
   and mustard bottle on a turntable): the check must not say "reshoot" (a merchant told to
   reshoot a good capture learns to ignore the check), and each takes under 5 s, the whole
-  command timed.
+  command timed. Photos it flags on them (blurry, not overlapping...) are counted: each is a
+  false alarm in the advice.
 - The same captures without the photos whose true azimuth lies between 90° and 150° (4 of 24):
   "found" when the check says reshoot and names a gap, "unsure" when it says the coverage is
   judged only after reconstruction (plain products it cannot match, angles it could not place
@@ -79,6 +80,12 @@ def main() -> int:
         "said_reshoot_on_complete": [
             e["capture"] for e in results["complete"] if e["verdict"] != "ok"
         ],
+        # The synthetic photos are sharp, well exposed and overlap their neighbours: every
+        # photo flagged on a complete capture is a false alarm in the merchant's advice.
+        "photos_flagged_on_complete": {
+            check: sum(e["problems"].get(check, 0) for e in results["complete"])
+            for check in sorted({c for e in results["complete"] for c in e["problems"]})
+        },
         "slowest_s": max(e["seconds"] for e in results["complete"] + results["missing_sector"]),
         "missing_found": len(found),
         "missing_unsure": [
