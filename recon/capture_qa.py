@@ -406,8 +406,8 @@ def match_photos(
                 finer[k] = photo_features
             # Few pairs, each worth matching in full: no screening by the strongest keypoints.
             # They tell overlap, not angles: from 20-36 weak keypoints' matches the avocado's
-            # rotations came out 10° short of the 30° steps, which closed a missing 90° sector
-            # to under what the check believes is a gap.
+            # rotations came out 5-10° off its 30° steps, and the one 10° short, beside a
+            # missing 90° sector, closed it to under what the check believes is a gap.
             matches += [replace(m, trusted=False) for m in match(sorted(near), finer, screen=False)]
         return matches, [len(f.points) for f in features]
 
