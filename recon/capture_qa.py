@@ -1159,16 +1159,19 @@ def _near_pairs(
     photo both overlap, counting trusted pairs of `min_inliers` or more. A pair's own angle
     decides, not the mere overlap: a box's flat side shows in photos 90° apart, either side of
     a real gap."""
-    relative: dict[tuple[int, int], np.ndarray] = {}
+    onward: dict[int, list[tuple[int, np.ndarray]]] = {}  # photo -> (other, R_other @ R_photo⁻¹)
     for m in matches:
         if m.trusted and m.inliers >= min_inliers:
-            relative[m.i, m.j] = m.rotation  # R_j = rotation @ R_i
-            relative[m.j, m.i] = m.rotation.T
-    near = {(i, j) for i, j in relative if i < j and rotation_angle_deg(relative[i, j]) < max_deg}
-    for (a, c), first in relative.items():
-        for (c2, b), second in relative.items():
-            if c2 == c and a < b and rotation_angle_deg(second @ first) < max_deg:
-                near.add((a, b))
+            onward.setdefault(m.i, []).append((m.j, m.rotation))  # R_j = rotation @ R_i
+            onward.setdefault(m.j, []).append((m.i, m.rotation.T))
+    near: set[tuple[int, int]] = set()
+    for a, steps in onward.items():
+        for c, first in steps:
+            if a < c and rotation_angle_deg(first) < max_deg:
+                near.add((a, c))
+            for b, second in onward.get(c, ()):
+                if a < b and rotation_angle_deg(second @ first) < max_deg:
+                    near.add((a, b))
     return near
 
 
