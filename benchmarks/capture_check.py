@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -136,14 +134,10 @@ def without_sector(capture: Path, target: Path) -> Path:
 def check(images: Path, json_path: Path) -> dict:
     """`recon check IMAGES --json`, timed as a merchant's command would be."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "recon.cli", "check", str(images), "--json", str(json_path)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
-    )  # fmt: skip
-    seconds = round(time.perf_counter() - start, 2)
-    if done.returncode not in (0, 1):
-        return {"verdict": "error", "seconds": seconds, "error": done.stderr[-1500:]}
+    done = recon(["check", str(images), "--json", str(json_path)])
+    seconds = done["seconds"]
+    if done["returncode"] not in (0, 1):  # 1: reshoot, a verdict like 0
+        return {"verdict": "error", "seconds": seconds, "error": done.get("error", "")}
     body = json.loads(json_path.read_text())
     coverage = body.get("coverage") or {}
     return {
