@@ -25,7 +25,8 @@ class Lighting(StrEnum):
 class Rendering:
     """What one camera sees."""
 
-    rgb: np.ndarray  # (h, w, 3) uint8 sRGB, background where nothing was hit
+    rgb: np.ndarray | None  # (h, w, 3) uint8 sRGB, background where nothing was hit (None:
+    # a depth-only rendering)
     depth: np.ndarray  # (h, w) float32 depth along the optical axis in world units, 0 where empty
     mask: np.ndarray  # (h, w) bool, True where the mesh covers the pixel (≥ half of it)
     # (h, w) float32 share of each pixel the mesh covers (supersampled; else `mask` as 0 or 1)
@@ -171,14 +172,18 @@ class OffscreenRenderer:
         *,
         background: tuple[int, int, int] = (0, 0, 0),
         supersample: int = 1,
+        colour: bool = True,
     ) -> Rendering:
-        """Render at `camera`; `supersample` > 1 anti-aliases colour and mask edges."""
+        """Render at `camera`; `supersample` > 1 anti-aliases colour and mask edges; without
+        `colour` only depth and mask are read back (rgb is None), in half the read-back time."""
+        if not colour and supersample != 1:
+            raise ValueError("a depth-only rendering is not supersampled")
         # Several renderers may be open at once, each with its own context: make ours current.
         with self._ctx:
-            return self._render(camera, background, supersample)
+            return self._render(camera, background, supersample, colour)
 
     def _render(
-        self, camera: Camera, background: tuple[int, int, int], supersample: int
+        self, camera: Camera, background: tuple[int, int, int], supersample: int, colour: bool
     ) -> Rendering:
         big = camera.scaled(supersample) if supersample > 1 else camera
         near, far = self._depth_range(camera)
@@ -191,7 +196,10 @@ class OffscreenRenderer:
         )
         try:
             framebuffer.use()
-            framebuffer.clear(*(np.asarray(background) / 255.0), 0.0, depth=1.0)
+            # Both attachments are cleared alike: the depth one to the background's red, 0 in
+            # a depth-only rendering, whose mask is where a depth (≥ near > 0) was drawn.
+            clear = np.asarray(background if colour else (0, 0, 0)) / 255.0
+            framebuffer.clear(*clear, 0.0, depth=1.0)
             self._ctx.enable(moderngl.DEPTH_TEST)
             self._ctx.disable(moderngl.CULL_FACE)
             world_to_camera = np.eye(4)
@@ -206,14 +214,19 @@ class OffscreenRenderer:
                 self._program["base_texture"].value = 0
                 self._program["base_color"].value = base_color
                 vao.render(moderngl.TRIANGLES)
-            raw = framebuffer.read(components=4, attachment=0, dtype="f1")
-            rgba = np.frombuffer(raw, np.uint8).reshape(big.height, big.width, 4)[::-1]
+            rgba = None
+            if colour:
+                raw = framebuffer.read(components=4, attachment=0, dtype="f1")
+                rgba = np.frombuffer(raw, np.uint8).reshape(big.height, big.width, 4)[::-1]
             raw_depth = framebuffer.read(components=1, attachment=1, dtype="f4")
             depth = np.frombuffer(raw_depth, np.float32).reshape(big.height, big.width)[::-1]
         finally:
             framebuffer.release()
             color.release()
             depth_out.release()
+        if rgba is None:
+            covered = depth > 0
+            return Rendering(rgb=None, depth=np.where(covered, depth, 0.0), mask=covered)
         covered = rgba[..., 3] > 0
         rgb = rgba[..., :3]
         if supersample == 1:

@@ -34,6 +34,7 @@ The steps, and why each is there:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -61,8 +62,9 @@ from recon.masks import MaskOptions
 from recon.orient import hold_known_size
 from recon.planes import Plane, PlaneOptions, find_planes, nearest_planes, snap_to_planes
 from recon.progress import ProgressCallback
-from recon.render import Lighting, OffscreenRenderer
+from recon.render import Lighting, OffscreenRenderer, Rendering
 from recon.textured_mesh import Primitive, TexturedMesh, load_textured_mesh
+from recon.threads import each_photo
 from recon.turntable import still_pixels
 from recon.workspace import Workspace, atomic_path
 
@@ -611,7 +613,14 @@ class ViewAnalysis:
         """(V, 3) per-photo colour gains (`exposure_gains`; all 1 without level_exposure)."""
         if not options.level_exposure:
             return np.ones((len(self.cameras), 3))
-        return exposure_gains(self.exposure_samples(), len(self.cameras))
+        return self._exposure_gains
+
+    @functools.cached_property
+    def _exposure_gains(self) -> np.ndarray:
+        # Worked out once: the surface offsets and the planes ask the same analysis (~0.6 s).
+        gains = exposure_gains(self.exposure_samples(), len(self.cameras))
+        gains.flags.writeable = False
+        return gains
 
     def sharp_samples(self) -> np.ndarray:
         """(k,) bool: face_colors samples from a photo that sees their face at least
@@ -632,79 +641,129 @@ def analyse_views(
 ) -> ViewAnalysis:
     """Per face and photo: visibility (z-buffer), and the quality of the photo for that face."""
     corners = vertices[faces]
-    centroids = corners.mean(axis=1)
-    normals = unit_face_normals(corners)
-    samples = np.einsum("sk,fkd->sfd", _FACE_SAMPLES, corners).reshape(-1, 3)
-    n_faces, n_samples = len(faces), len(_FACE_SAMPLES)
-
-    quality = np.zeros((n_faces, len(cameras)), np.float32)
-    tolerance = np.zeros((n_faces, len(cameras)), np.float32)
-    depths, eroded, bands, blurred = [], [], [], []
-    color_faces, color_views, color_values, color_edges = [], [], [], []
+    surface = _Surface(
+        vertices=vertices,
+        faces=faces,
+        centroids=corners.mean(axis=1),
+        normals=unit_face_normals(corners),
+        samples=np.einsum("sk,fkd->sfd", _FACE_SAMPLES, corners).reshape(-1, 3),
+    )
     mesh = TexturedMesh(
         (Primitive(vertices=vertices, faces=faces, normals=vertex_normals(vertices, faces)),)
     )
+    # The renderer's GL context belongs to this thread; the photos' arrays are looked at on a
+    # thread per core (standard preset, 100k faces: ~2.6 s a look on one core).
     with OffscreenRenderer(mesh, lighting=Lighting.UNLIT) as renderer:
-        for v, (camera, image, mask) in enumerate(zip(cameras, images, masks, strict=True)):
-            rendering = renderer.render(camera)
-            depth = rendering.depth.astype(np.float32)
-            depths.append(depth)
-            product = None
-            if mask is not None:
-                product = bakeable(mask, options) & rendering.mask
-            eroded.append(product)
-            band = _edge_band(depth, rendering.mask, options)
-            bands.append(band)
-            blur = cv2.GaussianBlur(image, (0, 0), options.level_blur_px)
-            blurred.append(blur)
-
-            # Face geometry in this photo.
-            to_camera = camera.center - centroids
-            distance = np.linalg.norm(to_camera, axis=1)
-            cos = np.abs(np.einsum("fd,fd->f", normals, to_camera)) / np.maximum(distance, 1e-30)
-            vertex_uv, vertex_z = project(camera, vertices)
-            tri_uv = vertex_uv[faces]
-            area = 0.5 * np.abs(
-                (tri_uv[:, 1, 0] - tri_uv[:, 0, 0]) * (tri_uv[:, 2, 1] - tri_uv[:, 0, 1])
-                - (tri_uv[:, 1, 1] - tri_uv[:, 0, 1]) * (tri_uv[:, 2, 0] - tri_uv[:, 0, 0])
-            )
-            in_front = (vertex_z[faces] > 0).all(axis=1)
-            # One pixel spans z / f at the face; tilted faces change depth faster across it.
-            z_centroid = project(camera, centroids)[1]
-            footprint = np.abs(z_centroid) / camera.K[0, 0]
-            tangent = np.sqrt(np.maximum(1 - cos**2, 0)) / np.maximum(cos, 0.1)
-            slack = footprint * (options.depth_tolerance_px + 1.5 * tangent)
-
-            # The z-buffer test at each sample point (nearest pixel).
-            sample_uv, sample_z = project(camera, samples)
-            ok, px, py = _depth_test(
-                sample_uv, sample_z, np.tile(slack, n_samples), depth, product, camera
-            )
-            ok = ok.reshape(n_samples, n_faces).all(axis=0)
-            near_edge = band[py, px].reshape(n_samples, n_faces).any(axis=0)
-            usable = ok & in_front & (cos >= options.min_view_cos)
-            score = area * cos * np.where(near_edge, options.edge_penalty, 1.0)
-            quality[:, v] = np.where(usable, score, 0.0)
-            tolerance[:, v] = slack
-
-            # Colours at the centroids: for exposure gains (away from edges) and for the
-            # photo-consistency check (all usable photos).
-            seen = np.flatnonzero(usable)
-            if len(seen):
-                color_faces.append(seen)
-                color_views.append(np.full(len(seen), v))
-                color_values.append(_sample(blur, sample_uv[seen]))  # rows < m: centroids
-                color_edges.append(near_edge[seen])
-            if progress:
-                progress(0.25 + 0.3 * (v + 1) / len(cameras), f"visibility in {camera.name}")
-    face_colors = (
-        np.concatenate(color_faces) if color_faces else np.zeros(0, np.int64),
-        np.concatenate(color_views) if color_views else np.zeros(0, np.int64),
-        np.concatenate(color_values) if color_values else np.zeros((0, 3), np.float32),
+        renderings = [renderer.render(camera, colour=False) for camera in cameras]
+    looking = each_photo(
+        lambda *view: _look_at_view(surface, *view, options), cameras, images, masks, renderings
     )
-    near_edge = np.concatenate(color_edges) if color_edges else np.zeros(0, bool)
+    looks = []
+    for look, camera in zip(looking, cameras, strict=True):
+        looks.append(look)
+        if progress:
+            progress(0.25 + 0.3 * len(looks) / len(cameras), f"visibility in {camera.name}")
+    face_colors = (
+        np.concatenate([look.seen for look in looks]),
+        np.concatenate([np.full(len(look.seen), v) for v, look in enumerate(looks)]),
+        np.concatenate([look.colors for look in looks]),
+    )
+    near_edge = np.concatenate([look.edges for look in looks])
     return ViewAnalysis(
-        list(cameras), quality, tolerance, depths, eroded, bands, blurred, face_colors, near_edge
+        list(cameras),
+        np.stack([look.quality for look in looks], axis=1),
+        np.stack([look.tolerance for look in looks], axis=1),
+        [look.depth for look in looks],
+        [look.product for look in looks],
+        [look.band for look in looks],
+        [look.blurred for look in looks],
+        face_colors,
+        near_edge,
+    )
+
+
+@dataclass(frozen=True)
+class _Surface:
+    """The mesh as analyse_views looks at it from every photo."""
+
+    vertices: np.ndarray  # (n, 3)
+    faces: np.ndarray  # (m, 3)
+    centroids: np.ndarray  # (m, 3)
+    normals: np.ndarray  # (m, 3) unit
+    samples: np.ndarray  # (s * m, 3): _FACE_SAMPLES of every face, sample-major
+
+
+@dataclass(frozen=True)
+class _ViewLook:
+    """One photo's part of a ViewAnalysis."""
+
+    depth: np.ndarray  # (h, w) float32 rendered depth
+    product: np.ndarray | None  # (h, w) bool bakeable product pixels (None: no mask)
+    band: np.ndarray  # (h, w) bool near a silhouette or depth step
+    blurred: np.ndarray  # (h, w, 3) uint8
+    quality: np.ndarray  # (m,) float32
+    tolerance: np.ndarray  # (m,) float32
+    seen: np.ndarray  # (k,) faces usable in this photo
+    colors: np.ndarray  # (k, 3) their blurred centroid colours
+    edges: np.ndarray  # (k,) bool: near an edge
+
+
+def _look_at_view(
+    surface: _Surface,
+    camera: Camera,
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    rendering: Rendering,
+    options: TextureOptions,
+) -> _ViewLook:
+    """Visibility, quality and colours of every face in one photo (see analyse_views)."""
+    faces, centroids, normals = surface.faces, surface.centroids, surface.normals
+    n_faces, n_samples = len(faces), len(_FACE_SAMPLES)
+    depth = rendering.depth.astype(np.float32)
+    product = None
+    if mask is not None:
+        product = bakeable(mask, options) & rendering.mask
+    band = _edge_band(depth, rendering.mask, options)
+    blur = cv2.GaussianBlur(image, (0, 0), options.level_blur_px)
+
+    # Face geometry in this photo.
+    to_camera = camera.center - centroids
+    distance = np.linalg.norm(to_camera, axis=1)
+    cos = np.abs(np.einsum("fd,fd->f", normals, to_camera)) / np.maximum(distance, 1e-30)
+    vertex_uv, vertex_z = project(camera, surface.vertices)
+    tri_uv = vertex_uv[faces]
+    area = 0.5 * np.abs(
+        (tri_uv[:, 1, 0] - tri_uv[:, 0, 0]) * (tri_uv[:, 2, 1] - tri_uv[:, 0, 1])
+        - (tri_uv[:, 1, 1] - tri_uv[:, 0, 1]) * (tri_uv[:, 2, 0] - tri_uv[:, 0, 0])
+    )
+    in_front = (vertex_z[faces] > 0).all(axis=1)
+    # One pixel spans z / f at the face; tilted faces change depth faster across it.
+    z_centroid = project(camera, centroids)[1]
+    footprint = np.abs(z_centroid) / camera.K[0, 0]
+    tangent = np.sqrt(np.maximum(1 - cos**2, 0)) / np.maximum(cos, 0.1)
+    slack = footprint * (options.depth_tolerance_px + 1.5 * tangent)
+
+    # The z-buffer test at each sample point (nearest pixel).
+    sample_uv, sample_z = project(camera, surface.samples)
+    ok, px, py = _depth_test(sample_uv, sample_z, np.tile(slack, n_samples), depth, product, camera)
+    ok = ok.reshape(n_samples, n_faces).all(axis=0)
+    near_edge = band[py, px].reshape(n_samples, n_faces).any(axis=0)
+    usable = ok & in_front & (cos >= options.min_view_cos)
+    score = area * cos * np.where(near_edge, options.edge_penalty, 1.0)
+
+    # Colours at the centroids: for exposure gains (away from edges) and for the
+    # photo-consistency check (all usable photos).
+    seen = np.flatnonzero(usable)
+    return _ViewLook(
+        depth=depth,
+        product=product,
+        band=band,
+        blurred=blur,
+        quality=np.where(usable, score, 0.0).astype(np.float32),
+        tolerance=slack.astype(np.float32),
+        seen=seen,
+        colors=_sample(blur, sample_uv[seen]),  # rows < m: centroids
+        edges=near_edge[seen],
     )
 
 
@@ -820,12 +879,21 @@ def _offset_variance(
     counts = np.bincount(face, minlength=n_faces).astype(np.float64)
     variance = np.zeros((n_faces, len(steps)))
     rows_of = [np.flatnonzero(view == v) for v in range(len(views.cameras))]
-    for k, step in enumerate(steps):
-        colours = np.zeros((len(face), 3), np.float32)
-        for v, camera in enumerate(views.cameras):
-            mine = face[rows_of[v]]
+
+    def colours_at_steps(v: int) -> np.ndarray:
+        """(steps, rows, 3) float32: photo v's colours of its faces at each step."""
+        mine = face[rows_of[v]]
+        out = np.empty((len(steps), len(mine), 3), np.float32)
+        for k, step in enumerate(steps):
             points = centroids[mine] + (step * footprint[mine])[:, None] * directions[mine]
-            colours[rows_of[v]] = _sample(views.blurred[v], project(camera, points)[0]) * gains[v]
+            out[k] = _sample(views.blurred[v], project(views.cameras[v], points)[0]) * gains[v]
+        return out
+
+    per_photo = list(each_photo(colours_at_steps, range(len(views.cameras))))
+    for k in range(len(steps)):
+        colours = np.zeros((len(face), 3), np.float32)
+        for v, rows in enumerate(rows_of):
+            colours[rows] = per_photo[v][k]
         total = np.stack(
             [np.bincount(face, colours[:, c], minlength=n_faces) for c in range(3)], axis=1
         )

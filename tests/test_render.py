@@ -119,6 +119,21 @@ def test_depth_is_distance_along_the_optical_axis() -> None:
     assert (rendering.depth[~rendering.mask] == 0).all()
 
 
+def test_a_depth_only_rendering_has_the_same_depth_and_mask() -> None:
+    # Its mask is where a depth was drawn, whatever the background colour would have been.
+    shape = trimesh.creation.annulus(r_min=0.03, r_max=0.08, height=0.05)
+    camera = orbit_camera(np.zeros(3), 0.35, 70, 35)
+    with OffscreenRenderer(from_trimesh(shape)) as renderer:
+        full = renderer.render(camera, background=(255, 255, 255))
+        depth_only = renderer.render(camera, background=(255, 255, 255), colour=False)
+        with pytest.raises(ValueError, match="supersampled"):
+            renderer.render(camera, supersample=2, colour=False)
+    assert depth_only.rgb is None
+    assert full.mask.sum() > 2000 and (~full.mask).sum() > 2000
+    assert np.array_equal(depth_only.mask, full.mask)
+    assert np.array_equal(depth_only.depth, full.depth)
+
+
 def test_background_colour_and_studio_shading() -> None:
     sphere = from_trimesh(trimesh.creation.icosphere(subdivisions=4, radius=0.1))
     camera = orbit_camera(np.zeros(3), 0.5, 0, 0)
