@@ -1267,7 +1267,7 @@ def mask_agreement(
     with OffscreenRenderer(mesh) as renderer:
         for camera, mask in zip(cameras, masks, strict=True):
             small = camera.scaled(min(1.0, max_px / max(camera.width, camera.height)))
-            drawn = renderer.render(small).mask
+            drawn = renderer.render(small, colour=False).mask
             grow = round(grow_rel * max(drawn.shape))
             drawn = grow_mask(drawn.astype(np.uint8), grow).astype(bool)
             want = cv2.resize(

@@ -430,7 +430,8 @@ def place_photos(
     then joins them. Photos shrunk for speed that cannot be placed are taken in again larger
     (`CaptureOptions.retry_image_px`, preview's) and placed once more, by `sfm_retry`
     (preview's: standard's SfM): a failure then means the capture, not the preset, and a
-    merchant is not told to reshoot what standard places."""
+    merchant is not told to reshoot what standard places. So are photos of which the first
+    try placed too few for the model to be published (`TrustOptions.min_registered_share`)."""
 
     def place(sfm_options: sfm.SfmOptions) -> Any:
         if passes.has_passes(workspace):
@@ -442,13 +443,20 @@ def place_photos(
     if capture.was_retried(workspace):  # resumed during the second try
         return place(options.sfm_retry or options.sfm)
     try:
-        return place(options.sfm)
+        placed = place(options.sfm)
     except CaptureError as error:
         size = capture.retry_size(workspace, options.capture)
         if size is None:
             raise
-        first_size = capture.working_long_side(workspace)
-        logger.warning("sfm: %s; taking the photos in again at %d px", error, size)
+        why = str(error)
+    else:
+        size = capture.retry_size(workspace, options.capture)
+        # (The plain WaterBottle's 1920 px photos: 8 of 24 placed at 800 px, all at 1600.)
+        if size is None or placed.registered >= options.trust.min_registered_share * placed.total:
+            return placed
+        why = f"only {placed.registered} of {placed.total} photos were placed"
+    first_size = capture.working_long_side(workspace)
+    logger.warning("sfm: %s; taking the photos in again at %d px", why, size)
     larger = dataclasses.replace(options.capture, max_image_px=size)
 
     def retaking(_stage: str, _fraction: float, message: str) -> None:

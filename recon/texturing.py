@@ -1691,6 +1691,23 @@ def _bake_texels(
 
     n_views = cost.shape[1]
     ranked = np.argsort(cost, axis=1)[:, :_FALLBACK_VIEWS]
+
+    def sample_photo(v: int, mine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The texels `mine` photo v sees, and their colours (a thread per photo)."""
+        camera = views.cameras[v]
+        uv, z = project(camera, points[mine])
+        tolerance = views.tolerance[:, v][texel_face[mine]]
+        ok, _, _ = _depth_test(uv, z, tolerance, views.depths[v], views.masks[v], camera)
+        hit = mine[ok]
+        color = _sample(images[v], uv[ok]) * gains[v].astype(np.float32)
+        if corrections is not None:
+            corner_var, offsets = corrections
+            # Offsets exist for the face's own photo; fallback photos take its gain only.
+            own = labels[texel_face[hit]] == v
+            variables = corner_var[texel_face[hit[own]]]
+            color[own] += np.einsum("tk,tkc->tc", texel_bary[hit[own]], offsets[variables])
+        return hit, color
+
     fallback_used = 0
     for attempt in range(ranked.shape[1] + 1):
         pending = np.flatnonzero(~done)
@@ -1708,28 +1725,9 @@ def _bake_texels(
         # stable sort of 16-bit keys is a radix sort, ~4× faster than of int64.
         order = np.argsort(view_of.astype(np.int16), kind="stable")
         bounds = np.searchsorted(view_of[order], np.arange(n_views + 1))
-        for v in range(n_views):
-            mine = pending[order[bounds[v] : bounds[v + 1]]]
-            if len(mine) == 0:
-                continue
-            camera = views.cameras[v]
-            uv, z = project(camera, points[mine])
-            ok, _, _ = _depth_test(
-                uv,
-                z,
-                views.tolerance[:, v][texel_face[mine]],
-                views.depths[v],
-                views.masks[v],
-                camera,
-            )
-            hit = mine[ok]
-            color = _sample(images[v], uv[ok]) * gains[v].astype(np.float32)
-            if corrections is not None:
-                corner_var, offsets = corrections
-                # Offsets exist for the face's own photo; fallback photos take its gain only.
-                own = labels[texel_face[hit]] == v
-                variables = corner_var[texel_face[hit[own]]]
-                color[own] += np.einsum("tk,tkc->tc", texel_bary[hit[own]], offsets[variables])
+        photos = [v for v in range(n_views) if bounds[v + 1] > bounds[v]]
+        groups = [pending[order[bounds[v] : bounds[v + 1]]] for v in photos]
+        for hit, color in each_photo(sample_photo, photos, groups):
             colors[hit] = color
             done[hit] = True
             if attempt > 0:

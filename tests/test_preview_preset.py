@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -66,12 +67,16 @@ def test_photos_sfm_cannot_place_are_placed_again_larger(
     sizes_placed: list[int] = []
     options_used: list[sfm.SfmOptions] = []
 
-    def fake_sfm(workspace: Workspace, options: sfm.SfmOptions, **_: object) -> str:
+    placed_at_320: list[int] = []  # photos the first try places; none: it fails
+
+    def fake_sfm(workspace: Workspace, options: sfm.SfmOptions, **_: object) -> SimpleNamespace:
         sizes_placed.append(capture.working_long_side(workspace))
         options_used.append(options)
         if sizes_placed[-1] == 320:
-            raise CaptureError("the photos could not be placed consistently")
-        return "placed"
+            if not placed_at_320:
+                raise CaptureError("the photos could not be placed consistently")
+            return SimpleNamespace(registered=placed_at_320[0], total=4)
+        return SimpleNamespace(registered=4, total=4)
 
     monkeypatch.setattr(sfm, "run", fake_sfm)
     options = pipeline.ReconOptions.for_preset("preview")
@@ -80,7 +85,7 @@ def test_photos_sfm_cannot_place_are_placed_again_larger(
     )
     events: list[tuple[str, float, str]] = []
     placed = pipeline.place_photos(photos, workspace, options, progress=lambda *e: events.append(e))
-    assert placed == "placed"
+    assert placed.registered == 4
     assert sizes_placed == [320, 480]
     assert options_used == [options.sfm, options.sfm_retry]  # the second try is standard's SfM
     # Taking them in again is part of the sfm stage: a job's progress does not go back.
@@ -92,8 +97,19 @@ def test_photos_sfm_cannot_place_are_placed_again_larger(
     # Resumed after a kill during the second try: its photos, and its SfM, straight away.
     sizes_placed.clear()
     options_used.clear()
-    assert pipeline.place_photos(photos, workspace, options) == "placed"
+    assert pipeline.place_photos(photos, workspace, options).registered == 4
     assert (sizes_placed, options_used) == ([480], [options.sfm_retry])
+
+    # A first try that places too few photos for the model to be published (under half) is
+    # retried too; one that places half is kept.
+    for placed_first, sizes in ((1, [320, 480]), (2, [320])):
+        workspace, photos = _capture_of(tmp_path / f"placed{placed_first}", 4, max_image_px=320)
+        sizes_placed.clear()
+        placed_at_320[:] = [placed_first]
+        placed = pipeline.place_photos(photos, workspace, options)
+        assert sizes_placed == sizes
+        assert placed.registered == (4 if len(sizes) == 2 else placed_first)
+    placed_at_320.clear()
 
     # No second try when there is no larger size to take them in at: the photos' own size, or
     # no retry size at all. The first failure stands.
