@@ -158,14 +158,11 @@ class SfmOptions:
     # past a weak link finds no other points to be placed by; on the textured temple's ring
     # they cost accuracy (0.21° → 1.6° rotation error: the principal point went astray)
     structure_less_registration: bool = True  # a photo that no 2D-3D pose places is tried
-    # from its matches with placed photos alone (COLMAP's fallback), in the strict pass. It
-    # placed the plain WaterBottle's look-alike views at 960 px, but it is slow where it fails:
-    # each photo left over is tried again after every photo placed (the relaxed pass at 800
-    # px: 22 s with it, 0.3 s without). The relaxed pass goes without it: on the plain
-    # WaterBottle's 1920 px photos (1600 px at standard) it took 150 of the 195 s of mapping
-    # for the same model, at 960 px 11 s (rotation error 0.084 -> 0.100°); no other benchmark
-    # capture's model changed without it. The order check's second placement never uses it
-    # (see check_capture_order).
+    # from its matches with placed photos alone (COLMAP's fallback). It placed the plain
+    # WaterBottle's look-alike views at 960 px, but it is slow where it fails: each photo
+    # left over is tried again after every photo placed (the relaxed pass at 800 px: 22 s
+    # with it, 0.3 s without). The order check's second placement never uses it (see
+    # check_capture_order).
     merge_models: bool = True  # relaxed pass: join models that share placed photos (the two
     # halves of a ring that meet only through weak links) through the shared photos' poses
     refine_distortion_while_mapping: bool = False  # the final adjustment refines it anyway;
@@ -1828,9 +1825,7 @@ def _pipeline_options(options: SfmOptions, *, relaxed: bool) -> pycolmap.Increme
     pipeline.mapper.ba_global_ignore_redundant_points3D = True
     # Keep small separate groups too: they tell the merchant which photos went astray.
     pipeline.min_model_size = 3
-    pipeline.structure_less_registration_fallback = (
-        options.structure_less_registration and not relaxed
-    )
+    pipeline.structure_less_registration_fallback = options.structure_less_registration
     return pipeline
 
 
