@@ -129,7 +129,8 @@ def test_a_depth_only_rendering_has_the_same_depth_and_mask() -> None:
         with pytest.raises(ValueError, match="supersampled"):
             renderer.render(camera, supersample=2, colour=False)
     assert depth_only.rgb is None
-    assert full.mask.sum() > 2000 and (~full.mask).sum() > 2000
+    assert full.mask.sum() > 2000
+    assert (~full.mask).sum() > 2000
     assert np.array_equal(depth_only.mask, full.mask)
     assert np.array_equal(depth_only.depth, full.depth)
 
