@@ -442,19 +442,21 @@ def place_photos(
 
     if capture.was_retried(workspace):  # resumed during the second try
         return place(options.sfm_retry or options.sfm)
+    failure: CaptureError | None = None
     try:
         placed = place(options.sfm)
     except CaptureError as error:
-        size = capture.retry_size(workspace, options.capture)
-        if size is None:
-            raise
-        why = str(error)
+        failure, why = error, str(error)
     else:
-        size = capture.retry_size(workspace, options.capture)
         # (The plain WaterBottle's 1920 px photos: 8 of 24 placed at 800 px, all at 1600.)
-        if size is None or placed.registered >= options.trust.min_registered_share * placed.total:
+        if placed.registered >= options.trust.min_registered_share * placed.total:
             return placed
         why = f"only {placed.registered} of {placed.total} photos were placed"
+    size = capture.retry_size(workspace, options.capture)
+    if size is None:
+        if failure is not None:
+            raise failure
+        return placed
     first_size = capture.working_long_side(workspace)
     logger.warning("sfm: %s; taking the photos in again at %d px", why, size)
     larger = dataclasses.replace(options.capture, max_image_px=size)
