@@ -431,7 +431,7 @@ def place_photos(
     (`CaptureOptions.retry_image_px`, preview's) and placed once more, by `sfm_retry`
     (preview's: standard's SfM): a failure then means the capture, not the preset, and a
     merchant is not told to reshoot what standard places. So are photos of which the first
-    try placed too few for the model to be published (`TrustOptions.min_registered_share`)."""
+    try placed too few for the model to be published (`TrustOptions.too_few_placed`)."""
 
     def place(sfm_options: sfm.SfmOptions) -> Any:
         if passes.has_passes(workspace):
@@ -449,7 +449,7 @@ def place_photos(
         failure, why = error, str(error)
     else:
         # (The plain WaterBottle's 1920 px photos: 8 of 24 placed at 800 px, all at 1600.)
-        if placed.registered >= options.trust.min_registered_share * placed.total:
+        if not options.trust.too_few_placed(placed.registered / placed.total):
             return placed
         why = f"only {placed.registered} of {placed.total} photos were placed"
     size = capture.retry_size(workspace, options.capture)

@@ -42,6 +42,10 @@ class TrustOptions:
     # the model's outline against photos held out of texturing (the worst one)
     min_fidelity_iou: float = 0.5
 
+    def too_few_placed(self, share: float) -> bool:
+        """Whether a model placing this share of the photos is refused (`min_registered_share`)."""
+        return share < self.min_registered_share
+
 
 def trust_failures(report: dict, options: TrustOptions | None = None) -> list[str]:
     """Why the report's own figures say its model is wrong, each with what to do; [] if none."""
@@ -49,7 +53,7 @@ def trust_failures(report: dict, options: TrustOptions | None = None) -> list[st
     quality = report.get("quality") or {}
     failures = []
     share = quality.get("registered_share")
-    if share is not None and share < options.min_registered_share:
+    if share is not None and options.too_few_placed(share):
         images = report.get("images", {})
         failures.append(
             f"only {images.get('registered')} of {images.get('total')} photos could be placed "
