@@ -324,6 +324,44 @@ def test_the_order_checks_placement_leaves_out_the_structure_less_fallback(
     assert sfm._pipeline_options(options, relaxed=True).structure_less_registration_fallback
 
 
+def test_the_relaxed_pass_after_the_strict_one_leaves_out_the_structure_less_fallback(
+    tmp_path, monkeypatch
+) -> None:
+    """The strict pass has tried the structure-less fallback on every photo; tried again in the
+    relaxed pass, COLMAP built model after model round a photo it could not place (147 s on
+    the 1,600 px plain WaterBottle): the strict pass keeps it, the relaxed pass does not."""
+    names = [f"img_{index:03d}.jpg" for index in range(12)]
+    workspace = Workspace(tmp_path)
+    workspace.sfm_dir.mkdir(parents=True)
+    model = ring_model([30.0 * index for index in range(11)], names[:11])
+    strict_fallback: list[bool] = []
+    relaxed_fallback: list[bool] = []
+
+    def fake_map(*args, relaxed: bool, **kwargs) -> list[pycolmap.Reconstruction]:
+        strict_fallback.append(
+            sfm._pipeline_options(args[3], relaxed=relaxed).structure_less_registration_fallback
+        )
+        return [model]
+
+    def fake_extend(*args) -> pycolmap.Reconstruction:
+        relaxed_fallback.append(
+            sfm._pipeline_options(args[3], relaxed=True).structure_less_registration_fallback
+        )
+        return model
+
+    everyone = dict.fromkeys(names, 1000)
+    monkeypatch.setattr(sfm, "_map", fake_map)
+    monkeypatch.setattr(sfm, "_extend", fake_extend)
+    monkeypatch.setattr(
+        sfm, "_database_stats", lambda *args: sfm._DatabaseStats(everyone, everyone)
+    )
+    options = sfm.SfmOptions()
+    assert options.structure_less_registration
+    sfm._place_photos(workspace.sfm_database_path, workspace, names, options, sfm._Progress(None))
+    assert strict_fallback == [True]
+    assert relaxed_fallback == [False]
+
+
 def test_a_kept_model_that_does_not_walk_in_order_is_reported() -> None:
     """Kept because nothing placed the photos better (no rings to place them by): the report
     says the model may hold a misplaced photo. Replaced ring by ring, or cleared, it does not."""
