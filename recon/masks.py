@@ -115,7 +115,11 @@ class MaskOptions:
     # The box comes from the sparse points, which a plain product has only where it is printed
     # (a bottle's logo): when the segmented product runs into the box's outline in the photos,
     # the box grows and the photos are segmented again.
-    box_touch_max: float = 0.02  # product along the box outline, × the long side (median photo)
+    box_touch_max: float = 0.02  # product along the box outline, × the long side, in more
+    box_touch_share: float = 0.25  # than this share of the photos: a side the box cuts off
+    # shows in the photos that see it edge-on, not in the median one (an avocado on a table
+    # at 1,920 px, whose cut face held few points: 11 of 24 photos, 2-60 % of the long side;
+    # preview F@1 % 0.897 -> 0.961, PSNR 24.0 -> 29.1 dB)
     box_growth: float = 0.35  # each growth adds this × the box's size on every side but the base
     box_growths: int = 3  # at most this many growths
     box_growth_min_gain: float = 0.03  # a growth that widened the masks by more is tried again
@@ -303,12 +307,12 @@ def run(
         area = float(np.mean([mask.mean() for mask in masks]))
         grew = growth > 0 and area > previous_area * (1 + options.box_growth_min_gain)
         previous_area = area
-        if growth == options.box_growths or (np.median(touching) <= options.box_touch_max
-                                             and not grew):  # fmt: skip
+        cut = box_cuts_product(touching, options)
+        if growth == options.box_growths or (not cut and not grew):
             break
         logger.info(
-            "the product runs into its box in the photos (median %.1f %% of the long side): "
-            "box grown", 100 * np.median(touching),
+            "the product runs into its box in %d of %d photos: box grown",
+            np.sum(np.array(touching) > options.box_touch_max), len(touching),
         )  # fmt: skip
         region = dataclasses.replace(
             region, box_corners=grown_box(region.box_corners, region.up, region.ground,
@@ -328,6 +332,12 @@ def run(
         float(np.mean([mask.mean() for mask in masks])),
         time.perf_counter() - start,
     )
+
+
+def box_cuts_product(touching: list[float], options: MaskOptions) -> bool:
+    """Whether the product runs into its box (`product_mask`'s second value, each photo's)
+    in more than `box_touch_share` of the photos."""
+    return float(np.mean(np.array(touching) > options.box_touch_max)) > options.box_touch_share
 
 
 def find_object_region(

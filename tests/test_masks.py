@@ -10,6 +10,7 @@ from recon.cameras import Camera, look_at
 from recon.masks import (
     MaskOptions,
     ObjectRegion,
+    box_cuts_product,
     camera_up,
     fill_small_holes,
     fill_tinted_holes,
@@ -22,6 +23,19 @@ from recon.masks import (
     unlike_rim_region,
 )
 from recon.morphology import disc_kernel
+
+
+def test_a_box_that_cuts_one_side_of_the_product_off_grows() -> None:
+    """The box comes from the sparse points; a side with few (an avocado's cut face) is cut
+    off in the photos that see it edge-on, not in the median photo: those decide."""
+    options = MaskOptions()
+    one_side = [0.0] * 15 + [0.09, 0.16, 0.23, 0.25, 0.42, 0.46, 0.49, 0.5, 0.61]  # of 24
+    assert np.median(one_side) < options.box_touch_max
+    assert box_cuts_product(one_side, options)
+    assert box_cuts_product([0.3] * 24, options)
+    # a part of the table or a stray outline in a photo or two is no cut side
+    assert not box_cuts_product([0.0] * 21 + [0.04, 0.016, 0.004], options)
+    assert not box_cuts_product([0.0] * 24, options)
 
 
 def test_small_holes_in_a_product_mask_are_filled_and_openings_kept() -> None:
