@@ -408,6 +408,36 @@ def test_a_plain_photos_neighbours_in_capture_order_are_searched_alike(tmp_path:
     assert counts[1][far.name] == counts[0][far.name]
 
 
+def test_a_poor_photo_over_upsample_max_px_is_searched_at_its_own_size_at_low_contrast(
+    tmp_path: Path,
+) -> None:
+    """Twice the size of a large photo costs 4× its own search: over upsample_max_px a poor
+    photo (the sample's at a third of its contrast) is searched again at its own size with
+    the low contrast threshold, not at twice the size."""
+    photo = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[0]
+    pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
+    dimmed = pixels.mean() + 0.3 * (pixels - pixels.mean())
+    (tmp_path / "dimmed").mkdir()
+    Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(tmp_path / "dimmed" / photo.name)
+    counts = {}
+    for label, max_px in (("small", 100_000), ("large", 100), ("own size", 100_000)):
+        workspace = make_workspace(tmp_path / label, [tmp_path / "dimmed" / photo.name])
+        workspace.sfm_dir.mkdir(parents=True)
+        # (no plain photo's search after it: that is the same either way)
+        options = sfm.SfmOptions(upsample_max_px=max_px, low_contrast_below_features=0)
+        entries = workspace.read_capture()["images"]
+        sfm._create_database(workspace.sfm_database_path, workspace.images_dir, entries, options)
+        if label == "own size":
+            sfm._extract(workspace.sfm_database_path, workspace.images_dir, [photo.name], None,
+                         options, upsample=False,
+                         peak_threshold=options.low_contrast_peak_threshold)  # fmt: skip
+        else:
+            sfm._extract_features(workspace.sfm_database_path, workspace, entries, None, options)
+        counts[label] = sfm.keypoint_counts(workspace.sfm_database_path)[photo.name]
+    assert counts["large"] == counts["own size"]
+    assert counts["small"] != counts["own size"]
+
+
 def test_with_neighbours_keeps_capture_order_and_does_not_wrap() -> None:
     names = [f"img_{index:03d}.jpg" for index in range(8)]
     assert sfm.with_neighbours(names, ["img_003.jpg"], 0) == ["img_003.jpg"]
