@@ -562,7 +562,7 @@ def _extract_features(
     options: SfmOptions,
 ) -> tuple[int, int]:
     """Keypoints of every photo into the database; returns how many photos were searched again,
-    and how many of those were plain (searched with the low contrast threshold).
+    and how many of those were plain (searched once more, at twice the size, at low contrast).
 
     A first pass at the working size (cheap) probes each photo; photos with fewer than
     `upsample_below_features` keypoints are searched again at twice the size, where SIFT finds
