@@ -139,6 +139,11 @@ class SfmOptions:
     # capture order: a plain photo's thousands of weak keypoints beside its neighbours' few
     # strong ones fail the ratio test (an avocado on a table: its one such photo met its
     # neighbours with no verified pair and was left out)
+    plain_probe_below_features: int = 50  # a photo (up to upsample_max_px) with fewer
+    # keypoints at its own size is plain: at twice the size it has at most 9× as many, under
+    # low_contrast_below_features (24 × 800 px plain captures: avocado 9-36 -> 12-105, water
+    # bottle 14-80 -> 31-256, shoe 46-59 -> 267-548), so it and its neighbours go straight to
+    # the low contrast search, without the twice-the-size search it would replace (4-7 s)
     guided_matching: bool = False  # re-match verified pairs along their epipolar geometry:
     # it placed every photo of the 640 px cereal box, but was 10× slower on textured tables
     # and let a repeating wood texture join two half rings into a model with two bottles.
@@ -569,10 +574,13 @@ def _extract_features(
     the fine print of a small product (photos over `upsample_max_px`: at their own size with
     the low contrast threshold). Photos with fewer than `low_contrast_below_features` even then
     show a plain product, and are searched once more at twice the size with a low contrast
-    threshold.
+    threshold, and so are their neighbours; photos with fewer than
+    `plain_probe_below_features` at the working size are plain without the search between.
     """
     names = [photo["name"] for photo in photos]
     threshold = options.upsample_below_features
+    hopeless: list[str] = []  # plain already at the working size: see plain_probe_below_features
+    skipped: set[str] = set()  # these and their neighbours, left for the low contrast search
     if threshold <= 0 or threshold > options.max_features:
         upsample = threshold > 0
         _extract(database_path, workspace.images_dir, names, masks_dir, options, upsample=upsample)
@@ -591,13 +599,25 @@ def _extract_features(
             for photo in photos
             if max(photo["width"], photo["height"]) > options.upsample_max_px
         }
-        if small := [name for name in poor if name not in large]:
+        if options.low_contrast_below_features > 0:  # else no photo counts as plain
+            hopeless = [
+                name
+                for name in poor
+                if name not in large and counts.get(name, 0) < options.plain_probe_below_features
+            ]
+        skipped = set(with_neighbours(names, hopeless, options.low_contrast_neighbours))
+        if small := [name for name in poor if name not in large and name not in skipped]:
             _extract(database_path, workspace.images_dir, small, masks_dir, options, upsample=True)
         if big := [name for name in poor if name in large]:  # see upsample_max_px
             _extract(database_path, workspace.images_dir, big, masks_dir, options, upsample=False,
                      peak_threshold=options.low_contrast_peak_threshold)  # fmt: skip
     counts = keypoint_counts(database_path)
-    plain = [name for name in poor if counts[name] < options.low_contrast_below_features]
+    # (a skipped neighbour of a plain photo is not counted plain: its count is not known)
+    plain = hopeless + [
+        name
+        for name in poor
+        if name not in skipped and counts[name] < options.low_contrast_below_features
+    ]
     if plain:
         alike = with_neighbours(names, plain, options.low_contrast_neighbours)
         _search_plain_photos(database_path, workspace, photos, alike, masks_dir, options)

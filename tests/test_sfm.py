@@ -408,6 +408,53 @@ def test_a_plain_photos_neighbours_in_capture_order_are_searched_alike(tmp_path:
     assert counts[1][far.name] == counts[0][far.name]
 
 
+def test_a_photo_plain_at_its_own_size_skips_the_search_at_twice_the_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo with under plain_probe_below_features keypoints at its own size (the sample's at
+    a thirtieth of its contrast) is plain: it and its neighbour go straight to the low contrast
+    search, which replaces the search at twice the size anyway. Only the photo farther away
+    is searched at twice the size, and every photo ends with the same keypoints as before."""
+    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[:3]
+    dimmed_dir = tmp_path / "dimmed"
+    dimmed_dir.mkdir()
+    for photo, contrast in zip(photos, (0.03, 0.3, 0.3), strict=True):
+        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
+        dimmed = pixels.mean() + contrast * (pixels - pixels.mean())
+        Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(dimmed_dir / photo.name)
+    faint, neighbour, far = (path.name for path in sorted(dimmed_dir.glob("*.jpg")))
+    searches: list[tuple[list[str], bool, float | None]] = []
+    extract = sfm._extract
+
+    def recorded(database_path, images_dir, names, masks_dir, options, *, upsample,
+                 peak_threshold=None):  # fmt: skip
+        searches.append((list(names), upsample, peak_threshold))
+        extract(database_path, images_dir, names, masks_dir, options, upsample=upsample,
+                peak_threshold=peak_threshold)  # fmt: skip
+
+    monkeypatch.setattr(sfm, "_extract", recorded)
+    counts, plain_counts, runs = {}, {}, {}
+    for below in (0, 50):
+        searches.clear()
+        workspace = make_workspace(tmp_path / f"below{below}", sorted(dimmed_dir.glob("*.jpg")))
+        workspace.sfm_dir.mkdir(parents=True)
+        options = sfm.SfmOptions(plain_probe_below_features=below)
+        entries = workspace.read_capture()["images"]
+        sfm._create_database(workspace.sfm_database_path, workspace.images_dir, entries, options)
+        _, plain_counts[below] = sfm._extract_features(
+            workspace.sfm_database_path, workspace, entries, None, options
+        )
+        counts[below] = sfm.keypoint_counts(workspace.sfm_database_path)
+        runs[below] = [(names, upsample) for names, upsample, _ in searches]
+    low = sfm.SfmOptions().low_contrast_peak_threshold
+    assert searches[-1] == ([faint, neighbour], True, low)
+    assert runs[0][1] == ([faint, neighbour, far], True)
+    assert runs[50][1] == ([far], True)  # faint's probe found under 50 keypoints
+    assert len(runs[50]) == len(runs[0]) == 3
+    assert counts[50] == counts[0]
+    assert plain_counts[50] == plain_counts[0] == 1
+
+
 def test_a_poor_photo_over_upsample_max_px_is_searched_at_its_own_size_at_low_contrast(
     tmp_path: Path,
 ) -> None:
