@@ -123,7 +123,7 @@ def add_service_verbs(verbs: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from api.server import serve
 
-    logging.getLogger().setLevel(logging.INFO if not args.verbose else logging.DEBUG)
+    recon_cli.set_log_levels(args.verbose, quiet_level=logging.INFO)
     serve(host=args.host, port=args.port, threads=args.threads, worker=not args.no_worker)
     return 0
 

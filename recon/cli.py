@@ -30,10 +30,8 @@ def main(
     script is `api.cli:main`, so that this library needs nothing of the API."""
     parser = _build_parser(extra_verbs)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    set_log_levels(args.verbose)
     try:
         return args.handler(args)
     except ReconError as error:
@@ -47,6 +45,18 @@ def main(
             # Its last garbage collection would walk every object the job left (1-2 s after a
             # reconstruction); frozen, they are simply dropped with the process.
             gc.freeze()
+
+
+OWN_LOGGERS = ("recon", "api")
+
+
+def set_log_levels(verbose: bool, quiet_level: int = logging.WARNING) -> None:
+    """Verbose: our own loggers say everything, the libraries what they tell users (INFO);
+    else `quiet_level` for all. Not the libraries' debug output: numba's, compiling the
+    stereo's functions on a first run, was 256,000 lines."""
+    logging.getLogger().setLevel(logging.INFO if verbose else quiet_level)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
 def _build_parser(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import signal
@@ -230,6 +231,26 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path, capsys) -> No
     error = capsys.readouterr().err
     assert "does not exist" in error
     assert "Traceback" not in error
+
+
+def test_verbose_logs_our_details_not_the_libraries_debug_output() -> None:
+    """`recon -v` shows the pipeline's details; numba's debug log (256,000 lines while it
+    compiles the stereo's functions) stays out, at INFO, and without -v only warnings show."""
+    root = logging.getLogger()
+    saved = {name: logging.getLogger(name).level for name in ("", "recon", "api")}
+    try:
+        cli.set_log_levels(True)
+        assert logging.getLogger("recon.sfm").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("api.server").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("numba.core.ssa").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("numba.core.ssa").isEnabledFor(logging.INFO)
+        cli.set_log_levels(False)
+        assert not logging.getLogger("recon.sfm").isEnabledFor(logging.INFO)
+        assert logging.getLogger("recon.sfm").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(saved[""])
+        logging.getLogger("recon").setLevel(saved["recon"])
+        logging.getLogger("api").setLevel(saved["api"])
 
 
 def test_known_dimensions_go_to_the_orient_stage_and_bad_ones_are_refused(tmp_path, capsys) -> None:
