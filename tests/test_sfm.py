@@ -350,17 +350,22 @@ def test_epipolar_errors_of_true_and_false_matches() -> None:
     assert sfm.epipolar_errors(pose_a, pose_a, rays(pose_a), rays(pose_a), spread=1.0) is None
 
 
+def dimmed_sample_photos(folder: Path, contrasts: tuple[float, ...]) -> list[Path]:
+    """The sample mug's first photos with their contrast cut to `contrasts` (one each), in
+    `folder`: fewer keypoints the fainter (a tenth: plain; a third: poor)."""
+    folder.mkdir()
+    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[: len(contrasts)]
+    for photo, contrast in zip(photos, contrasts, strict=True):
+        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
+        dimmed = pixels.mean() + contrast * (pixels - pixels.mean())
+        Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(folder / photo.name)
+    return sorted(folder.glob("*.jpg"))
+
+
 def test_plain_photos_get_a_low_contrast_search(tmp_path: Path) -> None:
     """Photos of a plain product (here the sample's, with their contrast cut to a tenth) get
     far more keypoints from the low-contrast search than from COLMAP's threshold alone."""
-    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[:3]
-    faint_dir = tmp_path / "faint"
-    faint_dir.mkdir()
-    for photo in photos:
-        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
-        faint = pixels.mean() + 0.1 * (pixels - pixels.mean())
-        Image.fromarray(faint.clip(0, 255).astype(np.uint8)).save(faint_dir / photo.name)
-    faint_photos = sorted(faint_dir.glob("*.jpg"))
+    faint_photos = dimmed_sample_photos(tmp_path / "faint", (0.1, 0.1, 0.1))
     counts = {}
     for label, below in (("default", 0), ("plain", 500)):
         workspace = make_workspace(tmp_path / label, faint_photos)
@@ -382,14 +387,7 @@ def test_a_plain_photos_neighbours_in_capture_order_are_searched_alike(tmp_path:
     order, merely poor (a third of its contrast: 500-2000 keypoints at twice the size), gets
     the low-contrast search too, so the two are described alike; a photo farther away does
     not."""
-    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[:3]
-    dimmed_dir = tmp_path / "dimmed"
-    dimmed_dir.mkdir()
-    for photo, contrast in zip(photos, (0.1, 0.3, 0.3), strict=True):
-        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
-        dimmed = pixels.mean() + contrast * (pixels - pixels.mean())
-        Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(dimmed_dir / photo.name)
-    faint, neighbour, far = sorted(dimmed_dir.glob("*.jpg"))
+    faint, neighbour, far = dimmed_sample_photos(tmp_path / "dimmed", (0.1, 0.3, 0.3))
     counts = {}
     for reach in (0, 1):
         workspace = make_workspace(tmp_path / f"reach{reach}", [faint, neighbour, far])
@@ -415,14 +413,8 @@ def test_a_photo_plain_at_its_own_size_skips_the_search_at_twice_the_size(
     a thirtieth of its contrast) is plain: it and its neighbour go straight to the low contrast
     search, which replaces the search at twice the size anyway. Only the photo farther away
     is searched at twice the size, and every photo ends with the same keypoints as before."""
-    photos = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[:3]
-    dimmed_dir = tmp_path / "dimmed"
-    dimmed_dir.mkdir()
-    for photo, contrast in zip(photos, (0.03, 0.3, 0.3), strict=True):
-        pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
-        dimmed = pixels.mean() + contrast * (pixels - pixels.mean())
-        Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(dimmed_dir / photo.name)
-    faint, neighbour, far = (path.name for path in sorted(dimmed_dir.glob("*.jpg")))
+    dimmed = dimmed_sample_photos(tmp_path / "dimmed", (0.03, 0.3, 0.3))
+    faint, neighbour, far = (path.name for path in dimmed)
     searches: list[tuple[list[str], bool, float | None]] = []
     extract = sfm._extract
 
@@ -436,7 +428,7 @@ def test_a_photo_plain_at_its_own_size_skips_the_search_at_twice_the_size(
     counts, plain_counts, runs = {}, {}, {}
     for below in (0, 50):
         searches.clear()
-        workspace = make_workspace(tmp_path / f"below{below}", sorted(dimmed_dir.glob("*.jpg")))
+        workspace = make_workspace(tmp_path / f"below{below}", dimmed)
         workspace.sfm_dir.mkdir(parents=True)
         options = sfm.SfmOptions(plain_probe_below_features=below)
         entries = workspace.read_capture()["images"]
@@ -461,14 +453,10 @@ def test_a_poor_photo_over_upsample_max_px_is_searched_at_its_own_size_at_low_co
     """Twice the size of a large photo costs 4× its own search: over upsample_max_px a poor
     photo (the sample's at a third of its contrast) is searched again at its own size with
     the low contrast threshold, not at twice the size."""
-    photo = sorted((SAMPLE_CAPTURES_DIR / "mug" / "images").glob("*.jpg"))[0]
-    pixels = np.asarray(Image.open(photo).convert("RGB")).astype(np.float32)
-    dimmed = pixels.mean() + 0.3 * (pixels - pixels.mean())
-    (tmp_path / "dimmed").mkdir()
-    Image.fromarray(dimmed.clip(0, 255).astype(np.uint8)).save(tmp_path / "dimmed" / photo.name)
+    (photo,) = dimmed_sample_photos(tmp_path / "dimmed", (0.3,))
     counts = {}
     for label, max_px in (("small", 100_000), ("large", 100), ("own size", 100_000)):
-        workspace = make_workspace(tmp_path / label, [tmp_path / "dimmed" / photo.name])
+        workspace = make_workspace(tmp_path / label, [photo])
         workspace.sfm_dir.mkdir(parents=True)
         # (no plain photo's search after it: that is the same either way)
         options = sfm.SfmOptions(upsample_max_px=max_px, low_contrast_below_features=0)
