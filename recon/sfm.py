@@ -145,10 +145,10 @@ class SfmOptions:
     # strong ones fail the ratio test (an avocado on a table: its one such photo met its
     # neighbours with no verified pair and was left out)
     plain_probe_below_features: int = 50  # a photo (up to upsample_max_px) with fewer
-    # keypoints at its own size is plain: at twice the size it has at most 9× as many, under
-    # low_contrast_below_features (24 × 800 px plain captures: avocado 9-36 -> 12-105, water
-    # bottle 14-80 -> 31-256, shoe 46-59 -> 267-548), so it and its neighbours go straight to
-    # the low contrast search, without the twice-the-size search it would replace (4-7 s)
+    # keypoints at its own size is plain: at twice the size it had up to 9.3× as many (24 ×
+    # 800 px plain captures: avocado 9-36 -> 12-105, water bottle 14-80 -> 31-256, shoe 46-59
+    # -> 267-548), under low_contrast_below_features from under 50; so it and its neighbours go
+    # straight to the low contrast search, without the twice-the-size search it would replace
     guided_matching: bool = False  # re-match verified pairs along their epipolar geometry:
     # it placed every photo of the 640 px cereal box, but was 10× slower on textured tables
     # and let a repeating wood texture join two half rings into a model with two bottles.
