@@ -38,7 +38,7 @@ from recon.geometry import (
     rotation_angle_deg,
     sample_surface,
 )
-from recon.render import Lighting, OffscreenRenderer
+from recon.render import PHOTO_ANISOTROPY, Lighting, OffscreenRenderer
 from recon.textured_mesh import TexturedMesh, load_textured_mesh
 
 logger = logging.getLogger(__name__)
@@ -348,7 +348,9 @@ def score_texture(recon_mesh, novel_dir: Path, render_dir: Path | None = None) -
     """
     cameras = read_cameras_json(novel_dir / "cameras.json")
     psnrs, ssims, coverages = [], [], []
-    with OffscreenRenderer(recon_mesh, lighting=Lighting.UNLIT) as renderer:
+    with OffscreenRenderer(
+        recon_mesh, lighting=Lighting.UNLIT, anisotropy=PHOTO_ANISOTROPY
+    ) as renderer:
         for camera in cameras:
             truth_rgba = np.asarray(Image.open(novel_dir / camera.name).convert("RGBA"))
             mask = truth_rgba[..., 3] >= 128

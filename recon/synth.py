@@ -46,7 +46,7 @@ from recon.cameras import Camera, look_at, write_cameras_json
 from recon.errors import InputError
 from recon.mat import Paper, mat_primitive
 from recon.progress import ProgressCallback
-from recon.render import Lighting, OffscreenRenderer
+from recon.render import PHOTO_ANISOTROPY, Lighting, OffscreenRenderer
 from recon.textured_mesh import Primitive, TexturedMesh, from_trimesh, load_textured_mesh
 from recon.video import H264Writer, frame_name
 
@@ -180,7 +180,9 @@ def run(
         }
     total = len(cameras) + len(novel)
     with (
-        OffscreenRenderer(full_scene, lighting=options.lighting) as photographer,
+        OffscreenRenderer(
+            full_scene, lighting=options.lighting, anisotropy=PHOTO_ANISOTROPY
+        ) as photographer,
         # A room surrounds every camera: its photos need no second render for their masks.
         contextlib.nullcontext()
         if options.scene
@@ -286,7 +288,9 @@ def take_flipped_passes(
         (staging / "images" / pass_name).mkdir(parents=True)
         shots = ring_cameras(posed.bounds.mean(axis=0), radius, options.views, options, rng)
         with (
-            OffscreenRenderer(scene, lighting=options.lighting) as photographer,
+            OffscreenRenderer(
+                scene, lighting=options.lighting, anisotropy=PHOTO_ANISOTROPY
+            ) as photographer,
             OffscreenRenderer(posed, lighting=options.lighting) as product_only,
         ):
             for index, shot in enumerate(shots):

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from recon.cameras import Camera
 from recon.procedural import _fractal_noise
-from recon.render import OffscreenRenderer, Rendering
+from recon.render import PHOTO_ANISOTROPY, OffscreenRenderer, Rendering
 from recon.textured_mesh import Primitive, TexturedMesh
 
 if TYPE_CHECKING:
@@ -238,7 +238,9 @@ def photograph(
         scene = TexturedMesh(
             (*room.primitives, *moving.transformed(turn_matrix(shot.turn_deg)).primitives)
         )
-        with OffscreenRenderer(scene, lighting=options.lighting) as renderer:
+        with OffscreenRenderer(
+            scene, lighting=options.lighting, anisotropy=PHOTO_ANISOTROPY
+        ) as renderer:
             yield renderer.render(
                 shot.room_camera, background=background, supersample=options.supersample
             )

@@ -8,7 +8,7 @@ import pytest
 import trimesh
 
 from recon.cameras import Camera, look_at
-from recon.render import Lighting, OffscreenRenderer
+from recon.render import PHOTO_ANISOTROPY, Lighting, OffscreenRenderer
 from recon.textured_mesh import Primitive, TexturedMesh, from_trimesh
 
 
@@ -97,6 +97,33 @@ def test_texture_lands_where_its_uv_says() -> None:
         uv, _ = camera.project(np.array([point]))
         u, v = uv[0]
         assert tuple(rgb[round(v), round(u)]) == color
+
+
+def test_only_renders_that_stand_for_photos_filter_anisotropically() -> None:
+    # Stripes across a floor seen at a grazing angle: anisotropic filtering keeps them apart
+    # where a square mipmap footprint greys them out. The product's own renders do without it
+    # (llvmpipe can take seconds over one edge-on triangle with it).
+    stripes = np.zeros((256, 256, 3), np.uint8)
+    stripes[:, ::4] = stripes[:, 1::4] = 255  # 4-texel period along u
+    floor = Primitive(
+        vertices=np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1]], float),
+        faces=np.array([[0, 2, 1], [0, 3, 2]]),
+        normals=np.tile([0.0, 1.0, 0.0], (4, 1)),
+        uv=np.array([[0, 0], [0, 1], [1, 1], [1, 0]], float),  # u runs along z, away
+        texture=stripes,
+    )
+    camera = orbit_camera(np.zeros(3), 2.5, 0, 8, size=200)
+    contrast = {}
+    for anisotropy in (None, 1.0, PHOTO_ANISOTROPY):
+        extra = {} if anisotropy is None else {"anisotropy": anisotropy}
+        with OffscreenRenderer(TexturedMesh((floor,)), **extra) as renderer:
+            rendering = renderer.render(camera)
+        rows = np.flatnonzero(rendering.mask.mean(axis=1) > 0.5)
+        grey = rendering.rgb[rows].mean(axis=2)
+        contrast[anisotropy] = float(np.abs(np.diff(grey, axis=0)).mean())
+    assert len(rows) > 10
+    assert contrast[None] == contrast[1.0]
+    assert contrast[PHOTO_ANISOTROPY] > 1.5 * contrast[1.0]
 
 
 def test_depth_is_distance_along_the_optical_axis() -> None:
