@@ -183,6 +183,7 @@ class ReconOptions:
                 matcher=sfm.Matcher.SEQUENTIAL,
                 sequential_overlap=8,
                 loop_closure_photos=30,
+                visibility_max_photos=0,  # measured round products only
                 max_features=4096,
                 upsample_below_features=500,
             ),

@@ -593,6 +593,62 @@ def test_visibility_consistency_tells_a_folded_model() -> None:
     assert sfm.visibility_consistency(folded, xyz, visible_in) < right - 0.2
 
 
+def cube_points(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(count, 3) points on the faces of the cube [-1, 1]³ and their outward normals."""
+    xyz = rng.uniform(-1, 1, (count, 3))
+    axis = np.argmax(np.abs(xyz), axis=1)  # push each point onto the cube's nearest face
+    xyz[np.arange(count), axis] = np.sign(xyz[np.arange(count), axis])
+    normals = np.zeros_like(xyz)
+    normals[np.arange(count), axis] = xyz[np.arange(count), axis]
+    return xyz, normals
+
+
+def test_a_dense_capture_is_judged_on_photos_spread_round_it() -> None:
+    """72 photos round a cube: besides the points most photos facing them see, each pair of
+    neighbours shares points no other photo sees (photos a few degrees apart match what
+    photos farther apart miss), which pulls the score of all 72 under the fold threshold.
+    Judged on 24 photos spread round it, the model scores as a sparser capture does, and
+    the same sightings with quarters of the ring on the opposite side still score low."""
+    rng = np.random.default_rng(0)
+    cameras = ring_of_cameras(72)
+    centers = np.array([camera.center for camera in cameras])
+    xyz, normals = cube_points(3000, rng)
+    sightings = []
+    for index, camera in enumerate(cameras):
+        towards = camera.center - xyz
+        towards /= np.linalg.norm(towards, axis=1, keepdims=True)
+        facing = np.flatnonzero((towards * normals).sum(axis=1) > 0.3)
+        sightings.extend((point, index) for point in facing[rng.random(len(facing)) < 0.8])
+    near_xyz, near_normals = cube_points(72 * 200, rng)
+    for point, (position, normal) in enumerate(zip(near_xyz, near_normals, strict=True)):
+        towards = centers - position
+        towards /= np.linalg.norm(towards, axis=1, keepdims=True)
+        best = int(np.argmax(towards @ normal))
+        if towards[best] @ normal > 0.3:  # seen by the photo facing it most and its neighbour
+            sightings.extend([(len(xyz) + point, best), (len(xyz) + point, (best + 1) % 72)])
+    xyz, visible_in = np.vstack([xyz, near_xyz]), np.array(sightings)
+    options = sfm.SfmOptions()
+    every_photo = sfm.visibility_consistency(cameras, xyz, visible_in)
+    spread = sfm.visibility_consistency(
+        cameras, xyz, visible_in, max_photos=options.visibility_max_photos
+    )
+    assert every_photo < options.min_visibility_consistency < spread
+    half_turn = np.diag([-1.0, 1.0, -1.0])
+    folded = [
+        camera if index % 36 < 18 else dataclasses.replace(camera, R=camera.R @ half_turn)
+        for index, camera in enumerate(cameras)
+    ]
+    folded_spread = sfm.visibility_consistency(
+        folded, xyz, visible_in, max_photos=options.visibility_max_photos
+    )
+    assert folded_spread < spread - 0.2
+    chosen = sfm.spread_photos(cameras, 24)
+    gaps = np.diff([*chosen, chosen[0] + 72])  # round an even ring: about every third photo
+    assert len(chosen) == 24
+    assert gaps.min() >= 2
+    assert gaps.max() <= 5
+
+
 def test_background_keypoint_share_tells_a_plain_backdrop_from_a_patterned_one(
     tmp_path: Path,
 ) -> None:
