@@ -214,7 +214,7 @@ class SfmOptions:
     # few degrees apart match, which the photos 20-40° away miss. A mustard bottle's 72 photos
     # on 3 rings, placed right (relative rotations within 0.007°), scored 0.41 on all of them
     # and were refused; 0.56 on 24 (48 photos: 0.54 -> 0.68). Up to 24 photos: all, as before;
-    # and all where the photos do not walk round in capture order (see run)
+    # and all where the photos do not walk round in capture order (see visibility_photos)
     min_photo_agreement: float = 0.3  # a photo whose verified matches the model explains under
     # this share of (photo_agreement) is named as maybe misplaced: a cereal box photo placed 73°
     # off had 15 %; right photos of our captures 42-100 % (look-alike pairs, verified and then
@@ -350,13 +350,7 @@ def run(
             report("map", 0.9, "refining cameras")
             best = refine(best, options, _photo_loader(workspace))
             timings["refine"] = time.perf_counter() - start
-            # A model whose photos do not walk round in capture order is judged on every photo:
-            # the twin-print box's 48 photos with a third of them on the wrong side scored 0.43
-            # on all, 0.52 on 24 spread round it.
-            walks = order_check.get("walks_in_order") is not False
-            consistency = model_visibility(
-                best, names, options.visibility_max_photos if walks else 0
-            )
+            consistency = model_visibility(best, names, visibility_photos(best, names, options))
         # Also when the order check failed: rings tie photos above one another, which neither
         # capture order nor a look-alike product's strongest pairs do (the 640 px cracker box).
         if options.rings and (
@@ -370,7 +364,7 @@ def run(
             )
             if order_check["rings"]["kept"]:
                 best, order_failure = placed, None
-                consistency = model_visibility(best, names, options.visibility_max_photos)
+                consistency = model_visibility(best, names, visibility_photos(best, names, options))
             timings["rings"] = time.perf_counter() - start
         if (
             options.product_only
@@ -1117,7 +1111,7 @@ def _place_ring_pairs(
         # The armchair on its repeating table: 4 pairs of a few photos, none triangulated.
         if rematched.num_points3D():
             model = refine(rematched, options, load_photo)
-    consistency = model_visibility(model, names, options.visibility_max_photos)
+    consistency = model_visibility(model, names, visibility_photos(model, names, options))
     _, smooth = smooth_in_order(model, names, options)
     round_rings = rings_go_round(model, names, size, options)
     return model, {
@@ -1460,7 +1454,7 @@ def place_from_product(
                 summary = {"placed": best.num_reg_images(), "order_check": "failed", "kept": False}
                 return ProductPlacement(best, models, stats, False, 0.0, summary)
         best = refine(best, plain, _photo_loader(workspace))
-        visibility = model_visibility(best, names, options.visibility_max_photos)
+        visibility = model_visibility(best, names, visibility_photos(best, names, options))
         _, smooth = smooth_in_order(best, names, plain)
         kept = visibility >= options.min_visibility_consistency and smooth
         if kept:
@@ -1540,6 +1534,17 @@ def model_visibility(
     return visibility_consistency(
         cameras, points["xyz"], points["visible_in"], max_photos=max_photos
     )
+
+
+def visibility_photos(model: pycolmap.Reconstruction, names: list[str], options: SfmOptions) -> int:
+    """How many photos `model_visibility` judges `model` on: `visibility_max_photos` spread
+    round the product where its photos walk round in capture order (`smooth_in_order`), all
+    (0) where they do not. The twin-print box's 48 photos on plain paper, a third of them
+    placed on the wrong side, scored 0.52 on 24 and 0.43 on all 48."""
+    if model.num_reg_images() <= options.visibility_max_photos:
+        return 0
+    _, smooth = smooth_in_order(model, names, options)
+    return options.visibility_max_photos if smooth else 0
 
 
 def spread_photos(cameras: list[Camera], count: int) -> list[int]:
