@@ -103,7 +103,7 @@ def backdrop_acceptable(scores: dict) -> bool:
 def lookalike_outcome(entry: dict) -> tuple[str, bool]:
     """("placed right" | "clear failure" | what went wrong, whether the issue accepts it)."""
     if entry["run"]["returncode"] != 0:
-        clear = LOOKALIKE_FAILURE in entry["run"].get("error", "")
+        clear = LOOKALIKE_FAILURE in entry["run"].get("error", "").lower()
         return ("clear failure" if clear else "failed without naming look-alike sides"), clear
     scores = entry.get("scores", {})
     if "pose" not in scores or "geometry" not in scores:
