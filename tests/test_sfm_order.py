@@ -371,3 +371,17 @@ def test_a_kept_model_that_does_not_walk_in_order_is_reported() -> None:
     assert not report.placement_warnings({**unconfirmed, "rings": {"kept": True}})
     assert not report.placement_warnings({"kept": "all pairs", "walks_in_order": True})
     assert not report.placement_warnings({"kept": "all pairs"})
+
+
+def test_the_fold_check_counts_every_photo_where_the_photos_do_not_walk_in_order() -> None:
+    """48 photos walking round a ring are judged on 24 spread round it; the same with eight of
+    them half a turn away (look-alike sides taken for one another) on every photo, as is a
+    capture of 24 or fewer."""
+    options = sfm.SfmOptions()
+    names = [f"img_{index:03d}.jpg" for index in range(48)]
+    walking = ring_model([7.5 * index for index in range(48)], names)
+    assert sfm.visibility_photos(walking, names, options) == options.visibility_max_photos
+    flipped = [7.5 * index + (180.0 if 8 <= index < 16 else 0.0) for index in range(48)]
+    assert sfm.visibility_photos(ring_model(flipped, names), names, options) == 0
+    few = ring_model([15.0 * index for index in range(24)], names[:24])
+    assert sfm.visibility_photos(few, names[:24], options) == 0
