@@ -127,6 +127,30 @@ def nearest_point_to_axes(cameras: list[Camera]) -> np.ndarray:
     return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
 
 
+def spread_cameras(cameras: list[Camera], count: int) -> list[int]:
+    """Indices (ascending) of `count` cameras spread round the point they look at: the first,
+    then each time the one farthest in direction from those chosen."""
+    directions = np.array([camera.center for camera in cameras]) - nearest_point_to_axes(cameras)
+    directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
+    chosen = [0]
+    nearest = directions @ directions[0]  # cosine to the nearest chosen direction
+    while len(chosen) < min(count, len(cameras)):
+        index = int(np.argmin(nearest))
+        chosen.append(index)
+        nearest = np.maximum(nearest, directions @ directions[index])
+    return sorted(chosen)
+
+
+def sightings_in(visible_in: np.ndarray, chosen: list[int], cameras: int) -> np.ndarray:
+    """(k, 2) (point, camera) sightings of sparse points by the `chosen` of `cameras` cameras
+    only, the cameras renumbered in the order of `chosen`."""
+    renumber = np.full(cameras, -1)
+    renumber[chosen] = np.arange(len(chosen))
+    visible_in = np.asarray(visible_in, dtype=np.int64).reshape(-1, 2)
+    kept = visible_in[renumber[visible_in[:, 1]] >= 0]
+    return np.stack([kept[:, 0], renumber[kept[:, 1]]], axis=1)
+
+
 def read_cameras_json(path: Path) -> list[Camera]:
     """Cameras from a report.json or a truth cameras.json (both keep them under "cameras")."""
     try:

@@ -57,7 +57,7 @@ import numpy as np
 import pycolmap
 
 from recon import masks
-from recon.cameras import Camera, nearest_point_to_axes
+from recon.cameras import Camera, nearest_point_to_axes, sightings_in, spread_cameras
 from recon.errors import CaptureError, InputError, StageError
 from recon.geometry import Similarity, relative_rotation_differences_deg
 from recon.progress import ProgressCallback
@@ -1547,20 +1547,6 @@ def visibility_photos(model: pycolmap.Reconstruction, names: list[str], options:
     return options.visibility_max_photos if smooth else 0
 
 
-def spread_photos(cameras: list[Camera], count: int) -> list[int]:
-    """Indices (ascending) of `count` cameras spread round the point they look at: the first,
-    then each time the one farthest in direction from those chosen."""
-    directions = np.array([camera.center for camera in cameras]) - nearest_point_to_axes(cameras)
-    directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
-    chosen = [0]
-    nearest = directions @ directions[0]  # cosine to the nearest chosen direction
-    while len(chosen) < min(count, len(cameras)):
-        index = int(np.argmin(nearest))
-        chosen.append(index)
-        nearest = np.maximum(nearest, directions @ directions[index])
-    return sorted(chosen)
-
-
 def verified_pairs(database_path: Path, min_inliers: int) -> dict[frozenset[str], int]:
     """Verified matches of every pair of photos with at least `min_inliers`, by the pair's names."""
     database = pycolmap.Database.open(database_path)
@@ -2595,15 +2581,12 @@ def visibility_consistency(
     not show: 0.24-0.32 there; 0.72-0.76 on eight correct synthetic captures, 0.71 on the
     hand-held Kermit, 0.59 on the self-occluding Middlebury temple (47 views), 0.98 on its
     16-view ring. With `max_photos` > 0 and more cameras, it is judged on `max_photos` of them
-    spread round the product (`spread_photos`) and the points two of those see, as if only they
+    spread round the product (`spread_cameras`) and the points two of those see, as if only they
     had been taken (see SfmOptions.visibility_max_photos).
     """
     if 0 < max_photos < len(cameras):
-        chosen = spread_photos(cameras, max_photos)
-        renumber = np.full(len(cameras), -1)
-        renumber[chosen] = np.arange(len(chosen))
-        visible_in = visible_in[renumber[visible_in[:, 1]] >= 0]
-        visible_in = np.stack([visible_in[:, 0], renumber[visible_in[:, 1]]], axis=1)
+        chosen = spread_cameras(cameras, max_photos)
+        visible_in = sightings_in(visible_in, chosen, len(cameras))
         seen_twice = np.flatnonzero(np.bincount(visible_in[:, 0], minlength=len(xyz)) >= 2)
         renumber_points = np.full(len(xyz), -1)
         renumber_points[seen_twice] = np.arange(len(seen_twice))

@@ -15,7 +15,13 @@ import trimesh
 from PIL import Image, JpegImagePlugin
 
 from recon import masks, sfm
-from recon.cameras import Camera, look_at, read_cameras_json, read_middlebury_par
+from recon.cameras import (
+    Camera,
+    look_at,
+    read_cameras_json,
+    read_middlebury_par,
+    spread_cameras,
+)
 from recon.errors import CaptureError, InputError
 from recon.evaluation import score_poses
 from recon.geometry import fit_similarity_robust
@@ -642,7 +648,7 @@ def test_a_dense_capture_is_judged_on_photos_spread_round_it() -> None:
         folded, xyz, visible_in, max_photos=options.visibility_max_photos
     )
     assert folded_spread < spread - 0.2
-    chosen = sfm.spread_photos(cameras, 24)
+    chosen = spread_cameras(cameras, 24)
     gaps = np.diff([*chosen, chosen[0] + 72])  # round an even ring: about every third photo
     assert len(chosen) == 24
     assert gaps.min() >= 2
