@@ -186,7 +186,9 @@ def run(
         # A room surrounds every camera: its photos need no second render for their masks.
         contextlib.nullcontext()
         if options.scene
-        else OffscreenRenderer(product, lighting=options.lighting) as product_only,
+        else OffscreenRenderer(
+            product, lighting=options.lighting, anisotropy=PHOTO_ANISOTROPY
+        ) as product_only,
         H264Writer(staging / VIDEO_NAME, options.size_px, options.size_px, options.video_fps)
         if options.video
         else contextlib.nullcontext() as film,
@@ -291,7 +293,9 @@ def take_flipped_passes(
             OffscreenRenderer(
                 scene, lighting=options.lighting, anisotropy=PHOTO_ANISOTROPY
             ) as photographer,
-            OffscreenRenderer(posed, lighting=options.lighting) as product_only,
+            OffscreenRenderer(
+                posed, lighting=options.lighting, anisotropy=PHOTO_ANISOTROPY
+            ) as product_only,
         ):
             for index, shot in enumerate(shots):
                 photo = photographer.render(
