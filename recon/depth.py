@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from recon import patchmatch_cuda
-from recon.cameras import Camera
+from recon.cameras import Camera, sightings_in, spread_cameras
 from recon.errors import StageError
 from recon.morphology import grow_mask
 from recon.progress import ProgressCallback
@@ -83,6 +83,12 @@ class DepthOptions:
     # can, water bottle and shoe), but its depths keep a printed mat out of a box on it: with
     # 0 the preview box on the mat took the mat in (test_mat, accuracy@1 % 0.949 < 0.95).
     mask_dilate_rel: float = 0.01
+    # Depth maps for at most this many photos, spread round the product (None: every photo);
+    # the texture still takes its colours from every photo. A mustard bottle's 72 photos on a
+    # table (3 rings of 24, 15° apart), all 72 -> 36 -> 24: depth 76 -> 29 -> 20 s, whole run
+    # 191 -> 139 -> 127 s, F@1 % 0.988 -> 0.996 -> 0.994, F@0.5 % 0.959 -> 0.975 -> 0.968,
+    # PSNR 30.9 -> 31.7 -> 31.6 dB: more maps than that add more noise than surface.
+    max_views: int | None = 36
     min_consistent_views: int = 2  # a depth survives if this many neighbour maps agree with it
     max_reprojection_px: float = 1.0  # agreement: the round trip lands this close
     max_relative_depth_error: float = 0.01  # agreement: depths differ by less than this fraction
@@ -137,6 +143,14 @@ def run(
             STAGE, f"{workspace.sfm_points_path} is missing: run the sfm stage before depth"
         )
     points = workspace.read_sfm_points()
+    if options.max_views is not None and len(cameras) > options.max_views:
+        chosen = spread_cameras(cameras, options.max_views)
+        if "visible_in" in points:
+            points = {
+                **points,
+                "visible_in": sightings_in(points["visible_in"], chosen, len(cameras)),
+            }
+        cameras = [cameras[i] for i in chosen]
     full_masks = [_read_mask(workspace.mask_path(camera.name)) for camera in cameras]
     long_side_px = working_long_side(cameras, full_masks, options)
     images, small, masks = [], [], []

@@ -194,6 +194,7 @@ class ReconOptions:
                 depth.DepthOptions(),
                 max_image_px=depth_px,
                 min_image_px=depth_px,
+                max_views=None,  # a walk's frames are not spread round one point
                 geometric_iterations=0,
                 # Walking past things, a frame's neighbours each see only part of its view: one
                 # agreeing neighbour keeps the rest (fusion still asks two depth maps a voxel).

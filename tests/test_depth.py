@@ -12,7 +12,7 @@ import pytest
 import trimesh
 
 from recon import depth
-from recon.cameras import Camera, read_cameras_json
+from recon.cameras import Camera, read_cameras_json, spread_cameras
 from recon.errors import StageError
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import from_trimesh
@@ -259,6 +259,31 @@ def test_run_writes_checked_maps_and_reports_progress(box: Truth, tmp_path: Path
             assert np.allclose(np.linalg.norm(data["normal"][valid], axis=1), 1.0, atol=1e-3)
             assert (data["confidence"][valid] > 0).all()
             assert (data["confidence"][~valid] == 0).all()
+
+
+def test_a_dense_capture_gets_depth_maps_for_photos_spread_round_it(
+    box: Truth, tmp_path: Path
+) -> None:
+    """Capped at 12 maps, the 24 photos get maps for 12 spread round the box, bit for bit the
+    maps of a capture of those 12 photos alone; the others get none."""
+    options = dataclasses.replace(FAST, max_image_px=160, max_views=12)
+    workspace = make_workspace(box, tmp_path / "all", list(range(24)), masks=True)
+    result = depth.run(workspace, options)
+    chosen = spread_cameras(box.cameras, 12)
+    assert result.views == 12
+    gaps = np.diff(chosen)
+    assert gaps.min() >= 1
+    assert gaps.max() <= 3
+    alone = make_workspace(box, tmp_path / "alone", chosen, masks=True)
+    depth.run(alone, dataclasses.replace(options, max_views=None))
+    for index, camera in enumerate(box.cameras):
+        path = workspace.depth_path(camera.name)
+        if index not in chosen:
+            assert not path.exists()
+            continue
+        expected = depth.read_depth_map(alone.depth_path(camera.name)).depth
+        assert (expected > 0).sum() > 100
+        np.testing.assert_array_equal(depth.read_depth_map(path).depth, expected)
 
 
 def test_run_without_sparse_points_says_what_to_do(tmp_path: Path) -> None:
