@@ -222,6 +222,7 @@ class ReconOptions:
                 texture_size=texture_px,
                 offset_search_px=0.0,
                 planes=None,
+                max_photos=None,  # a walk's frames are not spread round one point
             ),
             # A room is walked through in the browser: no AR file, poster or phone tiers.
             export=assets.AssetOptions(usdz=False, poster=False, tiers=()),

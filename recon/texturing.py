@@ -54,7 +54,7 @@ import trimesh
 import xatlas
 
 from recon import fidelity
-from recon.cameras import Camera
+from recon.cameras import Camera, spread_cameras
 from recon.errors import InputError, StageError
 from recon.export import ExportOptions, vertex_normals, write_glb
 from recon.geometry import face_graph
@@ -144,6 +144,10 @@ class TextureOptions:
     # the model is compared with them; only when at least holdout_min_photos are registered.
     holdout_photos: int = 2
     holdout_min_photos: int = 12
+    # Colours from at most this many photos, spread round the product (None: every photo). A
+    # mustard bottle's 72 photos on a table (depth from 36): every photo -> 36 -> 24, texture
+    # 30.5 -> 18.1 -> 12.8 s, novel-view PSNR 31.72 -> 31.73 -> 31.67 dB.
+    max_photos: int | None = 36
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,9 @@ def run(
     if len(cameras) >= options.holdout_min_photos:
         holdout = fidelity.choose_holdout(cameras, options.holdout_photos)
     baked_from = [i for i in range(len(cameras)) if i not in holdout]
+    if options.max_photos is not None and len(baked_from) > options.max_photos:
+        spread = spread_cameras([cameras[i] for i in baked_from], options.max_photos)
+        baked_from = [baked_from[i] for i in spread]
     faces = np.asarray(mesh.faces, dtype=np.int64)
     used = (
         [cameras[i] for i in baked_from],

@@ -261,6 +261,17 @@ def test_exposure_levelling_hides_photo_to_photo_brightness(tmp_path) -> None:
     assert (product.std(axis=0) / product.mean(axis=0)).max() < 0.03
 
 
+def test_a_dense_capture_is_coloured_from_photos_spread_round_it(tmp_path) -> None:
+    """Capped at 8 photos, the mug's faces take their colours from 8 of its 22 baked photos
+    (24 less the two held out), as many as face it enough to be chosen."""
+    workspace, _ = truth_workspace(tmp_path / "job", "mug", masks=True)
+    run(workspace, dataclasses.replace(OPTIONS, max_photos=8))
+    face_views = np.load(workspace.face_views_path)
+    used = set(face_views[face_views >= 0].tolist())
+    assert 6 <= len(used) <= 8
+    assert (face_views >= 0).mean() > 0.6
+
+
 def test_run_reads_and_writes_the_workspace(tmp_path) -> None:
     """A workspace in an SfM frame (the truth frame) with orient.json taking it elsewhere."""
     workspace, capture = truth_workspace(tmp_path / "job", "mug", masks=True)
