@@ -12,7 +12,7 @@ import pytest
 import trimesh
 
 from recon import depth
-from recon.cameras import Camera, read_cameras_json, spread_cameras
+from recon.cameras import Camera, read_cameras_json, sightings_in, spread_cameras
 from recon.errors import StageError
 from recon.render import OffscreenRenderer
 from recon.textured_mesh import from_trimesh
@@ -84,13 +84,9 @@ def make_workspace(truth: Truth, out_dir: Path, views: list[int], *, masks: bool
         if masks:
             mask = truth.capture / "truth" / "masks" / Path(camera.name).with_suffix(".png")
             shutil.copy(mask, workspace.mask_path(camera.name))
-    renumber = np.full(len(truth.cameras), -1)
-    renumber[views] = np.arange(len(views))
-    pairs = truth.points["visible_in"]
-    pairs = pairs[renumber[pairs[:, 1]] >= 0]
     workspace.write_sfm_points(
         xyz=truth.points["xyz"],
-        visible_in=np.stack([pairs[:, 0], renumber[pairs[:, 1]]], axis=1),
+        visible_in=sightings_in(truth.points["visible_in"], views, len(truth.cameras)),
         track=truth.points["track"],
     )
     return workspace
