@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,8 +202,6 @@ def run(
     vertices = np.asarray(mesh.vertices, dtype=np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
     cameras = [camera.transformed(matrix) for camera in cameras]
 
-    images, masks = read_photos_and_masks(workspace, cameras)
-    loaded = time.perf_counter()
     holdout = []
     if len(cameras) >= options.holdout_min_photos:
         holdout = fidelity.choose_holdout(cameras, options.holdout_photos)
@@ -211,11 +209,17 @@ def run(
     if options.max_photos is not None and len(baked_from) > options.max_photos:
         spread = spread_cameras([cameras[i] for i in baked_from], options.max_photos)
         baked_from = [baked_from[i] for i in spread]
+    # On a turntable the fidelity check compares each held-out photo with the rest of its
+    # tripod position (still_room): every photo is read there, else only the ones used.
+    turntable = json.loads(workspace.sfm_cameras_path.read_text()).get("turntable", {})
+    read = range(len(cameras)) if turntable.get("rings") else sorted({*baked_from, *holdout})
+    images, masks = read_photos_and_masks(workspace, cameras, read)
+    loaded = time.perf_counter()
     faces = np.asarray(mesh.faces, dtype=np.int64)
     used = (
         [cameras[i] for i in baked_from],
         [images[i] for i in baked_from],
-        [masks[i] for i in baked_from] if any(m is not None for m in masks) else None,
+        [masks[i] for i in baked_from] if any(masks[i] is not None for i in read) else None,
     )
     # One look at the photos serves the offsets and the planes: the offsets move the surface
     # by a few pixels at most, too little to change which photos see a face. Looked at again
@@ -268,7 +272,6 @@ def run(
     # On a turntable (SfM found one: recon.turntable) the product turned under the room's
     # lights, and the room stayed still behind it: the check matches the shading and takes
     # what other photos of the tripod position show unchanged for the room.
-    turntable = json.loads(workspace.sfm_cameras_path.read_text()).get("turntable", {})
     faithfulness = fidelity.check_fidelity(
         load_textured_mesh(workspace.textured_model_path),
         [cameras[i] for i in holdout],
@@ -1968,15 +1971,18 @@ def _check_inputs(
 
 
 def read_photos_and_masks(
-    workspace: Workspace, cameras: list[Camera]
-) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    """The undistorted photos of `cameras` and their product masks (None where a photo has
-    none), checked against the cameras' sizes."""
-    images, masks = [], []
-    for camera in cameras:
-        images.append(_read_photo(workspace.sfm_image_path(camera.name), camera))
+    workspace: Workspace, cameras: list[Camera], indices: Iterable[int]
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    """The undistorted photos of the `cameras` at `indices` and their product masks (None
+    where a photo has none, and for the cameras not asked for), checked against the cameras'
+    sizes."""
+    images: list[np.ndarray | None] = [None] * len(cameras)
+    masks: list[np.ndarray | None] = [None] * len(cameras)
+    for index in indices:
+        camera = cameras[index]
+        images[index] = _read_photo(workspace.sfm_image_path(camera.name), camera)
         mask_path = workspace.mask_path(camera.name)
-        masks.append(_read_mask(mask_path, camera) if mask_path.exists() else None)
+        masks[index] = _read_mask(mask_path, camera) if mask_path.exists() else None
     return images, masks
 
 
