@@ -4,6 +4,7 @@ turntable's still room pinning every camera)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -385,3 +386,45 @@ def test_the_fold_check_counts_every_photo_where_the_photos_do_not_walk_in_order
     assert sfm.visibility_photos(ring_model(flipped, names), names, options) == 0
     few = ring_model([15.0 * index for index in range(24)], names[:24])
     assert sfm.visibility_photos(few, names[:24], options) == 0
+
+
+def test_successive_photos_are_neighbours_only_where_the_names_follow_the_capture_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """72 photos on three rings of 24, matched the more the nearer they are: successive photos
+    are each other's strongest pairs in capture order, seldom once the names are shuffled."""
+    taken = [(ring, step) for ring in range(3) for step in range(24)]
+    directions = {}
+    for index, (ring, step) in enumerate(taken):
+        azimuth, elevation = np.radians(15.0 * step), np.radians(15.0 + 25.0 * ring)
+        directions[f"img_{index:03d}.jpg"] = np.array(
+            [
+                np.cos(elevation) * np.cos(azimuth),
+                np.cos(elevation) * np.sin(azimuth),
+                np.sin(elevation),
+            ]
+        )
+    pairs = {}
+    for a, b in itertools.combinations(directions, 2):
+        angle = np.degrees(np.arccos(np.clip(directions[a] @ directions[b], -1.0, 1.0)))
+        if angle < 60.0:
+            pairs[frozenset((a, b))] = int(400 * np.cos(np.radians(1.5 * angle)))
+    monkeypatch.setattr(sfm, "verified_pairs", lambda *args: pairs)
+    options = sfm.SfmOptions()
+    in_order = list(directions)
+    assert sfm.successive_share(None, in_order, options) > 0.9
+    shuffled = list(np.random.default_rng(7).permutation(in_order))
+    assert sfm.successive_share(None, shuffled, options) < options.min_successive_share
+
+
+def test_a_dense_capture_whose_names_are_not_in_order_is_judged_on_spread_photos() -> None:
+    """No walk to judge it by: shuffled, 48 photos are judged on 24 spread round the product."""
+    options = sfm.SfmOptions()
+    names = [f"img_{index:03d}.jpg" for index in range(48)]
+    angles = 7.5 * np.random.default_rng(3).permutation(48)
+    shuffled = ring_model(list(angles), names)
+    assert sfm.visibility_photos(shuffled, names, options) == 0
+    assert (
+        sfm.visibility_photos(shuffled, names, options, in_order=False)
+        == options.visibility_max_photos
+    )
