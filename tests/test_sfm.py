@@ -193,6 +193,44 @@ def test_sequential_pairs_wrap_around_and_close_loops() -> None:
     assert sfm.sequential_pairs(3, overlap=10, loop_photos=0) == [(0, 1), (0, 2), (1, 2)]
 
 
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_photos_named_out_of_capture_order_are_matched_pair_by_pair(
+    shuffled: bool, tmp_path: Path
+) -> None:
+    """Over max_exhaustive_photos, photos in capture order meet their neighbours in it; named
+    out of that order, every pair is matched (sequential pairs would meet mostly strangers)."""
+    photos = sorted((SAMPLE_CAPTURES_DIR / "bottle_table" / "images").iterdir())
+    if shuffled:
+        photos = list(np.random.default_rng(5).permutation(photos))
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for index, photo in enumerate(photos):
+        shutil.copy(photo, renamed / f"photo_{index:02d}.jpg")
+    workspace = make_workspace(tmp_path / "job", sorted(renamed.iterdir()))
+    # Each photo meets 20 others in sequence, as in a large capture.
+    options = dataclasses.replace(
+        sfm.SfmOptions(), max_exhaustive_photos=12, sequential_overlap=10, loop_closure_photos=0
+    )
+    entries = sfm._read_photos(workspace)
+    names = [entry["name"] for entry in entries]
+    database_path = workspace.sfm_database_path
+    database_path.parent.mkdir(parents=True)
+    sfm._create_database(database_path, workspace.images_dir, entries, options)
+    sfm._extract_features(database_path, workspace, entries, None, options)
+
+    assert sfm._match(database_path, names, options) == shuffled
+    database = pycolmap.Database.open(database_path)
+    try:
+        matched = database.num_matched_image_pairs()
+    finally:
+        database.close()
+    sequential = len(sfm.sequential_pairs(len(names), 10, 0))
+    assert matched == (len(names) * (len(names) - 1) // 2 if shuffled else sequential)
+    share = sfm.successive_share(database_path, names, options)
+    # (0.74 in order on these two rings of 12, where the photo above is nearer than the next)
+    assert (share < options.min_successive_share) == shuffled
+
+
 def test_camera_groups_follow_size_device_and_focal() -> None:
     photos = [
         {"name": "a", "width": 960, "height": 720, "focal_px": 800.0},

@@ -417,14 +417,16 @@ def test_successive_photos_are_neighbours_only_where_the_names_follow_the_captur
     assert sfm.successive_share(None, shuffled, options) < options.min_successive_share
 
 
-def test_a_dense_capture_whose_names_are_not_in_order_is_judged_on_spread_photos() -> None:
-    """No walk to judge it by: shuffled, 48 photos are judged on 24 spread round the product."""
+def test_shuffled_photos_are_judged_on_spread_photos_where_the_order_check_agreed() -> None:
+    """No walk to judge it by: shuffled, 48 photos are judged on 24 spread round the product
+    where the order check's placement from pairs picked at random agreed with it, else on all."""
     options = sfm.SfmOptions()
     names = [f"img_{index:03d}.jpg" for index in range(48)]
     angles = 7.5 * np.random.default_rng(3).permutation(48)
     shuffled = ring_model(list(angles), names)
     assert sfm.visibility_photos(shuffled, names, options) == 0
+    assert sfm.visibility_photos(shuffled, names, options, in_order=False) == 0
     assert (
-        sfm.visibility_photos(shuffled, names, options, in_order=False)
+        sfm.visibility_photos(shuffled, names, options, in_order=False, confirmed=True)
         == options.visibility_max_photos
     )
