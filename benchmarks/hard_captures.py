@@ -11,7 +11,8 @@
 - Many photos: the mustard bottle on a table in 72 views (three rings of 24, matched in capture
   order and a spread subsample, not every pair) must meet the same bars (the fold check once
   refused such a capture, placed right), and the twin_box on plain paper in 48 views must still
-  be placed right or fail clearly.
+  be placed right or fail clearly. Both again with the photos renamed in a shuffled order (the
+  names then say nothing of the capture order), held to the same outcomes.
 
 Writes ``OUT/hard_captures.json``.
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+import shutil
 import sys
 from pathlib import Path
 
@@ -39,6 +42,7 @@ BACKDROP_TARGETS = {"rotation_error_deg": 0.1, "f_score_1": 0.97}
 # look-alike capture's views when photographed densely.
 DENSE = [("ycb_006_mustard_bottle", "table", 72)]
 DENSE_LOOKALIKE_VIEWS = 48
+SHUFFLED = "_shuffled"  # suffix of a dense capture's copy with its photos named out of order
 
 
 def main() -> int:
@@ -56,34 +60,69 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     lookalikes = [(background, args.views) for background in args.backgrounds]
-    for background, views in [*lookalikes, ("plain", DENSE_LOOKALIKE_VIEWS)]:
+    dense_lookalike = ("plain", DENSE_LOOKALIKE_VIEWS)
+    for background, views, shuffled in [
+        *((background, views, False) for background, views in lookalikes),
+        (*dense_lookalike, False),
+        (*dense_lookalike, True),
+    ]:
         capture = args.out / "captures" / f"twin_box_{background}_{views}"
         if not (capture / "truth" / "cameras.json").exists():
             recon(["synth", "twin_box", str(capture), "--views", str(views), "--size", "960",
                    "--background", background, "--overwrite"])  # fmt: skip
+        if shuffled:
+            capture = shuffled_copy(capture)
         entry = reconstruct_and_score(capture, args.out / "runs" / capture.name, args.preset)
-        entry.update(product="twin_box", background=background, views=views)
+        entry.update(product="twin_box", background=background, views=views, shuffled=shuffled)
         entry["outcome"], entry["acceptable"] = lookalike_outcome(entry)
         results.append(entry)
-        print(
-            json.dumps({k: entry.get(k) for k in ("background", "views", "outcome", "acceptable")})
-        )
-    for model, background, views in [(m, b, 24) for m, b in BACKDROPS] + DENSE:
+        print(json.dumps({k: entry.get(k) for k in ("background", "views", "shuffled", "outcome",
+                                                    "acceptable")}))  # fmt: skip
+    dense = [(*capture, shuffled) for capture in DENSE for shuffled in (False, True)]
+    for model, background, views, shuffled in [(m, b, 24, False) for m, b in BACKDROPS] + dense:
         name = f"{model}_{background}" + ("" if views == 24 else f"_{views}")
         capture = args.out / "captures" / name
         if not (capture / "truth" / "cameras.json").exists():
             recon(["synth", str(args.shared / "models" / model), str(capture),
                    "--views", str(views), "--size", "960", "--background", background,
                    "--overwrite"])  # fmt: skip
+        if shuffled:
+            capture = shuffled_copy(capture)
         entry = reconstruct_and_score(capture, args.out / "runs" / capture.name, args.preset)
-        entry.update(product=model, background=background, views=views)
+        entry.update(product=model, background=background, views=views, shuffled=shuffled)
         entry["acceptable"] = backdrop_acceptable(entry.get("scores", {}))
         results.append(entry)
-        print(
-            json.dumps({k: entry.get(k) for k in ("product", "background", "views", "acceptable")})
-        )
+        print(json.dumps({k: entry.get(k) for k in ("product", "background", "views", "shuffled",
+                                                    "acceptable")}))  # fmt: skip
     (args.out / "hard_captures.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+def shuffled_copy(capture: Path, seed: int = 7) -> Path:
+    """A copy of `capture` beside it whose photos are named in a shuffled order (photo_000.jpg
+    is any of them), its truth cameras and masks renamed alike; made once."""
+    copy = capture.with_name(capture.name + SHUFFLED)
+    if copy.exists():
+        return copy
+    photos = sorted(path.name for path in (capture / "images").iterdir())
+    order = random.Random(seed).sample(photos, len(photos))
+    new_names = {name: f"photo_{index:03d}{Path(name).suffix}" for index, name in enumerate(order)}
+    partial = copy.with_name(copy.name + ".partial")  # renamed when whole
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(capture / "truth", partial / "truth", ignore=shutil.ignore_patterns("masks"))
+    (partial / "images").mkdir()
+    (partial / "truth" / "masks").mkdir()
+    for name, new in new_names.items():
+        shutil.copyfile(capture / "images" / name, partial / "images" / new)
+        for mask in (capture / "truth" / "masks").glob(f"{Path(name).stem}.*"):
+            shutil.copyfile(mask, partial / "truth" / "masks" / (Path(new).stem + mask.suffix))
+    cameras_path = partial / "truth" / "cameras.json"
+    cameras = json.loads(cameras_path.read_text())
+    for camera in cameras["cameras"]:
+        camera["image"] = new_names[camera["image"]]
+    cameras_path.write_text(json.dumps(cameras, indent=1) + "\n")
+    partial.rename(copy)
+    return copy
 
 
 def backdrop_acceptable(scores: dict) -> bool:
