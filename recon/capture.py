@@ -50,6 +50,9 @@ _TAG_FOCAL_LENGTH = 0x920A
 _TAG_FOCAL_PLANE_X_RESOLUTION = 0xA20E
 _TAG_FOCAL_PLANE_RESOLUTION_UNIT = 0xA210
 _TAG_FOCAL_LENGTH_35MM = 0xA405
+_TAG_DATETIME_ORIGINAL = 0x9003
+_TAG_SUBSEC_TIME_ORIGINAL = 0x9291
+_EXIF_DATETIME = re.compile(r"\d{4}:\d{2}:\d{2} \d{2}:\d{2}:\d{2}")
 
 # FocalPlaneResolutionUnit -> millimetres per unit (1 = "no unit" is unusable; 5 = µm is seen
 # in the wild although the standard stops at 4).
@@ -242,6 +245,9 @@ def run(
                     if progress is not None:
                         progress(STAGE, (index + 1) / len(order), name)
             rejected.sort(key=lambda r: natural_key(r["image"]))
+            order_by = in_time_order(
+                images, [rank[entry["pass"]] for entry in images] if passes else None
+            )
             warnings += [f"{r['image']}: skipped ({r['reason']})" for r in rejected]
 
             if len(images) < options.min_images:
@@ -257,6 +263,7 @@ def run(
                     "version": 1,
                     "input": str(input_path),
                     "images": images,
+                    "order": order_by,
                     "rejected": rejected,
                     "warnings": warnings,
                     "qa": photo_checks(workspace, images),
@@ -741,6 +748,7 @@ def _take_photo(
         "focal_px": focal_px,
         "focal_source": focal_source,
         "exif_camera": exif_camera(photo.exif),
+        "taken_at": exif_taken_at(photo.exif),
     }
 
 
@@ -887,6 +895,31 @@ def focal_prior_px(
         if low <= focal_px / working_long_px <= high:
             return float(focal_px), source
     return None, None
+
+
+def exif_taken_at(exif: Image.Exif) -> str | None:
+    """When the photo was taken (EXIF DateTimeOriginal, with its sub-seconds), as text that
+    sorts in time order ("2026:12:06 10:21:29.483"), or None."""
+    exif_ifd = exif.get_ifd(_IFD_EXIF)
+    taken = _exif_text(exif_ifd.get(_TAG_DATETIME_ORIGINAL))
+    if not _EXIF_DATETIME.fullmatch(taken):
+        return None
+    subsec = _exif_text(exif_ifd.get(_TAG_SUBSEC_TIME_ORIGINAL))
+    return f"{taken}.{subsec}" if subsec.isdigit() else taken
+
+
+def in_time_order(images: list[dict], passes: list[int] | None) -> str:
+    """Put `images` (in name order) in the order they were taken where every photo's EXIF
+    says when (pass by pass: `passes` ranks them), and say which order they are in: "name" or
+    "time taken". Names stop following it when photos are renamed, exported from a library or
+    taken on two phones; SfM matches neighbours in it and checks placements against it."""
+    times = [entry.get("taken_at") for entry in images]
+    if len(images) < 2 or not all(times) or len(set(times)) == 1:
+        return "name"
+    rank = passes or [0] * len(images)
+    order = sorted(range(len(images)), key=lambda i: (rank[i], times[i]))  # stable: name ties
+    images[:] = [images[i] for i in order]
+    return "time taken"
 
 
 def exif_camera(exif: Image.Exif) -> str | None:

@@ -442,6 +442,43 @@ def test_mixed_cameras_and_missing_focal_lengths_are_warned_about(tmp_path: Path
     assert any("1 of 3 photos have no focal length" in w for w in result.warnings)
 
 
+def test_photos_are_put_in_the_order_their_exif_says_they_were_taken(tmp_path: Path) -> None:
+    """Renamed photos (an export from a photo library) are put back in the order they were
+    taken, sub-seconds telling a burst apart; one photo without a time leaves the name order."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    taken = {  # name -> (DateTimeOriginal, SubSecTimeOriginal)
+        "a.jpg": ("2026:12:06 10:00:05", None),
+        "b.jpg": ("2026:12:06 10:00:01", "250"),
+        "c.jpg": ("2026:12:06 10:00:01", "070"),
+        "d.jpg": ("2026:12:06 09:59:58", None),
+    }
+    for (name, (when, subsec)), sample in zip(taken.items(), SAMPLE_NAMES, strict=False):
+        exif = exif_with(make="Apple")
+        exif.get_ifd(0x8769)[0x9003] = when
+        if subsec is not None:
+            exif.get_ifd(0x8769)[0x9291] = subsec
+        Image.open(SAMPLE / "images" / sample).save(folder / name, exif=exif)
+
+    result = capture.run(folder, Workspace(tmp_path / "out"))
+    assert [entry["name"] for entry in result.images] == ["d.jpg", "c.jpg", "b.jpg", "a.jpg"]
+    assert result.images[1]["taken_at"] == "2026:12:06 10:00:01.070"
+    written = Workspace(tmp_path / "out").read_capture()
+    assert [entry["name"] for entry in written["images"]] == ["d.jpg", "c.jpg", "b.jpg", "a.jpg"]
+    assert written["order"] == "time taken"
+
+    Image.open(SAMPLE / "images" / SAMPLE_NAMES[4]).save(folder / "e.jpg")  # no EXIF time
+    result = capture.run(folder, Workspace(tmp_path / "again"))
+    assert [entry["name"] for entry in result.images] == [
+        "a.jpg",
+        "b.jpg",
+        "c.jpg",
+        "d.jpg",
+        "e.jpg",
+    ]
+    assert Workspace(tmp_path / "again").read_capture()["order"] == "name"
+
+
 def test_focal_prior_from_the_focal_plane_resolution() -> None:
     exif = Image.Exif()
     exif_ifd = exif.get_ifd(0x8769)
