@@ -914,7 +914,8 @@ def in_time_order(images: list[dict], passes: list[int] | None) -> str:
     "time taken". Names stop following it when photos are renamed, exported from a library or
     taken on two phones; SfM matches neighbours in it and checks placements against it."""
     times = [entry.get("taken_at") for entry in images]
-    if len(images) < 2 or not all(times) or len(set(times)) == 1:
+    # (A tool that stamps one time on every photo it writes says nothing of the order.)
+    if len(images) < 2 or not all(times) or len(set(times)) < len(images) / 2:
         return "name"
     rank = passes or [0] * len(images)
     order = sorted(range(len(images)), key=lambda i: (rank[i], times[i]))  # stable: name ties
