@@ -246,6 +246,10 @@ class SfmOptions:
     # sixth 73° off; with fewer, the all-pairs model is judged by its turns alone
     order_max_step_ratio: float = 3.0  # the ordered model is trusted only if no two successive
     order_max_step_deg: float = 100.0  # photos turn more than this × the median turn, nor this
+    order_step_floor_deg: float = 35.0  # ... but a turn up to this always passes: the step up
+    # to the next ring of a dense capture (the mustard's 120 photos on 3 rings of 40: median
+    # turn 7.8°, up a ring 28.3°; placed right, within 0.02°, yet refused as folded), where a
+    # photo put on a look-alike side turns 54° (the cereal box's mirror pose) and more
     order_max_backtrack: int = 2  # ... nor turn back round the product for this many steps or
     # fewer and on again (see backtracks)
     order_min_step_deg: float = 1.0  # ... and only if they turn at least this much (median): a
@@ -1712,14 +1716,17 @@ def smooth_in_order(
     indices: np.ndarray | None = None,
 ) -> tuple[float | None, bool]:
     """(largest turn between successive placed photos in degrees, whether every turn is within
-    `order_max_step_ratio` × the median turn and `order_max_step_deg`, and the median turn is
-    at least `order_min_step_deg`: photos that do not turn were not taken around the product).
-    `indices`: see `order_steps_deg`."""
+    `order_max_step_ratio` × the median turn (or `order_step_floor_deg`) and
+    `order_max_step_deg`, and the median turn is at least `order_min_step_deg`: photos that do
+    not turn were not taken around the product). `indices`: see `order_steps_deg`."""
     steps = order_steps_deg(model, names, indices)
     if len(steps) == 0:
         return None, False
     median = float(np.median(steps))
-    limit = min(options.order_max_step_ratio * median, options.order_max_step_deg)
+    limit = min(
+        max(options.order_max_step_ratio * median, options.order_step_floor_deg),
+        options.order_max_step_deg,
+    )
     smooth = (
         steps.max() <= limit
         and median >= options.order_min_step_deg

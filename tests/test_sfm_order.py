@@ -430,3 +430,18 @@ def test_shuffled_photos_are_judged_on_spread_photos_where_the_order_check_agree
         sfm.visibility_photos(shuffled, names, options, in_order=False, confirmed=True)
         == options.visibility_max_photos
     )
+
+
+def test_a_dense_capture_walks_smoothly_up_to_its_next_ring() -> None:
+    """120 photos on 3 rings of 40 (9° a photo): the step up a ring turns more than three times
+    the median turn, and is still a walk; a photo turned 60° off (a look-alike side) is not."""
+    angles = [9.0 * index for index in range(120)]
+    heights = [2.0 * (index // 40) for index in range(120)]  # up a ring: 28°, median 8°
+    names = [f"img_{index:03d}.jpg" for index in range(120)]
+    options = sfm.SfmOptions()
+    model = rings_model(angles, heights)
+    steps = sfm.order_steps_deg(model, names)
+    assert steps.max() > options.order_max_step_ratio * np.median(steps)
+    assert sfm.smooth_in_order(model, names, options)[1]
+    angles[70] += 60.0
+    assert not sfm.smooth_in_order(rings_model(angles, heights), names, options)[1]
