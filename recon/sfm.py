@@ -100,10 +100,12 @@ _STEPS = {
 }
 
 
-# Where a failed capture's names do not follow the order the photos were taken in.
+# Where a failed capture's photos, in capture.json's order (by name, or by EXIF time), are
+# seldom neighbours (see successive_share).
 NAMES_OUT_OF_ORDER = (
-    ". The photos' names do not follow the order they were taken in, so the placement could "
-    "not be checked against a walk round the product: keep the names the camera gave them"
+    ". The photos, in the order of their names (or of the times in their EXIF), seldom follow "
+    "one another round the product, so the placement could not be checked against a walk "
+    "round it: name them in the order they were taken, as the camera does"
 )
 
 
