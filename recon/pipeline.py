@@ -216,6 +216,7 @@ class ReconOptions:
                 max_gap_rel=10.0,  # every piece of the room counts, however far apart
                 min_component_faces=200,  # smaller pieces floating in a room are stereo noise
                 max_hole_perimeter_rel=0.3,  # patch holes up to ~2 m round, not whole walls
+                small_hole_perimeter_rel=0.0,  # bent small holes: measured on products only
                 ground_band_rel=0.0,  # the floor is kept as fused (no product stands on it)
             ),
             orient=orient.OrientOptions(scene=scene_options),

@@ -7,6 +7,7 @@ these tests score the later stages alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -253,6 +254,36 @@ def test_small_holes_are_filled_and_big_ones_kept() -> None:
     cap.update_faces(sphere.triangles_center[:, 1] < 0.8)  # a hole of many edges
     cap.remove_unreferenced_vertices()
     assert not meshing.repair(cap, options).is_watertight
+
+
+def test_a_small_hole_is_filled_however_its_rim_bends() -> None:
+    """A hole in a saddle (z = x² - y²): its rim rises and falls, 0.36 × its radius off its
+    plane, above max_hole_bend. Small, it is filled; counted large, it is left open (a fan
+    across a bent rim the size of a mug's opening would be made up)."""
+    xs = np.linspace(-1, 1, 41)
+    x, y = np.meshgrid(xs, xs)
+    vertices = np.column_stack([x.ravel(), y.ravel(), (x**2 - y**2).ravel()])
+    corners = (np.arange(40)[:, None] * 41 + np.arange(40)[None, :]).ravel()
+    faces = np.concatenate(
+        [np.column_stack([corners, corners + 1, corners + 42]),
+         np.column_stack([corners, corners + 42, corners + 41])]
+    )  # fmt: skip
+    saddle = trimesh.Trimesh(vertices, faces, process=False)
+    saddle.update_faces(np.hypot(*saddle.triangles_center[:, :2].T) > 0.4)
+    saddle.remove_unreferenced_vertices()
+
+    def open_loops(mesh: trimesh.Trimesh) -> int:
+        edges = mesh.edges[trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)]
+        return len(trimesh.graph.connected_components(edges, min_len=3, engine="scipy"))
+
+    assert open_loops(saddle) == 2  # the hole (1.04 × the diagonal round) and the outer edge
+    options = meshing.MeshOptions(max_hole_perimeter_rel=1.2, max_seen_hole_perimeter_rel=0)
+    small = dataclasses.replace(options, small_hole_perimeter_rel=1.2)
+    repaired = meshing.repair(saddle.copy(), small)
+    assert open_loops(repaired) == 1
+    assert repaired.is_winding_consistent
+    large = dataclasses.replace(options, small_hole_perimeter_rel=1.0)
+    assert open_loops(meshing.repair(saddle.copy(), large)) == 2
 
 
 def test_a_big_hole_the_photos_look_into_is_filled_and_the_unseen_base_is_not() -> None:
