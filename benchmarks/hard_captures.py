@@ -61,13 +61,10 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    lookalikes = [(background, args.views) for background in args.backgrounds]
-    dense_lookalike = ("plain", DENSE_LOOKALIKE_VIEWS)
-    for background, views, shuffled in [
-        *((background, views, False) for background, views in lookalikes),
-        (*dense_lookalike, False),
-        (*dense_lookalike, True),
-    ]:
+    # (background, views, names shuffled) of the look-alike captures
+    lookalikes = [(background, args.views, False) for background in args.backgrounds]
+    lookalikes += [("plain", DENSE_LOOKALIKE_VIEWS, shuffled) for shuffled in (False, True)]
+    for background, views, shuffled in lookalikes:
         capture = args.out / "captures" / f"twin_box_{background}_{views}"
         if not (capture / "truth" / "cameras.json").exists():
             recon(["synth", "twin_box", str(capture), "--views", str(views), "--size", "960",

@@ -121,8 +121,9 @@ def test_resume_after_kill_gives_the_same_result(reconstruction, tmp_path: Path)
     kept = ("capture", "sfm", "masks")
     finished = {stage: workspace.stage_info(stage) for stage in kept}
     workspace.forget_from([stage for stage in pipeline.STAGES if stage not in kept])
-    for later in ("depth", "fusion", "mesh", "texture", "export"):
-        shutil.rmtree(workspace.work_dir / later)
+    later = (workspace.fused_mesh_path.parent, workspace.mesh_path.parent)
+    for folder in (workspace.depth_dir, *later, workspace.texture_dir, workspace.export_dir):
+        shutil.rmtree(folder)
     workspace.orient_path.unlink()
     photos = reconstruction.out_dir.parent / "photos"
     command = [sys.executable, "-m", "recon.cli", "reconstruct", str(photos), "-o", str(out),
