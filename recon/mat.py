@@ -267,6 +267,14 @@ class MatFit:
     def up(self) -> np.ndarray:
         return self.plane[:3]
 
+    def page_corners(self) -> np.ndarray:
+        """(4, 3) the printed page's corners in the SfM frame, round its edge."""
+        layout = LAYOUTS[self.paper]
+        left, top = -layout.board_left_mm / 1000.0, -layout.board_top_mm / 1000.0
+        right, bottom = left + layout.page_mm[0] / 1000.0, top + layout.page_mm[1] / 1000.0
+        board = np.array([[left, top, 0], [right, top, 0], [right, bottom, 0], [left, bottom, 0]])
+        return self.board_to_world.apply(board)
+
 
 @dataclass(frozen=True)
 class MatFinding:

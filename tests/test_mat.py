@@ -185,6 +185,11 @@ def test_locating_the_mat_recovers_scale_plane_and_up_from_sfm_cameras() -> None
     assert detections[5].image not in fit.photos  # every sighting of it disagreed
     assert fit.disagreeing == [detections[5].image]  # ... as a misplaced camera's would
     assert len(fit.photos) == 11
+    # The page round the board, on the mat's plane, the paper's size (the masks leave it out).
+    page = fit.page_corners() / UNITS_PER_METRE
+    sides = np.linalg.norm(page - np.roll(page, 1, axis=0), axis=1)
+    np.testing.assert_allclose(np.sort(sides), [0.210, 0.210, 0.297, 0.297], atol=0.5e-3)
+    assert np.abs(page @ fit.plane[:3] + fit.plane[3] / UNITS_PER_METRE).max() < 0.2e-3
     report = finding.to_json()
     assert report["found"]
     assert report["paper"] == "a4"
