@@ -32,11 +32,7 @@ def sample_mug(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mug")
     shutil.copytree(SAMPLE_CAPTURES_DIR / "mug" / "images", root / "photos")
     preview = pipeline.ReconOptions.for_preset("preview")
-    # Preview leaves its meshes open (FusionOptions.hull_close_max_truncation_rel): closed here.
-    options = dataclasses.replace(
-        preview, fusion=dataclasses.replace(preview.fusion, hull_close_max_truncation_rel=1.0)
-    )
-    return pipeline.reconstruct(root / "photos", root / "out", options).out_dir
+    return pipeline.reconstruct(root / "photos", root / "out", preview).out_dir
 
 
 def test_fusing_a_mug_closes_its_unseen_base_and_keeps_its_hollow(tmp_path) -> None:

@@ -39,6 +39,10 @@ def test_standard_keeps_the_stage_defaults_that_preview_changes() -> None:
     assert preview.sfm_retry == standard.sfm
     assert standard.sfm == sfm.SfmOptions()
     assert standard.sfm_retry is None
+    # both presets' surfaces are closed from the hull (an open one showed the product's inside)
+    for options in (preview, standard):
+        truncation = options.fusion.truncation_voxels * options.fusion.voxel_rel
+        assert truncation <= options.fusion.hull_close_max_truncation_rel
 
 
 def test_preview_takes_photos_it_cannot_place_in_again_at_standards_size() -> None:
