@@ -112,8 +112,8 @@ class FusionOptions:
     # ... only where the truncation (truncation_voxels × voxel_rel) is at most this × the box
     # diagonal: the hull's distance is blended in over ± the truncation, and at 1.2 % it is
     # coarser than the 1 % the surface is held to (preview's 0.3 % voxels at 4 voxels: the
-    # sample cereal box's accuracy@1 % 0.90 -> 0.897, a box on a mat from 16 photos 0.95 ->
-    # 0.62; preview now truncates at 2.6 voxels, 0.78 %, and closes).
+    # sample cereal box's accuracy@1 % 0.90 -> 0.897; preview now truncates at 2.6 voxels,
+    # 0.78 %, and closes).
     hull_close_max_truncation_rel: float = 0.008
     # With no table seen (plain paper), the ground is where the product's lowest stereo
     # depths lie: this percentile of their heights (the hull's underside, which no photo
