@@ -47,9 +47,9 @@ class MeshOptions:
     max_seen_hole_perimeter_rel: float = 3.0
     # A small hole is filled however its rim bends, up to `small_hole_max_bend`: the zigzag of
     # a marching-cubes rim a few voxels round bends 0.2-0.4 on a curved side, and where the
-    # fused surface is not closed from the hull (preview) such holes stayed open and showed the
-    # backdrop through the model (a shoe's side). Preview, six 24 × 960 px captures: novel-view
-    # PSNR +0.0 to +0.14 dB, F@1 % within 0.0002; the shoe's open holes 14 -> 7.
+    # fused surface is not closed from the hull (preview's, until it was) such holes stayed open
+    # and showed the backdrop through the model (a shoe's side). Preview, open, six 24 × 960 px
+    # captures: novel-view PSNR +0.0 to +0.14 dB, F@1 % within 0.0002; the shoe's holes 14 -> 7.
     small_hole_perimeter_rel: float = 0.15
     small_hole_max_bend: float = 0.5
     min_hole_views: int = 2  # ... by at least this many photos
