@@ -285,7 +285,8 @@ def run(
     tables = table_pixels(cameras, images, region, options, mat_page=mat_page)
     if region.plain_one_pass:
         region, object_mask, tables = table_by_photos(cameras, images, points, region,
-                                                      object_mask, tables, options)  # fmt: skip
+                                                      object_mask, tables, options,
+                                                      mat_page=mat_page)  # fmt: skip
         object_xyz = points["xyz"][object_mask]
     if len(object_xyz) < MIN_PRODUCT_POINTS:
         # A plain product (a white mug on a table) leaves SfM nothing to match on itself: only
@@ -398,18 +399,20 @@ def table_by_photos(
     object_mask: np.ndarray,
     tables: list[TableView | None],
     options: MaskOptions,
+    *,
+    mat_page: np.ndarray | None = None,
 ) -> tuple[ObjectRegion, np.ndarray, list[TableView | None]]:
     """The region, product points and `table_pixels` with the table the photos agree on
     (`ground_by_photos`) when the sparse points showed none, if it is one: a plane whose
     patches a median photo recognises over `table_found_min_share` of its pixels. Else the
-    arguments as they came."""
+    arguments as they came. `mat_page`: as for table_pixels."""
     if not (options.segment and options.table_plane):
         return region, object_mask, tables
     ground = ground_by_photos(cameras, images, points["xyz"], region, options)
     if ground is None:
         return region, object_mask, tables
     found, found_mask = find_object_region(cameras, points, options, ground=ground)
-    found_tables = table_pixels(cameras, images, found, options)
+    found_tables = table_pixels(cameras, images, found, options, mat_page=mat_page)
     shares = [0.0 if view is None else float(view.table.mean()) for view in found_tables]
     if np.median(shares) < options.table_found_min_share or found_mask.sum() < MIN_PRODUCT_POINTS:
         logger.info("a plane under the product is no table (median photo recognises %.1f %%)",
