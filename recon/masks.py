@@ -278,10 +278,8 @@ def run(
 
     images = list(each_photo(read, cameras))
     mat_page = None
-    if options.find_mat:
-        paths = [workspace.sfm_image_path(camera.name) for camera in cameras]
-        if (found := mat.detect_mat(cameras, paths).fit) is not None:
-            mat_page = found.page_corners()
+    if options.find_mat and (found := mat.find_mat(cameras, images).fit) is not None:
+        mat_page = found.page_corners()
     tables = table_pixels(cameras, images, region, options, mat_page=mat_page)
     if region.plain_one_pass:
         region, object_mask, tables = table_by_photos(cameras, images, points, region,

@@ -525,13 +525,26 @@ def detect_mat(
 ) -> MatFinding:
     """Find the printed mat in the photos at `image_paths` (undistorted, matching `cameras`
     one to one) and place it in the cameras' frame."""
-    options = options or MatOptions()
-    detections = []
-    for camera, path in zip(cameras, image_paths, strict=True):
+
+    def read(path: Path) -> np.ndarray | None:
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if Path(path).exists() else None
         if image is None:  # the mat is optional: a photo that can't be read just shows none
             logger.warning("cannot read %s: not searched for the mat", path)
-            continue
-        if (detection := detect_in_image(image, camera.name)) is not None:
-            detections.append(detection)
-    return locate_mat(cameras, detections, options)
+        return image
+
+    return find_mat(cameras, (read(path) for path in image_paths), options)
+
+
+def find_mat(
+    cameras: Sequence[Camera],
+    images: Iterable[np.ndarray | None],
+    options: MatOptions | None = None,
+) -> MatFinding:
+    """Find the printed mat in `images` ((h, w) grey or (h, w, 3) BGR, matching `cameras` one
+    to one; None: not searched) and place it in the cameras' frame."""
+    detections = [
+        detection
+        for camera, image in zip(cameras, images, strict=True)
+        if image is not None and (detection := detect_in_image(image, camera.name)) is not None
+    ]
+    return locate_mat(cameras, detections, options or MatOptions())
