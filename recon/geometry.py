@@ -34,6 +34,8 @@ def fit_plane(
 ) -> np.ndarray:
     """(4,) least-squares plane [n, d] through (k, 3) points, n·x + d = 0, n turned towards
     `facing`; `weights` (k,) weigh the points (faces by their area), equal by default."""
+    if len(points) < 3:
+        raise ValueError(f"a plane needs three points or more to fit, got {len(points)}")
     if weights is None:
         centroid = points.mean(axis=0)
         spread = points - centroid

@@ -138,7 +138,9 @@ def find_planes(
         normal, offset = normals[best], float(normals[best] @ centroids[best])
         for _ in range(3):  # refit to the inliers, then take them again
             inliers = _inliers(centroids, normals, free, normal, offset, distance_max, cos_min)
-            if areas[inliers].sum() <= 0:
+            # Three faces at least to refit through (a rough patch's best draw may meet one
+            # or two; the region test below then drops it as scattered).
+            if np.count_nonzero(inliers) < 3 or areas[inliers].sum() <= 0:
                 break
             plane = fit_plane(centroids[inliers], normal, areas[inliers])
             normal, offset = plane[:3], float(-plane[3])

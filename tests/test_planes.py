@@ -128,6 +128,18 @@ def test_a_sphere_has_no_planes_and_stays():
     np.testing.assert_array_equal(moved, vertices)
 
 
+def test_scattered_faces_that_meet_no_others_give_no_plane():
+    # Triangles at random turns, none touching, each under min_area_share: each RANSAC draw
+    # meets itself alone (a rough fragment of a preview mesh did, and the refit asked an SVD
+    # of one point for a plane).
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(-50.0, 50.0, (200, 1, 3)) + rng.normal(0.0, 3.0, (200, 3, 3))
+    vertices, faces = corners.reshape(-1, 3), np.arange(600).reshape(200, 3)
+    moved, stats = flatten(vertices, faces)
+    assert stats["planes"] == 0
+    np.testing.assert_array_equal(moved, vertices)
+
+
 def test_the_same_mesh_gives_the_same_planes():
     vertices, faces = rounded_noisy_box(np.array([80.0, 50.0, 40.0]), 2.0, 0.1, seed=3)
     first, _ = flatten(vertices, faces)
