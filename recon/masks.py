@@ -51,6 +51,10 @@ SILHOUETTE_HULL_RESOLUTION = 64  # the coarse hull that boxes a product with no 
 # of every photo, while space off to its side is framed by fewer, and there seedless outlines
 # that took a pale backdrop (a white mug's lower ring: 3-4x its area) left it all hull.
 SILHOUETTE_MIN_FRAMED_SHARE = 0.75
+# ... and it stays hull outside this share of the outlines (rounded down): an outline that
+# missed the product (the green side of an avocado on brown wood, segmented with no seeds)
+# carved the whole product away, and the masks stage failed.
+SILHOUETTE_OUTVOTED_SHARE = 0.1
 PLANE_RANSAC_ITERATIONS = 2000  # planes tried per search for the table
 RANSAC_SCORED_POINTS = 1500  # ... each scored on about this many of the sparse points
 GROUND_SWEEP_PHOTOS = 8  # photos whose table patterns place a table the sparse points miss
@@ -591,6 +595,7 @@ def silhouette_region(
         min_judging_views=max(
             hull.MIN_JUDGING_VIEWS, math.ceil(SILHOUETTE_MIN_FRAMED_SHARE * len(cameras))
         ),
+        outvoted_views=int(SILHOUETTE_OUTVOTED_SHARE * len(cameras)),
     )
     inside = np.argwhere(field.values > 0)
     if len(inside) < MIN_PRODUCT_POINTS:

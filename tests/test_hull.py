@@ -286,3 +286,26 @@ def test_space_only_some_photos_frame_is_not_hull_when_asked() -> None:
 
     assert reach(hull.MIN_JUDGING_VIEWS)[[0, 2]].min() > 3 * RADIUS
     assert reach(18)[[0, 2]].max() < 1.1 * RADIUS
+
+
+def test_a_hull_outvoted_by_one_mask_that_missed_the_product_keeps_it() -> None:
+    """One photo's outline that missed the product (left empty) carves the whole strict hull
+    away; with one photo outvoted, the hull is the other photos', and where two photos
+    missed, one outvoted photo is not enough."""
+    options = SynthOptions(views=12, size_px=120)
+    cameras = ring_cameras(np.zeros(3), 3 * RADIUS, 12, options, np.random.default_rng(0))
+    masks = [sphere_mask(camera) for camera in cameras]
+    box = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (-0.15, 0.15)])
+    up = np.array([0, 1.0, 0])
+    whole = hull.silhouette_field(cameras, masks, box, up, resolution=48)
+    one_missed = [np.zeros_like(masks[0]), *masks[1:]]
+    strict = hull.silhouette_field(cameras, one_missed, box, up, resolution=48)
+    tolerant = hull.silhouette_field(cameras, one_missed, box, up, resolution=48, outvoted_views=1)
+    assert (whole.values > 0).sum() > 1000
+    assert (strict.values > 0).sum() == 0
+    # The other eleven photos' hull: the sphere's, a little looser for the photo lost.
+    assert ((tolerant.values > 0) | ~(whole.values > 0)).all()
+    assert (tolerant.values > 0).sum() < 1.2 * (whole.values > 0).sum()
+    two_missed = [np.zeros_like(masks[0]), np.zeros_like(masks[0]), *masks[2:]]
+    outvoted = hull.silhouette_field(cameras, two_missed, box, up, resolution=48, outvoted_views=1)
+    assert (outvoted.values > 0).sum() == 0
