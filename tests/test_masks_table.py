@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from recon import threads
+from recon import masks, threads
 from recon.cameras import Camera, look_at
 from recon.masks import MaskOptions, ObjectRegion, product_mask, table_pixels
 
@@ -158,3 +158,16 @@ def test_photos_segmented_on_two_threads_get_the_masks_of_one(monkeypatch) -> No
     assert all(m.any() for m in serial_masks)
     for one, two in zip(serial_masks, threaded_masks, strict=True):
         assert np.array_equal(one, two)
+
+
+def test_speckles_of_a_band_that_runs_to_the_frame_do_not_stand_alone() -> None:
+    """Beyond the recognised table, what stands alone is the product (a cap over the far
+    edge); a band of grain speckles running to the frame's edge is the far table, whole."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((120, 160), bool)
+    mask[5:25, :] = rng.random((20, 160)) < 0.5  # the far table's speckled strip, edge to edge
+    mask[40:60, 70:90] = True  # a cap, clear of it
+    alone = masks.standing_alone(mask)
+    assert not alone[5:25].any()
+    assert alone[40:60, 70:90].all()
+    assert alone.sum() == 400
