@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import logging
 import math
@@ -211,6 +212,15 @@ def run(
             by_name,
             key=lambda n: (rank[passes[by_name[n].source]] if passes else 0, natural_key(n)),
         )
+
+        # A photo sent twice (uploaded again, copied into the folder) adds nothing and would
+        # be placed twice at one spot: its copies go.
+        copies = exact_copies([by_name[name] for name in order])
+        for copy, original in copies.items():
+            rejected.append(
+                {"image": copy, "reason": f"an exact copy of {original}; the copy is left out"}
+            )
+        order = [name for name in order if by_name[name].source not in copies]
 
         # Old working copies belong to another input: remove them (and the capture.json that
         # lists them) before writing, so a failure never leaves a mix of old and new photos.
@@ -652,6 +662,24 @@ def _working_names(photos: list[_InputFile]) -> dict[str, str]:
         name = "__".join(photo.parts[common:])
         names[photo.source] = re.sub(r"[\x00-\x1f\x7f\\/:]", "_", name)
     return names
+
+
+def exact_copies(files: list[_InputFile]) -> dict[str, str]:
+    """{source of a file: source of the file with the same bytes that is kept} over `files`.
+    Of each set of copies the shortest name is kept (a copy's name usually adds to the
+    original's: "IMG_1 (1).jpg", "IMG_1 copy.jpg"), the first in natural order among equals."""
+    by_digest: dict[bytes, list[str]] = {}
+    for file in files:
+        digest = hashlib.sha256()
+        with file.open() as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        by_digest.setdefault(digest.digest(), []).append(file.source)
+    copies: dict[str, str] = {}
+    for sources in by_digest.values():
+        kept = min(sources, key=lambda source: (len(source), natural_key(source)))
+        copies.update({source: kept for source in sources if source != kept})
+    return copies
 
 
 def _sniff(file: _InputFile) -> str | None:

@@ -126,7 +126,9 @@ def test_zip_with_macos_junk_and_a_folder_keeps_the_names(tmp_path: Path) -> Non
 def test_photos_in_sub_folders_get_unique_names(tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     copy_photos(folder / "left", 2)
-    copy_photos(folder / "right", 2)
+    (folder / "right").mkdir()
+    for index, name in enumerate(SAMPLE_NAMES[:2]):  # the same names, other photos
+        shutil.copy(SAMPLE / "images" / SAMPLE_NAMES[2 + index], folder / "right" / name)
     shutil.copy(SAMPLE / "images" / SAMPLE_NAMES[5], folder / "img_2.jpg")
     shutil.copy(SAMPLE / "images" / SAMPLE_NAMES[6], folder / "img_10.jpg")
 
@@ -253,6 +255,23 @@ def test_files_that_are_not_photos_are_skipped_with_a_warning(tmp_path: Path) ->
         {"image": "notes.txt", "reason": "not an image"},
     ]
     assert any("notes.txt" in w and "not an image" in w for w in result.warnings)
+
+
+def test_a_photo_sent_twice_is_taken_in_once(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    names = copy_photos(folder, 4)
+    shutil.copy(folder / names[1], folder / "a.jpg")  # a shorter name: it is the one kept
+    shutil.copy(folder / names[2], folder / f"{Path(names[2]).stem} (1).jpg")
+
+    result = capture.run(folder, Workspace(tmp_path / "out"))
+
+    assert sorted(e["name"] for e in result.images) == sorted(["a.jpg", names[0], *names[2:]])
+    assert result.rejected == [
+        {"image": names[1], "reason": "an exact copy of a.jpg; the copy is left out"},
+        {"image": f"{Path(names[2]).stem} (1).jpg",
+         "reason": f"an exact copy of {names[2]}; the copy is left out"},
+    ]  # fmt: skip
+    assert any("exact copy" in w for w in result.warnings)
 
 
 def test_truncated_and_damaged_photos_are_skipped(tmp_path: Path) -> None:
