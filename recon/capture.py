@@ -671,9 +671,12 @@ def exact_copies(files: list[_InputFile]) -> dict[str, str]:
     by_digest: dict[bytes, list[str]] = {}
     for file in files:
         digest = hashlib.sha256()
-        with file.open() as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
+        try:
+            with file.open() as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+        except Exception:  # (a damaged zip member): taking it in rejects it, with the reason
+            continue
         by_digest.setdefault(digest.digest(), []).append(file.source)
     copies: dict[str, str] = {}
     for sources in by_digest.values():

@@ -295,6 +295,26 @@ def test_truncated_and_damaged_photos_are_skipped(tmp_path: Path) -> None:
     assert not workspace.image_path("cut.jpg").exists()
 
 
+def test_a_damaged_zip_member_is_skipped(tmp_path: Path) -> None:
+    zip_path = tmp_path / "photos.zip"
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in SAMPLE_NAMES[:4]:
+            archive.write(SAMPLE / "images" / name, name)
+        member = archive.getinfo(SAMPLE_NAMES[1])
+    data = bytearray(zip_path.read_bytes())
+    data[member.header_offset + 30 + len(member.filename) + 5000] ^= 0xFF  # fails its CRC
+    zip_path.write_bytes(bytes(data))
+
+    result = capture.run(zip_path, Workspace(tmp_path / "out"))
+
+    assert [e["name"] for e in result.images] == [SAMPLE_NAMES[0], *SAMPLE_NAMES[2:4]]
+    assert result.rejected == [{
+        "image": SAMPLE_NAMES[1],
+        "reason": f"could not be read (Bad CRC-32 for file {SAMPLE_NAMES[1]!r}); "
+        "copy or zip it again",
+    }]  # fmt: skip
+
+
 def test_too_many_pixels_are_refused_without_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
