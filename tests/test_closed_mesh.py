@@ -110,13 +110,26 @@ def test_simplifying_ends_when_the_fast_decimator_stalls(monkeypatch) -> None:
     assert len(calls) <= 3
 
 
-def test_a_closed_fused_surface_keeps_its_largest_piece_alone() -> None:
+def test_a_closed_fused_surface_keeps_its_product_piece_alone() -> None:
     body = trimesh.creation.icosphere(subdivisions=3)
     bubble = trimesh.creation.icosphere(subdivisions=1, radius=0.1)  # 80 faces, beside it
     bubble.apply_translation([1.05, 0, 0])
-    kept = meshing.largest_piece(trimesh.util.concatenate([body, bubble]))
+    fused = trimesh.util.concatenate([body, bubble])
+    no_points = np.empty((0, 3))
+    kept = meshing.product_piece(fused, no_points)  # the most faces, without sparse points
     assert len(kept.faces) == len(body.faces)
     assert kept.is_watertight
+    # A slab of dark ground fused larger than the product (the Middlebury temple at preview):
+    # the piece SfM's points lie on is the product.
+    slab = trimesh.creation.box(extents=[4.0, 0.2, 4.0])
+    slab = slab.subdivide().subdivide().subdivide().subdivide()
+    slab.apply_translation([0, -2.0, 0])
+    assert len(slab.faces) > len(body.faces)
+    on_body = body.vertices[::10] * 1.001
+    kept = meshing.product_piece(trimesh.util.concatenate([body, slab]), on_body)
+    assert len(kept.faces) == len(body.faces)
+    kept = meshing.product_piece(trimesh.util.concatenate([body, slab]), no_points)
+    assert len(kept.faces) == len(slab.faces)
 
 
 def test_block_keys_are_made_unique_like_numpy_does() -> None:
