@@ -91,10 +91,9 @@ def main() -> int:
 
     for model in args.models:
         for background in args.backgrounds:
-            capture = args.out / "captures" / f"{model}_{background}"
-            if not (capture / "truth" / "cameras.json").exists():
-                recon(["synth", str(args.shared / "models" / model), str(capture), "--views", "24",
-                       "--size", "960", "--background", background, "--overwrite"])  # fmt: skip
+            capture = rendered_capture(
+                args.shared, model, background, args.out / "captures" / f"{model}_{background}"
+            )
             entry = reconstruct_and_score(capture, args.out / "runs" / capture.name, args.preset)
             entry.update(model=model, background=background)
             entry["checks"] = acceptance_checks(entry)
@@ -165,10 +164,8 @@ def presets_on_large_photos(args: argparse.Namespace) -> dict:
         if model not in args.models or background not in args.backgrounds:
             continue
         name = f"{model}_{background}_{size}px"
-        capture = args.out / "captures" / name
-        if not (capture / "truth" / "cameras.json").exists():
-            recon(["synth", str(args.shared / "models" / model), str(capture), "--views", "24",
-                   "--size", str(size), "--background", background, "--overwrite"])  # fmt: skip
+        capture = rendered_capture(args.shared, model, background, args.out / "captures" / name,
+                                   size)  # fmt: skip
         standard = reconstruct_and_score(capture, args.out / "large_runs" / name, "standard")
         if standard["run"]["returncode"] != 0:
             runs.append({"capture": name, "standard": standard})
@@ -204,6 +201,17 @@ def speedup_summary(runs: list[dict]) -> dict:
         "at least 3x faster on every capture": bool(runs) and len(timed) == len(runs)
         and min(speedups) >= 3.0,
     }  # fmt: skip
+
+
+def rendered_capture(
+    shared: Path, model: str, background: str, capture: Path, size: int = 960
+) -> Path:
+    """`capture`: the benchmark's 24 photos of `size` px of shared `model` on `background`,
+    rendered by `recon synth` unless they are there already."""
+    if not (capture / "truth" / "cameras.json").exists():
+        recon(["synth", str(shared / "models" / model), str(capture), "--views", "24",
+               "--size", str(size), "--background", background, "--overwrite"])  # fmt: skip
+    return capture
 
 
 def recon(arguments: list[str]) -> dict:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import MODELS, REPO, SHARED_DATA, recon, reconstruct_and_score
+from reconstruction import MODELS, REPO, SHARED_DATA, reconstruct_and_score, rendered_capture
 
 SUBSETS = {
     "every_other": lambda count: list(range(0, count, 2)),
@@ -50,10 +50,9 @@ def main() -> int:
     results = []
     for model in args.models:
         for background in args.backgrounds:
-            capture = captures / f"{model}_{background}"
-            if not (capture / "truth" / "cameras.json").exists():
-                recon(["synth", str(args.shared / "models" / model), str(capture), "--views", "24",
-                       "--size", "960", "--background", background, "--overwrite"])  # fmt: skip
+            capture = rendered_capture(
+                args.shared, model, background, captures / f"{model}_{background}"
+            )
             photos = sorted((capture / "images").iterdir())
             for subset in args.subsets:
                 entry = run_subset(capture, photos, subset, args)
