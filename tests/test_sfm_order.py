@@ -13,6 +13,7 @@ import pytest
 
 from recon import report, sfm
 from recon.cameras import look_at
+from recon.errors import CaptureError
 from recon.workspace import Workspace
 
 
@@ -151,17 +152,22 @@ def test_ring_sizes_put_the_true_rings_first_despite_look_alike_pairs() -> None:
     assert sfm.ring_sizes(pairs, 13, 6) == []
 
 
-def rings_model(angles_deg: list[float], heights: list[float]) -> pycolmap.Reconstruction:
+def rings_model(
+    angles_deg: list[float], heights: list[float], looking_from_deg: list[float] | None = None
+) -> pycolmap.Reconstruction:
     """Cameras at `angles_deg` round the vertical axis, 4 from it, at `heights`, looking at the
-    origin; named in order img_000.jpg, img_001.jpg, ..."""
+    origin (or as if from `looking_from_deg` round the axis); named in order img_000.jpg, ..."""
     model = pycolmap.Reconstruction()
     model.add_camera_with_trivial_rig(
         pycolmap.Camera.create_from_model_name(1, "SIMPLE_PINHOLE", 800.0, 640, 640)
     )
-    for image_id, (angle, height) in enumerate(zip(angles_deg, heights, strict=True), start=1):
-        radians = np.radians(angle)
+    looking_from_deg = angles_deg if looking_from_deg is None else looking_from_deg
+    for image_id, (angle, height, looking_from) in enumerate(
+        zip(angles_deg, heights, looking_from_deg, strict=True), start=1
+    ):
+        radians, looking = np.radians(angle), np.radians(looking_from)
         centre = np.array([4 * np.cos(radians), height, 4 * np.sin(radians)])
-        R, t = look_at(centre, np.zeros(3))
+        R, _ = look_at(np.array([4 * np.cos(looking), height, 4 * np.sin(looking)]), np.zeros(3))
         model.add_image_with_trivial_frame(
             pycolmap.Image(
                 name=f"img_{image_id - 1:03d}.jpg",
@@ -169,7 +175,7 @@ def rings_model(angles_deg: list[float], heights: list[float]) -> pycolmap.Recon
                 camera_id=1,
                 image_id=image_id,
             ),
-            pycolmap.Rigid3d(pycolmap.Rotation3d(R), t),
+            pycolmap.Rigid3d(pycolmap.Rotation3d(R), -R @ centre),
         )
     return model
 
@@ -257,6 +263,51 @@ def test_a_photo_put_on_a_faces_mirror_side_turns_back_round_the_product() -> No
     jitter = angles.copy()
     jitter[5] = 117.0  # 3° back from photo 4
     assert sfm.backtracks(rings_model(jitter, heights), names, options) == 0
+
+
+def test_photos_standing_in_order_but_looking_back_turn_back_round_the_product() -> None:
+    """The cracker box's first five photos: its narrow side taken for its front, photos 0 and
+    1 were put looking where 3 and 4 look, while their centres still stood in order round it.
+    Where they look turns +30°, −60°, +30°, +30°: a turn back, though where they stand does
+    not."""
+    names = [f"img_{index:03d}.jpg" for index in range(5)]
+    standing = [0.0, 30.0, 60.0, 90.0, 120.0]
+    options = sfm.SfmOptions()
+    assert sfm.backtracks(rings_model(standing, [1.0] * 5), names, options) == 0
+    folded = rings_model(standing, [1.0] * 5, looking_from_deg=[90.0, 120.0, 60.0, 90.0, 120.0])
+    assert sfm.backtracks(folded, names, options) == 1
+
+
+def test_a_short_capture_that_turns_back_is_placed_again_by_consensus_or_refused(
+    tmp_path, monkeypatch
+) -> None:
+    """Five photos: too few for the order check's second placement, so the walk alone judges
+    the model. One that walks round is kept without another placement; one that turns back is
+    replaced by the consensus placement when that walks round, and refused with advice when
+    it does not, or when there is none."""
+    names = [f"img_{index:03d}.jpg" for index in range(5)]
+    workspace = Workspace(tmp_path)
+    standing = [0.0, 30.0, 60.0, 90.0, 120.0]
+    walking = rings_model(standing, [1.0] * 5)
+    folded = rings_model(standing, [1.0] * 5, looking_from_deg=[90.0, 120.0, 60.0, 90.0, 120.0])
+    options = sfm.SfmOptions()
+    placed_again: list[pycolmap.Reconstruction | None] = []
+    monkeypatch.setattr(sfm, "place_by_consensus", lambda *args: placed_again[-1])
+
+    kept, finding = sfm.check_short_walk(tmp_path / "db", workspace, names, walking, options)
+    assert kept is walking
+    assert finding["walks_in_order"] is True
+
+    placed_again.append(walking)
+    kept, finding = sfm.check_short_walk(tmp_path / "db", workspace, names, folded, options)
+    assert kept is walking
+    assert finding["kept"] == "consensus of trusted pairs"
+    assert finding["walks_in_order"] is True  # no placement warning for the model kept
+
+    for consensus in (folded, None):
+        placed_again.append(consensus)
+        with pytest.raises(CaptureError, match=r"sides that look alike.*patterned mat"):
+            sfm.check_short_walk(tmp_path / "db", workspace, names, folded, options)
 
 
 def test_agreement_of_too_few_photos_placed_in_order_does_not_clear_a_model(
