@@ -364,6 +364,27 @@ def test_a_sparse_table_under_a_busy_product_is_found_and_a_ring_is_not() -> Non
     assert masks.fit_ground_plane(can, center, up, 4.0, options) is None
 
 
+def test_a_level_band_with_product_below_it_is_no_ground() -> None:
+    """A plain shoe seen only from above leaves no point on the paper: its sparse points lie
+    on the shoe alone, and a level band along its side (a third of them, within the tilt and
+    below the centre) would have cut it in half. With the table's points as well, the table
+    is the ground."""
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 3000)
+    height = rng.uniform(0.05, 1.0, 3000)
+    body = np.column_stack([0.4 * np.cos(angle), height, 0.25 * np.sin(angle)])
+    body[:1000, 1] = 0.45  # a dense level band along the side: 1,000 of 3,000 points
+    up, center = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.6, 0.0])
+    options = masks.MaskOptions()
+    assert masks.fit_ground_plane(body, center, up, 4.0, options) is None
+    radius = np.sqrt(rng.uniform(0.5**2, 1.5**2, 1000))
+    around = rng.uniform(0, 2 * np.pi, 1000)
+    table = np.column_stack([radius * np.cos(around), np.zeros(1000), radius * np.sin(around)])
+    ground = masks.fit_ground_plane(np.vstack([body, table]), center, up, 4.0, options)
+    assert ground is not None
+    np.testing.assert_allclose(ground, [0, 1, 0, 0], atol=0.02)
+
+
 def test_only_roughly_flat_holes_are_filled() -> None:
     """A box missing its top has a flat rim and is closed; a box missing its top and one side
     has a rim bent round the corner, and a fan across it would be made-up surface."""
