@@ -2671,9 +2671,12 @@ def undistort_photo(
 ) -> None:
     """Resample the photo at `source` to the pinhole camera K of the same size.
 
-    Keeping K and the size means later stages need no second set of intrinsics; the few border
-    pixels that come from outside the photo are black. When the distortion moves no pixel by
-    `tolerance_px` the photo is copied as is, which saves a JPEG generation.
+    Keeping K and the size means later stages need no second set of intrinsics. The few border
+    pixels that come from outside the photo repeat its edge: black, they were unlike any
+    backdrop, and a product box grown past the frame (the plain shoe's upper ring at preview)
+    took the frame's black edge for product, grew again round it, and the model was refused.
+    When the distortion moves no pixel by `tolerance_px` the photo is copied as is, which
+    saves a JPEG generation.
     """
     distortion = opencv_distortion(camera)
     size = (int(camera.width), int(camera.height))
@@ -2684,7 +2687,7 @@ def undistort_photo(
     if photo is None:
         raise StageError(STAGE, f"cannot read {source}")
     map_x, map_y = cv2.initUndistortRectifyMap(K, distortion, None, K, size, cv2.CV_32FC1)
-    undistorted = cv2.remap(photo, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+    undistorted = cv2.remap(photo, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     # Colour at full size (4:4:4): the photo's own JPEG halved it already, and halving it again
     # blurred the printed mug's fine colour print in its texture (novel-view PSNR 26.58 ->
     # 27.00 dB; with the GLB's texture at full colour too, the 15 standard benchmark captures

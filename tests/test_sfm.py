@@ -280,6 +280,23 @@ def test_undistort_photo_keeps_size_and_intrinsics(tmp_path: Path) -> None:
     assert sfm.max_distortion_px(K, sfm.opencv_distortion(colmap_camera), (width, height)) > 5
 
 
+def test_undistortion_fills_the_border_from_the_photos_edge_not_black(tmp_path: Path) -> None:
+    """Pincushion distortion undistorted pulls the photo in from its edges: the pixels that
+    come from outside it repeat its edge (a plain grey backdrop), never black, which the masks
+    stage took for product where a grown box reached the frame."""
+    width, height, focal = 320, 240, 300.0
+    colmap_camera = pycolmap.Camera.create_from_model_name(0, "SIMPLE_RADIAL", focal, width, height)
+    colmap_camera.params = [focal, width / 2, height / 2, 0.2]
+    K = np.array([[focal, 0, width / 2 - 0.5], [0, focal, height / 2 - 0.5], [0, 0, 1]])
+    source, target = tmp_path / "photo.png", tmp_path / "undistorted.png"
+    cv2.imwrite(str(source), np.full((height, width, 3), 200, np.uint8))
+    assert sfm.max_distortion_px(K, sfm.opencv_distortion(colmap_camera), (width, height)) > 5
+    sfm.undistort_photo(source, target, colmap_camera, K)
+    undistorted = cv2.imread(str(target))
+    assert undistorted.shape == (height, width, 3)
+    assert undistorted.min() >= 195
+
+
 def test_an_undistorted_jpeg_keeps_its_colour_at_full_size(tmp_path: Path) -> None:
     """Red and blue stripes a pixel wide (a fine colour print) stay apart when a JPEG photo is
     undistorted: its colour is not halved (JPEG's default 4:2:0 blurs them purple)."""
