@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,28 +26,22 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reconstruction import MODELS, REPO, SHARED_DATA, recon, rendered_capture
+
 sys.path.insert(0, str(REPO))  # tests.gltf_validator runs the Khronos validator (node)
 
-from recon.commerce import MB  # noqa: E402
-from recon.textured_mesh import load_textured_mesh  # noqa: E402
-from tests.gltf_validator import validate_glb, validator_missing  # noqa: E402
+from recon.commerce import MB
+from recon.textured_mesh import load_textured_mesh
+from tests.gltf_validator import validate_glb, validator_missing
 
-MODELS = (
-    "ycb_003_cracker_box", "ycb_005_tomato_soup_can", "ycb_006_mustard_bottle",
-    "WaterBottle", "MaterialsVariantsShoe", "Avocado",
-)  # fmt: skip
 LIMITS_MB = {"plain": 5.0, "compressed": 2.0}  # the issue's acceptance, for the standard preset
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "commerce")
-    parser.add_argument(
-        "--shared",
-        type=Path,
-        default=Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")),
-    )
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--preset", default="standard")
     parser.add_argument(
@@ -94,9 +86,7 @@ def benchmark_capture(args: argparse.Namespace, model: str, background: str) -> 
     captures = args.runs.parent / "captures" if args.runs else args.out / "captures"
     capture = captures / name
     if not (capture / "truth" / "cameras.json").exists():
-        capture = args.out / "captures" / name
-        recon(["synth", str(args.shared / "models" / model), str(capture), "--views", "24",
-               "--size", "960", "--background", background, "--overwrite"])  # fmt: skip
+        capture = rendered_capture(args.shared, model, background, args.out / "captures" / name)
     run_dir = args.out / "runs" / name
     if args.runs and (args.runs / name / "work").is_dir() and not run_dir.exists():
         shutil.copytree(args.runs / name, run_dir)  # keep the other benchmark's folder as is
@@ -177,22 +167,6 @@ def acceptance(entry: dict) -> dict:
         )
         checks[f"{variant}: USDZ passes the ARKit checker"] = result["usdz_arkit_compliant"] is True
     return checks
-
-
-def recon(arguments: list[str]) -> dict:
-    """Run `recon ...` in its own process: wall time, exit code, error text."""
-    start = time.perf_counter()
-    completed = subprocess.run(
-        [sys.executable, "-m", "recon.cli", *arguments],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
-    result = {"seconds": round(time.perf_counter() - start, 2), "returncode": completed.returncode}
-    if completed.returncode != 0:
-        result["error"] = completed.stderr.decode(errors="replace")[-1500:]
-    return result
 
 
 if __name__ == "__main__":

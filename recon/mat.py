@@ -66,6 +66,13 @@ class MatLayout:
         """Chessboard corners: ids 0 .. corner_count - 1, as OpenCV numbers them."""
         return (self.squares[0] - 1) * (self.squares[1] - 1)
 
+    def page_corners_m(self) -> np.ndarray:
+        """(4, 2) the page's corners in board coordinates (metres, as `point_positions_m`: x
+        along the columns, y down the rows), clockwise from the top-left."""
+        left, top = -self.board_left_mm / 1000.0, -self.board_top_mm / 1000.0
+        right, bottom = left + self.page_mm[0] / 1000.0, top + self.page_mm[1] / 1000.0
+        return np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
+
     def point_positions_m(self, ids: np.ndarray) -> np.ndarray:
         """(n, 3) board positions of points `ids`, in metres: x along the board's columns, y
         down its rows (from the page's top), z = 0 (into the paper).
@@ -193,13 +200,10 @@ def mat_primitive(
     (metres, as `MatLayout.point_positions_m`) to that frame."""
     layout = layout_for(paper)
     page = render_page(layout.paper, px_per_mm=px_per_mm)
-    width_m, height_m = (side / 1000.0 for side in layout.page_mm)
-    # Page coordinates (x right, y down from the top-left, metres) lie on the ground as x → +X,
-    # y → +Z, with the board's centre at the origin.
-    board_w, board_h = layout.board_mm
-    centre = np.array([layout.board_left_mm + board_w / 2, layout.board_top_mm + board_h / 2])
-    centre /= 1000.0
-    corners_page = np.array([[0, 0], [width_m, 0], [width_m, height_m], [0, height_m]]) - centre
+    # Board coordinates (x right, y down, metres) lie on the ground as x → +X, y → +Z, with
+    # the board's centre at the origin.
+    centre = np.array(layout.board_mm) / 2000.0
+    corners_page = layout.page_corners_m() - centre
     yaw = math.radians(yaw_deg)
     turn = np.array(
         [[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]]
@@ -215,8 +219,7 @@ def mat_primitive(
     # Board frame: x along the page's x, y along its y (→ +Z), z into the paper (→ -Y).
     board_to_page = np.eye(4)
     board_to_page[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float64)
-    board_origin = np.array([layout.board_left_mm, layout.board_top_mm]) / 1000.0 - centre
-    board_to_page[:3, 3] = [board_origin[0], 0.0, board_origin[1]]
+    board_to_page[:3, 3] = [-centre[0], 0.0, -centre[1]]
     place = np.eye(4)
     place[:3, :3] = turn
     return primitive, place @ board_to_page
@@ -269,11 +272,8 @@ class MatFit:
 
     def page_corners(self) -> np.ndarray:
         """(4, 3) the printed page's corners in the SfM frame, round its edge."""
-        layout = LAYOUTS[self.paper]
-        left, top = -layout.board_left_mm / 1000.0, -layout.board_top_mm / 1000.0
-        right, bottom = left + layout.page_mm[0] / 1000.0, top + layout.page_mm[1] / 1000.0
-        board = np.array([[left, top, 0], [right, top, 0], [right, bottom, 0], [left, bottom, 0]])
-        return self.board_to_world.apply(board)
+        corners = LAYOUTS[self.paper].page_corners_m()
+        return self.board_to_world.apply(np.column_stack([corners, np.zeros(4)]))
 
 
 @dataclass(frozen=True)
