@@ -981,11 +981,14 @@ def check_short_walk(
     """The model to keep for a capture too small for `check_capture_order` (under
     `order_min_photos` photos every pair is near in capture order: there is no second
     placement to compare with), judged by its walk alone. One that turns back round the
-    product and on again (`backtracks`) has taken a side for a look-alike one and is placed
-    again by consensus (`place_by_consensus`), kept if that one walks on; else the capture
-    fails with advice. The cracker box's first five photos (120° of its lower ring) placed its
-    narrow side where its front is and were published 127–173° off; by consensus 3 of the 5
-    are placed, right. Photos 120° apart (every fourth of two rings) do not turn back."""
+    product and on again (`backtracks`) has taken a side for a look-alike one, or its photos'
+    names do not follow the capture order: it is placed again by consensus
+    (`place_by_consensus`). That placement is kept if it walks on; the first is kept, with
+    "walks_in_order" false (a warning), if the two agree (the names' order, then); else the
+    capture fails with advice. The cracker box's first five photos (120° of its lower ring)
+    placed its narrow side where its front is and were published 127–173° off; by consensus 3
+    of the 5 are placed, right. Photos 120° apart (every fourth of two rings) do not turn
+    back."""
     if not backtracks(best, names, options):
         return best, {"compared": False, "walks_in_order": True}
     finding: dict = {"compared": False, "walks_in_order": False}
@@ -1000,6 +1003,12 @@ def check_short_walk(
                 "walks_in_order": True,
                 "kept": "consensus of trusted pairs",
             }
+        disagreeing, _ = rotation_disagreement(best, consensus, options.order_disagreement_deg)
+        if (
+            disagreeing <= options.order_max_disagreement
+            and consensus.num_reg_images() >= best.num_reg_images()
+        ):
+            return best, {**finding, "kept": "all pairs", "consensus_agrees": True}
     raise CaptureError(
         "the photos could not be placed consistently: sides that look alike (the same print on "
         "two faces) were taken for one another: as placed, the photos turn back round the "

@@ -283,13 +283,18 @@ def test_a_short_capture_that_turns_back_is_placed_again_by_consensus_or_refused
 ) -> None:
     """Five photos: too few for the order check's second placement, so the walk alone judges
     the model. One that walks round is kept without another placement; one that turns back is
-    replaced by the consensus placement when that walks round, and refused with advice when
-    it does not, or when there is none."""
+    replaced by the consensus placement when that walks round, kept (not walking in order:
+    a warning) when the consensus placement agrees with it (photos named out of order), and
+    refused with advice when that turns back elsewhere, or when there is none."""
     names = [f"img_{index:03d}.jpg" for index in range(5)]
     workspace = Workspace(tmp_path)
     standing = [0.0, 30.0, 60.0, 90.0, 120.0]
-    walking = rings_model(standing, [1.0] * 5)
-    folded = rings_model(standing, [1.0] * 5, looking_from_deg=[90.0, 120.0, 60.0, 90.0, 120.0])
+
+    def placed(looking_from_deg: list[float] | None = None) -> pycolmap.Reconstruction:
+        return rings_model(standing, [1.0] * 5, looking_from_deg=looking_from_deg)
+
+    walking = placed()
+    folded = placed([90.0, 120.0, 60.0, 90.0, 120.0])
     options = sfm.SfmOptions()
     placed_again: list[pycolmap.Reconstruction | None] = []
     monkeypatch.setattr(sfm, "place_by_consensus", lambda *args: placed_again[-1])
@@ -304,7 +309,14 @@ def test_a_short_capture_that_turns_back_is_placed_again_by_consensus_or_refused
     assert finding["kept"] == "consensus of trusted pairs"
     assert finding["walks_in_order"] is True  # no placement warning for the model kept
 
-    for consensus in (folded, None):
+    placed_again.append(placed([90.0, 120.0, 60.0, 90.0, 120.0]))  # the same placement again
+    kept, finding = sfm.check_short_walk(tmp_path / "db", workspace, names, folded, options)
+    assert kept is folded
+    assert finding["walks_in_order"] is False
+    assert finding["consensus_agrees"] is True
+
+    # turning back too, but with photos 0 and 1 20° off `folded`'s
+    for consensus in (placed([110.0, 140.0, 60.0, 90.0, 120.0]), None):
         placed_again.append(consensus)
         with pytest.raises(CaptureError, match=r"sides that look alike.*patterned mat"):
             sfm.check_short_walk(tmp_path / "db", workspace, names, folded, options)
