@@ -1010,12 +1010,12 @@ def check_short_walk(
         ):
             return best, {**finding, "kept": "all pairs", "consensus_agrees": True}
     raise CaptureError(
-        "the photos could not be placed consistently: sides that look alike (the same print on "
-        "two faces) were taken for one another: as placed, the photos turn back round the "
-        f"product and on again though they were taken in order, and {len(names)} photos hold no "
-        "other placement. Take more photos in order around the product, each overlapping the "
-        "last (about every 15°), and put a patterned mat or newspaper under it so every side "
-        "has a distinct background"
+        "the photos could not be placed consistently: as placed, in the order of their names, "
+        "they turn back round the product and on again, and no other placement of these "
+        f"{len(names)} photos holds: sides that look alike (the same print on two faces) were "
+        "probably taken for one another. Take more photos in order around the product, each "
+        "overlapping the last (about every 15°) and named in the order taken, and put a "
+        "patterned mat or newspaper under it so every side has a distinct background"
     )
 
 
