@@ -29,8 +29,9 @@ BACKGROUND_COLOUR_DISTANCE = 15.0
 MIN_MISSING_PART_PX = 4
 # The background's main colours are read in this ring around the product mask (a share of the
 # photo size wide), away from the photo's edge by BORDER_REL: the backdrop the outline blends
-# with. Read over the whole photo they took in the black corners undistortion leaves, and a
-# dark product's pixels then passed for backdrop (the shoe on plain paper read 4 dB off).
+# with. Read over the whole photo they took in the black corners undistortion left then (its
+# corners now repeat the photo's edge), and a dark product's pixels passed for backdrop (the
+# shoe on plain paper read 4 dB off).
 BACKDROP_RING_REL = 0.05
 BORDER_REL = 0.01
 # The outline band, this share of the photo size wide (2 px at least) on either side of the

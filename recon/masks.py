@@ -927,9 +927,10 @@ def rim_distance(
     rim = max(1, round(rim_rel * max(image.shape[:2])))
     band = np.ones(image.shape[:2], bool)
     band[rim:-rim, rim:-rim] = False
-    # Not the photo's very edge: undistortion fills its corners from outside the photo, and
-    # those few dark pixels took a colour of the rim's model and moved its threshold enough to
-    # lose a white armchair's legs on pale paper in every photo.
+    # Not the photo's very edge: undistortion fills its corners from outside the photo. Black
+    # (as it was), those few dark pixels took a colour of the rim's model and moved its
+    # threshold enough to lose a white armchair's legs on pale paper in every photo; they now
+    # repeat the photo's edge, stretched, and are no rim sample either.
     edge = max(1, round(RIM_EDGE_REL * max(image.shape[:2])))
     band[:edge] = band[-edge:] = False
     band[:, :edge] = band[:, -edge:] = False

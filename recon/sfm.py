@@ -356,21 +356,16 @@ def run(
         timings["map"] = time.perf_counter() - start
         order_check: dict = {}
         order_failure: CaptureError | None = None  # raised unless the product alone places
-        if options.order_check and every_pair and len(names) >= options.order_min_photos:
+        if options.order_check and every_pair:
+            # Under order_min_photos every pair is near in capture order: no second placement
+            # from neighbours alone to compare with, so the walk alone judges.
+            check = (
+                check_capture_order if len(names) >= options.order_min_photos else check_short_walk
+            )
             start = time.perf_counter()
             report("map", 0.85, "checking the placement against the capture order")
             try:
-                best, order_check = check_capture_order(
-                    database_path, workspace, names, best, options
-                )
-            except CaptureError as error:
-                order_failure = error
-            timings["order_check"] = time.perf_counter() - start
-        elif options.order_check and every_pair:
-            start = time.perf_counter()
-            report("map", 0.85, "checking the placement against the capture order")
-            try:
-                best, order_check = check_short_walk(database_path, workspace, names, best, options)
+                best, order_check = check(database_path, workspace, names, best, options)
             except CaptureError as error:
                 order_failure = error
             timings["order_check"] = time.perf_counter() - start
