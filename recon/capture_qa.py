@@ -1018,6 +1018,22 @@ def check(input_path: Path | str, options: QaOptions | None = None) -> QaResult:
     return assess(photos, coverage_info, options, poses=poses, notes=notes, timings_s=timings)
 
 
+# What a photo's checks can find wrong with its colours and detail.
+_POOR_COLOUR = (Check.BLURRY, Check.UNDEREXPOSED, Check.OVEREXPOSED)
+
+
+def poor_photos(info: dict) -> set[str]:
+    """Names of capture.json's photos its checks found blurry or badly exposed: worse than
+    their siblings for colour and detail, so the texture takes them only where no sound
+    photo sees the surface well."""
+    checked = info.get("qa", {}).get("images", {})
+    return {
+        name
+        for name, entry in checked.items()
+        if any(found["check"] in _POOR_COLOUR for found in entry.get("problems", []))
+    }
+
+
 def photos_from_capture(info: dict) -> list[dict]:
     """Per-photo entries from capture.json: its checks of each photo taken, and the files it
     could not take (photos only: frames a video leaves out were chosen against, not faulty)."""

@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,7 @@ import scipy.sparse.linalg
 import trimesh
 import xatlas
 
-from recon import fidelity
+from recon import capture_qa, fidelity
 from recon.cameras import Camera, spread_cameras
 from recon.errors import InputError, StageError
 from recon.export import ExportOptions, vertex_normals, write_glb
@@ -148,6 +148,16 @@ class TextureOptions:
     # mustard bottle's 72 photos on a table (depth from 36): every photo -> 36 -> 24, texture
     # 30.5 -> 18.1 -> 12.8 s, novel-view PSNR 31.72 -> 31.73 -> 31.67 dB.
     max_photos: int | None = 36
+    # Photos the capture's checks found blurry or badly exposed (capture_qa.poor_photos) have
+    # their quality for every face multiplied by this: they colour what no sound photo sees
+    # well, and are held out or spread over only where too few sound ones are left. Three of
+    # 24 photos smeared 15 px (benchmarks/phone_photos.py), novel-view PSNR / SSIM: mustard on
+    # a table 29.7 -> 30.6 dB / 0.912 -> 0.929, plain soup can 27.4 -> 28.7 / 0.866 -> 0.897,
+    # shoe on a table 25.7 both / 0.821 -> 0.824, plain avocado 35.9 -> 35.2 / 0.957 -> 0.960
+    # (sharper, where the blur had hidden a slight misfit); 0.05-0.3 within 0.1 dB of each
+    # other. The benchmark's avocado on a table, two upper photos called blurry (22 % as sharp
+    # as the median; the table's far edge out of them): 35.5 -> 36.9 dB.
+    poor_photo_weight: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -202,13 +212,23 @@ def run(
     vertices = np.asarray(mesh.vertices, dtype=np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
     cameras = [camera.transformed(matrix) for camera in cameras]
 
+    poor: set[str] = set()
+    if workspace.capture_path.exists():
+        poor = capture_qa.poor_photos(workspace.read_capture())
+    sound = [i for i, camera in enumerate(cameras) if camera.name not in poor]
     holdout = []
     if len(cameras) >= options.holdout_min_photos:
-        holdout = fidelity.choose_holdout(cameras, options.holdout_photos)
+        # (a blurred photo held out would fault the model for the blur)
+        pool = sound if len(sound) >= options.holdout_min_photos else list(range(len(cameras)))
+        chosen = fidelity.choose_holdout([cameras[i] for i in pool], options.holdout_photos)
+        holdout = [pool[i] for i in chosen]
     baked_from = [i for i in range(len(cameras)) if i not in holdout]
     if options.max_photos is not None and len(baked_from) > options.max_photos:
-        spread = spread_cameras([cameras[i] for i in baked_from], options.max_photos)
-        baked_from = [baked_from[i] for i in spread]
+        sound_left = [i for i in baked_from if i in sound]
+        pool = sound_left if len(sound_left) >= options.max_photos else baked_from
+        spread = spread_cameras([cameras[i] for i in pool], options.max_photos)
+        baked_from = [pool[i] for i in spread]
+    weights = [options.poor_photo_weight if cameras[i].name in poor else 1.0 for i in baked_from]
     # On a turntable the fidelity check compares each held-out photo with the rest of its
     # tripod position (still_room): every photo is read there, else only the ones used.
     turntable = json.loads(workspace.sfm_cameras_path.read_text()).get("turntable", {})
@@ -230,7 +250,7 @@ def run(
         baked_cameras, baked_images, baked_masks = used
         views = analyse_views(
             vertices, faces, baked_cameras, baked_images,
-            _masks_or_none(baked_masks, baked_cameras), options,
+            _masks_or_none(baked_masks, baked_cameras), options, photo_weights=weights,
         )  # fmt: skip
     offset_stats: dict = {}
     if options.offset_search_px > 0:
@@ -253,7 +273,7 @@ def run(
         cameras = [camera.transformed(scaling) for camera in cameras]
         used = ([cameras[i] for i in baked_from], *used[1:])
     refined = time.perf_counter()
-    baked = bake_texture(vertices, faces, *used, options, progress=progress)
+    baked = bake_texture(vertices, faces, *used, options, photo_weights=weights, progress=progress)
     written = time.perf_counter()
     # The photo of each face, by its index in cameras.json: size tiers lay their charts out so.
     face_views = np.where(baked.face_view >= 0, np.asarray(baked_from)[baked.face_view], -1)
@@ -341,13 +361,15 @@ def bake_texture(
     masks: list[np.ndarray | None] | None = None,
     options: TextureOptions | None = None,
     *,
+    photo_weights: Sequence[float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> BakedTexture:
     """Build a UV atlas for the mesh and bake the photos into it.
 
     vertices: (n, 3) float; faces: (m, 3) int; cameras: one per photo, in the mesh's frame;
     images: (h, w, 3) uint8 RGB photos of the cameras' sizes; masks: per photo an (h, w) bool
-    product silhouette or None (no mask).
+    product silhouette or None (no mask); photo_weights: per photo a factor on its quality
+    for every face (`TextureOptions.poor_photo_weight`; None: all 1).
     """
     options = options or TextureOptions()
     vertices, faces = _check_inputs(vertices, faces, cameras, images, masks, options)
@@ -356,7 +378,10 @@ def bake_texture(
     timings: dict[str, float] = {}
 
     clock = time.perf_counter()
-    views = analyse_views(vertices, faces, cameras, images, masks, options, progress=report)
+    views = analyse_views(
+        vertices, faces, cameras, images, masks, options,
+        photo_weights=photo_weights, progress=report,
+    )  # fmt: skip
     timings["visibility"] = time.perf_counter() - clock
     report(0.55, "views analysed")
 
@@ -647,9 +672,11 @@ def analyse_views(
     masks: list[np.ndarray | None],
     options: TextureOptions,
     *,
+    photo_weights: Sequence[float] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> ViewAnalysis:
-    """Per face and photo: visibility (z-buffer), and the quality of the photo for that face."""
+    """Per face and photo: visibility (z-buffer), and the quality of the photo for that face
+    (times the photo's weight in `photo_weights`, if given)."""
     corners = vertices[faces]
     surface = _Surface(
         vertices=vertices,
@@ -679,9 +706,12 @@ def analyse_views(
         np.concatenate([look.colors for look in looks]),
     )
     near_edge = np.concatenate([look.edges for look in looks])
+    quality = np.stack([look.quality for look in looks], axis=1)
+    if photo_weights is not None:
+        quality *= np.asarray(photo_weights, dtype=np.float32)
     return ViewAnalysis(
         list(cameras),
-        np.stack([look.quality for look in looks], axis=1),
+        quality,
         np.stack([look.tolerance for look in looks], axis=1),
         [look.depth for look in looks],
         [look.product for look in looks],

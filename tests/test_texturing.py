@@ -13,7 +13,7 @@ import open3d as o3d
 import pytest
 import trimesh
 
-from recon import meshing
+from recon import capture_qa, meshing
 from recon.cameras import Camera, read_cameras_json
 from recon.errors import StageError
 from recon.evaluation import distance_to_mesh, score_texture
@@ -270,6 +270,35 @@ def test_a_dense_capture_is_coloured_from_photos_spread_round_it(tmp_path) -> No
     used = set(face_views[face_views >= 0].tolist())
     assert 6 <= len(used) <= 8
     assert (face_views >= 0).mean() > 0.6
+
+
+def test_blurry_photos_colour_only_what_no_sharp_photo_sees(tmp_path) -> None:
+    """Four of the cereal box's photos shaken (a 15 px smear): the capture's checks call them
+    blurry, and the texture takes (almost) no face from them and holds none out; without the
+    checks' verdict they colour their share of the faces."""
+    workspace, capture = truth_workspace(tmp_path / "job", "cereal_box", masks=True)
+    names = [camera.name for camera in capture.cameras]
+    shaken = [2, 8, 14, 20]
+    smear = np.full((1, 15), 1 / 15, np.float32)
+    for index in shaken:
+        path = workspace.sfm_image_path(names[index])
+        cv2.imwrite(str(path), cv2.filter2D(cv2.imread(str(path)), -1, smear))
+    checks = capture_qa.check_photos([workspace.sfm_image_path(name) for name in names])
+    assert {name for name, entry in checks.items() if entry["problems"]} == {
+        names[i] for i in shaken
+    }
+
+    def share_from_shaken(qa: dict) -> float:
+        workspace.capture_path.write_text(
+            json.dumps({"images": [{"name": name} for name in names], "qa": qa})
+        )
+        result = run(workspace, OPTIONS)
+        assert not {names[i] for i in shaken} & {photo["image"] for photo in result.fidelity}
+        face_views = np.load(workspace.face_views_path)
+        return float(np.isin(face_views, shaken).mean())
+
+    assert share_from_shaken({"images": checks}) < 0.02
+    assert share_from_shaken({}) > 0.08
 
 
 def test_run_reads_and_writes_the_workspace(tmp_path) -> None:
