@@ -143,6 +143,9 @@ def run(
             STAGE, f"{workspace.sfm_points_path} is missing: run the sfm stage before depth"
         )
     points = workspace.read_sfm_points()
+    # An earlier run's maps (other options, other photos chosen) must not reach fusion.
+    for stale in workspace.depth_dir.glob("*.npz"):
+        stale.unlink()
     if options.max_views is not None and len(cameras) > options.max_views:
         chosen = spread_cameras(cameras, options.max_views)
         if "visible_in" in points:

@@ -282,6 +282,20 @@ def test_a_dense_capture_gets_depth_maps_for_photos_spread_round_it(
         np.testing.assert_array_equal(depth.read_depth_map(path).depth, expected)
 
 
+def test_a_run_again_leaves_no_map_of_an_earlier_run_behind(box: Truth, tmp_path: Path) -> None:
+    """Run again with fewer maps allowed (a resumed job whose options changed): the photos
+    left out lose their earlier maps, which fusion would otherwise read."""
+    workspace = make_workspace(box, tmp_path / "job", list(range(12)), masks=True)
+    options = dataclasses.replace(FAST, max_image_px=120)
+    depth.run(workspace, options)
+    names = [camera.name for camera in workspace.read_sfm_cameras()]
+    assert all(workspace.depth_path(name).exists() for name in names)
+    depth.run(workspace, dataclasses.replace(options, max_views=6))
+    chosen = spread_cameras(workspace.read_sfm_cameras(), 6)
+    mapped = [index for index, name in enumerate(names) if workspace.depth_path(name).exists()]
+    assert mapped == chosen
+
+
 def test_run_without_sparse_points_says_what_to_do(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path / "job")
     workspace.create()
