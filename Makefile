@@ -59,6 +59,7 @@ bench: setup
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/hard_low_texture.py --out $(OUT)/bench/hard_low_texture
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/capture_check.py --out $(OUT)/bench/capture_check
 	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/sparse_subsets.py --out $(OUT)/bench/sparse_subsets --captures $(OUT)/bench/recon/captures
+	RECON_SHARED_DATA=$(SHARED_DATA) $(PY) benchmarks/phone_photos.py --out $(OUT)/bench/phone_photos --captures $(OUT)/bench/recon/captures
 	$(PY) benchmarks/scene.py --out $(OUT)/bench/scene
 	$(PY) benchmarks/api_load.py --out $(OUT)/bench/api.json
 	$(PY) benchmarks/throughput.py --out $(OUT)/bench/throughput.json

@@ -272,6 +272,53 @@ def reconstruct_and_score(capture: Path, out: Path, preset: str) -> dict:
     return entry
 
 
+def derived_parser(description: str, name: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark made from this one's rendered captures (--out, --captures,
+    --shared, --preset); `name`: its folder under out/bench."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / name)
+    parser.add_argument("--captures", type=Path, default=None,
+                        help="folder of rendered captures to reuse (reconstruction.py's "
+                             "OUT/captures); rendered under --out when missing")  # fmt: skip
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
+    parser.add_argument("--preset", default="standard")
+    return parser
+
+
+def run_outcome(entry: dict) -> dict:
+    """A reconstruct_and_score entry's outcome ("model", a clear "error" or a "traceback")
+    and its headline figures, or the error's last line."""
+    error = entry["run"].get("error", "")
+    if entry["run"]["returncode"] != 0:
+        lines = [line for line in error.splitlines() if line.startswith("error:")]
+        return {
+            "outcome": "traceback" if "Traceback" in error else "error",
+            "message": lines[-1] if lines else (error.strip().splitlines() or [""])[-1],
+        }
+    scores = entry.get("scores", {})
+    geometry = scores.get("geometry") or {}
+    return {
+        "outcome": "model",
+        "rotation_deg": scores.get("pose", {}).get("rotation_error_deg", {}).get("median"),
+        "f_score_1": geometry.get("f_score", {}).get("1"),
+        "f_score_05": geometry.get("f_score", {}).get("0.5"),
+        "psnr_db": scores.get("texture", {}).get("psnr_db"),
+    }
+
+
+def outcome_summary(results: list[dict]) -> dict:
+    """How many runs (entries with run_outcome's "outcome") made a model, stopped with a clear
+    error, or raised a traceback, which is a bug whatever the input."""
+    tracebacks = sum(r["outcome"] == "traceback" for r in results)
+    return {
+        "runs": len(results),
+        "models": sum(r["outcome"] == "model" for r in results),
+        "clear_errors": sum(r["outcome"] == "error" for r in results),
+        "tracebacks": tracebacks,
+        "no traceback": not tracebacks,
+    }
+
+
 def acceptance_checks(entry: dict) -> dict:
     scores = entry.get("scores")
     if not scores or "geometry" not in scores:

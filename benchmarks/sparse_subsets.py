@@ -24,7 +24,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconstruction import MODELS, REPO, SHARED_DATA, reconstruct_and_score, rendered_capture
+from reconstruction import (
+    MODELS,
+    derived_parser,
+    outcome_summary,
+    reconstruct_and_score,
+    rendered_capture,
+    run_outcome,
+)
 
 SUBSETS = {
     "every_other": lambda count: list(range(0, count, 2)),
@@ -35,16 +42,10 @@ SUBSETS = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "sparse_subsets")
-    parser.add_argument("--captures", type=Path, default=None,
-                        help="folder of rendered captures to reuse (reconstruction.py's "
-                             "OUT/captures); rendered under --out when missing")  # fmt: skip
-    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
+    parser = derived_parser(__doc__.splitlines()[0], "sparse_subsets")
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--backgrounds", nargs="*", default=["plain", "table"])
     parser.add_argument("--subsets", nargs="*", default=list(SUBSETS), choices=list(SUBSETS))
-    parser.add_argument("--preset", default="standard")
     args = parser.parse_args()
     captures = args.captures or args.out / "captures"
     results = []
@@ -60,14 +61,7 @@ def main() -> int:
                 results.append(entry)
                 shown = ("model", "background", "subset", "outcome", "f_score_1", "message")
                 print(json.dumps({key: entry.get(key) for key in shown}))
-    tracebacks = [r for r in results if r["outcome"] == "traceback"]
-    summary = {
-        "runs": len(results),
-        "models": sum(r["outcome"] == "model" for r in results),
-        "clear_errors": sum(r["outcome"] == "error" for r in results),
-        "tracebacks": len(tracebacks),
-        "no traceback": not tracebacks,
-    }
+    summary = outcome_summary(results)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"preset": args.preset, "summary": summary, "runs": results}
     (args.out / "sparse_subsets.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -87,16 +81,7 @@ def run_subset(capture: Path, photos: list[Path], subset: str, args: argparse.Na
         (folder / "images" / photo.name).symlink_to(photo.resolve())
     entry = reconstruct_and_score(folder, args.out / "runs" / folder.name, args.preset)
     entry["photos"] = len(chosen)
-    error = entry["run"].get("error", "")
-    if entry["run"]["returncode"] == 0:
-        entry["outcome"] = "model"
-        scores = entry.get("scores", {})
-        entry["f_score_1"] = scores.get("geometry", {}).get("f_score", {}).get("1")
-        entry["psnr_db"] = scores.get("texture", {}).get("psnr_db")
-    else:
-        entry["outcome"] = "traceback" if "Traceback" in error else "error"
-        lines = [line for line in error.splitlines() if line.startswith("error:")]
-        entry["message"] = lines[-1] if lines else (error.strip().splitlines() or [""])[-1]
+    entry.update(run_outcome(entry))
     return entry
 
 
