@@ -82,9 +82,12 @@ WHITE_BALANCE_RANGE = (0.9, 1.1)
 NORMAL_MAX_DEPTH_STEP_REL = 0.05
 
 
-def choose_holdout(cameras: list[Camera], count: int) -> list[int]:
+def choose_holdout(
+    cameras: list[Camera], count: int, candidates: set[int] | None = None
+) -> list[int]:
     """Indices of up to `count` photos to keep out of texturing: the most redundant ones (whose
-    nearest other photo looks the most alike in direction), spread apart around the product."""
+    nearest other photo looks the most alike in direction), spread apart around the product,
+    from the `candidates` (indices; None: every photo)."""
     if count <= 0 or len(cameras) < 3:
         return []
     axes = np.array([camera.R[2] for camera in cameras])  # optical axes in the world
@@ -94,6 +97,8 @@ def choose_holdout(cameras: list[Camera], count: int) -> list[int]:
     separation_cos = np.cos(np.radians(MIN_HOLDOUT_SEPARATION_DEG))
     chosen: list[int] = []
     for index in np.argsort(nearest_deg, kind="stable"):
+        if candidates is not None and index not in candidates:
+            continue
         if all(axes[index] @ axes[other] < separation_cos for other in chosen):
             chosen.append(int(index))
         if len(chosen) == count:
