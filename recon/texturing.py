@@ -148,16 +148,16 @@ class TextureOptions:
     # mustard bottle's 72 photos on a table (depth from 36): every photo -> 36 -> 24, texture
     # 30.5 -> 18.1 -> 12.8 s, novel-view PSNR 31.72 -> 31.73 -> 31.67 dB.
     max_photos: int | None = 36
-    # Photos the capture's checks found blurry or badly exposed (capture_qa.poor_photos) have
-    # their quality for every face multiplied by this: they colour what no sound photo sees
-    # well, and are held out or spread over only where too few sound ones are left. Three of
-    # 24 photos smeared 15 px (benchmarks/phone_photos.py), novel-view PSNR / SSIM: mustard on
-    # a table 29.7 -> 30.6 dB / 0.912 -> 0.929, plain soup can 27.4 -> 28.7 / 0.866 -> 0.897,
+    # Photos the capture's checks found blurry (capture_qa.blurry_photos) have their quality
+    # for every face multiplied by this: they colour what no sharp photo sees well, and are
+    # held out or spread over only where too few sharp ones are left. Three of 24 photos
+    # smeared 15 px (benchmarks/phone_photos.py), novel-view PSNR / SSIM: mustard on a table
+    # 29.7 -> 30.6 dB / 0.912 -> 0.929, plain soup can 27.4 -> 28.7 / 0.866 -> 0.897,
     # shoe on a table 25.7 both / 0.821 -> 0.824, plain avocado 35.9 -> 35.2 / 0.957 -> 0.960
     # (sharper, where the blur had hidden a slight misfit); 0.05-0.3 within 0.1 dB of each
     # other. The benchmark's avocado on a table, two upper photos called blurry (22 % as sharp
     # as the median; the table's far edge out of them): 35.53 dB both.
-    poor_photo_weight: float = 0.1
+    blurry_photo_weight: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -212,22 +212,24 @@ def run(
     vertices = np.asarray(mesh.vertices, dtype=np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
     cameras = [camera.transformed(matrix) for camera in cameras]
 
-    poor: set[str] = set()
+    blurry: set[str] = set()
     if workspace.capture_path.exists():
-        poor = capture_qa.poor_photos(workspace.read_capture())
-    sound = [i for i, camera in enumerate(cameras) if camera.name not in poor]
+        blurry = capture_qa.blurry_photos(workspace.read_capture())
+    sharp = [i for i, camera in enumerate(cameras) if camera.name not in blurry]
     holdout = []
     if len(cameras) >= options.holdout_min_photos:
         # (a blurred photo held out would fault the model for the blur)
-        candidates = set(sound) if len(sound) >= options.holdout_min_photos else None
+        candidates = set(sharp) if len(sharp) >= options.holdout_min_photos else None
         holdout = fidelity.choose_holdout(cameras, options.holdout_photos, candidates)
     baked_from = [i for i in range(len(cameras)) if i not in holdout]
     if options.max_photos is not None and len(baked_from) > options.max_photos:
-        sound_left = [i for i in baked_from if i in sound]
-        pool = sound_left if len(sound_left) >= options.max_photos else baked_from
+        sharp_left = [i for i in baked_from if i in sharp]
+        pool = sharp_left if len(sharp_left) >= options.max_photos else baked_from
         spread = spread_cameras([cameras[i] for i in pool], options.max_photos)
         baked_from = [pool[i] for i in spread]
-    weights = [options.poor_photo_weight if cameras[i].name in poor else 1.0 for i in baked_from]
+    weights = [
+        options.blurry_photo_weight if cameras[i].name in blurry else 1.0 for i in baked_from
+    ]
     # On a turntable the fidelity check compares each held-out photo with the rest of its
     # tripod position (still_room): every photo is read there, else only the ones used.
     turntable = json.loads(workspace.sfm_cameras_path.read_text()).get("turntable", {})
@@ -368,7 +370,7 @@ def bake_texture(
     vertices: (n, 3) float; faces: (m, 3) int; cameras: one per photo, in the mesh's frame;
     images: (h, w, 3) uint8 RGB photos of the cameras' sizes; masks: per photo an (h, w) bool
     product silhouette or None (no mask); photo_weights: per photo a factor on its quality
-    for every face (`TextureOptions.poor_photo_weight`; None: all 1).
+    for every face (`TextureOptions.blurry_photo_weight`; None: all 1).
     """
     options = options or TextureOptions()
     vertices, faces = _check_inputs(vertices, faces, cameras, images, masks, options)

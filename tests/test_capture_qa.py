@@ -120,9 +120,9 @@ def test_dark_and_blown_out_photos_are_named(tmp_path) -> None:
     assert any(a.startswith("1 over-exposed photo: lower the exposure") for a in result.advice)
 
 
-def test_poor_photos_are_the_blurry_and_badly_exposed_ones_capture_json_names() -> None:
-    """The texture stage passes over these where the others suffice; a near-duplicate
-    is as sharp and as well lit as its original."""
+def test_blurry_photos_are_the_ones_capture_json_calls_blurry() -> None:
+    """The texture stage passes over these where sharp photos suffice; a badly exposed photo
+    or a near-duplicate is as sharp as the others."""
     found = {
         "sharp.jpg": [],
         "shaken.jpg": [capture_qa.problem(capture_qa.Check.BLURRY, "")],
@@ -131,8 +131,8 @@ def test_poor_photos_are_the_blurry_and_badly_exposed_ones_capture_json_names() 
         "again.jpg": [capture_qa.problem(capture_qa.Check.DUPLICATE, "a copy of sharp.jpg")],
     }
     info = {"qa": {"images": {name: {"problems": p} for name, p in found.items()}}}
-    assert capture_qa.poor_photos(info) == {"shaken.jpg", "dark.jpg", "blown.jpg"}
-    assert capture_qa.poor_photos({"images": []}) == set()  # no checks kept: none is poor
+    assert capture_qa.blurry_photos(info) == {"shaken.jpg"}
+    assert capture_qa.blurry_photos({"images": []}) == set()  # no checks kept: none is blurry
 
 
 def test_a_dark_backdrop_is_not_under_exposure(tmp_path) -> None:

@@ -50,7 +50,7 @@ def test_holdout_takes_redundant_photos_far_apart() -> None:
     assert np.degrees(np.arccos(axes[0] @ axes[1])) >= MIN_HOLDOUT_SEPARATION_DEG
     assert choose_holdout(cameras, 0) == []
     assert len(choose_holdout(ring(8), 8)) == 4  # 45° apart: every other photo at most
-    # Only from the candidates (photos the capture's checks passed), the others as they were.
+    # Only from the candidates (photos the capture's checks did not call blurry), else as before.
     sound = set(range(len(cameras))) - set(chosen[:1])
     assert choose_holdout(cameras, 2, sound)[0] not in chosen[:1]
     assert choose_holdout(cameras, 2, set(range(len(cameras)))) == chosen
