@@ -74,8 +74,8 @@ SHADING_GAIN_RANGE = (0.5, 2.0)
 # of it; wider, it would take a product printed in the wrong colours for the right one).
 # Misprinted, blurred or misplaced texture and missing parts still count. Every photo ±0.6 EV
 # and ±10 % per channel (benchmarks/phone_photos.py), the check against the truth's novel
-# views: mustard bottle on a table 25.6 -> 30.8 dB (truth 31.9), plain soup can 26.1 -> 28.4
-# (29.3), plain avocado 29.3 -> 33.1 (35.8); on the photos as rendered +0.03 to +0.1 dB.
+# views: mustard bottle on a table 25.6 -> 30.8 dB (truth 31.9), plain soup can 26.1 -> 28.8
+# (29.4), plain avocado 29.3 -> 34.4 (35.4); on the photos as rendered +0.03 to +0.1 dB.
 WHITE_BALANCE_RANGE = (0.9, 1.1)
 # A rendered depth pixel gives a normal where its four neighbours are on the model and their
 # depths differ by under this share of its own (a face seen 87° off still passes at 960 px).
