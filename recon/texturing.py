@@ -215,11 +215,11 @@ def run(
     blurry: set[str] = set()
     if workspace.capture_path.exists():
         blurry = capture_qa.blurry_photos(workspace.read_capture())
-    sharp = [i for i, camera in enumerate(cameras) if camera.name not in blurry]
+    sharp = {i for i, camera in enumerate(cameras) if camera.name not in blurry}
     holdout = []
     if len(cameras) >= options.holdout_min_photos:
         # (a blurred photo held out would fault the model for the blur)
-        candidates = set(sharp) if len(sharp) >= options.holdout_min_photos else None
+        candidates = sharp if len(sharp) >= options.holdout_min_photos else None
         holdout = fidelity.choose_holdout(cameras, options.holdout_photos, candidates)
     baked_from = [i for i in range(len(cameras)) if i not in holdout]
     if options.max_photos is not None and len(baked_from) > options.max_photos:

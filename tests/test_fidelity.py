@@ -51,8 +51,8 @@ def test_holdout_takes_redundant_photos_far_apart() -> None:
     assert choose_holdout(cameras, 0) == []
     assert len(choose_holdout(ring(8), 8)) == 4  # 45° apart: every other photo at most
     # Only from the candidates (photos the capture's checks did not call blurry), else as before.
-    sound = set(range(len(cameras))) - set(chosen[:1])
-    assert choose_holdout(cameras, 2, sound)[0] not in chosen[:1]
+    sharp = set(range(len(cameras))) - set(chosen[:1])
+    assert choose_holdout(cameras, 2, sharp)[0] not in chosen[:1]
     assert choose_holdout(cameras, 2, set(range(len(cameras)))) == chosen
 
 
