@@ -940,6 +940,14 @@ def check_capture_order(
             finding["photos_placed_by_consensus"] = consensus.num_reg_images()
             if consensus.num_reg_images() >= 0.9 * best.num_reg_images() and smooth:
                 return consensus, {**finding, "kept": "consensus of trusted pairs"}
+    if best.num_reg_images() < options.order_min_compared_share * len(names):
+        # Under half the photos placed, by all pairs: too little to tell look-alike sides or
+        # a still background from photos that share too few features (a plain avocado's noisy
+        # photos: 7 of 24, and 2 in capture order, 0.9° apart, were taken for a still room).
+        raise CaptureError(
+            f"only {best.num_reg_images()} of {len(names)} photos could be placed consistently: "
+            f"{CAPTURE_ADVICE}"
+        )
     if still is not None and still < options.order_min_step_deg:
         # Not look-alike sides: the photos share something that never moved (the room behind a
         # product turning on a turntable, when it could not be masked), which pins the cameras

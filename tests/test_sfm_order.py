@@ -359,6 +359,31 @@ def test_agreement_of_too_few_photos_placed_in_order_does_not_clear_a_model(
     assert check(rings_model(angles, heights), 5)["walks_in_order"] is True
 
 
+def test_a_model_of_few_photos_is_not_blamed_on_a_still_background(tmp_path, monkeypatch) -> None:
+    """A plain avocado's noisy photos: all pairs placed 7 of 24, out of order, and neighbours in
+    capture order 2, 0.9° apart. Two photos are no still room behind a turntable, nor seven
+    look-alike sides: the photos share too few features, and the error says so."""
+    names = [f"img_{index:03d}.jpg" for index in range(24)]
+    workspace = Workspace(tmp_path)
+    workspace.sfm_dir.mkdir(parents=True)
+    workspace.capture_path.write_text(json.dumps({"images": [{"name": n} for n in names]}))
+    pycolmap.Database.open(workspace.sfm_database_path).close()
+    best = ring_model([0.0, 30.0, 200.0, 60.0, 90.0, 250.0, 120.0], names[:7])
+    ordered = ring_model([0.0, 0.9], names[:2])
+    monkeypatch.setattr(sfm, "_map", lambda *args, **kwargs: [ordered])
+    monkeypatch.setattr(sfm, "_extend", lambda *args: args[-1])
+    monkeypatch.setattr(sfm, "place_by_consensus", lambda *args: None)
+    options = sfm.SfmOptions()
+    with pytest.raises(CaptureError, match=r"only 7 of 24 photos .*share too few features"):
+        sfm.check_capture_order(workspace.sfm_database_path, workspace, names, best, options)
+    # All placed, yet in order 0.9° apart each: that is a still background.
+    still = ring_model([0.9 * index for index in range(24)], names)
+    monkeypatch.setattr(sfm, "_map", lambda *args, **kwargs: [still])
+    jumbled = ring_model([(137.0 * index) % 360 for index in range(24)], names)
+    with pytest.raises(CaptureError, match=r"hardly turn"):
+        sfm.check_capture_order(workspace.sfm_database_path, workspace, names, jumbled, options)
+
+
 def test_the_order_checks_placement_leaves_out_the_structure_less_fallback(
     tmp_path, monkeypatch
 ) -> None:
