@@ -68,13 +68,31 @@ def silhouette_field(
     outside the silhouettes of up to `outvoted_views` photos still is (the field is each
     point's (outvoted_views + 1)-th smallest distance): one mask that missed the product
     would otherwise carve it all away."""
+    return silhouette_fields(
+        cameras, masks, box_corners, up, resolution=resolution, erode_px=erode_px,
+        min_judging_views=min_judging_views, outvoted_views=(outvoted_views,),
+    )[0]  # fmt: skip
+
+
+def silhouette_fields(
+    cameras: list[Camera],
+    masks: list[np.ndarray],
+    box_corners: np.ndarray,
+    up: np.ndarray,
+    *,
+    resolution: int = 128,
+    erode_px: list[float] | None = None,
+    min_judging_views: int = MIN_JUDGING_VIEWS,
+    outvoted_views: tuple[int, ...] = (0,),
+) -> list[HullField]:
+    """silhouette_field at each of `outvoted_views`, the photos projected once."""
     axes = up_aligned_axes(np.asarray(up, dtype=np.float64))
     local = box_corners @ axes.T
     low, high = local.min(axis=0), local.max(axis=0)
     voxel = float((high - low).max()) / resolution
     shape = np.maximum(np.ceil((high - low) / voxel).astype(int), 2)
-    # Each point's outvoted_views + 1 smallest distances, ascending.
-    smallest = np.full((*shape, outvoted_views + 1), np.inf, dtype=np.float32)
+    # Each point's max(outvoted_views) + 1 smallest distances, ascending.
+    smallest = np.full((*shape, max(outvoted_views) + 1), np.inf, dtype=np.float32)
     judged = np.zeros(tuple(shape), dtype=np.int16)
     # Grid index (i, j, k) sits at corner + i·steps[0] + j·steps[1] + k·steps[2] in the world.
     corner, steps = low @ axes, voxel * axes
@@ -88,9 +106,12 @@ def silhouette_field(
         # K·(R·x + t): the third row is the depth, as K's is (0, 0, 1).
         KR, Kt = camera.K @ camera.R, camera.K @ camera.t
         _carve(smallest, judged, KR @ corner + Kt, steps @ KR.T, signed, 1.0 / camera.K[0, 0])
-    values = np.ascontiguousarray(smallest[..., outvoted_views])
-    values[judged < min_judging_views] = -voxel
-    return HullField(low, axes, voxel, values)
+    fields = []
+    for outvoted in outvoted_views:
+        values = np.ascontiguousarray(smallest[..., outvoted])
+        values[judged < min_judging_views] = -voxel
+        fields.append(HullField(low, axes, voxel, values))
+    return fields
 
 
 @numba.njit(cache=True, nogil=True)
