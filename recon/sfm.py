@@ -157,6 +157,12 @@ class SfmOptions:
     # COLMAP's threshold kept 27 keypoints a photo and placed none; this placed all 24. At
     # 0.0005 the plain avocado's median rotation error went 0.112 -> 0.100°, but the plain
     # mustard's 0.134 -> 0.155° and the plain water bottle placed 14 of 24 photos, 174° off.
+    # ... keeping at most this many keypoints a photo, the largest: sensor noise makes SIFT
+    # keypoints at its finest scale, thousands of them (a plain avocado's photos with noise
+    # of σ 6 grey levels: 17,800 a photo), and guided matching compares every keypoint of a
+    # pair with every other (10 GB and 150 s for those photos). A plain product's own are
+    # fewer: 290-2,300 a photo on the benchmark's plain captures.
+    low_contrast_max_keypoints: int = 5000
     low_contrast_neighbours: int = 1  # ... and so are the photos this near a plain one in
     # capture order: a plain photo's thousands of weak keypoints beside its neighbours' few
     # strong ones fail the ratio test (an avocado on a table: its one such photo met its
@@ -691,8 +697,11 @@ def _search_plain_photos(
         _create_database(database_path, workspace.images_dir, photos, options)
         others = [photo["name"] for photo in photos if photo["name"] not in set(plain)]
         copy_features(previous_path, database_path, others)
-    _extract(database_path, workspace.images_dir, plain, masks_dir, options, upsample=True,
-             peak_threshold=options.low_contrast_peak_threshold)  # fmt: skip
+        search_path = Path(folder) / "search.db"
+        _create_database(search_path, workspace.images_dir, photos, options)
+        _extract(search_path, workspace.images_dir, plain, masks_dir, options, upsample=True,
+                 peak_threshold=options.low_contrast_peak_threshold)  # fmt: skip
+        copy_features(search_path, database_path, plain, options.low_contrast_max_keypoints)
 
 
 def _extract(
@@ -776,16 +785,29 @@ def descriptor_array(database: pycolmap.Database, image_id: int) -> np.ndarray:
     return np.asarray(getattr(descriptors, "data", descriptors))
 
 
-def copy_features(source_path: Path, target_path: Path, names: list[str]) -> None:
-    """Copy keypoints and descriptors of `names` between databases that list the same photos."""
+def copy_features(
+    source_path: Path, target_path: Path, names: list[str], max_keypoints: int | None = None
+) -> None:
+    """Copy keypoints and descriptors of `names` between databases that list the same photos;
+    with `max_keypoints`, at most that many of a photo's, the largest (in their order)."""
     source = pycolmap.Database.open(source_path)
     target = pycolmap.Database.open(target_path)
     try:
         for name in names:
             source_id = source.read_image_with_name(name).image_id
             target_id = target.read_image_with_name(name).image_id
-            target.write_keypoints(target_id, source.read_keypoints(source_id))
-            target.write_descriptors(target_id, source.read_descriptors(source_id))
+            keypoints = source.read_keypoints(source_id)
+            descriptors = source.read_descriptors(source_id)
+            if max_keypoints is not None and len(keypoints) > max_keypoints:
+                # (the scale of the keypoint's affine frame: the length of its first column)
+                scale = np.hypot(keypoints[:, 2], keypoints[:, 3])
+                keep = np.sort(np.argsort(-scale, kind="stable")[:max_keypoints])
+                keypoints = keypoints[keep]
+                descriptors = pycolmap.FeatureDescriptors(
+                    descriptors.type, descriptor_array(source, source_id)[keep]
+                )
+            target.write_keypoints(target_id, keypoints)
+            target.write_descriptors(target_id, descriptors)
     finally:
         source.close()
         target.close()
