@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numba
@@ -57,21 +58,14 @@ def silhouette_field(
     box_corners: np.ndarray,
     up: np.ndarray,
     *,
-    resolution: int = 128,
-    erode_px: list[float] | None = None,
-    min_judging_views: int = MIN_JUDGING_VIEWS,
     outvoted_views: int = 0,
+    **options: Any,
 ) -> HullField:
-    """The hull field over the box `box_corners` (8, 3) from (h, w) uint8 `masks` (0 / 255,
-    the photos' sizes); `erode_px` per photo shrinks each silhouette (a mask's safety margin).
-    A point inside the frames of fewer than `min_judging_views` photos is not hull. A point
-    outside the silhouettes of up to `outvoted_views` photos still is (the field is each
-    point's (outvoted_views + 1)-th smallest distance): one mask that missed the product
-    would otherwise carve it all away."""
-    return silhouette_fields(
-        cameras, masks, box_corners, up, resolution=resolution, erode_px=erode_px,
-        min_judging_views=min_judging_views, outvoted_views=(outvoted_views,),
-    )[0]  # fmt: skip
+    """The hull field of silhouette_fields at one `outvoted_views`."""
+    fields = silhouette_fields(
+        cameras, masks, box_corners, up, outvoted_views=(outvoted_views,), **options
+    )
+    return fields[0]
 
 
 def silhouette_fields(
@@ -85,7 +79,13 @@ def silhouette_fields(
     min_judging_views: int = MIN_JUDGING_VIEWS,
     outvoted_views: tuple[int, ...] = (0,),
 ) -> list[HullField]:
-    """silhouette_field at each of `outvoted_views`, the photos projected once."""
+    """The hull fields over the box `box_corners` (8, 3) from (h, w) uint8 `masks` (0 / 255,
+    the photos' sizes), one for each of `outvoted_views`, the photos projected once;
+    `erode_px` per photo shrinks each silhouette (a mask's safety margin). A point inside the
+    frames of fewer than `min_judging_views` photos is not hull. A point outside the
+    silhouettes of up to `outvoted_views` photos still is (the field is each point's
+    (outvoted_views + 1)-th smallest distance): one mask that missed the product would
+    otherwise carve it all away, and a hand in front of it in one photo cut it."""
     axes = up_aligned_axes(np.asarray(up, dtype=np.float64))
     local = box_corners @ axes.T
     low, high = local.min(axis=0), local.max(axis=0)
