@@ -157,11 +157,11 @@ class SfmOptions:
     # COLMAP's threshold kept 27 keypoints a photo and placed none; this placed all 24. At
     # 0.0005 the plain avocado's median rotation error went 0.112 -> 0.100°, but the plain
     # mustard's 0.134 -> 0.155° and the plain water bottle placed 14 of 24 photos, 174° off.
-    # ... keeping at most this many keypoints a photo, the largest: sensor noise makes SIFT
-    # keypoints at its finest scale, thousands of them (a plain avocado's photos with noise
-    # of σ 6 grey levels: 17,800 a photo), and guided matching compares every keypoint of a
-    # pair with every other (10 GB and 150 s for those photos). A plain product's own are
-    # fewer: 290-2,300 a photo on the benchmark's plain captures.
+    # ... keeping at most this many keypoints a photo, the largest, in a plain capture: sensor
+    # noise makes SIFT keypoints at its finest scale, thousands of them (a plain avocado's
+    # photos with noise of σ 6 grey levels: 17,800 a photo), and guided matching compares
+    # every keypoint of a pair with every other (10 GB and 150 s for those photos). A plain
+    # product's own are fewer: 290-2,300 a photo on the benchmark's plain captures.
     low_contrast_max_keypoints: int = 5000
     low_contrast_neighbours: int = 1  # ... and so are the photos this near a plain one in
     # capture order: a plain photo's thousands of weak keypoints beside its neighbours' few
@@ -341,7 +341,7 @@ def run(
         upsampled, plain = _extract_features(database_path, workspace, photos, masks_dir, options)
         if upsampled:
             logger.info("sfm: %d photos searched again for more features", upsampled)
-        if plain > options.plain_capture_share * len(names):
+        if is_plain_capture(plain, len(names), options):
             logger.info("sfm: a plain capture: guided matching and two-photo points")
             options = plain_capture_options(options)
         timings["extract"] = time.perf_counter() - start
@@ -668,8 +668,21 @@ def _extract_features(
     ]
     if plain:
         alike = with_neighbours(names, plain, options.low_contrast_neighbours)
-        _search_plain_photos(database_path, workspace, photos, alike, masks_dir, options)
+        # Only guided matching, which a plain capture gets, needs the keypoints capped: the
+        # wood under an avocado gave 4 photos beside its plain one 5,000-5,600, and capped,
+        # its novel-view PSNR fell 35.5 -> 35.0 dB.
+        capped = is_plain_capture(len(plain), len(names), options)
+        _search_plain_photos(
+            database_path, workspace, photos, alike, masks_dir, options,
+            max_keypoints=options.low_contrast_max_keypoints if capped else None,
+        )  # fmt: skip
     return len(poor), len(plain)
+
+
+def is_plain_capture(plain: int, count: int, options: SfmOptions) -> bool:
+    """Whether a capture of `count` photos, `plain` of them plain, is a plain product's (see
+    plain_capture_share)."""
+    return plain > options.plain_capture_share * count
 
 
 def with_neighbours(names: list[str], chosen: list[str], reach: int) -> list[str]:
@@ -687,9 +700,12 @@ def _search_plain_photos(
     plain: list[str],
     masks_dir: Path | None,
     options: SfmOptions,
+    *,
+    max_keypoints: int | None = None,
 ) -> None:
     """Search `plain` photos again at twice the size with the low contrast threshold, keeping
-    the others' keypoints (weak keypoints only where the strong ones are too few)."""
+    the others' keypoints (weak keypoints only where the strong ones are too few), and at most
+    `max_keypoints` of a plain photo's (the largest)."""
     logger.info("sfm: %d plain photos searched for low-contrast features", len(plain))
     with tempfile.TemporaryDirectory(dir=workspace.sfm_dir) as folder:
         previous_path = Path(folder) / "previous.db"
@@ -701,7 +717,7 @@ def _search_plain_photos(
         _create_database(search_path, workspace.images_dir, photos, options)
         _extract(search_path, workspace.images_dir, plain, masks_dir, options, upsample=True,
                  peak_threshold=options.low_contrast_peak_threshold)  # fmt: skip
-        copy_features(search_path, database_path, plain, options.low_contrast_max_keypoints)
+        copy_features(search_path, database_path, plain, max_keypoints)
 
 
 def _extract(
