@@ -820,7 +820,7 @@ def copy_features(
                 keep = np.sort(np.argsort(-scale, kind="stable")[:max_keypoints])
                 keypoints = keypoints[keep]
                 descriptors = pycolmap.FeatureDescriptors(
-                    descriptors.type, descriptor_array(source, source_id)[keep]
+                    descriptors.type, np.asarray(descriptors.data)[keep]
                 )
             target.write_keypoints(target_id, keypoints)
             target.write_descriptors(target_id, descriptors)

@@ -227,9 +227,7 @@ def run(
         pool = sharp_left if len(sharp_left) >= options.max_photos else baked_from
         spread = spread_cameras([cameras[i] for i in pool], options.max_photos)
         baked_from = [pool[i] for i in spread]
-    weights = [
-        options.blurry_photo_weight if cameras[i].name in blurry else 1.0 for i in baked_from
-    ]
+    weights = [1.0 if i in sharp else options.blurry_photo_weight for i in baked_from]
     # On a turntable the fidelity check compares each held-out photo with the rest of its
     # tripod position (still_room): every photo is read there, else only the ones used.
     turntable = json.loads(workspace.sfm_cameras_path.read_text()).get("turntable", {})

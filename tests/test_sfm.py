@@ -446,29 +446,37 @@ def test_plain_photos_get_a_low_contrast_search(tmp_path: Path) -> None:
 def test_sensor_noise_does_not_flood_the_low_contrast_search(tmp_path: Path) -> None:
     """A plain photo with sensor noise (the sample's at a tenth of its contrast, noise of σ 6
     grey levels, JPEG 70, as in a dim room) gets thousands of keypoints from the noise at the
-    search's finest scale: it keeps low_contrast_max_keypoints of them, the largest."""
-    (faint,) = dimmed_sample_photos(tmp_path / "faint", (0.1,))
+    search's finest scale: it keeps low_contrast_max_keypoints of them, the largest, in a plain
+    capture (guided matching compares them all). Beside two photos with full contrast the
+    capture is not plain, and the photo keeps every keypoint."""
+    faint, *clear = dimmed_sample_photos(tmp_path / "photos", (0.1, 1.0, 1.0))
     pixels = np.asarray(Image.open(faint)).astype(np.float32)
     noisy = pixels + np.random.default_rng(0).normal(0, 6, pixels.shape)
     Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(faint, quality=70)
     found = {}
-    for cap in (1000, 100_000):
-        workspace = make_workspace(tmp_path / f"cap{cap}", [faint])
+    for label, cap, photos, counts in (
+        ("capped", 1000, [faint], (1, 1)),
+        ("every", 100_000, [faint], (1, 1)),
+        ("not plain", 1000, [faint, *clear], (3, 1)),
+    ):
+        workspace = make_workspace(tmp_path / label, photos)
         workspace.sfm_dir.mkdir(parents=True)
         options = sfm.SfmOptions(low_contrast_max_keypoints=cap)
         entries = workspace.read_capture()["images"]
         sfm._create_database(workspace.sfm_database_path, workspace.images_dir, entries, options)
-        assert sfm._extract_features(
-            workspace.sfm_database_path, workspace, entries, None, options
-        ) == (1, 1)  # fmt: skip
+        assert (
+            sfm._extract_features(workspace.sfm_database_path, workspace, entries, None, options)
+            == counts
+        )
         database = pycolmap.Database.open(workspace.sfm_database_path)
         image_id = database.read_image_with_name(faint.name).image_id
-        found[cap] = (
+        found[label] = (
             database.read_keypoints(image_id), sfm.descriptor_array(database, image_id)
         )  # fmt: skip
         database.close()
-    (kept, kept_descriptors), (every, descriptors) = found[1000], found[100_000]
+    (kept, kept_descriptors), (every, descriptors) = found["capped"], found["every"]
     assert len(every) > 3000
+    np.testing.assert_array_equal(found["not plain"][0], every)
     assert len(kept) == 1000
     scale = np.hypot(every[:, 2], every[:, 3])
     largest = np.sort(np.argsort(-scale, kind="stable")[:1000])
