@@ -17,6 +17,7 @@ from recon.errors import InputError
 from recon.evaluation import (
     EvaluateOptions,
     evaluate,
+    score_surface,
     score_texture_in_best_frame,
     views_seeing,
 )
@@ -92,7 +93,11 @@ def test_truth_scores_perfect(sphere_capture, tmp_path) -> None:
     assert scores["pose"]["center_error_pct"]["max"] < 1e-7
     geometry = scores["geometry"]
     assert geometry["seen_fraction"] == 1.0
-    assert geometry["seen_twice"] == {"fraction": 1.0, "completeness": {"0.5": 1.0, "1": 1.0}}
+    assert geometry["seen_twice"] == {
+        "fraction": 1.0,
+        "completeness": {"0.5": 1.0, "1": 1.0},
+        "reachable_f_score": {"0.5": 1.0, "1": 1.0},
+    }
     assert geometry["f_score"] == {"0.5": 1.0, "1": 1.0}
     assert geometry["outside_truth_box"] == {"0.5": 0.0, "1": 0.0}
     # The surface ICP finds nothing to correct but the noise of sampling a sphere.
@@ -180,6 +185,28 @@ def test_a_guess_where_no_photo_looks_counts_against_accuracy_but_not_on_the_obs
     assert observed["accuracy"]["1"] == pytest.approx(1.0, abs=0.001)
     assert observed["f_score"]["1"] == pytest.approx(1.0, abs=0.001)
     assert geometry["f_score"]["1"] < 0.99
+
+
+def test_surface_one_photo_alone_sees_is_out_of_reach_of_a_triangulated_model() -> None:
+    # Two photos side by side see a cap of the unit sphere (eyes 4 away see 37.5 % of it), a
+    # third the opposite cap, 29° of arc from the first: no model triangulated from them can
+    # hold that one. The truth itself scores perfect, for completeness counts surface seen at
+    # all; the reachable F-score is that of a model holding the first cap alone: recall 1/2.
+    K = np.array([[300.0, 0, 199.5], [0, 300.0, 199.5], [0, 0, 1]])
+    cameras = [
+        Camera(name=f"img_{i}.jpg", width=400, height=400, K=K, R=R, t=t)
+        for i, (R, t) in enumerate(
+            look_at(np.array(eye), np.zeros(3), (0, 1, 0))
+            for eye in [(4.0, 0, 0.05), (4.0, 0, -0.05), (-4.0, 0, 0)]
+        )
+    ]
+    geometry = score_surface(sphere(), sphere(), cameras, SPHERE_DIAGONAL, METRIC_ONLY)
+    assert geometry["seen_fraction"] == pytest.approx(0.75, abs=0.01)
+    assert geometry["f_score"]["1"] == pytest.approx(1.0, abs=0.001)
+    assert geometry["seen_twice"]["fraction"] == pytest.approx(0.5, abs=0.01)
+    reachable = geometry["seen_twice"]["reachable_f_score"]
+    assert reachable["1"] == pytest.approx(2 / 3, abs=0.01)
+    assert reachable["0.5"] <= reachable["1"]
 
 
 def test_a_table_left_under_the_product_is_measured_outside_its_box(sphere_capture, tmp_path):
