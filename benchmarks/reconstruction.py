@@ -3,7 +3,7 @@
 - Synthetic captures (24 views, 960 px, plain and table backgrounds) of real product models from
   ../shared/data, reconstructed with the `standard` preset and scored by `recon evaluate`;
   each again with `preview` for the speed ratio (and how much a preview loses). Captures whose
-  F@1 % target is above what a model triangulated from their photos can reach are listed
+  F@1 % target is above what their photos can tell (stereo and exact silhouettes) are listed
   ("f_score_1_target_out_of_reach").
 - Some of them again photographed at 1,920 px, larger than standard's working size (1,600 px),
   with both presets: preview against standard where preview's 800 px is half standard's size,
@@ -104,8 +104,8 @@ def main() -> int:
             results["synthetic"].append(entry)
             print(json.dumps({k: entry[k] for k in ("model", "background", "run", "checks")}))
 
-    # Captures whose F@1 % target no model triangulated from their photos could meet (the
-    # surface one photo alone sees: a shoe's inside through its opening).
+    # Captures whose F@1 % target no model made from their photos could meet (surface one
+    # photo alone sees, away from any silhouette's outline: a shoe's inside through its opening)
     results["f_score_1_target_out_of_reach"] = {
         f"{e['model']}_{e['background']}": reachable
         for e in results["synthetic"]
@@ -329,8 +329,8 @@ def outcome_summary(results: list[dict]) -> dict:
 
 
 def reachable_f_score(entry: dict, tau: str) -> float | None:
-    """The most F-score any model triangulated from the entry's photos could score at `tau`
-    (`recon evaluate`'s seen_twice.reachable_f_score), None where it was not scored."""
+    """The most F-score a model made from the entry's photos could score at `tau` (`recon
+    evaluate`'s seen_twice.reachable_f_score), None where it was not scored."""
     geometry = entry.get("scores", {}).get("geometry") or {}
     return geometry.get("seen_twice", {}).get("reachable_f_score", {}).get(tau)
 

@@ -51,7 +51,8 @@ class EvaluateOptions:
     thresholds_pct: tuple[float, ...] = (0.5, 1.0)  # τ as % of the truth bbox diagonal
     surface_samples: int = 100_000  # points sampled on each surface
     # The surface two photos see, sampled this finely for `seen_twice.reachable_f_score`
-    # (within 0.001 of its limit: the shoe's 0.9632, 0.9642, 0.9648, 0.9652 at 1, 2, 4, 8 × 100k)
+    # (within 0.001 of its limit: the shoe's 0.9632, 0.9642, 0.9648, 0.9652 at 1, 2, 4, 8 × 100k
+    # without the visual hull)
     reachable_samples: int = 800_000
     seed: int = 0
     score_texture: bool = True  # render the model at the held-out views (needs a GL context)
@@ -253,8 +254,8 @@ def score_surface(
         "seen_twice": {
             "fraction": float(twice.mean()) if len(twice) else 0.0,
             "completeness": {},
-            # The F-score of a model holding exactly that surface and nothing else: the most a
-            # model triangulated from these photos can reach, whatever its method.
+            # The F-score of a model holding that surface and the truth's visual hull, nothing
+            # else: the most a model the photos tell (by stereo or silhouettes) can reach.
             "reachable_f_score": {},
         },
         # DTU's protocol (its observability mask): accuracy only over the model's surface
@@ -267,12 +268,10 @@ def score_surface(
             "f_score": {},
         },
     }
-    to_twice_seen = distance_to_twice_seen(
-        truth_mesh, truth_points, twice, cameras, diagonal, options
-    )
+    to_told = distance_to_told_surface(truth_mesh, truth_points, twice, cameras, diagonal, options)
     for tau_pct in options.thresholds_pct:
         tau = tau_pct / 100 * diagonal
-        reachable = float((to_twice_seen < tau).mean()) if len(to_twice_seen) else 0.0
+        reachable = float((to_told < tau).mean()) if len(to_told) else 0.0
         result["seen_twice"]["reachable_f_score"][f"{tau_pct:g}"] = 2 * reachable / (1 + reachable)
         # Table, backdrop or turntable left in the asset lie outside the product's box; an
         # inaccurate part of the product itself (an unseen base closed flat) does not.
@@ -301,7 +300,7 @@ def score_surface(
     return result
 
 
-def distance_to_twice_seen(
+def distance_to_told_surface(
     truth_mesh: trimesh.Trimesh,
     seen_points: np.ndarray,
     twice: np.ndarray,
@@ -309,23 +308,71 @@ def distance_to_twice_seen(
     diagonal: float,
     options: EvaluateOptions,
 ) -> np.ndarray:
-    """(n,) distance of each seen truth point to the truth surface at least two photos see
-    (0 for the points two photos see). A point one photo alone sees is counted complete by a
-    model triangulated from the photos only as far as such surface lies within τ of it: the
-    surface is sampled finely near those points, and only there (its visibility is the cost)."""
+    """(n,) how far each seen truth point lies from the surface the photos tell, at most: the
+    truth surface two photos see, which stereo can triangulate (0 for those points), and the
+    truth's visual hull, which exact silhouettes bound. A point one photo alone sees is in reach
+    only as far as either lies within τ of it. The first is sampled finely near such points,
+    and only there (its visibility is the cost); for the second the distance to the nearest
+    silhouette cone stands in, which the hull's surface, made of such cones, is never nearer
+    than: a reach measured generously."""
     distances = np.zeros(len(seen_points))
     once = ~twice
     if not once.any():
         return distances
+    lone = seen_points[once]
     reach = max(options.thresholds_pct) / 100 * diagonal
     dense = sample_surface(truth_mesh, options.reachable_samples, seed=options.seed + 2)
-    near, _ = cKDTree(seen_points[once]).query(dense, distance_upper_bound=reach)
+    near, _ = cKDTree(lone).query(dense, distance_upper_bound=reach)
     dense = dense[np.isfinite(near)]
     targets = np.vstack([seen_points[twice], dense[views_seeing(truth_mesh, dense, cameras) >= 2]])
-    if len(targets) == 0:
-        distances[once] = np.inf
-    else:
-        distances[once] = cKDTree(targets).query(seen_points[once])[0]
+    to_twice_seen = cKDTree(targets).query(lone)[0] if len(targets) else np.full(len(lone), np.inf)
+    distances[once] = np.minimum(
+        to_twice_seen, distance_to_silhouette_cones(truth_mesh, lone, cameras)
+    )
+    return distances
+
+
+def distance_to_silhouette_cones(
+    mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Camera]
+) -> np.ndarray:
+    """(n,) for each point inside the mesh's silhouette cones, the least over the cameras that
+    frame it of its distance to that camera's cone: pixels from the silhouette's outline (the
+    mesh cast into the photo) × depth / focal length; inf where no camera frames it."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
+    )
+    distances = np.full(len(points), np.inf)
+    for camera in cameras:
+        silhouette = np.zeros((camera.height, camera.width), np.uint8)
+        # rays only where the mesh's vertices fall (the whole photo if any lies behind it)
+        uv, depth = camera.project(np.asarray(mesh.vertices))
+        low, high = np.zeros(2, int), np.array([camera.width, camera.height])
+        if (depth > 0).all():
+            low = np.clip(np.floor(uv.min(axis=0)).astype(int) - 1, 0, high)
+            high = np.clip(np.ceil(uv.max(axis=0)).astype(int) + 2, low, high)
+        rows, cols = np.mgrid[low[1] : high[1], low[0] : high[0]]
+        pixels = np.stack([cols.ravel() + 0.0, rows.ravel() + 0.0, np.ones(cols.size)], axis=1)
+        directions = pixels @ np.linalg.inv(camera.K).T @ camera.R  # world frame
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        rays = np.hstack([np.broadcast_to(camera.center, directions.shape), directions])
+        hits = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
+        silhouette[low[1] : high[1], low[0] : high[0]] = np.isfinite(hits).reshape(rows.shape)
+        # pixels from each silhouette pixel to the nearest one outside it (the frame's edge,
+        # beyond which the camera tells nothing, is no outline)
+        outline_distance = cv2.distanceTransform(
+            cv2.copyMakeBorder(silhouette, 1, 1, 1, 1, cv2.BORDER_REPLICATE), cv2.DIST_L2, 5
+        )[1:-1, 1:-1]
+        uv, depth = camera.project(points)
+        col, row = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+        framed = np.flatnonzero(
+            (depth > 0) & (col >= 0) & (row >= 0) & (col < camera.width) & (row < camera.height)
+        )
+        # (less half a pixel: from a pixel's centre to the outline between it and the next)
+        outline_px = np.maximum(outline_distance[row[framed], col[framed]] - 0.5, 0.0)
+        cone = outline_px * depth[framed] / camera.K[0, 0]
+        distances[framed] = np.minimum(distances[framed], cone)
     return distances
 
 
