@@ -198,10 +198,19 @@ def presets_on_large_photos(args: argparse.Namespace) -> dict:
 
 def timed_against(preview: dict, standard: dict, name: str) -> dict:
     """`preview`'s entry with its speed-up over `standard`'s run (None if preview failed: a
-    failed run stops early, and its time says nothing about the speed-up)."""
+    failed run stops early, and its time says nothing about the speed-up), and the speed-up it
+    would have if its SfM took no time: the most its other stages allow."""
     ok = preview["run"]["returncode"] == 0
     preview["speedup_vs_standard"] = (
         round(standard["run"]["seconds"] / preview["run"]["seconds"], 2) if ok else None
+    )
+    preview["speedup_without_sfm"] = (
+        round(
+            standard["run"]["seconds"] / (preview["run"]["seconds"] - preview["stages_s"]["sfm"]),
+            2,
+        )
+        if ok
+        else None
     )
     preview["capture"] = name
     print(json.dumps({k: preview[k] for k in ("capture", "run", "speedup_vs_standard")}))
@@ -218,6 +227,9 @@ def speedup_summary(runs: list[dict]) -> dict:
         "median_speedup": round(float(np.median(speedups)), 2) if speedups else None,
         "least_speedup": slowest and slowest["speedup_vs_standard"],
         "least_on": slowest and slowest["capture"],
+        "least_speedup_without_sfm": min(
+            (run["speedup_without_sfm"] for run in timed), default=None
+        ),
         "at least 3x faster on every capture": bool(runs) and len(timed) == len(runs)
         and min(speedups) >= 3.0,
     }  # fmt: skip
