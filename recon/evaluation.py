@@ -338,11 +338,7 @@ def distance_to_silhouette_cones(
     """(n,) for each point inside the mesh's silhouette cones, the least over the cameras that
     frame it of its distance to that camera's cone: pixels from the silhouette's outline (the
     mesh cast into the photo) × depth / focal length; inf where no camera frames it."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
-        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
-    )
+    scene = raycasting_scene(mesh)
     distances = np.full(len(points), np.inf)
     for camera in cameras:
         silhouette = np.zeros((camera.height, camera.width), np.uint8)
@@ -384,24 +380,26 @@ def outside_box_share(points: np.ndarray, bounds: np.ndarray, margin: float) -> 
     return float(outside.any(axis=1).mean())
 
 
-def distance_to_mesh(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
-    """(n,) exact distances from (n, 3) points to the nearest point on the mesh's triangles."""
+def raycasting_scene(mesh: trimesh.Trimesh) -> o3d.t.geometry.RaycastingScene:
+    """Open3D's ray-casting scene of the mesh's triangles (rays, distances)."""
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
         o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
         o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
     )
+    return scene
+
+
+def distance_to_mesh(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
+    """(n,) exact distances from (n, 3) points to the nearest point on the mesh's triangles."""
+    scene = raycasting_scene(mesh)
     distances = scene.compute_distance(o3d.core.Tensor(points.astype(np.float32)))
     return distances.numpy().astype(np.float64)
 
 
 def views_seeing(mesh: trimesh.Trimesh, points: np.ndarray, cameras: list[Camera]) -> np.ndarray:
     """(n,) int: how many cameras see each surface point (inside the image, not occluded)."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
-        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
-    )
+    scene = raycasting_scene(mesh)
     diagonal = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
     count = np.zeros(len(points), dtype=np.int32)
     for camera in cameras:
